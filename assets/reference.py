@@ -1,0 +1,41 @@
+"""Reference assets: national geography, population and the observatory registry."""
+
+import dagster as dg
+
+from obsx import reference
+from pipelines.resources import WarehouseResource
+
+GROUP = "reference"
+
+
+@dg.asset(group_name=GROUP, kinds={"sql"})
+def reference_geography(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Panama's country, provinces and districts with INEC codes and validity dates."""
+    frame = reference.read_geography()
+    rows = reference.load_geography(warehouse.engine(), frame)
+    by_level = frame["geo_level"].value_counts().to_dict()
+    return dg.MaterializeResult(metadata={"rows": rows, **{f"{k} units": v for k, v in by_level.items()}})
+
+
+@dg.asset(group_name=GROUP, kinds={"sql"}, deps=[reference_geography])
+def reference_population(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Population by district, year, sex and age group (the rates' denominators)."""
+    frame = reference.read_population()
+    rows = reference.load_population(warehouse.engine(), frame)
+    totals = frame.groupby("year")["population"].sum()
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "years": ", ".join(str(y) for y in totals.index),
+            "national total (last year)": int(totals.iloc[-1]),
+            "source": ", ".join(sorted(frame["source"].unique())),
+        }
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"sql"}, deps=[reference_geography])
+def reference_observatories(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The observatories taking part and the districts each may report for."""
+    registry = reference.read_observatories()
+    count = reference.load_observatories(warehouse.engine(), registry)
+    return dg.MaterializeResult(metadata={"observatories": count})

@@ -1,0 +1,88 @@
+"""Per-submission asset: one dynamic partition per uploaded file, many files per run."""
+
+import datetime as dt
+
+import dagster as dg
+import sqlalchemy as sa
+
+from assets.reference import reference_observatories
+from obsx.reference import observatories
+from obsx.submission import process_submission
+from obsx.warehouse import record_tables, submission
+from pipelines.resources import DropzoneResource, WarehouseResource
+
+submission_partitions = dg.DynamicPartitionsDefinition(name="incident_submissions")
+HELD_CHECK = "accepted_rows_held_in_warehouse"
+
+
+def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> dict[str, int]:
+    """Per submission, how many accepted rows the warehouse does not hold (or hold differently).
+
+    A row is held when some revision of its record has the same content hash; the manifest must
+    also list as many rows as the submission says it accepted.
+    """
+    _, revision, manifest = record_tables("incidents")
+    m, r = manifest.c, revision.c
+    held = sa.select(sa.literal(1)).where(
+        r.observatory_code == m.observatory_code, r.incident_id == m.incident_id, r.row_hash == m.row_hash
+    )
+    gaps = {}
+    for sid in submission_ids:
+        expected = conn.scalar(sa.select(submission.c.rows_accepted).where(submission.c.submission_id == sid))
+        listed = conn.scalar(sa.select(sa.func.count()).where(m.submission_id == sid))
+        missing = conn.scalar(sa.select(sa.func.count()).where(m.submission_id == sid, ~held.exists()))
+        if expected is None or listed != expected or missing:
+            gaps[sid] = (expected or 0) - listed + missing
+    return gaps
+
+
+@dg.asset(
+    partitions_def=submission_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="submissions",
+    kinds={"sql"},
+    deps=[reference_observatories],
+    check_specs=[dg.AssetCheckSpec(HELD_CHECK, asset="incident_submissions")],
+)
+def incident_submissions(
+    context: dg.AssetExecutionContext, dropzone: DropzoneResource, warehouse: WarehouseResource
+):
+    """Archive, read, validate and merge each incident file; write the observatory's feedback.
+
+    A file that cannot be read is a rejected submission with feedback, not a failed run. An
+    unexpected error on one file is logged and the others still finish.
+    """
+    engine = warehouse.engine()
+    zone = dropzone.dropzone()
+    registry = observatories()
+    today = dt.date.today()
+    outcomes, failed = [], {}
+    for key in context.partition_keys:
+        try:
+            outcomes.append(process_submission(key, zone, engine, registry, today, context.run_id))
+        except Exception as exc:  # one file must not fail its batch
+            context.log.exception(f"submission {key} failed")
+            failed[key] = f"{type(exc).__name__}: {exc}"
+    by_status = {}
+    for o in outcomes:
+        by_status[o.status] = by_status.get(o.status, 0) + 1
+        context.log.info(f"{o.key} {o.file_name!r}: {o.status} {o.counts}")
+    with engine.connect() as conn:
+        gaps = missing_from_warehouse(conn, [o.submission_id for o in outcomes])
+    yield dg.MaterializeResult(
+        metadata={
+            "submissions": len(outcomes),
+            **{f"status {k}": v for k, v in sorted(by_status.items())},
+            "rows accepted": sum(o.counts["rows_accepted"] for o in outcomes),
+            "rows inserted": sum(o.counts["rows_inserted"] for o in outcomes),
+            "rows updated": sum(o.counts["rows_updated"] for o in outcomes),
+            "rows rejected": sum(o.counts["rows_rejected"] for o in outcomes),
+            "failed": dg.MetadataValue.json(failed),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=HELD_CHECK,
+        passed=not gaps and not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows not held, by submission": dg.MetadataValue.json(gaps), "failed": dg.MetadataValue.json(failed)},
+    )

@@ -1,0 +1,1 @@
+"""Observatory Exchange: municipal citizen-security data into a national warehouse."""

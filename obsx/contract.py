@@ -1,0 +1,156 @@
+"""The national data contract: datasets described once in ``schemas/*.yaml``.
+
+Everything else (pandera schema, warehouse tables, feedback wording) is derived from these objects.
+"""
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from obsx.config import SCHEMAS_DIR
+
+FIELD_TYPES = {"string", "integer", "date", "time"}
+
+
+def normalise_label(text: str) -> str:
+    """Fold a header or code label for comparison: case, accents, spaces and punctuation."""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9()]+", " ", text.lower()).strip()
+
+
+@dataclass(frozen=True)
+class CodeList:
+    name: str
+    title: dict[str, str]
+    labels: dict[str, dict[str, str]]  # code -> {"es": ..., "en": ...}
+    restore_leading_zero: bool = False
+    # normalised label or alias -> code
+    lookup: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def canonical(self, value: str) -> str:
+        """The contract code for ``value`` (a code, a label or an alias); unchanged if unknown."""
+        if value in self.labels:
+            return value
+        if self.restore_leading_zero and value.isdigit() and "0" + value in self.labels:
+            return "0" + value
+        return self.lookup.get(normalise_label(value), value)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    required: bool
+    title: dict[str, str]
+    description: dict[str, str]
+    aliases: tuple[str, ...] = ()
+    constraints: dict = field(default_factory=dict)
+    codelist: CodeList | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    dataset: str
+    version: int
+    title: dict[str, str]
+    description: dict[str, str]
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...]
+    geography_field: str
+    period_field: str
+    codelists: dict[str, CodeList]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Fields a file supplies (the observatory code comes from the drop folder)."""
+        return tuple(f.name for f in self.fields)
+
+    def match_headers(self, headers: list[str]) -> tuple[dict[str, str], list[str]]:
+        """Map a file's headers onto contract fields.
+
+        Returns ``(header -> field name, unknown headers)``. The first header that matches a field
+        wins; a second header for the same field counts as unknown.
+        """
+        by_label: dict[str, str] = {}
+        for f in self.fields:
+            for label in (f.name, f.title["es"], f.title["en"], *f.aliases):
+                by_label.setdefault(normalise_label(label), f.name)
+        mapping: dict[str, str] = {}
+        unknown: list[str] = []
+        for header in headers:
+            name = by_label.get(normalise_label(header))
+            if name is None or name in mapping.values():
+                unknown.append(header)
+            else:
+                mapping[header] = name
+        return mapping, unknown
+
+
+def _codelist(name: str, spec: dict) -> CodeList:
+    labels: dict[str, dict[str, str]] = {}
+    lookup: dict[str, str] = {}
+    for code, entry in spec["codes"].items():
+        code = str(code)
+        labels[code] = {"es": entry["es"], "en": entry["en"]}
+        for label in (code, entry["es"], entry["en"], *entry.get("aliases", [])):
+            lookup.setdefault(normalise_label(label), code)
+    return CodeList(
+        name=name,
+        title=spec["title"],
+        labels=labels,
+        restore_leading_zero=bool(spec.get("restore_leading_zero", False)),
+        lookup=lookup,
+    )
+
+
+def parse_contract(spec: dict) -> Contract:
+    """Build a contract from its YAML document, refusing what the code could not honour."""
+    codelists = {name: _codelist(name, c) for name, c in spec.get("codelists", {}).items()}
+    fields = []
+    for f in spec["fields"]:
+        if f["type"] not in FIELD_TYPES:
+            raise ValueError(f"{spec['dataset']}.{f['name']}: unknown type {f['type']!r}")
+        if f.get("codelist") and f["codelist"] not in codelists:
+            raise ValueError(f"{spec['dataset']}.{f['name']}: unknown code list {f['codelist']!r}")
+        fields.append(
+            Field(
+                name=f["name"],
+                type=f["type"],
+                required=bool(f.get("required", False)),
+                title=f["title"],
+                description=f["description"],
+                aliases=tuple(f.get("aliases", [])),
+                constraints=dict(f.get("constraints", {})),
+                codelist=codelists.get(f.get("codelist")),
+            )
+        )
+    names = {f.name for f in fields}
+    contract = Contract(
+        dataset=spec["dataset"],
+        version=int(spec["version"]),
+        title=spec["title"],
+        description=spec["description"],
+        fields=tuple(fields),
+        primary_key=tuple(spec["primary_key"]),
+        geography_field=spec["geography_field"],
+        period_field=spec["period_field"],
+        codelists=codelists,
+    )
+    for name in (*contract.primary_key[1:], contract.geography_field, contract.period_field):
+        if name not in names:
+            raise ValueError(f"{contract.dataset}: {name!r} is not a field")
+    return contract
+
+
+@functools.cache
+def load_contract(dataset: str, schemas_dir: Path = SCHEMAS_DIR) -> Contract:
+    """The contract for ``dataset`` from ``schemas/<dataset>.yaml``."""
+    with open(schemas_dir / f"{dataset}.yaml", encoding="utf-8") as fh:
+        return parse_contract(yaml.safe_load(fh))

@@ -1,0 +1,226 @@
+"""Indicators, defined as data and computed in SQL inside the warehouse.
+
+Rates use, as denominator, the population of the districts that reported in the period, so that
+a district that sent nothing is "not reported", never "zero crimes". ``REPORTING_COVERAGE`` says
+which share of each area's population that is.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from obsx.warehouse import indicator, indicator_value
+
+PERIOD_COLUMNS = {"month": "period_month", "year": "period_year"}
+# Level -> SQL expression of the unit a reporting district belongs to (d: district, p: province).
+LEVEL_EXPRESSIONS = {"district": "d.geo_code", "province": "p.geo_code", "national": "p.parent_code"}
+SEX_CODES = ("F", "M")
+
+
+@dataclass(frozen=True)
+class Indicator:
+    code: str
+    name_es: str
+    name_en: str
+    numerator: str
+    denominator: str | None
+    unit: str
+    multiplier: int | None
+    standard: str | None
+    crime_prefix: str | None = None
+
+
+SDG_16_1_1 = Indicator(
+    code="SDG_16_1_1",
+    name_es="Víctimas de homicidio intencional por 100.000 habitantes",
+    name_en="Victims of intentional homicide per 100,000 population",
+    numerator="Victims of intentional homicide (ICCS 0101 and its subcategories) in the period",
+    denominator="Resident population of the reporting districts, same year (same sex when disaggregated)",
+    unit="per 100,000",
+    multiplier=100_000,
+    standard="SDG 16.1.1 (VC_IHR_PSRC); monthly values are not annualized",
+    crime_prefix="0101",
+)
+INCIDENT_COUNT = Indicator(
+    code="INCIDENT_COUNT",
+    name_es="Incidentes registrados por sección de la ICCS",
+    name_en="Recorded incidents by ICCS section",
+    numerator="Incident records (victims) in the period, total and by ICCS section (iccs_section=NN)",
+    denominator=None,
+    unit="count",
+    multiplier=None,
+    standard="UNODC ICCS v1.0 sections 01-11",
+)
+REPORTING_COVERAGE = Indicator(
+    code="REPORTING_COVERAGE",
+    name_es="Población cubierta por observatorios que reportaron",
+    name_en="Population covered by reporting observatories",
+    numerator="Population of the districts with at least one record in the period",
+    denominator="Population of all districts of the area, same year",
+    unit="%",
+    multiplier=100,
+    standard="Observatory Exchange completeness",
+)
+INDICATORS = (SDG_16_1_1, INCIDENT_COUNT, REPORTING_COVERAGE)
+
+_REPORTING = """
+rep AS (SELECT DISTINCT district_code, {period} AS period, CAST(period_year AS INTEGER) AS year
+        FROM incidents),
+den AS (SELECT geo_code, year, sum(population) AS pop FROM population WHERE 1 = 1 {pop_sex}
+        GROUP BY geo_code, year)"""
+
+_DISTRICT_JOIN = """
+JOIN geography d ON d.geo_code = {district} AND d.valid_to IS NULL AND d.geo_level = 'district'
+JOIN geography p ON p.geo_code = d.parent_code AND p.valid_to IS NULL"""
+
+_COLUMNS = (
+    "indicator_code, geo_level, geo_code, period_type, period, disaggregation, numerator, "
+    "denominator, value, unit, computed_at"
+)
+
+RATE_SQL = (
+    f"INSERT INTO indicator_value ({_COLUMNS}) WITH {_REPORTING},"
+    + """
+num AS (SELECT district_code, {period} AS period, count(*) AS n FROM incidents
+        WHERE crime_code LIKE :crime_prefix {victim_sex} GROUP BY district_code, {period}),
+unit AS (SELECT {level} AS geo_code, rep.period, coalesce(num.n, 0) AS n, den.pop
+         FROM rep"""
+    + _DISTRICT_JOIN.format(district="rep.district_code")
+    + """
+         LEFT JOIN num ON num.district_code = rep.district_code AND num.period = rep.period
+         LEFT JOIN den ON den.geo_code = rep.district_code AND den.year = rep.year)
+SELECT :code, :geo_level, geo_code, :period_type, period, :disaggregation, sum(n),
+       CASE WHEN count(pop) = count(*) THEN sum(pop) END,
+       CASE WHEN count(pop) = count(*) AND sum(pop) > 0 THEN sum(n) * :multiplier / sum(pop) END,
+       :unit, :computed_at
+FROM unit GROUP BY geo_code, period"""
+)
+
+COUNT_SQL = (
+    f"INSERT INTO indicator_value ({_COLUMNS})"
+    + """
+SELECT :code, :geo_level, {level}, :period_type, i.{period},
+       {disaggregation}, count(*), NULL, count(*), :unit, :computed_at
+FROM incidents i"""
+    + _DISTRICT_JOIN.format(district="i.district_code")
+    + """
+GROUP BY {level}, i.{period}{group_extra}"""
+)
+
+COVERAGE_SQL = (
+    f"INSERT INTO indicator_value ({_COLUMNS}) WITH {_REPORTING},"
+    + """
+periods AS (SELECT DISTINCT period, year FROM rep),
+unit AS (SELECT {level} AS geo_code, periods.period, den.pop,
+                CASE WHEN rep.district_code IS NULL THEN 0 ELSE den.pop END AS covered
+         FROM periods CROSS JOIN geography d
+         JOIN geography p ON p.geo_code = d.parent_code AND p.valid_to IS NULL
+         JOIN den ON den.geo_code = d.geo_code AND den.year = periods.year
+         LEFT JOIN rep ON rep.district_code = d.geo_code AND rep.period = periods.period
+         WHERE d.geo_level = 'district' AND d.valid_to IS NULL)
+SELECT :code, :geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
+       sum(covered) * :multiplier / sum(pop), :unit, :computed_at
+FROM unit GROUP BY geo_code, period HAVING sum(pop) > 0"""
+)
+
+
+def _params(ind: Indicator, level: str, period_type: str, now: dt.datetime, **extra) -> dict:
+    return {
+        "code": ind.code,
+        "geo_level": level,
+        "period_type": period_type,
+        "unit": ind.unit,
+        "computed_at": now,
+        **extra,
+    }
+
+
+def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int:
+    """Recompute every indicator value in one transaction; returns the number of values."""
+    now = now or dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(indicator.delete())
+        conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
+        conn.execute(indicator_value.delete())
+        for period_type, period in PERIOD_COLUMNS.items():
+            for level, expression in LEVEL_EXPRESSIONS.items():
+                for sex in (None, *SEX_CODES):
+                    sql = RATE_SQL.format(
+                        period=period,
+                        level=expression,
+                        victim_sex="AND victim_sex = :sex" if sex else "",
+                        pop_sex="AND sex = :sex" if sex else "",
+                    )
+                    params = _params(
+                        SDG_16_1_1,
+                        level,
+                        period_type,
+                        now,
+                        crime_prefix=f"{SDG_16_1_1.crime_prefix}%",
+                        multiplier=float(SDG_16_1_1.multiplier),
+                        disaggregation=f"sex={sex}" if sex else "",
+                        **({"sex": sex} if sex else {}),
+                    )
+                    conn.execute(sa.text(sql), params)
+                for disaggregation, group_extra in (
+                    ("''", ""),
+                    ("'iccs_section=' || substr(i.crime_code, 1, 2)", ", substr(i.crime_code, 1, 2)"),
+                ):
+                    sql = COUNT_SQL.format(
+                        level=expression,
+                        period=period,
+                        disaggregation=disaggregation,
+                        group_extra=group_extra,
+                    )
+                    conn.execute(sa.text(sql), _params(INCIDENT_COUNT, level, period_type, now))
+                if level != "district":
+                    sql = COVERAGE_SQL.format(period=period, level=expression, pop_sex="")
+                    params = _params(
+                        REPORTING_COVERAGE,
+                        level,
+                        period_type,
+                        now,
+                        multiplier=float(REPORTING_COVERAGE.multiplier),
+                    )
+                    conn.execute(sa.text(sql), params)
+        return conn.scalar(sa.select(sa.func.count()).select_from(indicator_value))
+
+
+def _definition(ind: Indicator) -> dict:
+    return {
+        "indicator_code": ind.code,
+        "name_es": ind.name_es,
+        "name_en": ind.name_en,
+        "numerator": ind.numerator,
+        "denominator": ind.denominator,
+        "multiplier": ind.multiplier,
+        "unit": ind.unit,
+        "standard": ind.standard,
+    }
+
+
+def unbalanced_aggregates(conn: sa.Connection) -> list[dict]:
+    """Indicator numerators of a province or the nation that differ from the sum of their parts.
+
+    Empty when district numerators add up to province ones and province ones to national ones.
+    """
+    sql = sa.text(
+        """
+        SELECT parent.indicator_code, parent.geo_level, parent.geo_code, parent.period,
+               parent.disaggregation, parent.numerator AS reported, coalesce(sum(child.numerator), 0) AS summed
+        FROM indicator_value parent
+        LEFT JOIN geography g ON g.parent_code = parent.geo_code AND g.valid_to IS NULL
+        LEFT JOIN indicator_value child
+          ON child.geo_code = g.geo_code AND child.indicator_code = parent.indicator_code
+         AND child.period_type = parent.period_type AND child.period = parent.period
+         AND child.disaggregation = parent.disaggregation
+         AND child.geo_level = CASE parent.geo_level WHEN 'national' THEN 'province'
+                                                     ELSE 'district' END
+        WHERE parent.geo_level IN ('national', 'province') AND parent.indicator_code <> :coverage
+        GROUP BY parent.indicator_code, parent.geo_level, parent.geo_code, parent.period_type,
+                 parent.period, parent.disaggregation, parent.numerator
+        HAVING abs(parent.numerator - coalesce(sum(child.numerator), 0)) > 1e-9
+        """
+    )
+    return [dict(r) for r in conn.execute(sql, {"coverage": REPORTING_COVERAGE.code}).mappings()]

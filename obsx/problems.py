@@ -1,0 +1,152 @@
+"""What can be wrong with a submission, in words an observatory can act on.
+
+Modelled on the Frictionless validation report: every problem has a code, a place (the row number
+as the observatory's spreadsheet shows it, and the column), the offending value and a message in
+Spanish and English.
+"""
+
+from dataclasses import asdict, dataclass
+
+ERROR = "error"
+WARNING = "warning"
+
+# code -> (severity, Spanish template, English template). Templates take the Problem's ``params``.
+CATALOGUE: dict[str, tuple[str, str, str]] = {
+    "unreadable-file": (
+        ERROR,
+        "No se pudo leer el archivo: {reason}",
+        "The file could not be read: {reason}",
+    ),
+    "unsupported-format": (
+        ERROR,
+        "Formato de archivo no admitido ({detail}). Envíe CSV (.csv) o Excel (.xlsx).",
+        "Unsupported file format ({detail}). Send CSV (.csv) or Excel (.xlsx).",
+    ),
+    "empty-file": (
+        ERROR,
+        "El archivo no contiene filas de datos.",
+        "The file holds no data rows.",
+    ),
+    "missing-column": (
+        ERROR,
+        "Falta la columna obligatoria «{title}» ({field}). Encabezados aceptados: {aliases}.",
+        "Required column '{title}' ({field}) is missing. Accepted headers: {aliases}.",
+    ),
+    "unknown-column": (
+        WARNING,
+        "La columna «{column}» no forma parte del contrato de datos y se descartó "
+        "(no se guarda en el almacén nacional).",
+        "Column '{column}' is not part of the data contract and was dropped "
+        "(it is not stored in the national warehouse).",
+    ),
+    "encoding-guessed": (
+        WARNING,
+        "El archivo no está en UTF-8; se leyó como {encoding}. Revise tildes y eñes.",
+        "The file is not UTF-8; it was read as {encoding}. Check accented letters.",
+    ),
+    "extra-cells": (
+        ERROR,
+        "La fila tiene más celdas que encabezados; revise separadores o comillas.",
+        "The row has more cells than there are headers; check delimiters or quotes.",
+    ),
+    "required": (
+        ERROR,
+        "El campo «{title}» es obligatorio y está vacío.",
+        "Field '{title}' is required and empty.",
+    ),
+    "type-date": (
+        ERROR,
+        "«{value}» no es una fecha válida en «{title}» (use AAAA-MM-DD o DD/MM/AAAA).",
+        "'{value}' is not a valid date in '{title}' (use YYYY-MM-DD or DD/MM/YYYY).",
+    ),
+    "type-time": (
+        ERROR,
+        "«{value}» no es una hora válida en «{title}» (use HH:MM).",
+        "'{value}' is not a valid time in '{title}' (use HH:MM).",
+    ),
+    "type-integer": (
+        ERROR,
+        "«{value}» no es un número entero en «{title}».",
+        "'{value}' is not a whole number in '{title}'.",
+    ),
+    "codelist": (
+        ERROR,
+        "«{value}» no es un código válido de «{title}». Códigos aceptados: {allowed}.",
+        "'{value}' is not a valid code for '{title}'. Accepted codes: {allowed}.",
+    ),
+    "pattern": (
+        ERROR,
+        "«{value}» no tiene el formato esperado para «{title}».",
+        "'{value}' does not have the expected format for '{title}'.",
+    ),
+    "min": (
+        ERROR,
+        "«{value}» es menor que el mínimo permitido ({limit}) en «{title}».",
+        "'{value}' is below the minimum allowed ({limit}) in '{title}'.",
+    ),
+    "max": (
+        ERROR,
+        "«{value}» es mayor que el máximo permitido ({limit}) en «{title}».",
+        "'{value}' is above the maximum allowed ({limit}) in '{title}'.",
+    ),
+    "max-length": (
+        ERROR,
+        "«{value}» es demasiado largo para «{title}» (máximo {limit} caracteres).",
+        "'{value}' is too long for '{title}' (at most {limit} characters).",
+    ),
+    "future-date": (
+        ERROR,
+        "La fecha {value} en «{title}» está en el futuro.",
+        "Date {value} in '{title}' is in the future.",
+    ),
+    "geography-not-owned": (
+        ERROR,
+        "El distrito {value} no pertenece a este observatorio (puede reportar: {owned}).",
+        "District {value} does not belong to this observatory (it may report: {owned}).",
+    ),
+    "duplicate-key": (
+        ERROR,
+        "El código «{value}» ya aparece en una fila anterior de este archivo.",
+        "Id '{value}' already appears in an earlier row of this file.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    row: int | None = None  # source row number as a spreadsheet shows it; None: whole file
+    column: str | None = None  # the header as written in the file, or the contract field
+    value: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def severity(self) -> str:
+        return CATALOGUE[self.code][0]
+
+    def message(self, lang: str = "es") -> str:
+        _, es, en = CATALOGUE[self.code]
+        return (es if lang == "es" else en).format(
+            value=self.value, column=self.column, **dict(self.params)
+        )
+
+    def as_record(self) -> dict:
+        record = asdict(self)
+        del record["params"]
+        record["severity"] = self.severity
+        record["message_es"] = self.message("es")
+        record["message_en"] = self.message("en")
+        return record
+
+
+def problem(code: str, row=None, column=None, value=None, **params) -> Problem:
+    """A problem with its message parameters given as keywords."""
+    if code not in CATALOGUE:
+        raise KeyError(f"unknown problem code {code!r}")
+    return Problem(
+        code=code,
+        row=row,
+        column=column,
+        value=None if value is None else str(value),
+        params=tuple((k, str(v)) for k, v in params.items()),
+    )

@@ -1,0 +1,106 @@
+"""National reference data: observatories, geography and population, loaded by the ministry.
+
+The files in ``reference/`` are the source; the loader is the same for demo and official figures.
+"""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from obsx.config import REFERENCE_DIR
+from obsx.validation import Observatory
+from obsx.warehouse import geography, observatory, observatory_unit, population
+
+OBSERVATORY_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+NATIONAL_CODE = "PA"
+GEO_LEVELS = ("national", "province", "district")
+
+
+def read_observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, dict]:
+    """The observatory registry, keyed by code; codes are checked against the safe alphabet."""
+    with open(path, encoding="utf-8") as fh:
+        entries = yaml.safe_load(fh)["observatories"]
+    registry = {}
+    for entry in entries:
+        code = entry["code"]
+        if not OBSERVATORY_CODE_RE.match(code) or "__" in code:
+            raise ValueError(f"observatory code {code!r}: use lowercase letters, digits and '_'")
+        entry["units"] = [str(u) for u in entry["units"]]
+        registry[code] = entry
+    return registry
+
+
+def observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, Observatory]:
+    return {
+        code: Observatory(code=code, name=e["name"], districts=tuple(e["units"]))
+        for code, e in read_observatories(path).items()
+    }
+
+
+def read_geography(path: Path = REFERENCE_DIR / "pa" / "geography.csv") -> pd.DataFrame:
+    frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    bad = frame[~frame["geo_level"].isin(GEO_LEVELS)]
+    if len(bad):
+        raise ValueError(f"{path}: unknown geo_level in {bad['geo_code'].tolist()}")
+    for column in ("valid_from", "valid_to"):
+        frame[column] = pd.to_datetime(frame[column].replace("", None)).dt.date
+    frame["parent_code"] = frame["parent_code"].replace("", None)
+    return frame
+
+
+def read_population(path: Path = REFERENCE_DIR / "pa" / "population.csv") -> pd.DataFrame:
+    frame = pd.read_csv(path, comment="#", dtype={"geo_code": str, "age_group": str, "sex": str})
+    if frame["population"].lt(0).any():
+        raise ValueError(f"{path}: negative population")
+    return frame
+
+
+def _replace(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
+    conn.execute(table.delete())
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    if records:
+        conn.execute(table.insert(), records)
+    return len(records)
+
+
+def load_geography(engine: sa.Engine, frame: pd.DataFrame) -> int:
+    """Replace the geography in one transaction; every parent must exist."""
+    unknown = set(frame["parent_code"].dropna()) - set(frame["geo_code"])
+    if unknown:
+        raise ValueError(f"geography: parents without a row: {sorted(unknown)}")
+    with engine.begin() as conn:
+        return _replace(conn, geography, frame)
+
+
+def load_population(engine: sa.Engine, frame: pd.DataFrame) -> int:
+    """Replace the population table in one transaction; every unit must be in the geography."""
+    with engine.begin() as conn:
+        known = set(conn.scalars(sa.select(geography.c.geo_code)))
+        unknown = set(frame["geo_code"]) - known
+        if unknown:
+            raise ValueError(f"population: units missing from the geography: {sorted(unknown)}")
+        return _replace(conn, population, frame)
+
+
+def load_observatories(engine: sa.Engine, registry: dict[str, dict]) -> int:
+    with engine.begin() as conn:
+        conn.execute(observatory_unit.delete())
+        conn.execute(observatory.delete())
+        for code, e in registry.items():
+            opened = e.get("opened_on")
+            conn.execute(
+                observatory.insert().values(
+                    observatory_code=code,
+                    name=e["name"],
+                    country_code=e["country_code"],
+                    opened_on=opened if isinstance(opened, dt.date) else None,
+                )
+            )
+            conn.execute(
+                observatory_unit.insert(), [{"observatory_code": code, "geo_code": u} for u in e["units"]]
+            )
+    return len(registry)

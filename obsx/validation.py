@@ -1,0 +1,206 @@
+"""Validate a raw table against a contract: map headers, type the cells, run the pandera schema.
+
+Pure: takes DataFrames and returns DataFrames and problems; no database, no Dagster.
+"""
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+
+from obsx.contract import Contract, Field
+from obsx.problems import ERROR, Problem, problem
+from obsx.reading import RawTable
+
+TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
+MAX_LISTED_CODES = 12
+
+
+@dataclass(frozen=True)
+class Observatory:
+    code: str
+    name: str
+    districts: tuple[str, ...]
+
+
+@dataclass
+class ValidationResult:
+    """Accepted rows typed per the contract (index: source row), and every problem found."""
+
+    accepted: pd.DataFrame
+    rows_read: int
+    problems: list[Problem] = field(default_factory=list)
+    rejected_rows: set[int] = field(default_factory=set)
+
+    @property
+    def rows_rejected(self) -> int:
+        return len(self.rejected_rows)
+
+    @property
+    def file_errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.row is None and p.severity == ERROR]
+
+    @property
+    def status(self) -> str:
+        if self.file_errors or len(self.accepted) == 0:
+            return "rejected"
+        return "partly_accepted" if self.rejected_rows else "accepted"
+
+
+def _allowed_codes(f: Field) -> str:
+    codes = list(f.codelist.labels)
+    listed = ", ".join(codes[:MAX_LISTED_CODES])
+    return listed + (" …" if len(codes) > MAX_LISTED_CODES else "")
+
+
+def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Type one column. Returns ``(typed values, mask of non-blank cells that failed to type)``."""
+    text = raw.astype("str").str.strip()
+    blank = text.eq("")
+    if f.type == "integer":
+        number = pd.to_numeric(text.where(~blank), errors="coerce")
+        whole = number.notna() & (number % 1 == 0)
+        return number.where(whole).astype("Int64"), ~blank & ~whole
+    if f.type == "date":
+        iso = pd.to_datetime(text.where(~blank), format="ISO8601", errors="coerce")
+        dmy = pd.to_datetime(text.where(~blank & iso.isna()), format="%d/%m/%Y", errors="coerce")
+        parsed = iso.fillna(dmy)
+        # A time part (Excel keeps one) is not part of a date.
+        return parsed.dt.normalize().astype("datetime64[us]"), ~blank & parsed.isna()
+    if f.type == "time":
+        match = text.str.extract(TIME_RE)
+        ok = match[0].notna()
+        typed = (match[0].str.zfill(2) + ":" + match[1]).where(ok)
+        return typed.astype("str"), ~blank & ~ok
+    values = text.where(~blank)
+    if f.codelist is not None:
+        values = values.map(f.codelist.canonical, na_action="ignore")
+    pad = f.constraints.get("zero_pad")
+    if pad:
+        values = values.where(~values.str.fullmatch(r"\d+").fillna(False), values.str.zfill(pad))
+    return values.astype("str"), pd.Series(False, index=raw.index)
+
+
+def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.date) -> list:
+    c = f.constraints
+    checks = []
+    if f.codelist is not None:
+        codes = set(f.codelist.labels)
+        checks.append(pa.Check(lambda s, codes=codes: s.isin(codes), name="codelist"))
+    if "pattern" in c:
+        checks.append(pa.Check(lambda s, p=c["pattern"]: s.str.match(p), name="pattern"))
+    if "max_length" in c:
+        checks.append(pa.Check(lambda s, n=c["max_length"]: s.str.len() <= n, name="max-length"))
+    if f.type == "date":
+        if "min" in c:
+            low = pd.Timestamp(c["min"])
+            checks.append(pa.Check(lambda s, low=low: s >= low, name="min"))
+        if c.get("not_in_future"):
+            end = pd.Timestamp(today)
+            checks.append(pa.Check(lambda s, end=end: s <= end, name="future-date"))
+    else:
+        if "min" in c:
+            checks.append(pa.Check(lambda s, n=c["min"]: s >= n, name="min"))
+        if "max" in c:
+            checks.append(pa.Check(lambda s, n=c["max"]: s <= n, name="max"))
+    if f.name == contract.geography_field:
+        owned = set(observatory.districts)
+        checks.append(pa.Check(lambda s, owned=owned: s.isin(owned), name="geography-not-owned"))
+    return checks
+
+
+def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date):
+    """The pandera schema for typed rows of ``contract`` sent by ``observatory``."""
+    dtypes = {"string": "str", "integer": "Int64", "date": "datetime64[us]", "time": "str"}
+    key_fields = contract.primary_key[1:]
+    if len(key_fields) != 1:
+        raise NotImplementedError("contracts with a composite record key are not supported yet")
+    columns = {
+        f.name: pa.Column(
+            dtypes[f.type],
+            _checks(f, observatory, contract, today),
+            nullable=not f.required,
+            unique=f.name in key_fields,
+            report_duplicates="exclude_first",
+        )
+        for f in contract.fields
+    }
+    return pa.DataFrameSchema(columns)
+
+
+PANDERA_CHECK_CODES = {"not_nullable": "required", "field_uniqueness": "duplicate-key"}
+
+
+def _problem_params(code: str, f: Field, observatory: Observatory) -> dict:
+    params = {"title": f.title["es"]}
+    if code == "codelist":
+        params["allowed"] = _allowed_codes(f)
+    elif code == "geography-not-owned":
+        params["owned"] = ", ".join(observatory.districts)
+    elif code in ("min", "max", "max-length"):
+        key = {"max-length": "max_length"}.get(code, code)
+        params["limit"] = f.constraints[key]
+    return params
+
+
+def validate(
+    table: RawTable, contract: Contract, observatory: Observatory, today: dt.date
+) -> ValidationResult:
+    """Validate every row of ``table`` lazily: all failures are collected, none stops the rest."""
+    raw = table.frame
+    problems = list(table.problems)
+    mapping, unknown = contract.match_headers(list(raw.columns))
+    problems += [problem("unknown-column", column=h) for h in unknown]
+    header_of = {name: header for header, name in mapping.items()}
+    for f in contract.fields:
+        if f.required and f.name not in header_of:
+            aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
+            problems.append(problem("missing-column", column=f.name, field=f.name, title=f.title["es"], aliases=aliases))
+    result = ValidationResult(accepted=raw.iloc[0:0], rows_read=len(raw), problems=problems)
+    if result.file_errors:
+        result.rejected_rows = set(raw.index)
+        return result
+
+    typed = pd.DataFrame(index=raw.index)
+    originals = {}
+    failed_cells: set[tuple[int, str]] = set()
+    for f in contract.fields:
+        header = header_of.get(f.name)
+        original = raw[header] if header else pd.Series("", index=raw.index, dtype="str")
+        originals[f.name] = original
+        typed[f.name], failed = _coerce(f, original)
+        for row in failed[failed].index:
+            failed_cells.add((row, f.name))
+            problems.append(
+                problem(f"type-{f.type}", row=row, column=header, value=original[row], title=f.title["es"])
+            )
+
+    try:
+        pandera_schema(contract, observatory, today).validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        for column, check, row in zip(cases["column"], cases["check"], cases["index"], strict=True):
+            if column not in originals or pd.isna(row):
+                raise  # a schema-level failure we did not expect is a bug, not bad input
+            row = int(row)
+            if (row, column) in failed_cells:
+                continue
+            code = PANDERA_CHECK_CODES.get(check, check)
+            f = contract.field(column)
+            problems.append(
+                problem(
+                    code,
+                    row=row,
+                    column=header_of.get(column, column),
+                    value=originals[column][row],
+                    **_problem_params(code, f, observatory),
+                )
+            )
+
+    rejected = {p.row for p in problems if p.row is not None and p.severity == ERROR}
+    result.rejected_rows = rejected
+    result.accepted = typed.loc[~typed.index.isin(rejected)]
+    result.problems = sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
+    return result

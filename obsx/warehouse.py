@@ -1,0 +1,343 @@
+"""The national warehouse: tables derived from the contracts, and the per-submission merge.
+
+One SQLAlchemy code path for SQLite (embedded default) and PostgreSQL (production).
+"""
+
+import datetime as dt
+import functools
+import hashlib
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from obsx.contract import Contract, load_contract
+
+SQL_TYPES = {
+    "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
+    "integer": lambda f: sa.Integer(),
+    "date": lambda f: sa.Date(),
+    "time": lambda f: sa.String(5),
+}
+
+metadata = sa.MetaData()
+
+observatory = sa.Table(
+    "observatory",
+    metadata,
+    sa.Column("observatory_code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("country_code", sa.String(2), nullable=False),
+    sa.Column("opened_on", sa.Date),
+)
+
+observatory_unit = sa.Table(
+    "observatory_unit",
+    metadata,
+    sa.Column("observatory_code", sa.String(64), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+)
+
+geography = sa.Table(
+    "geography",
+    metadata,
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("valid_from", sa.Date, primary_key=True),
+    sa.Column("valid_to", sa.Date),
+    sa.Column("geo_level", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("parent_code", sa.String(16)),
+    sa.Column("source", sa.String(200), nullable=False),
+)
+
+population = sa.Table(
+    "population",
+    metadata,
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("year", sa.Integer, primary_key=True),
+    sa.Column("sex", sa.String(2), primary_key=True),
+    sa.Column("age_group", sa.String(16), primary_key=True),
+    sa.Column("population", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+)
+
+submission = sa.Table(
+    "submission",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True, comment="SHA-256 of the bytes"),
+    sa.Column("partition_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("observatory_code", sa.String(64), nullable=False, index=True),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("archive_path", sa.String(500), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("file_format", sa.String(16)),
+    sa.Column("encoding", sa.String(16)),
+    sa.Column("delimiter", sa.String(4)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_accepted", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_rejected", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_inserted", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_updated", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_unchanged", sa.Integer, nullable=False, default=0),
+    sa.Column("warnings", sa.Integer, nullable=False, default=0),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("merged_at", sa.DateTime(timezone=True)),
+    sa.Column("run_id", sa.String(64)),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("quarantine_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("submission_id", sa.String(64), nullable=False, index=True),
+    sa.Column("source_row", sa.Integer, comment="row as the spreadsheet shows it; NULL: whole file"),
+    sa.Column("field", sa.String(200)),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("value", sa.Text),
+    sa.Column("message_es", sa.Text, nullable=False),
+    sa.Column("message_en", sa.Text, nullable=False),
+)
+
+indicator = sa.Table(
+    "indicator",
+    metadata,
+    sa.Column("indicator_code", sa.String(40), primary_key=True),
+    sa.Column("name_es", sa.String(200), nullable=False),
+    sa.Column("name_en", sa.String(200), nullable=False),
+    sa.Column("numerator", sa.Text, nullable=False),
+    sa.Column("denominator", sa.Text),
+    sa.Column("multiplier", sa.Integer),
+    sa.Column("unit", sa.String(40), nullable=False),
+    sa.Column("standard", sa.String(200)),
+)
+
+indicator_value = sa.Table(
+    "indicator_value",
+    metadata,
+    sa.Column("indicator_code", sa.String(40), primary_key=True),
+    sa.Column("geo_level", sa.String(16), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("period_type", sa.String(8), primary_key=True),
+    sa.Column("period", sa.String(10), primary_key=True),
+    sa.Column("disaggregation", sa.String(200), primary_key=True),
+    sa.Column("numerator", sa.Float, nullable=False),
+    sa.Column("denominator", sa.Float),
+    sa.Column("value", sa.Float),
+    sa.Column("unit", sa.String(40), nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _contract_columns(contract: Contract) -> list[sa.Column]:
+    return [
+        sa.Column("observatory_code", sa.String(64), primary_key=True),
+        *[
+            sa.Column(
+                f.name,
+                SQL_TYPES[f.type](f),
+                primary_key=f.name in contract.primary_key,
+                nullable=not (f.required or f.name in contract.primary_key),
+                comment=f.title["en"],
+            )
+            for f in contract.fields
+        ],
+    ]
+
+
+@functools.cache
+def record_tables(dataset: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The current, revision and manifest tables of a dataset, derived from its contract.
+
+    - ``<dataset>``: the current version of every record, plus period columns for indicators;
+    - ``<dataset>_revision``: every version ever merged, with the submission that made it;
+    - ``<dataset>_submitted``: which records each submission accepted (for audit and checks).
+    """
+    contract = load_contract(dataset)
+    current = sa.Table(
+        dataset,
+        metadata,
+        *_contract_columns(contract),
+        sa.Column("period_month", sa.String(7), nullable=False, index=True),
+        sa.Column("period_year", sa.String(4), nullable=False, index=True),
+        sa.Column("row_hash", sa.String(64), nullable=False),
+        sa.Column("revision", sa.Integer, nullable=False),
+        sa.Column("submission_id", sa.String(64), nullable=False, index=True),
+    )
+    revision = sa.Table(
+        f"{dataset}_revision",
+        metadata,
+        *_contract_columns(contract),
+        sa.Column("revision", sa.Integer, primary_key=True),
+        sa.Column("row_hash", sa.String(64), nullable=False),
+        sa.Column("submission_id", sa.String(64), nullable=False, index=True),
+        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("valid_to", sa.DateTime(timezone=True)),
+    )
+    key = [c for c in contract.primary_key if c != "observatory_code"]
+    manifest = sa.Table(
+        f"{dataset}_submitted",
+        metadata,
+        sa.Column("submission_id", sa.String(64), primary_key=True),
+        sa.Column("observatory_code", sa.String(64), nullable=False),
+        *[sa.Column(k, SQL_TYPES[contract.field(k).type](contract.field(k)), primary_key=True) for k in key],
+        sa.Column("source_row", sa.Integer, nullable=False),
+        sa.Column("row_hash", sa.String(64), nullable=False),
+    )
+    return current, revision, manifest
+
+
+DATASETS = ("incidents",)
+for _dataset in DATASETS:
+    record_tables(_dataset)
+
+
+@functools.cache
+def get_engine(url: str) -> sa.Engine:
+    """One engine per URL and process; SQLite gets WAL and a busy timeout for concurrent runs."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):
+            # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin, so that a
+            # merge (DDL for its staging table included) is one atomic transaction.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # analysts read while a run writes
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # IMMEDIATE takes the write lock up front: two runs queue on the busy timeout instead
+            # of failing when a read lock cannot be upgraded.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create missing warehouse tables (migrations come with Alembic in production)."""
+    metadata.create_all(engine)
+
+
+def _insert(engine_or_conn):
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[
+        engine_or_conn.dialect.name
+    ]
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A stable SHA-256 of each row's contract values: equal content, equal hash."""
+    text = frame[columns].astype("str").fillna("\x00")
+    joined = text.iloc[:, 0].str.cat([text[c] for c in columns[1:]], sep="\x1f")
+    return joined.map(lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = frame.astype(object).where(frame.notna(), None)
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            out[column] = [None if v is None else v.date() for v in out[column]]
+    return out.to_dict("records")
+
+
+def merge_records(
+    conn: sa.Connection,
+    dataset: str,
+    observatory_code: str,
+    submission_id: str,
+    accepted: pd.DataFrame,
+    now: dt.datetime,
+) -> dict[str, int]:
+    """Upsert accepted rows by natural key inside the caller's transaction.
+
+    A changed record gets a new revision (the previous one is closed at ``now``); an identical one
+    is left alone, so merging the same rows twice changes nothing. Returns the counts.
+    """
+    contract = load_contract(dataset)
+    current, revision, manifest = record_tables(dataset)
+    fields = list(contract.record_fields)
+    key = list(contract.primary_key)
+    period = pd.to_datetime(accepted[contract.period_field])
+    rows = accepted[fields].assign(
+        observatory_code=observatory_code,
+        row_hash=row_hashes(accepted, fields),
+        period_month=period.dt.strftime("%Y-%m"),
+        period_year=period.dt.strftime("%Y"),
+        source_row=accepted.index.astype(int),
+    )
+
+    stage = sa.Table(
+        f"stage_{dataset}",
+        sa.MetaData(),
+        *[sa.Column(c.name, c.type) for c in current.columns if c.name not in ("revision", "submission_id")],
+        sa.Column("source_row", sa.Integer),
+        prefixes=["TEMPORARY"],
+    )
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
+    if len(rows):
+        conn.execute(stage.insert(), _records(rows))
+
+    s, c = stage.c, current.c
+    joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
+    new_rows = sa.select(sa.func.count()).select_from(joined).where(c.row_hash.is_(None))
+    changed = sa.and_(c.row_hash.is_not(None), c.row_hash != s.row_hash)
+    counts = {
+        "rows_inserted": conn.scalar(new_rows),
+        "rows_updated": conn.scalar(sa.select(sa.func.count()).select_from(joined).where(changed)),
+    }
+    counts["rows_unchanged"] = len(rows) - counts["rows_inserted"] - counts["rows_updated"]
+
+    # Close the revision being superseded, then add the new one, then move the current row.
+    r = revision.c
+    superseded = (
+        sa.select(sa.literal(1))
+        .select_from(stage.join(current, sa.and_(*[s[k] == c[k] for k in key])))
+        .where(*[s[k] == r[k] for k in key], c.row_hash != s.row_hash, c.revision == r.revision)
+    )
+    conn.execute(revision.update().where(r.valid_to.is_(None), superseded.exists()).values(valid_to=now))
+    conn.execute(
+        revision.insert().from_select(
+            ["observatory_code", *fields, "revision", "row_hash", "submission_id", "valid_from"],
+            sa.select(
+                s.observatory_code,
+                *[s[f] for f in fields],
+                sa.func.coalesce(c.revision, 0) + 1,
+                s.row_hash,
+                sa.literal(submission_id),
+                sa.literal(now, sa.DateTime(timezone=True)),
+            )
+            .select_from(joined)
+            .where(sa.or_(c.row_hash.is_(None), changed)),
+        )
+    )
+    upsert_columns = ["observatory_code", *fields, "period_month", "period_year", "row_hash"]
+    insert = _insert(conn)(current).from_select(
+        [*upsert_columns, "revision", "submission_id"],
+        sa.select(*[s[col] for col in upsert_columns], sa.literal(1), sa.literal(submission_id)).where(
+            sa.true()  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+        ),
+    )
+    updates = {col: insert.excluded[col] for col in upsert_columns if col not in key}
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=key,
+            set_={**updates, "revision": current.c.revision + 1, "submission_id": submission_id},
+            where=current.c.row_hash != insert.excluded.row_hash,
+        )
+    )
+
+    conn.execute(manifest.delete().where(manifest.c.submission_id == submission_id))
+    manifest_columns = [col.name for col in manifest.columns if col.name != "submission_id"]
+    conn.execute(
+        manifest.insert().from_select(
+            [*manifest_columns, "submission_id"],
+            sa.select(*[s[col] for col in manifest_columns], sa.literal(submission_id)),
+        )
+    )
+    stage.drop(conn)
+    return counts

@@ -1,0 +1,20 @@
+"""Jobs: what a sensor tick, a command run and the nightly schedule materialize."""
+
+import dagster as dg
+
+from assets.indicators import indicator_value
+from assets.submissions import incident_submissions
+
+# The per-submission asset and everything downstream of it, in one run for a batch of files.
+process_submissions_job = dg.define_asset_job(
+    "process_submissions",
+    selection=dg.AssetSelection.assets(incident_submissions).downstream(),
+    description="Process a batch of uploaded files and refresh the indicators.",
+)
+
+# Reference data reloaded from the repository files, then every indicator recomputed.
+nightly_refresh_job = dg.define_asset_job(
+    "nightly_refresh",
+    selection=dg.AssetSelection.groups("reference") | dg.AssetSelection.assets(indicator_value),
+    description="Reload geography, population and observatories; recompute all indicators.",
+)

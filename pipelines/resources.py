@@ -1,0 +1,41 @@
+"""Resources: the warehouse and the drop zone. Environment is read when used, not at import."""
+
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from obsx.config import data_root, warehouse_url
+from obsx.dropzone import Dropzone
+from obsx.reference import observatories
+from obsx.warehouse import create_schema, get_engine
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The national warehouse. ``url`` else ``$WAREHOUSE_URL`` else ``<data root>/warehouse.db``."""
+
+    url: str | None = None
+    data_dir: str | None = None
+
+    def engine(self) -> sa.Engine:
+        root = data_root(self.data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        engine = get_engine(warehouse_url(self.url, root))
+        create_schema(engine)
+        return engine
+
+
+class DropzoneResource(dg.ConfigurableResource):
+    """The observatories' drop folders under the data root (``$OBSX_DATA_DIR``, default ./var)."""
+
+    data_dir: str | None = None
+    settle_seconds: float = 5.0
+    max_files_per_tick: int = 200
+
+    def root(self) -> Path:
+        return data_root(self.data_dir)
+
+    def dropzone(self, hashes: dict[str, str] | None = None) -> Dropzone:
+        dropzone = Dropzone(self.root(), observatories(), hashes=hashes)
+        dropzone.ensure_folders()
+        return dropzone
