@@ -37,7 +37,10 @@ def indicator_value(warehouse: WarehouseResource):
         unbalanced = unbalanced_aggregates(conn)
     preview = "\n".join(
         ["| year | victims | population | rate per 100,000 |", "|---|---|---|---|"]
-        + [f"| {p} | {n:.0f} | {d or 0:.0f} | {'' if r is None else f'{r:.2f}'} |" for p, n, d, r in national]
+        + [
+            f"| {p} | {n:.0f} | {d or 0:.0f} | {'' if r is None else f'{r:.2f}'} |"
+            for p, n, d, r in national
+        ]
     )
     yield dg.MaterializeResult(
         metadata={"indicator values": count, "national homicide rate": dg.MetadataValue.md(preview)}
@@ -45,5 +48,9 @@ def indicator_value(warehouse: WarehouseResource):
     yield dg.AssetCheckResult(
         check_name=ADD_UP_CHECK,
         passed=not unbalanced,
-        metadata={"unbalanced": dg.MetadataValue.json([{k: str(x) for k, x in u.items()} for u in unbalanced[:50]])},
+        metadata={
+            "unbalanced": dg.MetadataValue.json(
+                [{k: str(x) for k, x in u.items()} for u in unbalanced[:50]]
+            )
+        },
     )

@@ -14,7 +14,9 @@ def reference_geography(warehouse: WarehouseResource) -> dg.MaterializeResult:
     frame = reference.read_geography()
     rows = reference.load_geography(warehouse.engine(), frame)
     by_level = frame["geo_level"].value_counts().to_dict()
-    return dg.MaterializeResult(metadata={"rows": rows, **{f"{k} units": v for k, v in by_level.items()}})
+    return dg.MaterializeResult(
+        metadata={"rows": rows, **{f"{k} units": v for k, v in by_level.items()}}
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"sql"}, deps=[reference_geography])

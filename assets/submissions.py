@@ -24,13 +24,19 @@ def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> di
     _, revision, manifest = record_tables("incidents")
     m, r = manifest.c, revision.c
     held = sa.select(sa.literal(1)).where(
-        r.observatory_code == m.observatory_code, r.incident_id == m.incident_id, r.row_hash == m.row_hash
+        r.observatory_code == m.observatory_code,
+        r.incident_id == m.incident_id,
+        r.row_hash == m.row_hash,
     )
     gaps = {}
     for sid in submission_ids:
-        expected = conn.scalar(sa.select(submission.c.rows_accepted).where(submission.c.submission_id == sid))
+        expected = conn.scalar(
+            sa.select(submission.c.rows_accepted).where(submission.c.submission_id == sid)
+        )
         listed = conn.scalar(sa.select(sa.func.count()).where(m.submission_id == sid))
-        missing = conn.scalar(sa.select(sa.func.count()).where(m.submission_id == sid, ~held.exists()))
+        missing = conn.scalar(
+            sa.select(sa.func.count()).where(m.submission_id == sid, ~held.exists())
+        )
         if expected is None or listed != expected or missing:
             gaps[sid] = (expected or 0) - listed + missing
     return gaps
@@ -84,5 +90,8 @@ def incident_submissions(
         check_name=HELD_CHECK,
         passed=not gaps and not failed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"rows not held, by submission": dg.MetadataValue.json(gaps), "failed": dg.MetadataValue.json(failed)},
+        metadata={
+            "rows not held, by submission": dg.MetadataValue.json(gaps),
+            "failed": dg.MetadataValue.json(failed),
+        },
     )

@@ -163,7 +163,9 @@ class Dropzone:
     def archive(self, code: str, sha256: str, data: bytes, original_name: str) -> Path:
         """Keep an immutable copy named by its hash; writing the same bytes twice is a no-op."""
         suffix = Path(original_name).suffix.lower()
-        target = self.archive_dir(code) / f"{sha256}{suffix if suffix in ARCHIVE_SUFFIXES else '.bin'}"
+        target = (
+            self.archive_dir(code) / f"{sha256}{suffix if suffix in ARCHIVE_SUFFIXES else '.bin'}"
+        )
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

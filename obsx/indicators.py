@@ -14,7 +14,11 @@ from obsx.warehouse import indicator, indicator_value
 
 PERIOD_COLUMNS = {"month": "period_month", "year": "period_year"}
 # Level -> SQL expression of the unit a reporting district belongs to (d: district, p: province).
-LEVEL_EXPRESSIONS = {"district": "d.geo_code", "province": "p.geo_code", "national": "p.parent_code"}
+LEVEL_EXPRESSIONS = {
+    "district": "d.geo_code",
+    "province": "p.geo_code",
+    "national": "p.parent_code",
+}
 SEX_CODES = ("F", "M")
 
 
@@ -165,7 +169,10 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
                     conn.execute(sa.text(sql), params)
                 for disaggregation, group_extra in (
                     ("''", ""),
-                    ("'iccs_section=' || substr(i.crime_code, 1, 2)", ", substr(i.crime_code, 1, 2)"),
+                    (
+                        "'iccs_section=' || substr(i.crime_code, 1, 2)",
+                        ", substr(i.crime_code, 1, 2)",
+                    ),
                 ):
                     sql = COUNT_SQL.format(
                         level=expression,

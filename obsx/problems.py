@@ -125,10 +125,12 @@ class Problem:
         return CATALOGUE[self.code][0]
 
     def message(self, lang: str = "es") -> str:
+        """The message in ``lang``; a parameter ``x_es``/``x_en`` fills ``{x}`` in that language."""
         _, es, en = CATALOGUE[self.code]
-        return (es if lang == "es" else en).format(
-            value=self.value, column=self.column, **dict(self.params)
-        )
+        params = dict(self.params)
+        suffix = f"_{lang}"
+        params |= {k.removesuffix(suffix): v for k, v in params.items() if k.endswith(suffix)}
+        return (es if lang == "es" else en).format(value=self.value, column=self.column, **params)
 
     def as_record(self) -> dict:
         record = asdict(self)

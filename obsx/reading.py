@@ -60,7 +60,7 @@ def decode(data: bytes) -> tuple[str, str, bool]:
 
 def sniff_delimiter(text: str) -> str:
     """The delimiter of a CSV text among comma, semicolon, tab and pipe."""
-    sample = text[:64 * 1024]
+    sample = text[: 64 * 1024]
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
@@ -113,13 +113,25 @@ def _table(rows: list[list[str]], **info) -> RawTable:
 
 def read_csv_bytes(data: bytes) -> RawTable:
     if b"\x00" in data[:8192]:
-        raise UnreadableFile(problem("unreadable-file", reason="contiene datos binarios, no texto"))
+        raise UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es="contiene datos binarios, no texto",
+                reason_en="it holds binary data, not text",
+            )
+        )
     text, encoding, guessed = decode(data)
     delimiter = sniff_delimiter(text)
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
-        raise UnreadableFile(problem("unreadable-file", reason=f"CSV mal formado ({exc})")) from exc
+        raise UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es=f"CSV mal formado ({exc})",
+                reason_en=f"malformed CSV ({exc})",
+            )
+        ) from exc
     table = _table(
         rows, file_format="csv", encoding=encoding, encoding_guessed=guessed, delimiter=delimiter
     )
@@ -134,11 +146,19 @@ def read_xlsx_bytes(data: bytes) -> RawTable:
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        reason = f"el libro de Excel está dañado o incompleto ({type(exc).__name__})"
-        raise UnreadableFile(problem("unreadable-file", reason=reason)) from exc
+        kind = type(exc).__name__
+        raise UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es=f"el libro de Excel está dañado o incompleto ({kind})",
+                reason_en=f"the Excel workbook is damaged or incomplete ({kind})",
+            )
+        ) from exc
     try:
         sheet = workbook.worksheets[0]
-        rows = [[_cell_text(v) for v in row] for row in sheet.iter_rows(min_row=1, values_only=True)]
+        rows = [
+            [_cell_text(v) for v in row] for row in sheet.iter_rows(min_row=1, values_only=True)
+        ]
     finally:
         workbook.close()
     return _table(rows, file_format="xlsx")
@@ -150,14 +170,22 @@ def read_submission(data: bytes, file_name: str) -> RawTable:
     if data.startswith(ZIP_MAGIC):
         if suffix in CSV_EXTENSIONS:
             raise UnreadableFile(
-                problem("unreadable-file", reason="tiene extensión CSV pero es un archivo comprimido")
+                problem(
+                    "unreadable-file",
+                    reason_es="tiene extensión CSV pero es un archivo comprimido",
+                    reason_en="it has a CSV name but is a compressed file",
+                )
             )
         return read_xlsx_bytes(data)
     if data.startswith(OLE_MAGIC):
         raise UnreadableFile(problem("unsupported-format", detail="Excel 97-2003 (.xls)"))
     if suffix in EXCEL_EXTENSIONS:
         raise UnreadableFile(
-            problem("unreadable-file", reason="tiene extensión de Excel pero no es un libro .xlsx")
+            problem(
+                "unreadable-file",
+                reason_es="tiene extensión de Excel pero no es un libro .xlsx",
+                reason_en="it has an Excel name but is not an .xlsx workbook",
+            )
         )
     if suffix and suffix not in CSV_EXTENSIONS:
         raise UnreadableFile(problem("unsupported-format", detail=suffix))

@@ -101,6 +101,7 @@ def load_observatories(engine: sa.Engine, registry: dict[str, dict]) -> int:
                 )
             )
             conn.execute(
-                observatory_unit.insert(), [{"observatory_code": code, "geo_code": u} for u in e["units"]]
+                observatory_unit.insert(),
+                [{"observatory_code": code, "geo_code": u} for u in e["units"]],
             )
     return len(registry)

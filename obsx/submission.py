@@ -56,7 +56,13 @@ def check_file(
         return _rejected(exc.problem), {}
     except Exception as exc:  # a hostile file may break a reader in ways we cannot list
         log.warning("reader failed on %s: %r", file_name, exc)
-        return _rejected(problem("unreadable-file", reason=f"formato dañado ({type(exc).__name__})")), {}
+        kind = type(exc).__name__
+        damaged = problem(
+            "unreadable-file",
+            reason_es=f"formato dañado ({kind})",
+            reason_en=f"damaged format ({kind})",
+        )
+        return _rejected(damaged), {}
     info = {
         "format": table.file_format,
         "encoding": table.encoding,
@@ -89,7 +95,11 @@ def process_submission(
     now = dt.datetime.now(dt.UTC)
 
     with engine.connect() as conn:
-        earlier = conn.execute(sa.select(submission).where(submission.c.submission_id == sha)).mappings().first()
+        earlier = (
+            conn.execute(sa.select(submission).where(submission.c.submission_id == sha))
+            .mappings()
+            .first()
+        )
     if earlier is not None and inbox_path is None:
         file_name = earlier["file_name"]  # reprocessing from the archive: keep the uploaded name
     result, info = check_file(data, file_name, observatory, dataset, today)
@@ -130,7 +140,9 @@ def process_submission(
                 "run_id": run_id,
             }
             upsert = _insert(conn)(submission).values(submission_id=sha, received_at=now, **values)
-            conn.execute(upsert.on_conflict_do_update(index_elements=["submission_id"], set_=values))
+            conn.execute(
+                upsert.on_conflict_do_update(index_elements=["submission_id"], set_=values)
+            )
             conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
             errors = [p for p in result.problems if p.severity == ERROR]
             if errors:
@@ -157,12 +169,15 @@ def process_submission(
         observatory_name=observatory.name,
         dataset=dataset,
         file_name=file_name,
-        received_at=(earlier["received_at"] if earlier is not None else now).isoformat(timespec="seconds"),
+        received_at=(earlier["received_at"] if earlier is not None else now).isoformat(
+            timespec="seconds"
+        ),
         status=status,
         counts=counts,
         problems=result.problems,
         file_info=info,
-        duplicate_of_earlier_upload=already_merged and (feedback_dir / f"{feedback_stem}.json").exists(),
+        duplicate_of_earlier_upload=already_merged
+        and (feedback_dir / f"{feedback_stem}.json").exists(),
     )
     paths = write_feedback(feedback_dir, feedback_stem, report)
     # Only now, with the warehouse committed and the feedback written, is the upload consumed.

@@ -134,7 +134,7 @@ PANDERA_CHECK_CODES = {"not_nullable": "required", "field_uniqueness": "duplicat
 
 
 def _problem_params(code: str, f: Field, observatory: Observatory) -> dict:
-    params = {"title": f.title["es"]}
+    params = {"title_es": f.title["es"], "title_en": f.title["en"]}
     if code == "codelist":
         params["allowed"] = _allowed_codes(f)
     elif code == "geography-not-owned":
@@ -157,7 +157,16 @@ def validate(
     for f in contract.fields:
         if f.required and f.name not in header_of:
             aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
-            problems.append(problem("missing-column", column=f.name, field=f.name, title=f.title["es"], aliases=aliases))
+            problems.append(
+                problem(
+                    "missing-column",
+                    column=f.name,
+                    field=f.name,
+                    title_es=f.title["es"],
+                    title_en=f.title["en"],
+                    aliases=aliases,
+                )
+            )
     result = ValidationResult(accepted=raw.iloc[0:0], rows_read=len(raw), problems=problems)
     if result.file_errors:
         result.rejected_rows = set(raw.index)
@@ -174,7 +183,14 @@ def validate(
         for row in failed[failed].index:
             failed_cells.add((row, f.name))
             problems.append(
-                problem(f"type-{f.type}", row=row, column=header, value=original[row], title=f.title["es"])
+                problem(
+                    f"type-{f.type}",
+                    row=row,
+                    column=header,
+                    value=original[row],
+                    title_es=f.title["es"],
+                    title_en=f.title["en"],
+                )
             )
 
     try:

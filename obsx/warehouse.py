@@ -92,7 +92,9 @@ quarantine = sa.Table(
     metadata,
     sa.Column("quarantine_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("submission_id", sa.String(64), nullable=False, index=True),
-    sa.Column("source_row", sa.Integer, comment="row as the spreadsheet shows it; NULL: whole file"),
+    sa.Column(
+        "source_row", sa.Integer, comment="row as the spreadsheet shows it; NULL: whole file"
+    ),
     sa.Column("field", sa.String(200)),
     sa.Column("rule", sa.String(40), nullable=False),
     sa.Column("value", sa.Text),
@@ -181,7 +183,10 @@ def record_tables(dataset: str) -> tuple[sa.Table, sa.Table, sa.Table]:
         metadata,
         sa.Column("submission_id", sa.String(64), primary_key=True),
         sa.Column("observatory_code", sa.String(64), nullable=False),
-        *[sa.Column(k, SQL_TYPES[contract.field(k).type](contract.field(k)), primary_key=True) for k in key],
+        *[
+            sa.Column(k, SQL_TYPES[contract.field(k).type](contract.field(k)), primary_key=True)
+            for k in key
+        ],
         sa.Column("source_row", sa.Integer, nullable=False),
         sa.Column("row_hash", sa.String(64), nullable=False),
     )
@@ -224,9 +229,7 @@ def create_schema(engine: sa.Engine) -> None:
 
 
 def _insert(engine_or_conn):
-    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[
-        engine_or_conn.dialect.name
-    ]
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[engine_or_conn.dialect.name]
 
 
 def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -273,7 +276,11 @@ def merge_records(
     stage = sa.Table(
         f"stage_{dataset}",
         sa.MetaData(),
-        *[sa.Column(c.name, c.type) for c in current.columns if c.name not in ("revision", "submission_id")],
+        *[
+            sa.Column(c.name, c.type)
+            for c in current.columns
+            if c.name not in ("revision", "submission_id")
+        ],
         sa.Column("source_row", sa.Integer),
         prefixes=["TEMPORARY"],
     )
@@ -299,7 +306,9 @@ def merge_records(
         .select_from(stage.join(current, sa.and_(*[s[k] == c[k] for k in key])))
         .where(*[s[k] == r[k] for k in key], c.row_hash != s.row_hash, c.revision == r.revision)
     )
-    conn.execute(revision.update().where(r.valid_to.is_(None), superseded.exists()).values(valid_to=now))
+    conn.execute(
+        revision.update().where(r.valid_to.is_(None), superseded.exists()).values(valid_to=now)
+    )
     conn.execute(
         revision.insert().from_select(
             ["observatory_code", *fields, "revision", "row_hash", "submission_id", "valid_from"],
@@ -318,7 +327,9 @@ def merge_records(
     upsert_columns = ["observatory_code", *fields, "period_month", "period_year", "row_hash"]
     insert = _insert(conn)(current).from_select(
         [*upsert_columns, "revision", "submission_id"],
-        sa.select(*[s[col] for col in upsert_columns], sa.literal(1), sa.literal(submission_id)).where(
+        sa.select(
+            *[s[col] for col in upsert_columns], sa.literal(1), sa.literal(submission_id)
+        ).where(
             sa.true()  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
         ),
     )

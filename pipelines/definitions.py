@@ -5,7 +5,7 @@ import dagster as dg
 from assets.indicators import indicator_value
 from assets.reference import reference_geography, reference_observatories, reference_population
 from assets.submissions import incident_submissions
-from pipelines.jobs import nightly_refresh_job, process_submissions_job
+from pipelines.jobs import load_reference_job, nightly_refresh_job, process_submissions_job
 from pipelines.resources import DropzoneResource, WarehouseResource
 from pipelines.schedules import nightly_refresh_schedule
 from pipelines.sensors import incident_inbox_sensor
@@ -18,7 +18,7 @@ defs = dg.Definitions(
         incident_submissions,
         indicator_value,
     ],
-    jobs=[process_submissions_job, nightly_refresh_job],
+    jobs=[process_submissions_job, nightly_refresh_job, load_reference_job],
     sensors=[incident_inbox_sensor],
     schedules=[nightly_refresh_schedule()],
     resources={"warehouse": WarehouseResource(), "dropzone": DropzoneResource()},

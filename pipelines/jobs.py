@@ -18,3 +18,10 @@ nightly_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("reference") | dg.AssetSelection.assets(indicator_value),
     description="Reload geography, population and observatories; recompute all indicators.",
 )
+
+# Reference data only: what `obsx run` refreshes before processing files.
+load_reference_job = dg.define_asset_job(
+    "load_reference",
+    selection=dg.AssetSelection.groups("reference"),
+    description="Load geography, population and the observatory registry from reference/.",
+)

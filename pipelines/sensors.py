@@ -36,7 +36,9 @@ def incident_inbox_sensor(context: dg.SensorEvaluationContext, dropzone: Dropzon
     for folder in zone.unknown_folders():
         context.log.warning(f"drop folder {folder!r} belongs to no registered observatory")
     if not pending:
-        return dg.SensorResult(skip_reason="no new finished files in the inboxes", cursor=new_cursor)
+        return dg.SensorResult(
+            skip_reason="no new finished files in the inboxes", cursor=new_cursor
+        )
     registered = set(context.instance.get_dynamic_partitions(submission_partitions.name))
     work = plan(pending, registered)
     return dg.SensorResult(

@@ -1,0 +1,48 @@
+# Observatory Exchange. `make demo` and `make test` work on a fresh clone with only python3 (3.11+).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+DATA_DIR := $(abspath $(or $(OBSX_DATA_DIR),var))
+STAMP := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test lint ui run bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: install
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx seed
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run --settle-seconds 0
+	@echo
+	@echo "Feedback for each observatory: $(DATA_DIR)/dropzone/<observatory>/feedback/"
+	@echo "Warehouse: $(DATA_DIR)/warehouse.db (table indicator_value)"
+	@echo "Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	DAGSTER_HOME= $(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/pytest
+
+ui: install
+	mkdir -p $(DATA_DIR)/dagster
+	OBSX_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DATA_DIR)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+run: install
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run
+
+# Re-resolve the lock file after changing dependencies in pyproject.toml.
+lock: install
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""``obsx``: the command engineers and observatories use.
+
+``obsx run`` processes everything waiting in the drop folders once, materializing the same Dagster
+assets the sensor would, recorded in the Dagster instance under the data root.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from obsx.config import data_root
+
+ATTENTION, OK = 1, 0
+
+
+def _prepare_environment(data_dir: str | None) -> Path:
+    """Point resources and the Dagster instance at the data root before Dagster is imported."""
+    root = data_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["OBSX_DATA_DIR"] = str(root)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    instance_config = home / "dagster.yaml"
+    if not instance_config.exists():  # a local instance: SQLite storage, no telemetry
+        instance_config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return root
+
+
+def cmd_seed(args) -> int:
+    from obsx.seed import seed_demo
+
+    root = _prepare_environment(args.data_dir)
+    written = seed_demo(root, year=args.year)
+    print(f"Seeded {len(written)} files into {root / 'dropzone'}")
+    return OK
+
+
+def cmd_run(args) -> int:
+    root = _prepare_environment(args.data_dir)
+    from pipelines.run_once import run_once
+
+    report = run_once(root, settle_seconds=args.settle_seconds, batch_size=args.batch_size)
+    print(report.summary())
+    return OK if report.all_processed else ATTENTION
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
+    parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="process every finished file in the drop folders once")
+    run.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="ignore files modified more recently than this (still being written)",
+    )
+    run.add_argument("--batch-size", type=int, default=200, help="submissions per Dagster run")
+    run.set_defaults(func=cmd_run)
+
+    seed = commands.add_parser(
+        "seed", help="write the demo observatories' files into their inboxes"
+    )
+    seed.add_argument("--year", type=int, default=2025)
+    seed.set_defaults(func=cmd_seed)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

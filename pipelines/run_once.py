@@ -1,0 +1,151 @@
+"""Process everything waiting in the inboxes once, without the daemon (``obsx run``).
+
+Registers the new files as dynamic partitions in the Dagster instance and executes the same jobs
+the sensor starts, so the runs show in the UI afterwards.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from assets.submissions import submission_partitions
+from obsx.reference import NATIONAL_CODE
+from obsx.warehouse import indicator_value, submission
+from pipelines.definitions import defs
+from pipelines.planning import plan, range_tags
+from pipelines.resources import DropzoneResource, WarehouseResource
+
+STATUS_WORDS = {
+    "accepted": "accepted",
+    "partly_accepted": "partly accepted",
+    "rejected": "rejected",
+}
+
+
+@dataclass
+class RunReport:
+    submissions: list[dict] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    unprocessed_keys: list[str] = field(default_factory=list)
+    unknown_folders: list[str] = field(default_factory=list)
+    left_in_inbox: list[Path] = field(default_factory=list)
+    homicide_rates: list[dict] = field(default_factory=list)
+    coverage: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def all_processed(self) -> bool:
+        return not (
+            self.failed_runs
+            or self.failed_checks
+            or self.unprocessed_keys
+            or self.unknown_folders
+            or self.left_in_inbox
+        )
+
+    def summary(self) -> str:
+        counts = {s: sum(1 for x in self.submissions if x["status"] == s) for s in STATUS_WORDS}
+        lines = [
+            f"Submissions processed: {len(self.submissions)} ("
+            + ", ".join(f"{counts[s]} {w}" for s, w in STATUS_WORDS.items())
+            + ")",
+            f"Rows merged: {sum(x['rows_accepted'] for x in self.submissions)} "
+            f"(new {sum(x['rows_inserted'] for x in self.submissions)}, "
+            f"updated {sum(x['rows_updated'] for x in self.submissions)}, "
+            f"unchanged {sum(x['rows_unchanged'] for x in self.submissions)}); "
+            f"rows quarantined: {sum(x['rows_rejected'] for x in self.submissions)}",
+        ]
+        for rate in self.homicide_rates:
+            value = "n/a (no population)" if rate["value"] is None else f"{rate['value']:.1f}"
+            coverage = self.coverage.get(rate["period"])
+            lines.append(
+                f"National homicide rate {rate['period']} (SDG 16.1.1): {value} per 100,000 "
+                f"({rate['numerator']:.0f} victims / {rate['denominator'] or 0:,.0f} inhabitants of "
+                f"reporting districts"
+                + (f"; {coverage:.1f}% of the national population reported)" if coverage else ")")
+            )
+        for name, items in (
+            ("Runs that failed", self.failed_runs),
+            ("Checks that failed", self.failed_checks),
+            ("Submissions not processed", self.unprocessed_keys),
+            ("Drop folders of no registered observatory", self.unknown_folders),
+            ("Files still waiting in an inbox", [str(p) for p in self.left_in_inbox]),
+        ):
+            if items:
+                lines.append(f"NEEDS ATTENTION - {name}: " + ", ".join(items))
+        return "\n".join(lines)
+
+
+# The command prints its own summary; Dagster's step-by-step log stays in the instance (and UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunReport, **kwargs):
+    result = job.execute_in_process(
+        run_config=QUIET, instance=instance, raise_on_error=False, **kwargs
+    )
+    if not result.success:
+        report.failed_runs.append(result.run_id)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            report.failed_checks.append(
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            )
+    return result
+
+
+def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunReport:
+    instance = dg.DagsterInstance.get()
+    report = RunReport()
+    dropzone_resource = DropzoneResource(data_dir=str(root), settle_seconds=settle_seconds)
+    zone = dropzone_resource.dropzone()
+    engine = WarehouseResource(data_dir=str(root)).engine()
+    report.unknown_folders = zone.unknown_folders()
+
+    _execute(defs.resolve_job_def("load_reference"), instance, report)
+
+    files = zone.scan(settle_seconds=settle_seconds, limit=10**9)
+    registered = set(instance.get_dynamic_partitions(submission_partitions.name))
+    work = plan(files, registered)
+    if work.new_keys:
+        instance.add_dynamic_partitions(submission_partitions.name, work.new_keys)
+    job = defs.resolve_job_def("process_submissions")
+    for start in range(0, len(work.new_keys), batch_size):
+        batch = work.new_keys[start : start + batch_size]
+        _execute(job, instance, report, tags=range_tags(batch[0], batch[-1]))
+    for key in work.again_keys:
+        _execute(job, instance, report, partition_key=key)
+
+    keys = work.new_keys + work.again_keys
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(submission).where(submission.c.partition_key.in_(keys))
+        ).mappings()
+        report.submissions = [dict(r) for r in rows]
+        v = indicator_value.c
+        national = sa.and_(
+            v.geo_level == "national", v.geo_code == NATIONAL_CODE, v.period_type == "year"
+        )
+        report.homicide_rates = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(v.period, v.numerator, v.denominator, v.value)
+                .where(national, v.indicator_code == "SDG_16_1_1", v.disaggregation == "")
+                .order_by(v.period)
+            ).mappings()
+        ]
+        report.coverage = dict(
+            conn.execute(
+                sa.select(v.period, v.value).where(
+                    national, v.indicator_code == "REPORTING_COVERAGE"
+                )
+            ).all()
+        )
+    done = {s["partition_key"] for s in report.submissions}
+    report.unprocessed_keys = [k for k in keys if k not in done]
+    report.left_in_inbox = [
+        f.path for f in zone.scan(settle_seconds=0, limit=10**9) if f.key in keys
+    ]
+    return report
