@@ -1,0 +1,89 @@
+"""Shared fixtures: a real SQLite warehouse file and a real PostgreSQL database.
+
+PostgreSQL tests use ``WAREHOUSE_TEST_URL`` (a server URL; each test gets a database of its own).
+Outside CI they skip with a reason when it is unset or unreachable; under ``CI=true`` they fail.
+"""
+
+import datetime as dt
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from obsx import reference
+from obsx.contract import load_contract
+from obsx.reading import read_submission
+from obsx.validation import Observatory, validate
+from obsx.warehouse import create_schema, get_engine
+
+TODAY = dt.date(2026, 11, 23)
+PANAMA = Observatory("pa_panama", "Observatorio de Panamá", ("0804",))
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL tests must run under CI=true: {reason}")
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
+def _postgres_server() -> sa.Engine:
+    url = os.environ.get("WAREHOUSE_TEST_URL")
+    if not url:
+        _unavailable(
+            "set WAREHOUSE_TEST_URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        )
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        _unavailable(f"cannot reach {sa.make_url(url).render_as_string()}: {exc.orig}")
+    return admin
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def warehouse_url(request, tmp_path):
+    """A fresh, empty warehouse URL: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    admin = _postgres_server()
+    name = f"obsx_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(warehouse_url) -> sa.Engine:
+    engine = get_engine(warehouse_url)
+    create_schema(engine)
+    return engine
+
+
+@pytest.fixture
+def loaded_engine(engine) -> sa.Engine:
+    """A warehouse holding the repository's reference data."""
+    reference.load_geography(engine, reference.read_geography())
+    reference.load_population(engine, reference.read_population())
+    reference.load_observatories(engine, reference.read_observatories())
+    return engine
+
+
+HEADER = "id,fecha,distrito,delito,sexo,edad,arma"
+
+
+def typed_rows(*lines: str, observatory: Observatory = PANAMA):
+    """Typed, validated rows from CSV lines (the header above is added)."""
+    data = "\n".join([HEADER, *lines]).encode()
+    result = validate(read_submission(data, "t.csv"), load_contract("incidents"), observatory, TODAY)
+    assert not result.rejected_rows, [p.message("en") for p in result.problems]
+    return result.accepted

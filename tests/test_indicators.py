@@ -1,0 +1,135 @@
+"""Indicator arithmetic, checked against figures computed by hand from the reference files."""
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from obsx import reference
+from obsx.indicators import compute_indicators, unbalanced_aggregates
+from obsx.validation import Observatory
+from obsx.warehouse import indicator_value, merge_records, population
+from tests.conftest import PANAMA, typed_rows
+
+COLON = Observatory("pa_colon", "Colón", ("0301",))
+CHORRERA = Observatory("pa_la_chorrera", "La Chorrera", ("1304",))
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+POP = reference.read_population().query("year == 2025")
+
+
+def pop(*codes, sex=None):
+    rows = POP[POP["geo_code"].isin(codes)]
+    if sex:
+        rows = rows[rows["sex"] == sex]
+    return int(rows["population"].sum())
+
+
+@pytest.fixture
+def warehouse(loaded_engine):
+    """Panamá: 3 homicides (2 men in January, 1 woman in February) and 1 robbery in January;
+    Colón: 1 homicide (a man) in January; La Chorrera: 1 theft in March (reported, no homicide)."""
+    batches = [
+        (PANAMA, [
+            "P1,2025-01-03,0804,0101,M,25,FIREARM",
+            "P2,2025-01-20,0804,0101,M,19,SHARP",
+            "P3,2025-02-11,0804,0101,F,33,FIREARM",
+            "P4,2025-01-25,0804,0401,F,40,NONE",
+        ]),
+        (COLON, ["C1,2025-01-09,0301,0101,M,22,FIREARM"]),
+        (CHORRERA, ["L1,2025-03-02,1304,0502,F,50,NONE"]),
+    ]
+    with loaded_engine.begin() as conn:
+        for observatory, lines in batches:
+            rows = typed_rows(*lines, observatory=observatory)
+            merge_records(conn, "incidents", observatory.code, f"s-{observatory.code}", rows, NOW)
+    compute_indicators(loaded_engine, NOW)
+    return loaded_engine
+
+
+def value(engine, code, level, geo, period, disaggregation=""):
+    v = indicator_value.c
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(v.numerator, v.denominator, v.value).where(
+                v.indicator_code == code, v.geo_level == level, v.geo_code == geo,
+                v.period == period, v.disaggregation == disaggregation,
+            )
+        ).one_or_none()
+
+
+def test_district_homicide_rate_is_victims_per_100000_of_its_population(warehouse):
+    row = value(warehouse, "SDG_16_1_1", "district", "0804", "2025")
+
+    assert (row.numerator, row.denominator) == (3, pop("0804"))
+    assert row.value == pytest.approx(3 * 100_000 / pop("0804"))
+
+
+def test_national_rate_counts_only_the_population_of_reporting_districts(warehouse):
+    row = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
+
+    assert row.numerator == 4
+    assert row.denominator == pop("0804", "0301", "1304")
+    assert row.value == pytest.approx(4 * 100_000 / pop("0804", "0301", "1304"))
+
+
+def test_monthly_rate_is_not_annualized_and_uses_that_months_reporters(warehouse):
+    january = value(warehouse, "SDG_16_1_1", "national", "PA", "2025-01")
+    february = value(warehouse, "SDG_16_1_1", "national", "PA", "2025-02")
+
+    assert (january.numerator, january.denominator) == (3, pop("0804", "0301"))
+    assert january.value == pytest.approx(3 * 100_000 / pop("0804", "0301"))
+    assert (february.numerator, february.denominator) == (1, pop("0804"))
+
+
+def test_sex_disaggregation_uses_the_population_of_that_sex(warehouse):
+    women = value(warehouse, "SDG_16_1_1", "national", "PA", "2025", "sex=F")
+    men = value(warehouse, "SDG_16_1_1", "province", "08", "2025", "sex=M")
+
+    assert (women.numerator, women.denominator) == (1, pop("0804", "0301", "1304", sex="F"))
+    assert (men.numerator, men.denominator) == (2, pop("0804", sex="M"))
+
+
+def test_reporting_district_without_homicides_is_zero_and_silent_district_has_no_value(warehouse):
+    chorrera = value(warehouse, "SDG_16_1_1", "district", "1304", "2025")
+
+    assert (chorrera.numerator, chorrera.value) == (0, 0)
+    assert value(warehouse, "SDG_16_1_1", "district", "0805", "2025") is None
+
+
+def test_incident_counts_by_iccs_section(warehouse):
+    assert value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025").value == 6
+    assert value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025", "iccs_section=01").value == 4
+    assert value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01", "iccs_section=04").value == 1
+
+
+def test_reporting_coverage_is_the_share_of_population_in_reporting_districts(warehouse):
+    row = value(warehouse, "REPORTING_COVERAGE", "national", "PA", "2025")
+
+    assert row.numerator == pop("0804", "0301", "1304")
+    assert row.denominator == int(POP["population"].sum())
+
+
+def test_district_numerators_add_up_to_province_and_national(warehouse):
+    with warehouse.connect() as conn:
+        assert unbalanced_aggregates(conn) == []
+        # A tampered province figure is caught: against its districts and against the nation.
+        v = indicator_value.c
+        conn.execute(
+            indicator_value.update()
+            .where(v.indicator_code == "SDG_16_1_1", v.geo_code == "08", v.period == "2025",
+                   v.disaggregation == "")
+            .values(numerator=99)
+        )
+        flagged = {(u["geo_level"], u["geo_code"], u["period"]) for u in unbalanced_aggregates(conn)}
+        assert flagged == {("province", "08", "2025"), ("national", "PA", "2025")}
+
+
+def test_missing_population_gives_no_rate_rather_than_a_wrong_one(warehouse):
+    with warehouse.begin() as conn:
+        conn.execute(population.delete().where(population.c.geo_code == "0301"))
+    compute_indicators(warehouse, NOW)
+
+    national = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
+    assert national.numerator == 4
+    assert (national.denominator, national.value) == (None, None)
