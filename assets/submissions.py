@@ -65,7 +65,9 @@ def incident_submissions(
     outcomes, failed = [], {}
     for key in context.partition_keys:
         try:
-            outcomes.append(process_submission(key, zone, engine, registry, today, context.run_id))
+            outcomes.append(
+                process_submission(key, zone, engine, registry, today, context.run.run_id)
+            )
         except Exception as exc:  # one file must not fail its batch
             context.log.exception(f"submission {key} failed")
             failed[key] = f"{type(exc).__name__}: {exc}"

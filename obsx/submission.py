@@ -176,8 +176,8 @@ def process_submission(
         counts=counts,
         problems=result.problems,
         file_info=info,
-        duplicate_of_earlier_upload=already_merged
-        and (feedback_dir / f"{feedback_stem}.json").exists(),
+        # The same bytes uploaded again (a rerun from the archive is no new upload).
+        duplicate_of_earlier_upload=already_merged and inbox_path is not None,
     )
     paths = write_feedback(feedback_dir, feedback_stem, report)
     # Only now, with the warehouse committed and the feedback written, is the upload consumed.

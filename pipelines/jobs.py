@@ -6,9 +6,12 @@ from assets.indicators import indicator_value
 from assets.submissions import incident_submissions
 
 # The per-submission asset and everything downstream of it, in one run for a batch of files.
+# Reference data are reloaded first (a fraction of a second) so that a fresh warehouse fed only
+# by the sensor has its denominators, and a corrected population file is picked up.
 process_submissions_job = dg.define_asset_job(
     "process_submissions",
-    selection=dg.AssetSelection.assets(incident_submissions).downstream(),
+    selection=dg.AssetSelection.groups("reference")
+    | dg.AssetSelection.assets(incident_submissions).downstream(),
     description="Process a batch of uploaded files and refresh the indicators.",
 )
 

@@ -104,8 +104,6 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
     engine = WarehouseResource(data_dir=str(root)).engine()
     report.unknown_folders = zone.unknown_folders()
 
-    _execute(defs.resolve_job_def("load_reference"), instance, report)
-
     files = zone.scan(settle_seconds=settle_seconds, limit=10**9)
     registered = set(instance.get_dynamic_partitions(submission_partitions.name))
     work = plan(files, registered)

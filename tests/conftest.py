@@ -84,6 +84,8 @@ HEADER = "id,fecha,distrito,delito,sexo,edad,arma"
 def typed_rows(*lines: str, observatory: Observatory = PANAMA):
     """Typed, validated rows from CSV lines (the header above is added)."""
     data = "\n".join([HEADER, *lines]).encode()
-    result = validate(read_submission(data, "t.csv"), load_contract("incidents"), observatory, TODAY)
+    result = validate(
+        read_submission(data, "t.csv"), load_contract("incidents"), observatory, TODAY
+    )
     assert not result.rejected_rows, [p.message("en") for p in result.problems]
     return result.accepted

@@ -30,12 +30,15 @@ def warehouse(loaded_engine):
     """Panamá: 3 homicides (2 men in January, 1 woman in February) and 1 robbery in January;
     Colón: 1 homicide (a man) in January; La Chorrera: 1 theft in March (reported, no homicide)."""
     batches = [
-        (PANAMA, [
-            "P1,2025-01-03,0804,0101,M,25,FIREARM",
-            "P2,2025-01-20,0804,0101,M,19,SHARP",
-            "P3,2025-02-11,0804,0101,F,33,FIREARM",
-            "P4,2025-01-25,0804,0401,F,40,NONE",
-        ]),
+        (
+            PANAMA,
+            [
+                "P1,2025-01-03,0804,0101,M,25,FIREARM",
+                "P2,2025-01-20,0804,0101,M,19,SHARP",
+                "P3,2025-02-11,0804,0101,F,33,FIREARM",
+                "P4,2025-01-25,0804,0401,F,40,NONE",
+            ],
+        ),
         (COLON, ["C1,2025-01-09,0301,0101,M,22,FIREARM"]),
         (CHORRERA, ["L1,2025-03-02,1304,0502,F,50,NONE"]),
     ]
@@ -52,8 +55,11 @@ def value(engine, code, level, geo, period, disaggregation=""):
     with engine.connect() as conn:
         return conn.execute(
             sa.select(v.numerator, v.denominator, v.value).where(
-                v.indicator_code == code, v.geo_level == level, v.geo_code == geo,
-                v.period == period, v.disaggregation == disaggregation,
+                v.indicator_code == code,
+                v.geo_level == level,
+                v.geo_code == geo,
+                v.period == period,
+                v.disaggregation == disaggregation,
             )
         ).one_or_none()
 
@@ -99,8 +105,13 @@ def test_reporting_district_without_homicides_is_zero_and_silent_district_has_no
 
 def test_incident_counts_by_iccs_section(warehouse):
     assert value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025").value == 6
-    assert value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025", "iccs_section=01").value == 4
-    assert value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01", "iccs_section=04").value == 1
+    assert (
+        value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025", "iccs_section=01").value == 4
+    )
+    assert (
+        value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01", "iccs_section=04").value
+        == 1
+    )
 
 
 def test_reporting_coverage_is_the_share_of_population_in_reporting_districts(warehouse):
@@ -117,11 +128,17 @@ def test_district_numerators_add_up_to_province_and_national(warehouse):
         v = indicator_value.c
         conn.execute(
             indicator_value.update()
-            .where(v.indicator_code == "SDG_16_1_1", v.geo_code == "08", v.period == "2025",
-                   v.disaggregation == "")
+            .where(
+                v.indicator_code == "SDG_16_1_1",
+                v.geo_code == "08",
+                v.period == "2025",
+                v.disaggregation == "",
+            )
             .values(numerator=99)
         )
-        flagged = {(u["geo_level"], u["geo_code"], u["period"]) for u in unbalanced_aggregates(conn)}
+        flagged = {
+            (u["geo_level"], u["geo_code"], u["period"]) for u in unbalanced_aggregates(conn)
+        }
         assert flagged == {("province", "08", "2025"), ("national", "PA", "2025")}
 
 

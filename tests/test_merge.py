@@ -58,8 +58,13 @@ def test_resent_incident_updates_it_and_keeps_the_previous_version(engine):
     assert (a2["revision"], a2["submission_id"]) == (1, "s1")
     with engine.connect() as conn:
         history = conn.execute(
-            sa.select(revisions.c.revision, revisions.c.weapon, revisions.c.submission_id,
-                      revisions.c.valid_from, revisions.c.valid_to)
+            sa.select(
+                revisions.c.revision,
+                revisions.c.weapon,
+                revisions.c.submission_id,
+                revisions.c.valid_from,
+                revisions.c.valid_to,
+            )
             .where(revisions.c.incident_id == "A1")
             .order_by(revisions.c.revision)
         ).all()

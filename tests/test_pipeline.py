@@ -1,0 +1,191 @@
+"""End to end through Dagster: sensor tick -> runs -> warehouse, feedback and indicators.
+
+Runs on a temporary SQLite warehouse and on PostgreSQL, with a test Dagster instance.
+"""
+
+import json
+import os
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from obsx import cli
+from obsx.warehouse import indicator_value, quarantine, record_tables, submission
+from pipelines.definitions import defs
+from pipelines.resources import DropzoneResource
+from pipelines.sensors import incident_inbox_sensor
+
+incidents, _, _ = record_tables("incidents")
+
+PANAMA_CSV = (
+    "Código incidente,Fecha,Distrito,Delito (ICCS),Sexo víctima,Edad,Arma\n"
+    "P1,2025-01-03,0804,0101,Masculino,25,Arma de fuego\n"
+    "P2,2025-01-20,0804,0401,Femenino,31,Sin arma\n"
+    "P3,2025-13-01,0804,0101,M,40,AF\n"  # impossible date: quarantined
+).encode()
+COLON_CSV = (
+    "No. caso;Fecha del hecho;Distrito;ICCS;Sexo;Edad;Arma empleada\n"
+    "C1;09/01/2025;301;101;Hombre;22;AF\n"
+).encode("cp1252")
+
+
+@pytest.fixture
+def root(tmp_path, warehouse_url, monkeypatch):
+    root = tmp_path / "data"
+    monkeypatch.setenv("OBSX_DATA_DIR", str(root))
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    return root
+
+
+@pytest.fixture
+def instance(tmp_path):
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        yield instance
+
+
+def drop(root, observatory, name, data):
+    inbox = root / "dropzone" / observatory / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_bytes(data)
+    os.utime(path, (1, 1))  # long finished
+    return path
+
+
+def tick(instance, cursor=None):
+    """Evaluate the sensor and carry out what it asks, as the daemon would."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"dropzone": DropzoneResource(settle_seconds=0)},
+    )
+    result = incident_inbox_sensor(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    job = defs.resolve_job_def("process_submissions")
+    runs = []
+    for request in result.run_requests or []:
+        runs.append(
+            job.execute_in_process(
+                instance=instance, tags=request.tags, partition_key=request.partition_key
+            )
+        )
+    return result, runs
+
+
+def warehouse(url):
+    return sa.create_engine(url)
+
+
+def test_sensor_tick_processes_every_file_in_one_run(root, instance, warehouse_url):
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+    drop(root, "pa_colon", "enero colón.csv", COLON_CSV)
+    drop(root, "pa_colon", "roto.xlsx", b"PK\x03\x04 not really a workbook")
+    (root / "dropzone" / "pa_panama" / "inbox" / "subiendo.csv.part").write_bytes(b"half")
+
+    result, runs = tick(instance)
+
+    assert len(runs) == 1 and runs[0].success
+    checks = {e.check_name: e.passed for e in runs[0].get_asset_check_evaluations()}
+    assert checks == {"accepted_rows_held_in_warehouse": True, "district_numerators_add_up": True}
+    engine = warehouse(warehouse_url)
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(submission.c.file_name, submission.c.status)).all())
+        assert statuses == {
+            "enero.csv": "partly_accepted",
+            "enero colón.csv": "accepted",
+            "roto.xlsx": "rejected",
+        }
+        assert sorted(conn.scalars(sa.select(incidents.c.incident_id))) == ["C1", "P1", "P2"]
+        rules = conn.execute(sa.select(quarantine.c.source_row, quarantine.c.rule)).all()
+        assert sorted(rules, key=str) == sorted(
+            [(4, "type-date"), (None, "unreadable-file")], key=str
+        )
+        v = indicator_value.c
+        national = conn.execute(
+            sa.select(v.numerator, v.value).where(
+                v.indicator_code == "SDG_16_1_1",
+                v.geo_level == "national",
+                v.period == "2025",
+                v.disaggregation == "",
+            )
+        ).one()
+    engine.dispose()
+    assert national.numerator == 2
+    # Feedback for each file; the consumed uploads left the inboxes, the partial one stayed.
+    feedback = sorted(p.name for p in (root / "dropzone" / "pa_colon" / "feedback").iterdir())
+    assert [n.rsplit("__", 1)[0] for n in feedback] == ["enero_colon"] * 2 + ["roto"] * 2
+    report = json.loads(
+        next((root / "dropzone" / "pa_panama" / "feedback").glob("*.json")).read_text()
+    )
+    assert report["summary"]["rows_rejected"] == 1
+    assert report["problems"][0]["row"] == 4
+    assert [p.name for p in (root / "dropzone" / "pa_panama" / "inbox").iterdir()] == [
+        "subiendo.csv.part"
+    ]
+    assert list((root / "dropzone" / "pa_colon" / "inbox").iterdir()) == []
+
+    second, runs = tick(instance, result.cursor)
+    assert runs == [] and second.skip_reason
+
+
+def test_same_bytes_dropped_again_are_one_submission(root, instance, warehouse_url):
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+    first, _ = tick(instance)
+    drop(root, "pa_panama", "enero (reenvío).csv", PANAMA_CSV)
+
+    _, runs = tick(instance, first.cursor)
+
+    assert len(runs) == 1 and runs[0].success
+    engine = warehouse(warehouse_url)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(submission)) == 1
+        assert conn.scalar(sa.select(sa.func.max(incidents.c.revision))) == 1
+    engine.dispose()
+    again = next((root / "dropzone" / "pa_panama" / "feedback").glob("enero_reenvio__*.json"))
+    assert json.loads(again.read_text())["duplicate_of_earlier_upload"] is True
+    assert list((root / "dropzone" / "pa_panama" / "inbox").iterdir()) == []
+
+
+def test_unreadable_file_touches_nothing_already_accepted(root, instance, warehouse_url):
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+    first, _ = tick(instance)
+    engine = warehouse(warehouse_url)
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(incidents).order_by(incidents.c.incident_id)).all()
+
+    drop(root, "pa_panama", "enero.csv", b"\x00\x01binary garbage")
+    _, runs = tick(instance, first.cursor)
+
+    assert runs[0].success
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(incidents).order_by(incidents.c.incident_id)).all() == before
+        assert sorted(conn.scalars(sa.select(submission.c.status))) == [
+            "partly_accepted",
+            "rejected",
+        ]
+    engine.dispose()
+
+
+def test_obsx_run_processes_the_inboxes_and_says_when_attention_is_needed(
+    root, tmp_path, monkeypatch, capsys, warehouse_url
+):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+
+    assert cli.main(["run", "--settle-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Submissions processed: 1 (0 accepted, 1 partly accepted, 0 rejected)" in out
+    assert "National homicide rate 2025 (SDG 16.1.1)" in out
+
+    (root / "dropzone" / "pa_desconocido" / "inbox").mkdir(parents=True)
+    assert cli.main(["run", "--settle-seconds", "0"]) == 1
+    assert "NEEDS ATTENTION - Drop folders of no registered observatory: pa_desconocido" in (
+        capsys.readouterr().out
+    )
+    # The runs are in the instance under DAGSTER_HOME, for the UI.
+    with dg.DagsterInstance.get() as instance:
+        jobs = {r.job_name for r in instance.get_runs()}
+    assert jobs == {"process_submissions"}
