@@ -1,0 +1,52 @@
+"""A snapshot of the asset graph, so that an accidental change to it shows in review."""
+
+from pipelines.definitions import defs
+
+
+def test_asset_graph_keys_groups_and_dependencies():
+    graph = defs.resolve_asset_graph()
+    snapshot = {
+        key.to_user_string(): (
+            graph.get(key).group_name,
+            sorted(p.to_user_string() for p in graph.get(key).parent_keys),
+        )
+        for key in graph.get_all_asset_keys()
+    }
+    assert snapshot == {
+        "reference_geography": ("reference", []),
+        "reference_population": ("reference", ["reference_geography"]),
+        "reference_observatories": ("reference", ["reference_geography"]),
+        "incident_submissions": ("submissions", ["reference_observatories"]),
+        "indicator_value": (
+            "indicators",
+            ["incident_submissions", "reference_geography", "reference_population"],
+        ),
+    }
+
+
+def test_asset_checks():
+    checks = {
+        (k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert checks == {
+        ("incident_submissions", "accepted_rows_held_in_warehouse"),
+        ("indicator_value", "district_numerators_add_up"),
+    }
+
+
+def test_jobs_sensor_and_nightly_schedule():
+    jobs = {
+        name: sorted(
+            k.to_user_string() for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys
+        )
+        for name in ("process_submissions", "nightly_refresh", "load_reference")
+    }
+    reference = ["reference_geography", "reference_observatories", "reference_population"]
+    assert jobs == {
+        "process_submissions": sorted([*reference, "incident_submissions", "indicator_value"]),
+        "nightly_refresh": sorted([*reference, "indicator_value"]),
+        "load_reference": reference,
+    }
+    schedule = defs.resolve_schedule_def("nightly_refresh_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "America/Panama")
+    assert defs.resolve_sensor_def("incident_inbox_sensor").job_name == "process_submissions"
