@@ -108,7 +108,9 @@ class Dropzone:
         base = self.root / "dropzone"
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if p.name not in self.observatory_codes)
+        return sorted(
+            p.name for p in base.iterdir() if p.is_dir() and p.name not in self.observatory_codes
+        )
 
     def finished_files(self, settle_seconds: float, now: float | None = None, codes=None):
         """Yield ``(observatory, path, stat)`` for uploads that look complete.
@@ -128,7 +130,8 @@ class Dropzone:
                 if path.is_symlink() or not path.is_file():
                     continue
                 stat = path.stat()
-                if now - stat.st_mtime < settle_seconds:
+                # A clock ahead of ours (mtime in the future) delays a file, never loses it.
+                if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
                     continue
                 yield code, path, stat
 

@@ -156,6 +156,7 @@ def read_xlsx_bytes(data: bytes) -> RawTable:
         ) from exc
     try:
         sheet = workbook.worksheets[0]
+        sheet.reset_dimensions()  # some exporters declare a wrong sheet size; read what is there
         rows = [
             [_cell_text(v) for v in row] for row in sheet.iter_rows(min_row=1, values_only=True)
         ]

@@ -15,6 +15,11 @@ from obsx.problems import ERROR, Problem, problem
 from obsx.reading import RawTable
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
+# The two date spellings the contract accepts; Excel dates arrive as ISO text, maybe with a time.
+ISO_DATE_RE = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?$"
+DMY_DATE_RE = r"^\d{1,2}/\d{1,2}/\d{4}$"
+# Larger whole numbers lose precision as floats; no contract integer is anywhere near this.
+MAX_WHOLE_NUMBER = 10**15
 MAX_LISTED_CODES = 12
 
 
@@ -61,11 +66,15 @@ def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     blank = text.eq("")
     if f.type == "integer":
         number = pd.to_numeric(text.where(~blank), errors="coerce")
-        whole = number.notna() & (number % 1 == 0)
+        whole = number.notna() & (number % 1 == 0) & (number.abs() < MAX_WHOLE_NUMBER)
         return number.where(whole).astype("Int64"), ~blank & ~whole
     if f.type == "date":
-        iso = pd.to_datetime(text.where(~blank), format="ISO8601", errors="coerce")
-        dmy = pd.to_datetime(text.where(~blank & iso.isna()), format="%d/%m/%Y", errors="coerce")
+        # Only whole dates in the accepted spellings: "2025" or "2025-03" would land in a period
+        # the observatory never meant.
+        iso_text = text.where(text.str.match(ISO_DATE_RE)).str.slice(0, 10)
+        iso = pd.to_datetime(iso_text, format="%Y-%m-%d", errors="coerce")
+        dmy_text = text.where(text.str.match(DMY_DATE_RE))
+        dmy = pd.to_datetime(dmy_text, format="%d/%m/%Y", errors="coerce")
         parsed = iso.fillna(dmy)
         # A time part (Excel keeps one) is not part of a date.
         return parsed.dt.normalize().astype("datetime64[us]"), ~blank & parsed.isna()

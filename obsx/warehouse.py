@@ -277,7 +277,7 @@ def merge_records(
         f"stage_{dataset}",
         sa.MetaData(),
         *[
-            sa.Column(c.name, c.type)
+            sa.Column(c.name, c.type, primary_key=c.primary_key)
             for c in current.columns
             if c.name not in ("revision", "submission_id")
         ],
