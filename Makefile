@@ -46,3 +46,6 @@ lock: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+bench: install
+	$(BIN)/python bench/bench_submission.py $(BENCH_URL)

@@ -144,6 +144,10 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
     """Recompute every indicator value in one transaction; returns the number of values."""
     now = now or dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Tables that just grew by a merge still carry the planner's empty-table estimates,
+            # which pick nested loops (measured: 0.5 s instead of 7 ms per statement on 10k rows).
+            conn.exec_driver_sql("ANALYZE incidents, geography, population")
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
         conn.execute(indicator_value.delete())
