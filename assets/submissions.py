@@ -1,6 +1,7 @@
 """Per-submission asset: one dynamic partition per uploaded file, many files per run."""
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 import sqlalchemy as sa
@@ -10,6 +11,10 @@ from obsx.reference import observatories
 from obsx.submission import process_submission
 from obsx.warehouse import record_tables, submission
 from pipelines.resources import DropzoneResource, WarehouseResource
+
+# single_run() is what turns a burst of files into one run (DESIGN.md, decision 4); its beta
+# status is known and accepted, so the warning is not repeated on every command.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 submission_partitions = dg.DynamicPartitionsDefinition(name="incident_submissions")
 HELD_CHECK = "accepted_rows_held_in_warehouse"
