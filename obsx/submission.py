@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import load_contract
@@ -72,9 +73,41 @@ def check_file(
     return validate(table, contract, observatory, today), info
 
 
-def _rejected(p) -> ValidationResult:
-    import pandas as pd
+def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str, dict]:
+    """Merge accepted rows and quarantine rejected ones; returns the status and the counts."""
+    counts = {
+        "rows_read": result.rows_read,
+        "rows_accepted": len(result.accepted),
+        "rows_rejected": result.rows_rejected,
+        "rows_inserted": 0,
+        "rows_updated": 0,
+        "rows_unchanged": 0,
+        "warnings": sum(p.severity == WARNING for p in result.problems),
+    }
+    if result.status != "rejected":
+        counts |= merge_records(conn, dataset, code, sha, result.accepted, now)
+    conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
+    errors = [p for p in result.problems if p.severity == ERROR]
+    if errors:
+        conn.execute(
+            quarantine.insert(),
+            [
+                {
+                    "submission_id": sha,
+                    "source_row": p.row,
+                    "field": p.column,
+                    "rule": p.code,
+                    "value": p.value,
+                    "message_es": p.message("es"),
+                    "message_en": p.message("en"),
+                }
+                for p in errors
+            ],
+        )
+    return result.status, counts
 
+
+def _rejected(p) -> ValidationResult:
     return ValidationResult(accepted=pd.DataFrame(), rows_read=0, problems=[p])
 
 
@@ -94,73 +127,54 @@ def process_submission(
     sha = hashlib.sha256(data).hexdigest()
     now = dt.datetime.now(dt.UTC)
 
-    with engine.connect() as conn:
-        earlier = (
-            conn.execute(sa.select(submission).where(submission.c.submission_id == sha))
-            .mappings()
-            .first()
-        )
-    if earlier is not None and inbox_path is None:
-        file_name = earlier["file_name"]  # reprocessing from the archive: keep the uploaded name
+    if inbox_path is None:  # reprocessing from the archive: keep the name it was uploaded with
+        with engine.connect() as conn:
+            uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
+            file_name = conn.scalar(uploaded_as) or file_name
     result, info = check_file(data, file_name, observatory, dataset, today)
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"
-    already_merged = earlier is not None and earlier["merged_at"] is not None
-
-    if already_merged:
-        counts = {c: earlier[c] for c in COUNT_COLUMNS}
-        status = earlier["status"]
-    else:
-        archive_path = dropzone.archive(code, sha, data, file_name)
-        status = result.status
-        counts = {
-            "rows_read": result.rows_read,
-            "rows_accepted": len(result.accepted),
-            "rows_rejected": result.rows_rejected,
-            "rows_inserted": 0,
-            "rows_updated": 0,
-            "rows_unchanged": 0,
-            "warnings": sum(p.severity == WARNING for p in result.problems),
+    archive_path = dropzone.archive(code, sha, data, file_name)
+    with engine.begin() as conn:
+        # Claim the submission row, then decide under its lock: a sensor run and a command run
+        # over the same file merge it once, and the second reports what the first did.
+        identity = {
+            "partition_key": key,
+            "observatory_code": code,
+            "dataset": dataset,
+            "file_name": file_name,
+            "archive_path": str(archive_path.relative_to(dropzone.root)),
+            "size_bytes": len(data),
         }
-        with engine.begin() as conn:
-            if status != "rejected":
-                counts |= merge_records(conn, dataset, code, sha, result.accepted, now)
-            values = {
-                "partition_key": key,
-                "observatory_code": code,
-                "dataset": dataset,
-                "file_name": file_name,
-                "archive_path": str(archive_path.relative_to(dropzone.root)),
-                "size_bytes": len(data),
-                "file_format": info.get("format"),
-                "encoding": info.get("encoding"),
-                "delimiter": info.get("delimiter"),
-                "status": status,
-                **counts,
-                "merged_at": now,
-                "run_id": run_id,
-            }
-            upsert = _insert(conn)(submission).values(submission_id=sha, received_at=now, **values)
+        claim = _insert(conn)(submission).values(
+            submission_id=sha, received_at=now, status="received", **identity
+        )
+        conn.execute(claim.on_conflict_do_nothing(index_elements=["submission_id"]))
+        row = (
             conn.execute(
-                upsert.on_conflict_do_update(index_elements=["submission_id"], set_=values)
+                sa.select(submission).where(submission.c.submission_id == sha).with_for_update()
             )
-            conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
-            errors = [p for p in result.problems if p.severity == ERROR]
-            if errors:
-                conn.execute(
-                    quarantine.insert(),
-                    [
-                        {
-                            "submission_id": sha,
-                            "source_row": p.row,
-                            "field": p.column,
-                            "rule": p.code,
-                            "value": p.value,
-                            "message_es": p.message("es"),
-                            "message_en": p.message("en"),
-                        }
-                        for p in errors
-                    ],
+            .mappings()
+            .one()
+        )
+        already_merged = row["merged_at"] is not None
+        received_at = row["received_at"]
+        if already_merged:
+            counts, status = {c: row[c] for c in COUNT_COLUMNS}, row["status"]
+        else:
+            status, counts = _merge(conn, dataset, code, sha, result, now)
+            conn.execute(
+                submission.update()
+                .where(submission.c.submission_id == sha)
+                .values(
+                    file_format=info.get("format"),
+                    encoding=info.get("encoding"),
+                    delimiter=info.get("delimiter"),
+                    status=status,
+                    merged_at=now,
+                    run_id=run_id,
+                    **counts,
                 )
+            )
 
     feedback_dir = dropzone.feedback_dir(code)
     report = Report(
@@ -169,9 +183,7 @@ def process_submission(
         observatory_name=observatory.name,
         dataset=dataset,
         file_name=file_name,
-        received_at=(earlier["received_at"] if earlier is not None else now).isoformat(
-            timespec="seconds"
-        ),
+        received_at=received_at.isoformat(timespec="seconds"),
         status=status,
         counts=counts,
         problems=result.problems,
