@@ -49,6 +49,11 @@ def safe_stem(name: str, limit: int = 80) -> str:
     return stem[:limit] or "archivo"
 
 
+def fingerprint(path: Path, size: int, mtime_ns: int) -> str:
+    """What identifies an upload on disk, cheaply: name, size and modification time."""
+    return f"{path}|{size}|{mtime_ns}"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -71,8 +76,7 @@ class InboxFile:
 
     @property
     def fingerprint(self) -> str:
-        """What identifies this upload on disk, cheaply: name, size and modification time."""
-        return f"{self.path}|{self.size}|{self.mtime_ns}"
+        return fingerprint(self.path, self.size, self.mtime_ns)
 
 
 class Dropzone:
@@ -84,10 +88,10 @@ class Dropzone:
         self.hashes: dict[str, str] = dict(hashes or {})
 
     def sha256(self, path: Path, stat: os.stat_result) -> str:
-        fingerprint = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        if fingerprint not in self.hashes:
-            self.hashes[fingerprint] = file_sha256(path)
-        return self.hashes[fingerprint]
+        seen = fingerprint(path, stat.st_size, stat.st_mtime_ns)
+        if seen not in self.hashes:
+            self.hashes[seen] = file_sha256(path)
+        return self.hashes[seen]
 
     def inbox(self, code: str) -> Path:
         return self.root / "dropzone" / code / "inbox"

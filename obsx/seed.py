@@ -276,7 +276,7 @@ def _cells(layout: Layout, row: dict) -> list:
 def _spoil(layout: Layout, cells: list[list], rng: random.Random) -> None:
     """Put in a few of the mistakes real files carry, each one a row an observatory must fix."""
     mistakes = [
-        lambda c: c.__setitem__(1, "31/02/2025" if layout.file_format == "csv" else "31/02/2025"),
+        lambda c: c.__setitem__(1, "31/02/2025"),  # no such day
         lambda c: c.__setitem__(4, "9999"),  # not an ICCS code
         lambda c: c.__setitem__(6, 230),  # impossible age
         lambda c: c.__setitem__(3, "0808"),  # another municipality's district

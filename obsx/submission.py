@@ -19,7 +19,7 @@ from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
 from obsx.reading import UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
-from obsx.warehouse import _insert, merge_records, quarantine, submission
+from obsx.warehouse import dialect_insert, merge_records, quarantine, submission
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def process_submission(
             "archive_path": str(archive_path.relative_to(dropzone.root)),
             "size_bytes": len(data),
         }
-        claim = _insert(conn)(submission).values(
+        claim = dialect_insert(conn)(submission).values(
             submission_id=sha, received_at=now, status="received", **identity
         )
         conn.execute(claim.on_conflict_do_nothing(index_elements=["submission_id"]))

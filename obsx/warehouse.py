@@ -228,7 +228,7 @@ def create_schema(engine: sa.Engine) -> None:
     metadata.create_all(engine)
 
 
-def _insert(engine_or_conn):
+def dialect_insert(engine_or_conn):
     return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[engine_or_conn.dialect.name]
 
 
@@ -325,7 +325,7 @@ def merge_records(
         )
     )
     upsert_columns = ["observatory_code", *fields, "period_month", "period_year", "row_hash"]
-    insert = _insert(conn)(current).from_select(
+    insert = dialect_insert(conn)(current).from_select(
         [*upsert_columns, "revision", "submission_id"],
         sa.select(
             *[s[col] for col in upsert_columns], sa.literal(1), sa.literal(submission_id)
