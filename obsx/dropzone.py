@@ -80,12 +80,11 @@ class InboxFile:
 
 
 class Dropzone:
-    def __init__(self, root: Path, observatory_codes: Iterable[str], hashes: dict | None = None):
+    def __init__(self, root: Path, observatory_codes: Iterable[str]):
         self.root = Path(root)
         self.observatory_codes = sorted(observatory_codes)
-        # fingerprint (path, size, mtime) -> SHA-256, so that a file is read once per process
-        # (and once per sensor lifetime, when the sensor hands over its cursor).
-        self.hashes: dict[str, str] = dict(hashes or {})
+        # fingerprint -> SHA-256, so that a run handling many keys reads each file once
+        self.hashes: dict[str, str] = {}
 
     def sha256(self, path: Path, stat: os.stat_result) -> str:
         seen = fingerprint(path, stat.st_size, stat.st_mtime_ns)
@@ -139,10 +138,25 @@ class Dropzone:
                     continue
                 yield code, path, stat
 
-    def scan(self, settle_seconds: float, limit: int, now: float | None = None) -> list[InboxFile]:
-        """Finished uploads, oldest first, at most ``limit``."""
+    def scan(
+        self,
+        settle_seconds: float,
+        limit: int,
+        now: float | None = None,
+        skip: frozenset[str] | set[str] = frozenset(),
+    ) -> list[InboxFile]:
+        """Finished uploads, oldest first, at most ``limit``, leaving out fingerprints in ``skip``.
+
+        Skipping before the limit matters: files already handed to a run must not take the places
+        of newer ones.
+        """
         candidates = sorted(
-            self.finished_files(settle_seconds, now), key=lambda c: (c[2].st_mtime_ns, str(c[1]))
+            (
+                (code, path, stat)
+                for code, path, stat in self.finished_files(settle_seconds, now)
+                if fingerprint(path, stat.st_size, stat.st_mtime_ns) not in skip
+            ),
+            key=lambda c: (c[2].st_mtime_ns, str(c[1])),
         )
         found = []
         for code, path, stat in candidates[:limit]:

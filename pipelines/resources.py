@@ -35,7 +35,7 @@ class DropzoneResource(dg.ConfigurableResource):
     def root(self) -> Path:
         return data_root(self.data_dir)
 
-    def dropzone(self, hashes: dict[str, str] | None = None) -> Dropzone:
-        dropzone = Dropzone(self.root(), observatories(), hashes=hashes)
+    def dropzone(self) -> Dropzone:
+        dropzone = Dropzone(self.root(), observatories())
         dropzone.ensure_folders()
         return dropzone

@@ -1,8 +1,10 @@
 """The inbox sensor: finished uploads become dynamic partitions and one run per batch.
 
-The sensor does no parsing. Its cursor remembers, for files still in an inbox, their hash (so a
-file is read once) and that a run was already requested for them (so a file waiting for its run,
-or one that failed, is not requested again every tick). It is bounded by the inbox contents.
+The sensor does no parsing. Its cursor holds the fingerprints (name, size, modification time) of
+files still in an inbox for which a run was already requested, so that a file waiting for its
+run, or one whose run failed, is neither requested again every tick nor in the way of newer
+files. Files leave the inbox once processed, so the cursor stays as small as the backlog; a
+changed file (new size or time) is a new upload.
 """
 
 import json
@@ -10,6 +12,7 @@ import json
 import dagster as dg
 
 from assets.submissions import submission_partitions
+from obsx.dropzone import fingerprint
 from pipelines.jobs import process_submissions_job
 from pipelines.planning import plan
 from pipelines.resources import DropzoneResource
@@ -21,17 +24,17 @@ from pipelines.resources import DropzoneResource
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def incident_inbox_sensor(context: dg.SensorEvaluationContext, dropzone: DropzoneResource):
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    zone = dropzone.dropzone(hashes=cursor.get("hashes"))
-    files = zone.scan(settle_seconds=dropzone.settle_seconds, limit=dropzone.max_files_per_tick)
-    requested = set(cursor.get("requested", []))
-    pending = [f for f in files if f.fingerprint not in requested]
-    present = {f.fingerprint: f.sha256 for f in files}
+    requested = set(json.loads(context.cursor)["requested"]) if context.cursor else set()
+    zone = dropzone.dropzone()
+    present = {
+        fingerprint(path, stat.st_size, stat.st_mtime_ns)
+        for _, path, stat in zone.finished_files(dropzone.settle_seconds)
+    }
+    pending = zone.scan(
+        settle_seconds=dropzone.settle_seconds, limit=dropzone.max_files_per_tick, skip=requested
+    )
     new_cursor = json.dumps(
-        {
-            "hashes": present,
-            "requested": sorted((requested & present.keys()) | {f.fingerprint for f in pending}),
-        }
+        {"requested": sorted((requested & present) | {f.fingerprint for f in pending})}
     )
     for folder in zone.unknown_folders():
         context.log.warning(f"drop folder {folder!r} belongs to no registered observatory")

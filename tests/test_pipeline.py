@@ -189,3 +189,34 @@ def test_obsx_run_processes_the_inboxes_and_says_when_attention_is_needed(
     with dg.DagsterInstance.get() as instance:
         jobs = {r.job_name for r in instance.get_runs()}
     assert jobs == {"process_submissions"}
+
+
+def test_files_already_requested_do_not_starve_newer_ones(tmp_path, instance, monkeypatch):
+    monkeypatch.setenv("OBSX_DATA_DIR", str(tmp_path / "data"))
+    first = drop(tmp_path / "data", "pa_panama", "a.csv", PANAMA_CSV)
+    second = drop(tmp_path / "data", "pa_colon", "b.csv", COLON_CSV)
+    os.utime(second, (2, 2))
+    resources = {"dropzone": DropzoneResource(settle_seconds=0, max_files_per_tick=1)}
+
+    def evaluate(cursor):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        result = incident_inbox_sensor(context)
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        return result
+
+    one = evaluate(None)  # its run is never executed: a.csv stays in the inbox
+    two = evaluate(one.cursor)
+    three = evaluate(two.cursor)
+
+    def requested_keys(result):
+        return [r.tags.get("dagster/asset_partition_range_start") for r in result.run_requests]
+
+    assert requested_keys(one)[0].startswith("pa_panama__")
+    assert requested_keys(two)[0].startswith("pa_colon__")
+    assert three.run_requests == [] and three.skip_reason
+    assert len(json.loads(three.cursor)["requested"]) == 2
+    first.unlink()  # processed elsewhere: it leaves the cursor
+    assert len(json.loads(evaluate(three.cursor).cursor)["requested"]) == 1
