@@ -16,11 +16,12 @@ from pathlib import Path
 from obsx import reference
 from obsx.contract import load_contract
 from obsx.indicators import compute_indicators
+from obsx.migrations import upgrade
 from obsx.reading import read_submission
 from obsx.reference import observatories
 from obsx.seed import LAYOUTS, incidents_for_year, render
 from obsx.validation import validate
-from obsx.warehouse import create_schema, get_engine, merge_records
+from obsx.warehouse import get_engine, merge_records
 
 
 def timed(label, rows, fn):
@@ -42,7 +43,7 @@ def main(years: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path(tmp) / 'warehouse.db'}"
         engine = get_engine(url)
-        create_schema(engine)
+        upgrade(engine)
         reference.load_geography(engine, reference.read_geography())
         reference.load_population(engine, reference.read_population())
         observatory = observatories()["pa_panama"]

@@ -223,11 +223,6 @@ def get_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def create_schema(engine: sa.Engine) -> None:
-    """Create missing warehouse tables (migrations come with Alembic in production)."""
-    metadata.create_all(engine)
-
-
 def dialect_insert(engine_or_conn):
     return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[engine_or_conn.dialect.name]
 

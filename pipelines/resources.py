@@ -7,8 +7,9 @@ import sqlalchemy as sa
 
 from obsx.config import data_root, warehouse_url
 from obsx.dropzone import Dropzone
+from obsx.migrations import ensure_current
 from obsx.reference import observatories
-from obsx.warehouse import create_schema, get_engine
+from obsx.warehouse import get_engine
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -20,8 +21,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         root = data_root(self.data_dir)
         root.mkdir(parents=True, exist_ok=True)
-        engine = get_engine(warehouse_url(self.url, root))
-        create_schema(engine)
+        url = warehouse_url(self.url, root)
+        engine = get_engine(url)
+        ensure_current(url, engine)
         return engine
 
 

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from obsx import reference
 from obsx.contract import load_contract
+from obsx.migrations import upgrade
 from obsx.reading import read_submission
 from obsx.validation import Observatory, validate
-from obsx.warehouse import create_schema, get_engine
+from obsx.warehouse import get_engine
 
 TODAY = dt.date(2026, 11, 23)
 PANAMA = Observatory("pa_panama", "Observatorio de Panamá", ("0804",))
@@ -65,7 +66,7 @@ def warehouse_url(request, tmp_path):
 @pytest.fixture
 def engine(warehouse_url) -> sa.Engine:
     engine = get_engine(warehouse_url)
-    create_schema(engine)
+    upgrade(engine)
     return engine
 
 
