@@ -45,6 +45,39 @@ def cmd_run(args) -> int:
     return OK if report.all_processed else ATTENTION
 
 
+def _engine(args):
+    from obsx.config import warehouse_url
+    from obsx.warehouse import get_engine
+
+    root = _prepare_environment(args.data_dir)
+    return get_engine(warehouse_url(root=root))
+
+
+def cmd_db_upgrade(args) -> int:
+    from obsx.migrations import current_revision, upgrade
+
+    engine = _engine(args)
+    before = current_revision(engine)
+    upgrade(engine)
+    print(
+        f"warehouse {engine.url.render_as_string()}: {before or 'empty'} -> {current_revision(engine)}"
+    )
+    return OK
+
+
+def cmd_db_roles(args) -> int:
+    from obsx.access import grant_roles
+    from obsx.migrations import upgrade
+
+    engine = _engine(args)
+    upgrade(engine)
+    grant_roles(engine, writer=args.writer, analyst=args.analyst)
+    print(
+        f"roles ready: {args.writer} (pipeline, read-write), {args.analyst} (analytics, read-only)"
+    )
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -65,6 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     seed.add_argument("--year", type=int, default=2025)
     seed.set_defaults(func=cmd_seed)
+
+    db = commands.add_parser("db", help="warehouse administration").add_subparsers(
+        dest="db_command", required=True
+    )
+    db_upgrade = db.add_parser(
+        "upgrade", help="migrate the warehouse ($WAREHOUSE_URL) to this release"
+    )
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_roles = db.add_parser("roles", help="create/grant the writer and analyst roles (PostgreSQL)")
+    db_roles.add_argument("--writer", default="obsx_writer")
+    db_roles.add_argument("--analyst", default="obsx_analyst")
+    db_roles.set_defaults(func=cmd_db_roles)
 
     args = parser.parse_args(argv)
     return args.func(args)

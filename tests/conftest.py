@@ -4,6 +4,7 @@ PostgreSQL tests use ``WAREHOUSE_TEST_URL`` (a server URL; each test gets a data
 Outside CI they skip with a reason when it is unset or unreachable; under ``CI=true`` they fail.
 """
 
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -43,12 +44,9 @@ def _postgres_server() -> sa.Engine:
     return admin
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def warehouse_url(request, tmp_path):
-    """A fresh, empty warehouse URL: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
-        return
+@contextlib.contextmanager
+def postgres_database():
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
     admin = _postgres_server()
     name = f"obsx_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -63,6 +61,23 @@ def warehouse_url(request, tmp_path):
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def warehouse_url(request, tmp_path):
+    """A fresh, empty warehouse URL: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def postgres_url():
+    """For what only PostgreSQL has (schemas, roles, COPY)."""
+    with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
 def engine(warehouse_url) -> sa.Engine:
     engine = get_engine(warehouse_url)
@@ -73,6 +88,10 @@ def engine(warehouse_url) -> sa.Engine:
 @pytest.fixture
 def loaded_engine(engine) -> sa.Engine:
     """A warehouse holding the repository's reference data."""
+    return load_reference(engine)
+
+
+def load_reference(engine: sa.Engine) -> sa.Engine:
     reference.load_geography(engine, reference.read_geography())
     reference.load_population(engine, reference.read_population())
     reference.load_observatories(engine, reference.read_observatories())
