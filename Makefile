@@ -22,7 +22,6 @@ demo: install
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run --settle-seconds 0
 	@echo
 	@echo "Feedback for each observatory: $(DATA_DIR)/dropzone/<observatory>/feedback/"
-	@echo "Warehouse: $(DATA_DIR)/warehouse.db (table indicator_value)"
 	@echo "Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)"
 
 lint: install

@@ -32,6 +32,7 @@ class RunReport:
     unprocessed_keys: list[str] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     left_in_inbox: list[Path] = field(default_factory=list)
+    warehouse: str = ""
     homicide_rates: list[dict] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ class RunReport:
             f"updated {sum(x['rows_updated'] for x in self.submissions)}, "
             f"unchanged {sum(x['rows_unchanged'] for x in self.submissions)}); "
             f"rows quarantined: {sum(x['rows_rejected'] for x in self.submissions)}",
+            f"Warehouse: {self.warehouse}",
         ]
         for rate in self.homicide_rates:
             value = "n/a (no population)" if rate["value"] is None else f"{rate['value']:.1f}"
@@ -102,6 +104,7 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
     dropzone_resource = DropzoneResource(data_dir=str(root), settle_seconds=settle_seconds)
     zone = dropzone_resource.dropzone()
     engine = WarehouseResource(data_dir=str(root)).engine()
+    report.warehouse = engine.url.render_as_string(hide_password=True)
     report.unknown_folders = zone.unknown_folders()
 
     files = zone.scan(settle_seconds=settle_seconds, limit=10**9)
