@@ -78,6 +78,34 @@ def cmd_db_roles(args) -> int:
     return OK
 
 
+def cmd_indicators(args) -> int:
+    import datetime as dt
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from obsx.indicators import indicator_values_as_of
+    from obsx.migrations import ensure_current
+    from obsx.warehouse import indicator_value
+
+    engine = _engine(args)
+    ensure_current(str(engine.url), engine)
+    if args.as_of:
+        as_of = dt.datetime.fromisoformat(args.as_of)
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=dt.UTC)
+        frame = indicator_values_as_of(engine, as_of)
+    else:
+        with engine.connect() as conn:
+            frame = pd.read_sql(sa.select(indicator_value), conn)
+    for column in ("indicator_code", "geo_code", "period"):
+        wanted = getattr(args, column)
+        if wanted:
+            frame = frame[frame[column] == wanted]
+    frame.to_csv(sys.stdout, index=False)
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -98,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     seed.add_argument("--year", type=int, default=2025)
     seed.set_defaults(func=cmd_seed)
+
+    ind = commands.add_parser(
+        "indicators", help="indicator values as CSV, now or as of a past moment"
+    )
+    ind.add_argument("--as-of", help="ISO date or time (UTC unless an offset is given)")
+    ind.add_argument("--indicator", dest="indicator_code")
+    ind.add_argument("--geo", dest="geo_code")
+    ind.add_argument("--period")
+    ind.set_defaults(func=cmd_indicators)
 
     db = commands.add_parser("db", help="warehouse administration").add_subparsers(
         dest="db_command", required=True

@@ -8,6 +8,7 @@ which share of each area's population that is.
 import datetime as dt
 from dataclasses import dataclass
 
+import pandas as pd
 import sqlalchemy as sa
 
 from obsx.warehouse import indicator, indicator_value
@@ -68,9 +69,19 @@ REPORTING_COVERAGE = Indicator(
 )
 INDICATORS = (SDG_16_1_1, INCIDENT_COUNT, REPORTING_COVERAGE)
 
+# The records indicators count: the current ones, or the versions valid at a past moment.
+CURRENT_RECORDS = (
+    "SELECT district_code, crime_code, victim_sex, period_month, period_year FROM incidents"
+)
+RECORDS_AS_OF = (
+    "SELECT district_code, crime_code, victim_sex, period_month, period_year"
+    " FROM incidents_revision WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)"
+)
+
 _REPORTING = """
+records AS ({records}),
 rep AS (SELECT DISTINCT district_code, {period} AS period, CAST(period_year AS INTEGER) AS year
-        FROM incidents),
+        FROM records),
 den AS (SELECT geo_code, year, sum(population) AS pop FROM population WHERE 1 = 1 {pop_sex}
         GROUP BY geo_code, year)"""
 
@@ -84,9 +95,9 @@ _COLUMNS = (
 )
 
 RATE_SQL = (
-    f"INSERT INTO indicator_value ({_COLUMNS}) WITH {_REPORTING},"
+    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
     + """
-num AS (SELECT district_code, {period} AS period, count(*) AS n FROM incidents
+num AS (SELECT district_code, {period} AS period, count(*) AS n FROM records
         WHERE crime_code LIKE :crime_prefix {victim_sex} GROUP BY district_code, {period}),
 unit AS (SELECT {level} AS geo_code, rep.period, coalesce(num.n, 0) AS n, den.pop
          FROM rep"""
@@ -102,18 +113,18 @@ FROM unit GROUP BY geo_code, period"""
 )
 
 COUNT_SQL = (
-    f"INSERT INTO indicator_value ({_COLUMNS})"
+    f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
     + """
 SELECT :code, :geo_level, {level}, :period_type, i.{period},
        {disaggregation}, count(*), NULL, count(*), :unit, :computed_at
-FROM incidents i"""
+FROM records i"""
     + _DISTRICT_JOIN.format(district="i.district_code")
     + """
 GROUP BY {level}, i.{period}{group_extra}"""
 )
 
 COVERAGE_SQL = (
-    f"INSERT INTO indicator_value ({_COLUMNS}) WITH {_REPORTING},"
+    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
     + """
 periods AS (SELECT DISTINCT period, year FROM rep),
 unit AS (SELECT {level} AS geo_code, periods.period, den.pop,
@@ -129,17 +140,6 @@ FROM unit GROUP BY geo_code, period HAVING sum(pop) > 0"""
 )
 
 
-def _params(ind: Indicator, level: str, period_type: str, now: dt.datetime, **extra) -> dict:
-    return {
-        "code": ind.code,
-        "geo_level": level,
-        "period_type": period_type,
-        "unit": ind.unit,
-        "computed_at": now,
-        **extra,
-    }
-
-
 def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int:
     """Recompute every indicator value in one transaction; returns the number of values."""
     now = now or dt.datetime.now(dt.UTC)
@@ -151,51 +151,90 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
         conn.execute(indicator_value.delete())
-        for period_type, period in PERIOD_COLUMNS.items():
-            for level, expression in LEVEL_EXPRESSIONS.items():
-                for sex in (None, *SEX_CODES):
-                    sql = RATE_SQL.format(
-                        period=period,
-                        level=expression,
-                        victim_sex="AND victim_sex = :sex" if sex else "",
-                        pop_sex="AND sex = :sex" if sex else "",
-                    )
-                    params = _params(
-                        SDG_16_1_1,
-                        level,
-                        period_type,
-                        now,
-                        crime_prefix=f"{SDG_16_1_1.crime_prefix}%",
-                        multiplier=float(SDG_16_1_1.multiplier),
-                        disaggregation=f"sex={sex}" if sex else "",
-                        **({"sex": sex} if sex else {}),
-                    )
-                    conn.execute(sa.text(sql), params)
-                for disaggregation, group_extra in (
-                    ("''", ""),
-                    (
-                        "'iccs_section=' || substr(i.crime_code, 1, 2)",
-                        ", substr(i.crime_code, 1, 2)",
-                    ),
-                ):
-                    sql = COUNT_SQL.format(
-                        level=expression,
-                        period=period,
-                        disaggregation=disaggregation,
-                        group_extra=group_extra,
-                    )
-                    conn.execute(sa.text(sql), _params(INCIDENT_COUNT, level, period_type, now))
-                if level != "district":
-                    sql = COVERAGE_SQL.format(period=period, level=expression, pop_sex="")
-                    params = _params(
-                        REPORTING_COVERAGE,
-                        level,
-                        period_type,
-                        now,
-                        multiplier=float(REPORTING_COVERAGE.multiplier),
-                    )
-                    conn.execute(sa.text(sql), params)
+        _insert_values(conn, indicator_value.name, CURRENT_RECORDS, {"computed_at": now})
         return conn.scalar(sa.select(sa.func.count()).select_from(indicator_value))
+
+
+def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFrame:
+    """Every indicator value as it stood at ``as_of``: computed from the record versions valid
+    then, so a published figure can be reproduced. Writes nothing (a temporary table).
+
+    Reference data (geography, population) are today's: a corrected population changes
+    reproduced rates, which is then visible in their denominators.
+    """
+    columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key) for c in indicator_value.columns
+    ]
+    scratch = sa.Table("indicator_value_as_of", sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    with engine.begin() as conn:
+        scratch.drop(conn, checkfirst=True)
+        scratch.create(conn)
+        _insert_values(conn, scratch.name, RECORDS_AS_OF, {"computed_at": as_of, "as_of": as_of})
+        frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
+        scratch.drop(conn)
+    return frame
+
+
+def _insert_values(conn: sa.Connection, target: str, records: str, fixed: dict) -> None:
+    """Run every indicator statement into ``target`` over the ``records`` relation.
+
+    ``fixed`` holds the timestamps bound in every statement that names them (computed_at, as_of).
+    """
+
+    def run(template: str, ind: Indicator, level: str, period_type: str, shape: dict, **params):
+        sql = template.format(
+            target=target, records=records, level=LEVEL_EXPRESSIONS[level], **shape
+        )
+        used = {k: v for k, v in fixed.items() if f":{k}" in sql}
+        timestamps = [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k in used]
+        conn.execute(
+            sa.text(sql).bindparams(*timestamps),
+            {"code": ind.code, "geo_level": level, "period_type": period_type, "unit": ind.unit}
+            | used
+            | params,
+        )
+
+    sections = "'iccs_section=' || substr(i.crime_code, 1, 2)"
+    for period_type, period in PERIOD_COLUMNS.items():
+        for level in LEVEL_EXPRESSIONS:
+            for sex in (None, *SEX_CODES):
+                shape = {
+                    "period": period,
+                    "victim_sex": "AND victim_sex = :sex" if sex else "",
+                    "pop_sex": "AND sex = :sex" if sex else "",
+                }
+                run(
+                    RATE_SQL,
+                    SDG_16_1_1,
+                    level,
+                    period_type,
+                    shape,
+                    crime_prefix=f"{SDG_16_1_1.crime_prefix}%",
+                    multiplier=float(SDG_16_1_1.multiplier),
+                    disaggregation=f"sex={sex}" if sex else "",
+                    **({"sex": sex} if sex else {}),
+                )
+            for disaggregation, group_extra in (
+                ("''", ""),
+                (sections, ", substr(i.crime_code, 1, 2)"),
+            ):
+                shape = {
+                    "period": period,
+                    "disaggregation": disaggregation,
+                    "group_extra": group_extra,
+                }
+                run(COUNT_SQL, INCIDENT_COUNT, level, period_type, shape)
+            if level != "district":
+                multiplier = float(REPORTING_COVERAGE.multiplier)
+                shape = {"period": period, "pop_sex": ""}
+                run(
+                    COVERAGE_SQL,
+                    REPORTING_COVERAGE,
+                    level,
+                    period_type,
+                    shape,
+                    multiplier=multiplier,
+                )
 
 
 def _definition(ind: Indicator) -> dict:

@@ -172,9 +172,11 @@ def record_tables(dataset: str) -> tuple[sa.Table, sa.Table, sa.Table]:
         metadata,
         *_contract_columns(contract),
         sa.Column("revision", sa.Integer, primary_key=True),
+        sa.Column("period_month", sa.String(7), nullable=False),
+        sa.Column("period_year", sa.String(4), nullable=False),
         sa.Column("row_hash", sa.String(64), nullable=False),
         sa.Column("submission_id", sa.String(64), nullable=False, index=True),
-        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False, index=True),
         sa.Column("valid_to", sa.DateTime(timezone=True)),
     )
     key = [c for c in contract.primary_key if c != "observatory_code"]
@@ -320,10 +322,21 @@ def merge_records(
     )
     conn.execute(
         revision.insert().from_select(
-            ["observatory_code", *fields, "revision", "row_hash", "submission_id", "valid_from"],
+            [
+                "observatory_code",
+                *fields,
+                "period_month",
+                "period_year",
+                "revision",
+                "row_hash",
+                "submission_id",
+                "valid_from",
+            ],
             sa.select(
                 s.observatory_code,
                 *[s[f] for f in fields],
+                s.period_month,
+                s.period_year,
                 sa.func.coalesce(c.revision, 0) + 1,
                 s.row_hash,
                 sa.literal(submission_id),

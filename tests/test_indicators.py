@@ -2,11 +2,12 @@
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from obsx import reference
-from obsx.indicators import compute_indicators, unbalanced_aggregates
+from obsx.indicators import compute_indicators, indicator_values_as_of, unbalanced_aggregates
 from obsx.validation import Observatory
 from obsx.warehouse import indicator_value, merge_records, population
 from tests.conftest import PANAMA, typed_rows
@@ -150,3 +151,31 @@ def test_missing_population_gives_no_rate_rather_than_a_wrong_one(warehouse):
     national = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
     assert national.numerator == 4
     assert (national.denominator, national.value) == (None, None)
+
+
+def test_indicators_as_of_a_past_date_use_the_versions_valid_then(warehouse):
+    later = NOW + dt.timedelta(days=30)
+    with warehouse.begin() as conn:
+        corrected = typed_rows("P1,2025-01-03,0804,0401,M,25,FIREARM")  # was a homicide
+        merge_records(conn, "incidents", "pa_panama", "s-correction", corrected, later)
+    compute_indicators(warehouse, later)
+
+    def national(frame):
+        row = frame.query(
+            "indicator_code == 'SDG_16_1_1' and geo_level == 'national' and period == '2025'"
+            " and disaggregation == ''"
+        )
+        return row["numerator"].item()
+
+    before = indicator_values_as_of(warehouse, NOW + dt.timedelta(days=1))
+    after = indicator_values_as_of(warehouse, later + dt.timedelta(seconds=1))
+    assert (national(before), national(after)) == (4, 3)
+    assert indicator_values_as_of(warehouse, NOW - dt.timedelta(days=1)).empty
+    with warehouse.connect() as conn:
+        current = pd.read_sql(sa.select(indicator_value), conn)
+    key = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
+    columns = [*key, "numerator", "denominator", "value"]
+    pd.testing.assert_frame_equal(
+        after[columns].sort_values(key).reset_index(drop=True),
+        current[columns].sort_values(key).reset_index(drop=True),
+    )
