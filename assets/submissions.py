@@ -21,13 +21,13 @@ HELD_CHECK = "accepted_rows_held_in_warehouse"
 
 
 def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> dict[str, int]:
-    """Per submission, how many accepted rows the warehouse does not hold (or hold differently).
+    """Per submission, how many accepted rows the warehouse does not account for.
 
-    A row is held when some revision of its record has the same content hash; the manifest must
-    also list as many rows as the submission says it accepted.
+    Every merged row (manifest) must have a revision with its content hash, and merged rows plus
+    rows held for a closed period (not yet approved) must make up what the submission accepted.
     """
-    _, revision, manifest = record_tables("incidents")
-    m, r = manifest.c, revision.c
+    _, revision, manifest, pending = record_tables("incidents")
+    m, r, p = manifest.c, revision.c, pending.c
     held = sa.select(sa.literal(1)).where(
         r.observatory_code == m.observatory_code,
         r.incident_id == m.incident_id,
@@ -39,6 +39,9 @@ def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> di
             sa.select(submission.c.rows_accepted).where(submission.c.submission_id == sid)
         )
         listed = conn.scalar(sa.select(sa.func.count()).where(m.submission_id == sid))
+        listed += conn.scalar(
+            sa.select(sa.func.count()).where(p.submission_id == sid, p.status != "approved")
+        )
         missing = conn.scalar(
             sa.select(sa.func.count()).where(m.submission_id == sid, ~held.exists())
         )

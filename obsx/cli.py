@@ -106,6 +106,63 @@ def cmd_indicators(args) -> int:
     return OK
 
 
+def _who(args) -> str:
+    return args.by or os.environ.get("USER") or "unknown"
+
+
+def cmd_period(args) -> int:
+    from obsx import corrections
+
+    engine = _engine(args)
+    if args.action == "close":
+        months = corrections.close_period(engine, args.period, by=_who(args), note=args.note)
+        print(f"closed: {', '.join(months) or 'nothing new (already closed)'}")
+    elif args.action == "reopen":
+        print(f"reopened: {', '.join(corrections.reopen_period(engine, args.period))}")
+    else:
+        print(corrections.closed_periods(engine).to_string(index=False))
+    return OK
+
+
+def _print_corrections(items) -> None:
+    for c in items:
+        print(
+            f"#{c.correction_id} [{c.status}] {c.observatory_code} {c.record_id} "
+            f"period {c.period_month} (submission {c.submission_id[:16]}, row {c.source_row})"
+        )
+        for name, (before, after) in c.changes.items():
+            print(f"    {name}: {before} -> {after}")
+
+
+def cmd_corrections(args) -> int:
+    from obsx import corrections
+
+    engine = _engine(args)
+    if args.action == "list":
+        items = corrections.list_corrections(engine, status=None if args.all else "pending")
+        _print_corrections(items)
+        if not items:
+            print("no corrections waiting")
+        return OK
+    ids = args.ids
+    items = corrections.list_corrections(engine, ids=ids)
+    if not items:
+        print(f"no pending corrections among {ids}")
+        return ATTENTION
+    _print_corrections(items)
+    if args.action == "reject":
+        count = corrections.reject(engine, ids, by=_who(args), reason=args.reason)
+        print(f"rejected {count}")
+        return OK
+    changes = corrections.indicator_changes(engine, ids)
+    print(f"indicator values that change: {len(changes)}")
+    if len(changes):
+        print(changes.head(args.show).to_string(index=False))
+    if args.action == "approve":
+        print(f"approved and applied {corrections.approve(engine, ids, by=_who(args))}")
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -136,6 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     ind.add_argument("--period")
     ind.set_defaults(func=cmd_indicators)
 
+    period = commands.add_parser("period", help="close or reopen published periods")
+    period.add_argument("action", choices=["close", "reopen", "list"])
+    period.add_argument("period", nargs="?", help="YYYY-MM, or YYYY for its twelve months")
+    period.add_argument("--by", help="who closes it (default: $USER)")
+    period.add_argument("--note")
+    period.set_defaults(func=cmd_period)
+
+    fixes = commands.add_parser("corrections", help="changes held for closed periods")
+    fixes.add_argument("action", choices=["list", "show", "approve", "reject"])
+    fixes.add_argument("ids", nargs="*", type=int)
+    fixes.add_argument("--all", action="store_true", help="list decided ones too")
+    fixes.add_argument("--by", help="who decides (default: $USER)")
+    fixes.add_argument("--reason", help="why a correction is rejected")
+    fixes.add_argument("--show", type=int, default=40, help="indicator changes to print")
+    fixes.set_defaults(func=cmd_corrections)
+
     db = commands.add_parser("db", help="warehouse administration").add_subparsers(
         dest="db_command", required=True
     )
@@ -149,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     db_roles.set_defaults(func=cmd_db_roles)
 
     args = parser.parse_args(argv)
+    if args.func is cmd_period and args.action != "list" and not args.period:
+        parser.error("period close/reopen needs a period (YYYY-MM or YYYY)")
+    if args.func is cmd_corrections and args.action != "list" and not args.ids:
+        parser.error(f"corrections {args.action} needs correction ids")
+    if args.func is cmd_corrections and args.action == "reject" and not args.reason:
+        parser.error("corrections reject needs --reason")
     return args.func(args)
 
 

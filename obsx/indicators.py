@@ -151,7 +151,7 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
         conn.execute(indicator_value.delete())
-        _insert_values(conn, indicator_value.name, CURRENT_RECORDS, {"computed_at": now})
+        insert_indicator_values(conn, indicator_value.name, CURRENT_RECORDS, {"computed_at": now})
         return conn.scalar(sa.select(sa.func.count()).select_from(indicator_value))
 
 
@@ -169,13 +169,15 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     with engine.begin() as conn:
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
-        _insert_values(conn, scratch.name, RECORDS_AS_OF, {"computed_at": as_of, "as_of": as_of})
+        insert_indicator_values(
+            conn, scratch.name, RECORDS_AS_OF, {"computed_at": as_of, "as_of": as_of}
+        )
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
         scratch.drop(conn)
     return frame
 
 
-def _insert_values(conn: sa.Connection, target: str, records: str, fixed: dict) -> None:
+def insert_indicator_values(conn: sa.Connection, target: str, records: str, fixed: dict) -> None:
     """Run every indicator statement into ``target`` over the ``records`` relation.
 
     ``fixed`` holds the timestamps bound in every statement that names them (computed_at, as_of).

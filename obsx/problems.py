@@ -104,6 +104,13 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "El distrito {value} no pertenece a este observatorio (puede reportar: {owned}).",
         "District {value} does not belong to this observatory (it may report: {owned}).",
     ),
+    "held-closed-period": (
+        WARNING,
+        "El período {value} está cerrado: este cambio quedó pendiente de aprobación por el "
+        "ministerio y no se aplicó todavía.",
+        "Period {value} is closed: this change is pending the ministry's approval and was not "
+        "applied yet.",
+    ),
     "duplicate-key": (
         ERROR,
         "El código «{value}» ya aparece en una fila anterior de este archivo.",

@@ -19,7 +19,7 @@ from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
 from obsx.reading import UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
-from obsx.warehouse import dialect_insert, merge_records, quarantine, submission
+from obsx.warehouse import dialect_insert, merge_records, quarantine, record_tables, submission
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ COUNT_COLUMNS = (
     "rows_inserted",
     "rows_updated",
     "rows_unchanged",
+    "rows_held",
     "warnings",
 )
 
@@ -82,10 +83,20 @@ def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str
         "rows_inserted": 0,
         "rows_updated": 0,
         "rows_unchanged": 0,
+        "rows_held": 0,
         "warnings": sum(p.severity == WARNING for p in result.problems),
     }
     if result.status != "rejected":
         counts |= merge_records(conn, dataset, code, sha, result.accepted, now)
+    if counts["rows_held"]:
+        pending = record_tables(dataset).pending
+        held = conn.execute(
+            sa.select(pending.c.source_row, pending.c.period_month).where(
+                pending.c.submission_id == sha, pending.c.status == "pending"
+            )
+        )
+        result.problems += [problem("held-closed-period", row=r, value=m) for r, m in held]
+        counts["warnings"] += counts["rows_held"]
     conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
     errors = [p for p in result.problems if p.severity == ERROR]
     if errors:

@@ -6,6 +6,7 @@ One SQLAlchemy code path for SQLite (embedded default) and PostgreSQL (productio
 import datetime as dt
 import functools
 import hashlib
+from typing import NamedTuple
 
 import pandas as pd
 import sqlalchemy as sa
@@ -81,6 +82,7 @@ submission = sa.Table(
     sa.Column("rows_inserted", sa.Integer, nullable=False, default=0),
     sa.Column("rows_updated", sa.Integer, nullable=False, default=0),
     sa.Column("rows_unchanged", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_held", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("warnings", sa.Integer, nullable=False, default=0),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("merged_at", sa.DateTime(timezone=True)),
@@ -101,6 +103,17 @@ quarantine = sa.Table(
     sa.Column("message_es", sa.Text, nullable=False),
     sa.Column("message_en", sa.Text, nullable=False),
 )
+
+period_lock = sa.Table(
+    "period_lock",
+    metadata,
+    sa.Column("period_month", sa.String(7), primary_key=True, comment="YYYY-MM"),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_by", sa.String(100), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+CORRECTION_STATES = "pending, approved, rejected, or superseded by a later correction"
 
 indicator = sa.Table(
     "indicator",
@@ -132,14 +145,14 @@ indicator_value = sa.Table(
 )
 
 
-def _contract_columns(contract: Contract) -> list[sa.Column]:
+def _contract_columns(contract: Contract, keyed: bool = True) -> list[sa.Column]:
     return [
-        sa.Column("observatory_code", sa.String(64), primary_key=True),
+        sa.Column("observatory_code", sa.String(64), primary_key=keyed, nullable=False),
         *[
             sa.Column(
                 f.name,
                 SQL_TYPES[f.type](f),
-                primary_key=f.name in contract.primary_key,
+                primary_key=keyed and f.name in contract.primary_key,
                 nullable=not (f.required or f.name in contract.primary_key),
                 comment=f.title["en"],
             )
@@ -148,13 +161,21 @@ def _contract_columns(contract: Contract) -> list[sa.Column]:
     ]
 
 
+class RecordTables(NamedTuple):
+    current: sa.Table
+    revision: sa.Table
+    manifest: sa.Table
+    pending: sa.Table
+
+
 @functools.cache
-def record_tables(dataset: str) -> tuple[sa.Table, sa.Table, sa.Table]:
-    """The current, revision and manifest tables of a dataset, derived from its contract.
+def record_tables(dataset: str) -> RecordTables:
+    """The tables of a dataset, derived from its contract.
 
     - ``<dataset>``: the current version of every record, plus period columns for indicators;
     - ``<dataset>_revision``: every version ever merged, with the submission that made it;
-    - ``<dataset>_submitted``: which records each submission accepted (for audit and checks).
+    - ``<dataset>_submitted``: which records each submission merged (for audit and checks);
+    - ``<dataset>_pending``: changes to closed periods, held until approved or rejected.
     """
     contract = load_contract(dataset)
     current = sa.Table(
@@ -192,7 +213,23 @@ def record_tables(dataset: str) -> tuple[sa.Table, sa.Table, sa.Table]:
         sa.Column("source_row", sa.Integer, nullable=False),
         sa.Column("row_hash", sa.String(64), nullable=False),
     )
-    return current, revision, manifest
+    pending = sa.Table(
+        f"{dataset}_pending",
+        metadata,
+        sa.Column("correction_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("submission_id", sa.String(64), nullable=False, index=True),
+        *_contract_columns(contract, keyed=False),
+        sa.Column("period_month", sa.String(7), nullable=False),
+        sa.Column("period_year", sa.String(4), nullable=False),
+        sa.Column("row_hash", sa.String(64), nullable=False),
+        sa.Column("source_row", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(12), nullable=False, index=True, comment=CORRECTION_STATES),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True)),
+        sa.Column("decided_by", sa.String(100)),
+        sa.Column("reason", sa.Text),
+    )
+    return RecordTables(current, revision, manifest, pending)
 
 
 DATASETS = ("incidents",)
@@ -258,6 +295,49 @@ def _bulk_load(conn: sa.Connection, table: sa.Table, records: list[dict]) -> Non
             copy.write_row([record[c] for c in columns])
 
 
+def _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now) -> int:
+    """Move new or changed staged rows that touch a closed month into ``pending``; return how many.
+
+    An earlier pending correction of the same record is superseded by the new one.
+    """
+    s, c, p = stage.c, current.c, pending.c
+    closed = sa.select(period_lock.c.period_month)
+    touches_closed = sa.and_(
+        sa.or_(c.row_hash.is_(None), c.row_hash != s.row_hash),
+        sa.or_(s.period_month.in_(closed), c.period_month.in_(closed)),
+    )
+    joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
+    held_keys = sa.select(*[s[k] for k in key]).select_from(joined).where(touches_closed)
+    same_record = sa.tuple_(*[p[k] for k in key]).in_(held_keys)
+    conn.execute(
+        pending.update()
+        .where(p.status == "pending", same_record)
+        .values(status="superseded", decided_at=now, reason=f"superseded by {submission_id}")
+    )
+    held = conn.scalar(sa.select(sa.func.count()).select_from(joined).where(touches_closed))
+    if not held:
+        return 0
+    columns = [col.name for col in stage.columns]
+    conn.execute(
+        pending.insert().from_select(
+            [*columns, "submission_id", "status", "created_at"],
+            sa.select(
+                *[s[col] for col in columns],
+                sa.literal(submission_id),
+                sa.literal("pending"),
+                sa.literal(now, sa.DateTime(timezone=True)),
+            )
+            .select_from(joined)
+            .where(touches_closed),
+        )
+    )
+    mine = sa.select(sa.literal(1)).where(
+        p.submission_id == submission_id, p.status == "pending", *[p[k] == s[k] for k in key]
+    )
+    conn.execute(stage.delete().where(mine.exists()))
+    return held
+
+
 def merge_records(
     conn: sa.Connection,
     dataset: str,
@@ -265,14 +345,17 @@ def merge_records(
     submission_id: str,
     accepted: pd.DataFrame,
     now: dt.datetime,
+    respect_closed_periods: bool = True,
 ) -> dict[str, int]:
     """Upsert accepted rows by natural key inside the caller's transaction.
 
     A changed record gets a new revision (the previous one is closed at ``now``); an identical one
-    is left alone, so merging the same rows twice changes nothing. Returns the counts.
+    is left alone, so merging the same rows twice changes nothing. A new or changed record that
+    touches a closed period (its new or its old month) is held as a pending correction instead,
+    unless ``respect_closed_periods`` is false (an approval). Returns the counts.
     """
     contract = load_contract(dataset)
-    current, revision, manifest = record_tables(dataset)
+    current, revision, manifest, pending = record_tables(dataset)
     fields = list(contract.record_fields)
     key = list(contract.primary_key)
     period = pd.to_datetime(accepted[contract.period_field])
@@ -302,13 +385,18 @@ def merge_records(
 
     s, c = stage.c, current.c
     joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
-    new_rows = sa.select(sa.func.count()).select_from(joined).where(c.row_hash.is_(None))
     changed = sa.and_(c.row_hash.is_not(None), c.row_hash != s.row_hash)
+    held = 0
+    if respect_closed_periods:
+        held = _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now)
     counts = {
-        "rows_inserted": conn.scalar(new_rows),
+        "rows_inserted": conn.scalar(
+            sa.select(sa.func.count()).select_from(joined).where(c.row_hash.is_(None))
+        ),
         "rows_updated": conn.scalar(sa.select(sa.func.count()).select_from(joined).where(changed)),
+        "rows_held": held,
     }
-    counts["rows_unchanged"] = len(rows) - counts["rows_inserted"] - counts["rows_updated"]
+    counts["rows_unchanged"] = len(rows) - held - counts["rows_inserted"] - counts["rows_updated"]
 
     # Close the revision being superseded, then add the new one, then move the current row.
     r = revision.c
@@ -364,7 +452,10 @@ def merge_records(
         )
     )
 
-    conn.execute(manifest.delete().where(manifest.c.submission_id == submission_id))
+    listed = sa.select(sa.literal(1)).where(*[s[k] == manifest.c[k] for k in key])
+    conn.execute(
+        manifest.delete().where(manifest.c.submission_id == submission_id, listed.exists())
+    )
     manifest_columns = [col.name for col in manifest.columns if col.name != "submission_id"]
     conn.execute(
         manifest.insert().from_select(

@@ -48,15 +48,22 @@ class RunReport:
 
     def summary(self) -> str:
         counts = {s: sum(1 for x in self.submissions if x["status"] == s) for s in STATUS_WORDS}
+
+        def total(column: str) -> int:
+            return sum(x[column] for x in self.submissions)
+
         lines = [
             f"Submissions processed: {len(self.submissions)} ("
             + ", ".join(f"{counts[s]} {w}" for s, w in STATUS_WORDS.items())
             + ")",
-            f"Rows merged: {sum(x['rows_accepted'] for x in self.submissions)} "
-            f"(new {sum(x['rows_inserted'] for x in self.submissions)}, "
-            f"updated {sum(x['rows_updated'] for x in self.submissions)}, "
-            f"unchanged {sum(x['rows_unchanged'] for x in self.submissions)}); "
-            f"rows quarantined: {sum(x['rows_rejected'] for x in self.submissions)}",
+            f"Rows merged: {total('rows_accepted') - total('rows_held')} "
+            f"(new {total('rows_inserted')}, updated {total('rows_updated')}, "
+            f"unchanged {total('rows_unchanged')}); rows quarantined: {total('rows_rejected')}"
+            + (
+                f"; held for approval (closed periods): {total('rows_held')}"
+                if total("rows_held")
+                else ""
+            ),
             f"Warehouse: {self.warehouse}",
         ]
         for rate in self.homicide_rates:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from obsx.warehouse import merge_records, record_tables
 from tests.conftest import typed_rows
 
-incidents, revisions, manifest = record_tables("incidents")
+incidents, revisions, manifest, pending = record_tables("incidents")
 T1 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
 T2 = dt.datetime(2026, 2, 5, 10, 0, tzinfo=dt.UTC)
 
@@ -33,7 +33,7 @@ FIRST = typed_rows(
 def test_new_rows_are_inserted_as_revision_one(engine):
     counts = merge(engine, "s1", FIRST)
 
-    assert counts == {"rows_inserted": 2, "rows_updated": 0, "rows_unchanged": 0}
+    assert counts == {"rows_inserted": 2, "rows_updated": 0, "rows_unchanged": 0, "rows_held": 0}
     rows = current(engine)
     assert [(r["incident_id"], r["revision"], r["submission_id"]) for r in rows] == [
         ("A1", 1, "s1"),
@@ -52,7 +52,7 @@ def test_resent_incident_updates_it_and_keeps_the_previous_version(engine):
 
     counts = merge(engine, "s2", corrected, now=T2)
 
-    assert counts == {"rows_inserted": 0, "rows_updated": 1, "rows_unchanged": 1}
+    assert counts == {"rows_inserted": 0, "rows_updated": 1, "rows_unchanged": 1, "rows_held": 0}
     a1, a2 = current(engine)
     assert (a1["weapon"], a1["revision"], a1["submission_id"]) == ("SHARP", 2, "s2")
     assert (a2["revision"], a2["submission_id"]) == (1, "s1")
@@ -83,7 +83,7 @@ def test_merging_the_same_rows_twice_changes_nothing(engine):
 
     counts = merge(engine, "s1", FIRST, now=T2)
 
-    assert counts == {"rows_inserted": 0, "rows_updated": 0, "rows_unchanged": 2}
+    assert counts == {"rows_inserted": 0, "rows_updated": 0, "rows_unchanged": 2, "rows_held": 0}
     assert current(engine) == before
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(revisions)) == 2

@@ -16,7 +16,7 @@ from pipelines.definitions import defs
 from pipelines.resources import DropzoneResource
 from pipelines.sensors import incident_inbox_sensor
 
-incidents, _, _ = record_tables("incidents")
+incidents = record_tables("incidents").current
 
 PANAMA_CSV = (
     "Código incidente,Fecha,Distrito,Delito (ICCS),Sexo víctima,Edad,Arma\n"

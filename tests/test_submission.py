@@ -10,7 +10,7 @@ from obsx.submission import process_submission
 from obsx.warehouse import record_tables, submission
 from tests.conftest import TODAY
 
-incidents, _, _ = record_tables("incidents")
+incidents = record_tables("incidents").current
 CSV = b"id,fecha,distrito,delito\nP1,2025-01-03,0804,0101\nP2,2025-01-04,0804,0401\n"
 
 
