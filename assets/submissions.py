@@ -42,6 +42,9 @@ def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> di
         listed += conn.scalar(
             sa.select(sa.func.count()).where(p.submission_id == sid, p.status != "approved")
         )
+        listed += conn.scalar(
+            sa.select(submission.c.rows_ignored).where(submission.c.submission_id == sid)
+        )
         missing = conn.scalar(
             sa.select(sa.func.count()).where(m.submission_id == sid, ~held.exists())
         )

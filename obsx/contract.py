@@ -14,6 +14,9 @@ import yaml
 from obsx.config import SCHEMAS_DIR
 
 FIELD_TYPES = {"string", "integer", "date", "time"}
+# A contract with this field lets a row withdraw a record explicitly ("DELETE"): see warehouse.
+ACTION_FIELD = "record_action"
+DELETE = "DELETE"
 
 
 def normalise_label(text: str) -> str:
@@ -50,6 +53,7 @@ class Field:
     aliases: tuple[str, ...] = ()
     constraints: dict = field(default_factory=dict)
     codelist: CodeList | None = None
+    default: str | None = None  # the value of a blank cell
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ class Contract:
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
+
+    @property
+    def defaults(self) -> dict[str, str]:
+        return {f.name: f.default for f in self.fields if f.default is not None}
+
+    @property
+    def has_deletions(self) -> bool:
+        return any(f.name == ACTION_FIELD for f in self.fields)
 
     @property
     def record_fields(self) -> tuple[str, ...]:
@@ -129,6 +141,7 @@ def parse_contract(spec: dict) -> Contract:
                 aliases=tuple(f.get("aliases", [])),
                 constraints=dict(f.get("constraints", {})),
                 codelist=codelists.get(f.get("codelist")),
+                default=f.get("default"),
             )
         )
     names = {f.name for f in fields}

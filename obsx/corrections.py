@@ -14,7 +14,13 @@ import sqlalchemy as sa
 
 from obsx.contract import load_contract
 from obsx.indicators import CURRENT_RECORDS, compute_indicators, insert_indicator_values
-from obsx.warehouse import indicator_value, merge_records, period_lock, record_tables
+from obsx.warehouse import (
+    indicator_value,
+    merge_records,
+    period_lock,
+    record_tables,
+    typed_frame,
+)
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 YEAR = re.compile(r"^\d{4}$")
@@ -116,15 +122,6 @@ def list_corrections(
     ]
 
 
-def _typed(contract, rows: list[dict]) -> pd.DataFrame:
-    """Pending rows back into the typed frame validation produces (same content hash)."""
-    dtypes = {"string": "str", "integer": "Int64", "date": "datetime64[us]", "time": "str"}
-    frame = pd.DataFrame(rows, index=pd.Index([r["source_row"] for r in rows], name="source_row"))
-    return pd.DataFrame(
-        {f.name: frame[f.name].astype(dtypes[f.type]) for f in contract.fields}, index=frame.index
-    )
-
-
 def _apply(conn: sa.Connection, dataset: str, ids: list[int], now: dt.datetime) -> int:
     contract = load_contract(dataset)
     pending = record_tables(dataset).pending
@@ -146,7 +143,7 @@ def _apply(conn: sa.Connection, dataset: str, ids: list[int], now: dt.datetime) 
             dataset,
             observatory_code,
             submission_id,
-            _typed(contract, group),
+            typed_frame(contract, group, [r["source_row"] for r in group]),
             now,
             respect_closed_periods=False,
         )

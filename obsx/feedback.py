@@ -77,6 +77,7 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 <tr><th>&nbsp;&nbsp;actualizadas</th><td>{{ r.counts.rows_updated }}</td></tr>
 <tr><th>&nbsp;&nbsp;sin cambios</th><td>{{ r.counts.rows_unchanged }}</td></tr>
 <tr><th>&nbsp;&nbsp;pendientes de aprobación (período cerrado)</th><td>{{ r.counts.rows_held }}</td></tr>
+<tr><th>&nbsp;&nbsp;bajas de incidentes inexistentes (ignoradas)</th><td>{{ r.counts.rows_ignored }}</td></tr>
 <tr><th>Filas rechazadas</th><td>{{ r.counts.rows_rejected }}</td></tr>
 <tr><th>Advertencias</th><td>{{ r.counts.warnings }}</td></tr>
 </table>

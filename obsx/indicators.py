@@ -70,12 +70,15 @@ REPORTING_COVERAGE = Indicator(
 INDICATORS = (SDG_16_1_1, INCIDENT_COUNT, REPORTING_COVERAGE)
 
 # The records indicators count: the current ones, or the versions valid at a past moment.
+# Withdrawn records (record_action DELETE) are kept as history but counted nowhere.
 CURRENT_RECORDS = (
     "SELECT district_code, crime_code, victim_sex, period_month, period_year FROM incidents"
+    " WHERE record_action <> 'DELETE'"
 )
 RECORDS_AS_OF = (
     "SELECT district_code, crime_code, victim_sex, period_month, period_year"
     " FROM incidents_revision WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)"
+    " AND record_action <> 'DELETE'"
 )
 
 _REPORTING = """

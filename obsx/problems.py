@@ -111,6 +111,11 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Period {value} is closed: this change is pending the ministry's approval and was not "
         "applied yet.",
     ),
+    "withdraw-unknown": (
+        WARNING,
+        "Se pidió eliminar un incidente que el almacén nacional no tiene; no se hizo nada.",
+        "Asked to delete an incident the national warehouse does not hold; nothing was done.",
+    ),
     "duplicate-key": (
         ERROR,
         "El código «{value}» ya aparece en una fila anterior de este archivo.",

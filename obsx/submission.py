@@ -19,7 +19,14 @@ from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
 from obsx.reading import UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
-from obsx.warehouse import dialect_insert, merge_records, quarantine, record_tables, submission
+from obsx.warehouse import (
+    dialect_insert,
+    merge_records,
+    quarantine,
+    record_tables,
+    submission,
+    unknown_withdrawals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,7 @@ COUNT_COLUMNS = (
     "rows_updated",
     "rows_unchanged",
     "rows_held",
+    "rows_ignored",
     "warnings",
 )
 
@@ -84,6 +92,7 @@ def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str
         "rows_updated": 0,
         "rows_unchanged": 0,
         "rows_held": 0,
+        "rows_ignored": 0,
         "warnings": sum(p.severity == WARNING for p in result.problems),
     }
     if result.status != "rejected":
@@ -97,6 +106,10 @@ def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str
         )
         result.problems += [problem("held-closed-period", row=r, value=m) for r, m in held]
         counts["warnings"] += counts["rows_held"]
+    if counts["rows_ignored"]:
+        unknown = unknown_withdrawals(conn, dataset, code, result.accepted)
+        result.problems += [problem("withdraw-unknown", row=r) for r in unknown]
+        counts["warnings"] += len(unknown)
     conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
     errors = [p for p in result.problems if p.severity == ERROR]
     if errors:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from obsx.contract import Contract, Field
+from obsx.contract import ACTION_FIELD, DELETE, Contract, Field
 from obsx.problems import ERROR, Problem, problem
 from obsx.reading import RawTable
 
@@ -86,6 +86,8 @@ def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     values = text.where(~blank)
     if f.codelist is not None:
         values = values.map(f.codelist.canonical, na_action="ignore")
+    if f.default is not None:
+        values = values.astype("str").fillna(f.default)
     pad = f.constraints.get("zero_pad")
     if pad:
         values = values.where(~values.str.fullmatch(r"\d+").fillna(False), values.str.zfill(pad))
@@ -152,6 +154,11 @@ def _problem_params(code: str, f: Field, observatory: Observatory) -> dict:
         key = {"max-length": "max_length"}.get(code, code)
         params["limit"] = f.constraints[key]
     return params
+
+
+def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
+    """The contract field a problem's column (a header as written) stands for."""
+    return next((name for name, header in header_of.items() if header == p.column), p.column)
 
 
 def validate(
@@ -223,6 +230,18 @@ def validate(
                     **_problem_params(code, f, observatory),
                 )
             )
+
+    if contract.has_deletions:
+        # A withdrawal needs only the record's key: blank required cells are no error there.
+        deletions = set(typed.index[typed[ACTION_FIELD].eq(DELETE).fillna(False)])
+        key = set(contract.primary_key)
+        problems = [
+            p
+            for p in problems
+            if not (
+                p.code == "required" and p.row in deletions and _field_of(p, header_of) not in key
+            )
+        ]
 
     rejected = {p.row for p in problems if p.row is not None and p.severity == ERROR}
     result.rejected_rows = rejected

@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from obsx.contract import Contract, load_contract
+from obsx.contract import ACTION_FIELD, DELETE, Contract, load_contract
 
 SQL_TYPES = {
     "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
@@ -83,6 +83,7 @@ submission = sa.Table(
     sa.Column("rows_updated", sa.Integer, nullable=False, default=0),
     sa.Column("rows_unchanged", sa.Integer, nullable=False, default=0),
     sa.Column("rows_held", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("rows_ignored", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("warnings", sa.Integer, nullable=False, default=0),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("merged_at", sa.DateTime(timezone=True)),
@@ -266,10 +267,19 @@ def dialect_insert(engine_or_conn):
     return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[engine_or_conn.dialect.name]
 
 
-def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A stable SHA-256 of each row's contract values: equal content, equal hash."""
-    text = frame[columns].astype("str").fillna("\x00")
-    joined = text.iloc[:, 0].str.cat([text[c] for c in columns[1:]], sep="\x1f")
+def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = None) -> pd.Series:
+    """A stable SHA-256 of each row's contract values: equal content, equal hash.
+
+    A column listed in ``defaults`` counts only where it differs from its default, so adding an
+    optional field with a default to a contract leaves the hashes of existing records unchanged.
+    """
+    defaults = defaults or {}
+    plain = [c for c in columns if c not in defaults]
+    text = frame[plain].astype("str").fillna("\x00")
+    joined = text.iloc[:, 0].str.cat([text[c] for c in plain[1:]], sep="\x1f")
+    for column, default in defaults.items():
+        value = frame[column].astype("str")
+        joined = joined + ("\x1f" + column + "=" + value).where(value.ne(default).fillna(False), "")
     return joined.map(lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
 
 
@@ -293,6 +303,72 @@ def _bulk_load(conn: sa.Connection, table: sa.Table, records: list[dict]) -> Non
     with cursor.copy(statement) as copy:
         for record in records:
             copy.write_row([record[c] for c in columns])
+
+
+DTYPES = {"string": "str", "integer": "Int64", "date": "datetime64[us]", "time": "str"}
+
+
+def typed_frame(contract: Contract, records: list[dict], index: list[int]) -> pd.DataFrame:
+    """Records from the warehouse as the typed frame validation produces (same content hash)."""
+    frame = pd.DataFrame(records, columns=list(contract.record_fields))
+    return pd.DataFrame(
+        {f.name: frame[f.name].astype(DTYPES[f.type]).values for f in contract.fields},
+        index=pd.Index(index, name="source_row"),
+    )
+
+
+def unknown_withdrawals(
+    conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
+) -> list[int]:
+    """Source rows asking to withdraw a record the warehouse does not hold."""
+    deleting = accepted[accepted[ACTION_FIELD].eq(DELETE).fillna(False)]
+    if deleting.empty:
+        return []
+    (key,) = [k for k in load_contract(dataset).primary_key if k != "observatory_code"]
+    current = record_tables(dataset).current
+    held = set(
+        conn.scalars(
+            sa.select(current.c[key]).where(
+                current.c.observatory_code == observatory_code,
+                current.c[key].in_(deleting[key].tolist()),
+            )
+        )
+    )
+    return [int(row) for row, k in zip(deleting.index, deleting[key], strict=True) if k not in held]
+
+
+def _withdrawals_as_versions(
+    conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """Turn each DELETE row into a full version: the record as held, marked withdrawn.
+
+    Nothing is erased: the withdrawal becomes a revision like any change, indicators leave
+    withdrawn records out, and re-sending the record restores it. Rows for records the
+    warehouse does not hold are dropped; returns how many.
+    """
+    deleting = accepted[ACTION_FIELD].eq(DELETE).fillna(False)
+    if not deleting.any():
+        return accepted, 0
+    contract = load_contract(dataset)
+    (key,) = [k for k in contract.primary_key if k != "observatory_code"]
+    current = record_tables(dataset).current
+    wanted = accepted.loc[deleting, key]
+    held = {
+        r[key]: dict(r)
+        for r in conn.execute(
+            sa.select(*[current.c[f] for f in contract.record_fields]).where(
+                current.c.observatory_code == observatory_code,
+                current.c[key].in_(wanted.tolist()),
+            )
+        ).mappings()
+    }
+    found = [(int(row), k) for row, k in zip(wanted.index, wanted, strict=True) if k in held]
+    withdrawn = typed_frame(
+        contract,
+        [held[k] | {ACTION_FIELD: DELETE} for _, k in found],
+        [row for row, _ in found],
+    )
+    return pd.concat([accepted.loc[~deleting], withdrawn]), len(wanted) - len(found)
 
 
 def _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now) -> int:
@@ -358,10 +434,13 @@ def merge_records(
     current, revision, manifest, pending = record_tables(dataset)
     fields = list(contract.record_fields)
     key = list(contract.primary_key)
+    ignored = 0
+    if contract.has_deletions:
+        accepted, ignored = _withdrawals_as_versions(conn, dataset, observatory_code, accepted)
     period = pd.to_datetime(accepted[contract.period_field])
     rows = accepted[fields].assign(
         observatory_code=observatory_code,
-        row_hash=row_hashes(accepted, fields),
+        row_hash=row_hashes(accepted, fields, defaults=contract.defaults),
         period_month=period.dt.strftime("%Y-%m"),
         period_year=period.dt.strftime("%Y"),
         source_row=accepted.index.astype(int),
@@ -396,6 +475,7 @@ def merge_records(
         "rows_updated": conn.scalar(sa.select(sa.func.count()).select_from(joined).where(changed)),
         "rows_held": held,
     }
+    counts["rows_ignored"] = ignored
     counts["rows_unchanged"] = len(rows) - held - counts["rows_inserted"] - counts["rows_updated"]
 
     # Close the revision being superseded, then add the new one, then move the current row.

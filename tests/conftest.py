@@ -98,7 +98,7 @@ def load_reference(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
-HEADER = "id,fecha,distrito,delito,sexo,edad,arma"
+HEADER = "id,fecha,distrito,delito,sexo,edad,arma,accion"
 
 
 def typed_rows(*lines: str, observatory: Observatory = PANAMA):

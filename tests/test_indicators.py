@@ -179,3 +179,20 @@ def test_indicators_as_of_a_past_date_use_the_versions_valid_then(warehouse):
         after[columns].sort_values(key).reset_index(drop=True),
         current[columns].sort_values(key).reset_index(drop=True),
     )
+
+
+def test_withdrawn_records_count_nowhere_but_stay_in_the_past(warehouse):
+    later = NOW + dt.timedelta(days=30)
+    with warehouse.begin() as conn:
+        merge_records(
+            conn, "incidents", "pa_panama", "s-baja", typed_rows("P1,,,,,,,Eliminar"), later
+        )
+    compute_indicators(warehouse, later)
+
+    assert value(warehouse, "SDG_16_1_1", "national", "PA", "2025").numerator == 3
+    before = indicator_values_as_of(warehouse, NOW + dt.timedelta(days=1))
+    national = before.query(
+        "indicator_code == 'SDG_16_1_1' and geo_level == 'national' and period == '2025'"
+        " and disaggregation == ''"
+    )
+    assert national["numerator"].item() == 4

@@ -33,7 +33,13 @@ FIRST = typed_rows(
 def test_new_rows_are_inserted_as_revision_one(engine):
     counts = merge(engine, "s1", FIRST)
 
-    assert counts == {"rows_inserted": 2, "rows_updated": 0, "rows_unchanged": 0, "rows_held": 0}
+    assert counts == {
+        "rows_inserted": 2,
+        "rows_updated": 0,
+        "rows_unchanged": 0,
+        "rows_held": 0,
+        "rows_ignored": 0,
+    }
     rows = current(engine)
     assert [(r["incident_id"], r["revision"], r["submission_id"]) for r in rows] == [
         ("A1", 1, "s1"),
@@ -52,7 +58,13 @@ def test_resent_incident_updates_it_and_keeps_the_previous_version(engine):
 
     counts = merge(engine, "s2", corrected, now=T2)
 
-    assert counts == {"rows_inserted": 0, "rows_updated": 1, "rows_unchanged": 1, "rows_held": 0}
+    assert counts == {
+        "rows_inserted": 0,
+        "rows_updated": 1,
+        "rows_unchanged": 1,
+        "rows_held": 0,
+        "rows_ignored": 0,
+    }
     a1, a2 = current(engine)
     assert (a1["weapon"], a1["revision"], a1["submission_id"]) == ("SHARP", 2, "s2")
     assert (a2["revision"], a2["submission_id"]) == (1, "s1")
@@ -83,7 +95,13 @@ def test_merging_the_same_rows_twice_changes_nothing(engine):
 
     counts = merge(engine, "s1", FIRST, now=T2)
 
-    assert counts == {"rows_inserted": 0, "rows_updated": 0, "rows_unchanged": 2, "rows_held": 0}
+    assert counts == {
+        "rows_inserted": 0,
+        "rows_updated": 0,
+        "rows_unchanged": 2,
+        "rows_held": 0,
+        "rows_ignored": 0,
+    }
     assert current(engine) == before
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(revisions)) == 2
@@ -106,3 +124,43 @@ def test_records_of_two_observatories_with_the_same_id_stay_apart(engine):
         merge_records(conn, "incidents", "pa_colon", "s2", FIRST, T2)
 
     assert len(current(engine)) == 4
+
+
+def test_a_withdrawal_is_a_soft_delete_kept_in_history(engine):
+    merge(engine, "s1", FIRST, now=T1)
+
+    counts = merge(engine, "s2", typed_rows("A1,,,,,,,Eliminar"), now=T2)
+
+    assert (counts["rows_updated"], counts["rows_ignored"]) == (1, 0)
+    a1 = current(engine)[0]
+    assert (a1["record_action"], a1["crime_code"], a1["revision"]) == ("DELETE", "0101", 2)
+    with engine.connect() as conn:
+        versions = (
+            conn.execute(
+                sa.select(revisions.c.record_action)
+                .where(revisions.c.incident_id == "A1")
+                .order_by(revisions.c.revision)
+            )
+            .scalars()
+            .all()
+        )
+    assert versions == ["UPSERT", "DELETE"]
+
+
+def test_resending_a_withdrawn_record_restores_it(engine):
+    merge(engine, "s1", FIRST, now=T1)
+    merge(engine, "s2", typed_rows("A1,,,,,,,Eliminar"), now=T2)
+
+    counts = merge(engine, "s3", FIRST, now=T2)
+
+    assert (counts["rows_updated"], counts["rows_unchanged"]) == (1, 1)
+    assert current(engine)[0]["record_action"] == "UPSERT"
+
+
+def test_withdrawing_an_unknown_record_changes_nothing(engine):
+    merge(engine, "s1", FIRST, now=T1)
+
+    counts = merge(engine, "s2", typed_rows("Z9,,,,,,,Eliminar"), now=T2)
+
+    assert (counts["rows_ignored"], counts["rows_updated"], counts["rows_inserted"]) == (1, 0, 0)
+    assert len(current(engine)) == 2
