@@ -19,7 +19,7 @@ from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
 from obsx.reading import read_submission
 from obsx.reference import observatories
-from obsx.seed import LAYOUTS, incidents_for_year, render
+from obsx.seed import STYLES, incidents_for_year, render
 from obsx.validation import validate
 from obsx.warehouse import get_engine, merge_records
 
@@ -34,12 +34,12 @@ def timed(label, rows, fn):
 
 def main(years: int = 10) -> None:
     rng = random.Random(1)
-    layout = LAYOUTS["pa_panama"]
+    style = STYLES["pa_panama"]
     rows = [
         r for year in range(2016, 2016 + years) for r in incidents_for_year("pa_panama", year, rng)
     ]
-    data = render(layout, rows, rng, spoil=False)
-    print(f"file: {len(rows):,} rows, {len(data) / 1e6:.1f} MB ({layout.file_format})")
+    data = render(style, rows, rng, spoil=False)
+    print(f"file: {len(rows):,} rows, {len(data) / 1e6:.1f} MB ({style.file_format})")
     with tempfile.TemporaryDirectory() as tmp:
         url = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path(tmp) / 'warehouse.db'}"
         engine = get_engine(url)

@@ -84,13 +84,16 @@ class Contract:
         """Fields a file supplies (the observatory code comes from the drop folder)."""
         return tuple(f.name for f in self.fields)
 
-    def match_headers(self, headers: list[str]) -> tuple[dict[str, str], list[str]]:
+    def match_headers(
+        self, headers: list[str], extra: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], list[str]]:
         """Map a file's headers onto contract fields.
 
-        Returns ``(header -> field name, unknown headers)``. The first header that matches a field
-        wins; a second header for the same field counts as unknown.
+        ``extra`` (a profile's columns: header -> field) is consulted before the contract's own
+        names and aliases. Returns ``(header -> field name, unknown headers)``. The first header
+        that matches a field wins; a second header for the same field counts as unknown.
         """
-        by_label: dict[str, str] = {}
+        by_label: dict[str, str] = {normalise_label(h): name for h, name in (extra or {}).items()}
         for f in self.fields:
             for label in (f.name, f.title["es"], f.title["en"], *f.aliases):
                 by_label.setdefault(normalise_label(label), f.name)

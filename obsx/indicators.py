@@ -72,11 +72,11 @@ INDICATORS = (SDG_16_1_1, INCIDENT_COUNT, REPORTING_COVERAGE)
 # The records indicators count: the current ones, or the versions valid at a past moment.
 # Withdrawn records (record_action DELETE) are kept as history but counted nowhere.
 CURRENT_RECORDS = (
-    "SELECT district_code, crime_code, victim_sex, period_month, period_year FROM incidents"
-    " WHERE record_action <> 'DELETE'"
+    "SELECT district_code, crime_code, victim_sex, victim_count, period_month, period_year"
+    " FROM incidents WHERE record_action <> 'DELETE'"
 )
 RECORDS_AS_OF = (
-    "SELECT district_code, crime_code, victim_sex, period_month, period_year"
+    "SELECT district_code, crime_code, victim_sex, victim_count, period_month, period_year"
     " FROM incidents_revision WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)"
     " AND record_action <> 'DELETE'"
 )
@@ -100,7 +100,7 @@ _COLUMNS = (
 RATE_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
     + """
-num AS (SELECT district_code, {period} AS period, count(*) AS n FROM records
+num AS (SELECT district_code, {period} AS period, sum(victim_count) AS n FROM records
         WHERE crime_code LIKE :crime_prefix {victim_sex} GROUP BY district_code, {period}),
 unit AS (SELECT {level} AS geo_code, rep.period, coalesce(num.n, 0) AS n, den.pop
          FROM rep"""
@@ -119,7 +119,7 @@ COUNT_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
     + """
 SELECT :code, :geo_level, {level}, :period_type, i.{period},
-       {disaggregation}, count(*), NULL, count(*), :unit, :computed_at
+       {disaggregation}, sum(i.victim_count), NULL, sum(i.victim_count), :unit, :computed_at
 FROM records i"""
     + _DISTRICT_JOIN.format(district="i.district_code")
     + """

@@ -19,8 +19,9 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     "unsupported-format": (
         ERROR,
-        "Formato de archivo no admitido ({detail}). Envíe CSV (.csv) o Excel (.xlsx).",
-        "Unsupported file format ({detail}). Send CSV (.csv) or Excel (.xlsx).",
+        "Formato de archivo no admitido ({detail}). Envíe CSV (.csv), Excel (.xlsx, .xls) o "
+        "SPSS (.sav).",
+        "Unsupported file format ({detail}). Send CSV (.csv), Excel (.xlsx, .xls) or SPSS (.sav).",
     ),
     "empty-file": (
         ERROR,
@@ -38,6 +39,11 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "(no se guarda en el almacén nacional).",
         "Column '{column}' is not part of the data contract and was dropped "
         "(it is not stored in the national warehouse).",
+    ),
+    "row-dropped": (
+        WARNING,
+        "La fila no contiene datos ({reason_es}) y se ignoró.",
+        "The row holds no data ({reason_en}) and was ignored.",
     ),
     "encoding-guessed": (
         WARNING,
@@ -71,8 +77,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     "codelist": (
         ERROR,
-        "«{value}» no es un código válido de «{title}». Códigos aceptados: {allowed}.",
-        "'{value}' is not a valid code for '{title}'. Accepted codes: {allowed}.",
+        "«{value}» no es un código válido de «{title}». Códigos aceptados: {allowed}. Si es la "
+        "forma en que su sistema escribe uno de ellos, añada en {where}, bajo codes.{field}, la "
+        "línea «{value}: <código>».",
+        "'{value}' is not a valid code for '{title}'. Accepted codes: {allowed}. If it is how your "
+        "system writes one of them, add to {where}, under codes.{field}, the line "
+        "'{value}: <code>'.",
     ),
     "pattern": (
         ERROR,

@@ -7,7 +7,9 @@ cannot be read raises :class:`UnreadableFile` with a problem the observatory can
 import csv
 import datetime as dt
 import io
+import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,19 @@ EXCEL_EXTENSIONS = {".xlsx", ".xlsm"}
 DELIMITERS = ",;\t|"
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls and other MS Office binaries
+SPSS_MAGIC = (b"$FL2", b"$FL3")
+HEADER_SEARCH_ROWS = 30  # how far down a header is looked for (title rows above it)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a profile may say about where the table is; everything optional."""
+
+    sheet: str | int | None = None  # a sheet name, or its number (1 = first)
+    header_row: int | None = None  # as the spreadsheet shows it; None: find it
+    encoding: str | None = None
+    delimiter: str | None = None
+    is_header: Callable[[list[str]], bool] | None = None  # how to recognise the header row
 
 
 class UnreadableFile(Exception):
@@ -84,12 +99,34 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
-def _table(rows: list[list[str]], **info) -> RawTable:
-    """Turn numbered rows into a RawTable: first non-blank row is the header, blank rows dropped."""
-    numbered = [(n, [c.strip() for c in row]) for n, row in enumerate(rows, start=1)]
+def _find_header(numbered: list[tuple[int, list[str]]], layout: Layout) -> int:
+    """Position in ``numbered`` of the header: the profile's row, else the first row that looks
+    like one (title rows above it are skipped), else the first non-blank row."""
+    if layout.header_row is not None:
+        for i, (n, _) in enumerate(numbered):
+            if n == layout.header_row:
+                return i
+        raise UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es=f"la fila de encabezados {layout.header_row} del perfil está vacía o no existe",
+                reason_en=f"the profile's header row {layout.header_row} is empty or missing",
+            )
+        )
+    if layout.is_header:
+        for i, (_, row) in enumerate(numbered[:HEADER_SEARCH_ROWS]):
+            if layout.is_header(row):
+                return i
+    return 0
+
+
+def _table(rows: list[list[str]], layout: Layout, first_row: int = 1, **info) -> RawTable:
+    """Turn numbered rows into a RawTable: header found, rows above it and blank rows dropped."""
+    numbered = [(n, [c.strip() for c in row]) for n, row in enumerate(rows, start=first_row)]
     numbered = [(n, row) for n, row in numbered if any(row)]
     if not numbered:
         raise UnreadableFile(problem("empty-file"))
+    numbered = numbered[_find_header(numbered, layout) :]
     header_row, header = numbered[0]
     while header and not header[-1]:
         header.pop()
@@ -111,7 +148,7 @@ def _table(rows: list[list[str]], **info) -> RawTable:
     return RawTable(frame=frame, header_row=header_row, problems=problems, **info)
 
 
-def read_csv_bytes(data: bytes) -> RawTable:
+def read_csv_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
     if b"\x00" in data[:8192]:
         raise UnreadableFile(
             problem(
@@ -120,8 +157,20 @@ def read_csv_bytes(data: bytes) -> RawTable:
                 reason_en="it holds binary data, not text",
             )
         )
-    text, encoding, guessed = decode(data)
-    delimiter = sniff_delimiter(text)
+    if layout.encoding:
+        try:
+            text, encoding, guessed = data.decode(layout.encoding), layout.encoding, False
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es=f"no está en la codificación {layout.encoding} que indica el perfil",
+                    reason_en=f"it is not in the encoding {layout.encoding} the profile names",
+                )
+            ) from exc
+    else:
+        text, encoding, guessed = decode(data)
+    delimiter = layout.delimiter or sniff_delimiter(text)
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:
@@ -133,14 +182,30 @@ def read_csv_bytes(data: bytes) -> RawTable:
             )
         ) from exc
     table = _table(
-        rows, file_format="csv", encoding=encoding, encoding_guessed=guessed, delimiter=delimiter
+        rows,
+        layout,
+        file_format="csv",
+        encoding=encoding,
+        encoding_guessed=guessed,
+        delimiter=delimiter,
     )
     if guessed:
         table.problems.insert(0, problem("encoding-guessed", encoding=encoding))
     return table
 
 
-def read_xlsx_bytes(data: bytes) -> RawTable:
+def _missing_sheet(sheet, available: list[str]) -> UnreadableFile:
+    names = ", ".join(available)
+    return UnreadableFile(
+        problem(
+            "unreadable-file",
+            reason_es=f"no tiene la hoja «{sheet}» que indica el perfil (hojas: {names})",
+            reason_en=f"it has no sheet '{sheet}' as the profile says (sheets: {names})",
+        )
+    )
+
+
+def read_xlsx_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
     import openpyxl
 
     try:
@@ -155,19 +220,93 @@ def read_xlsx_bytes(data: bytes) -> RawTable:
             )
         ) from exc
     try:
-        sheet = workbook.worksheets[0]
+        names = workbook.sheetnames
+        if isinstance(layout.sheet, str):
+            if layout.sheet not in names:
+                raise _missing_sheet(layout.sheet, names)
+            sheet = workbook[layout.sheet]
+        else:
+            index = (layout.sheet or 1) - 1
+            if not 0 <= index < len(names):
+                raise _missing_sheet(layout.sheet, names)
+            sheet = workbook.worksheets[index]
         sheet.reset_dimensions()  # some exporters declare a wrong sheet size; read what is there
         rows = [
             [_cell_text(v) for v in row] for row in sheet.iter_rows(min_row=1, values_only=True)
         ]
     finally:
         workbook.close()
-    return _table(rows, file_format="xlsx")
+    return _table(rows, layout, file_format="xlsx")
 
 
-def read_submission(data: bytes, file_name: str) -> RawTable:
+def read_xls_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    """Legacy Excel 97-2003 workbooks (xlrd); date cells become ISO text like in .xlsx."""
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except Exception as exc:  # xlrd raises many kinds for damaged files
+        kind = type(exc).__name__
+        raise UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es=f"el libro de Excel 97-2003 está dañado ({kind})",
+                reason_en=f"the Excel 97-2003 workbook is damaged ({kind})",
+            )
+        ) from exc
+    names = book.sheet_names()
+    try:
+        if isinstance(layout.sheet, str):
+            sheet = book.sheet_by_name(layout.sheet)
+        else:
+            sheet = book.sheet_by_index((layout.sheet or 1) - 1)
+    except (xlrd.XLRDError, IndexError) as exc:
+        raise _missing_sheet(layout.sheet, names) from exc
+
+    def cell(c):
+        if c.ctype == xlrd.XL_CELL_DATE:
+            return _cell_text(xlrd.xldate_as_datetime(c.value, book.datemode))
+        if c.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+            return ""
+        return _cell_text(c.value)
+
+    rows = [[cell(c) for c in sheet.row(r)] for r in range(sheet.nrows)]
+    return _table(rows, layout, file_format="xls")
+
+
+def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    """SPSS .sav microdata: variable names as headers, value labels as cell text.
+
+    Rows are numbered as SPSS's Data View numbers cases (1 = first case).
+    """
+    import pyreadstat
+
+    with tempfile.NamedTemporaryFile(suffix=".sav") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            frame, _ = pyreadstat.read_sav(handle.name, apply_value_formats=True)
+        except Exception as exc:  # pyreadstat.ReadstatError and friends
+            kind = type(exc).__name__
+            raise UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es=f"el archivo SPSS está dañado ({kind})",
+                    reason_en=f"the SPSS file is damaged ({kind})",
+                )
+            ) from exc
+    rows = [list(frame.columns)] + [
+        [_cell_text(None if pd.isna(v) else v) for v in record]
+        for record in frame.itertuples(index=False)
+    ]
+    return _table(rows, Layout(header_row=0), first_row=0, file_format="sav")
+
+
+def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> RawTable:
     """Read an uploaded file's bytes; the format comes from its content, then its extension."""
     suffix = Path(file_name).suffix.lower()
+    if data.startswith(SPSS_MAGIC):
+        return read_sav_bytes(data, layout)
     if data.startswith(ZIP_MAGIC):
         if suffix in CSV_EXTENSIONS:
             raise UnreadableFile(
@@ -177,9 +316,9 @@ def read_submission(data: bytes, file_name: str) -> RawTable:
                     reason_en="it has a CSV name but is a compressed file",
                 )
             )
-        return read_xlsx_bytes(data)
+        return read_xlsx_bytes(data, layout)
     if data.startswith(OLE_MAGIC):
-        raise UnreadableFile(problem("unsupported-format", detail="Excel 97-2003 (.xls)"))
+        return read_xls_bytes(data, layout)
     if suffix in EXCEL_EXTENSIONS:
         raise UnreadableFile(
             problem(
@@ -190,4 +329,4 @@ def read_submission(data: bytes, file_name: str) -> RawTable:
         )
     if suffix and suffix not in CSV_EXTENSIONS:
         raise UnreadableFile(problem("unsupported-format", detail=suffix))
-    return read_csv_bytes(data)
+    return read_csv_bytes(data, layout)

@@ -1,8 +1,9 @@
 """Realistic synthetic incident files for the demo: a year of uploads from five observatories.
 
 Each observatory exports in its own layout (CSV or Excel, UTF-8 or cp1252, comma or semicolon,
-its own Spanish headers and labels), with a few bad rows, as real exports have; one file is
-unreadable. Magnitudes follow ../shared/DOMAIN.md (Colón high, San Miguelito above the mean).
+its own Spanish headers, labels and crime names, title rows, totals, a cover sheet, aggregated
+counts), read through its profile in profiles/; with a few bad rows, as real exports have; one
+file is unreadable. Magnitudes follow ../shared/DOMAIN.md (Colón high, San Miguelito above the mean).
 All people and events are invented.
 """
 
@@ -35,33 +36,60 @@ OTHER_CRIME_RATES = {
 
 
 @dataclass(frozen=True)
-class Layout:
-    """How one observatory exports: file format, text encoding, delimiter, headers, labels."""
+class ExportStyle:
+    """How one observatory's own tool writes its files (see its profile under profiles/)."""
 
     prefix: str
     district: str
     population: int
     homicide_rate: float
     file_format: str  # csv or xlsx
-    encoding: str
-    delimiter: str
     headers: tuple[str, ...]  # id, date, time, district, crime, sex, age, weapon
-    date_format: str
     sex_labels: dict[str, str]
     weapon_labels: dict[str, str]
-    strip_leading_zeros: bool = False
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    date_format: str = "%Y-%m-%d"
+    crime_labels: dict[str, str] | None = None  # ICCS code -> the observatory's crime name
+    strip_leading_zeros: bool = False  # codes stored as numbers
+    sheet: str = "Incidentes"
+    cover_sheet: bool = False  # a first sheet that is a cover page, not data
+    title_rows: tuple[str, ...] = ()  # lines above the headers
+    total_row: bool = False  # a TOTAL row and a source note below the data
+    extra_columns: tuple[str, ...] = ()  # columns the contract does not collect
+    aggregated: bool = False  # one row per day, crime, sex and weapon with a victim count
 
 
-LAYOUTS = {
-    "pa_panama": Layout(
-        "PAN",
-        "0804",
-        1_110_000,
-        15.0,
-        "csv",
-        "utf-8",
-        ",",
-        (
+WEAPONS_ES = {
+    "FIREARM": "Arma de fuego",
+    "SHARP": "Arma blanca",
+    "BLUNT": "Contundente",
+    "OTHER": "Otro",
+    "NONE": "Ninguno",
+    "UNKNOWN": "Desconocido",
+}
+COLON_CRIMES = {
+    "0101": "Homicidio",
+    "0102": "Tentativa de homicidio",
+    "02011": "Lesiones",
+    "020221": "Secuestro",
+    "03011": "Violación",
+    "03012": "Abuso sexual",
+    "0401": "Robo",
+    "0502": "Hurto",
+    "050211": "Hurto de vehículo",
+    "0601": "Drogas",
+}
+
+STYLES = {
+    # No profile: the contract's own headers and labels, the plainest CSV.
+    "pa_panama": ExportStyle(
+        prefix="PAN",
+        district="0804",
+        population=1_110_000,
+        homicide_rate=15.0,
+        file_format="csv",
+        headers=(
             "Código incidente",
             "Fecha",
             "Hora",
@@ -71,26 +99,19 @@ LAYOUTS = {
             "Edad",
             "Arma",
         ),
-        "%Y-%m-%d",
-        {"F": "F", "M": "M", "NE": "NE"},
-        {
-            "FIREARM": "Arma de fuego",
-            "SHARP": "Arma blanca",
-            "BLUNT": "Objeto contundente",
-            "OTHER": "Otro",
-            "NONE": "Sin arma",
-            "UNKNOWN": "Desconocido",
-        },
+        sex_labels={"F": "F", "M": "M", "NE": "NE"},
+        weapon_labels={**WEAPONS_ES, "BLUNT": "Objeto contundente", "NONE": "Sin arma"},
     ),
-    "pa_san_miguelito": Layout(
-        "SMG",
-        "0805",
-        300_000,
-        21.0,
-        "csv",
-        "cp1252",
-        ";",
-        (
+    "pa_san_miguelito": ExportStyle(
+        prefix="SMG",
+        district="0805",
+        population=300_000,
+        homicide_rate=21.0,
+        file_format="csv",
+        encoding="cp1252",
+        delimiter=";",
+        date_format="%d-%m-%Y",
+        headers=(
             "id_incidente",
             "fecha_hecho",
             "hora_hecho",
@@ -100,85 +121,61 @@ LAYOUTS = {
             "edad",
             "medio",
         ),
-        "%d/%m/%Y",
-        {"F": "Femenino", "M": "Masculino", "NE": "Sin dato"},
-        {
-            "FIREARM": "Arma de fuego",
-            "SHARP": "Arma blanca",
-            "BLUNT": "Contundente",
-            "OTHER": "Otros",
-            "NONE": "Ninguno",
-            "UNKNOWN": "Sin dato",
-        },
+        sex_labels={"F": "Femenino", "M": "Masculino", "NE": "Sin dato"},
+        weapon_labels={**WEAPONS_ES, "OTHER": "Otros", "UNKNOWN": "Sin dato"},
     ),
-    "pa_colon": Layout(
-        "COL",
-        "0301",
-        250_000,
-        38.0,
-        "xlsx",
-        "",
-        "",
-        (
+    "pa_colon": ExportStyle(
+        prefix="COL",
+        district="0301",
+        population=250_000,
+        homicide_rate=38.0,
+        file_format="xlsx",
+        headers=(
             "No. caso",
             "Fecha del hecho",
             "Hora del hecho",
             "Distrito",
-            "ICCS",
+            "Tipo de delito",
             "Sexo de la víctima",
             "Edad",
             "Arma empleada",
         ),
-        "",
-        {"F": "Mujer", "M": "Hombre", "NE": "No especificado"},
-        {
-            "FIREARM": "AF",
-            "SHARP": "AB",
-            "BLUNT": "Contundente",
-            "OTHER": "Otro",
-            "NONE": "Ninguna",
-            "UNKNOWN": "Desconocido",
-        },
+        sex_labels={"F": "Mujer", "M": "Hombre", "NE": "No especificado"},
+        weapon_labels={**WEAPONS_ES, "FIREARM": "AF", "SHARP": "AB", "NONE": "Ninguna"},
+        crime_labels=COLON_CRIMES,
+        title_rows=("Observatorio de Seguridad Ciudadana de Colón", "Incidentes registrados"),
+        total_row=True,
     ),
-    "pa_arraijan": Layout(
-        "ARR",
-        "1301",
-        310_000,
-        12.0,
-        "csv",
-        "utf-8-sig",
-        ";",
-        (
+    "pa_arraijan": ExportStyle(
+        prefix="ARR",
+        district="1301",
+        population=310_000,
+        homicide_rate=12.0,
+        file_format="csv",
+        encoding="utf-8-sig",
+        delimiter=";",
+        date_format="%d/%m/%Y",
+        headers=(
             "Numero de caso",
             "Fecha",
-            "Hora",
             "Código distrito",
             "Código delito",
             "Sexo",
-            "Edad",
             "Medio empleado",
+            "Víctimas",
         ),
-        "%d/%m/%Y",
-        {"F": "F", "M": "M", "NE": "NE"},
-        {
-            "FIREARM": "FIREARM",
-            "SHARP": "SHARP",
-            "BLUNT": "BLUNT",
-            "OTHER": "OTHER",
-            "NONE": "NONE",
-            "UNKNOWN": "UNKNOWN",
-        },
-        strip_leading_zeros=True,  # its spreadsheet stored codes as numbers
+        sex_labels={"F": "F", "M": "M", "NE": "NE"},
+        weapon_labels={code: code for code in WEAPONS_ES},
+        strip_leading_zeros=True,
+        aggregated=True,
     ),
-    "pa_la_chorrera": Layout(
-        "LCH",
-        "1304",
-        215_000,
-        10.0,
-        "xlsx",
-        "",
-        "",
-        (
+    "pa_la_chorrera": ExportStyle(
+        prefix="LCH",
+        district="1304",
+        population=215_000,
+        homicide_rate=10.0,
+        file_format="xlsx",
+        headers=(
             "Caso",
             "Fecha",
             "Hora",
@@ -188,16 +185,12 @@ LAYOUTS = {
             "Edad víctima",
             "Arma",
         ),
-        "",
-        {"F": "Femenino", "M": "Masculino", "NE": "Desconocido"},
-        {
-            "FIREARM": "Arma de fuego",
-            "SHARP": "Arma blanca",
-            "BLUNT": "Contundente",
-            "OTHER": "Otro",
-            "NONE": "Ninguno",
-            "UNKNOWN": "Desconocido",
-        },
+        sex_labels={"F": "Femenino", "M": "Masculino", "NE": "Desconocido"},
+        weapon_labels={**WEAPONS_ES, "FIREARM": "Arma de fuego"},
+        sheet="Datos",
+        cover_sheet=True,
+        title_rows=("Municipio de La Chorrera — Observatorio", ""),
+        extra_columns=("Observaciones internas",),
     ),
 }
 
@@ -233,12 +226,12 @@ def _victim(rng: random.Random, crime: str) -> tuple[str, int | None, str]:
 
 def incidents_for_year(code: str, year: int, rng: random.Random) -> list[dict]:
     """One record per victim for an observatory's year, sorted by date."""
-    layout = LAYOUTS[code]
-    rates = {"0101": layout.homicide_rate, **OTHER_CRIME_RATES}
+    style = STYLES[code]
+    rates = {"0101": style.homicide_rate, **OTHER_CRIME_RATES}
     days = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
     rows = []
     for crime, rate in rates.items():
-        for _ in range(_poisson(rng, rate * layout.population / 100_000)):
+        for _ in range(_poisson(rng, rate * style.population / 100_000)):
             sex, age, weapon = _victim(rng, crime)
             rows.append(
                 {
@@ -252,34 +245,49 @@ def incidents_for_year(code: str, year: int, rng: random.Random) -> list[dict]:
             )
     rows.sort(key=lambda r: (r["date"], r["time"]))
     for n, row in enumerate(rows, start=1):
-        row["id"] = f"{layout.prefix}-{year}-{n:05d}"
+        row["id"] = f"{style.prefix}-{year}-{n:05d}"
     return rows
 
 
-def _cells(layout: Layout, row: dict) -> list:
-    date = row["date"] if layout.file_format == "xlsx" else row["date"].strftime(layout.date_format)
-    crime, district = row["crime"], layout.district
-    if layout.strip_leading_zeros:
-        crime, district = crime.lstrip("0"), district.lstrip("0")
+def _aggregate(style: ExportStyle, rows: list[dict]) -> list[dict]:
+    """Victims counted per day, crime, sex and weapon, as an aggregated export has them."""
+    groups: dict[tuple, int] = {}
+    for r in rows:
+        group = (r["date"], r["crime"], r["sex"], r["weapon"])
+        groups[group] = groups.get(group, 0) + 1
     return [
-        row["id"],
-        date,
-        row["time"],
-        district,
-        crime,
-        layout.sex_labels[row["sex"]],
-        "" if row["age"] is None else row["age"],
-        layout.weapon_labels[row["weapon"]],
+        {
+            "id": f"{style.prefix}-{d:%Y%m%d}-{crime}-{sex}-{weapon}",
+            "date": d,
+            "crime": crime,
+            "sex": sex,
+            "weapon": weapon,
+            "count": n,
+        }
+        for (d, crime, sex, weapon), n in sorted(groups.items())
     ]
 
 
-def _spoil(layout: Layout, cells: list[list], rng: random.Random) -> None:
+def _cells(style: ExportStyle, row: dict) -> list:
+    date = row["date"] if style.file_format == "xlsx" else row["date"].strftime(style.date_format)
+    crime, district = row["crime"], style.district
+    if style.crime_labels:
+        crime = style.crime_labels[crime]
+    if style.strip_leading_zeros:
+        crime, district = crime.lstrip("0"), district.lstrip("0")
+    sex, weapon = style.sex_labels[row["sex"]], style.weapon_labels[row["weapon"]]
+    if style.aggregated:
+        return [row["id"], date, district, crime, sex, weapon, row["count"]]
+    age = "" if row["age"] is None else row["age"]
+    return [row["id"], date, row["time"], district, crime, sex, age, weapon]
+
+
+def _spoil(cells: list[list], rng: random.Random) -> None:
     """Put in a few of the mistakes real files carry, each one a row an observatory must fix."""
     mistakes = [
         lambda c: c.__setitem__(1, "31/02/2025"),  # no such day
-        lambda c: c.__setitem__(4, "9999"),  # not an ICCS code
-        lambda c: c.__setitem__(6, 230),  # impossible age
-        lambda c: c.__setitem__(3, "0808"),  # another municipality's district
+        lambda c: c.__setitem__(4 if len(c) > 7 else 3, "9999"),  # not a crime code
+        lambda c: c.__setitem__(3 if len(c) > 7 else 2, "0808"),  # another municipality's
         lambda c: c.__setitem__(0, ""),  # missing id
     ]
     for mistake in mistakes[: rng.randrange(1, len(mistakes) + 1)]:
@@ -288,32 +296,44 @@ def _spoil(layout: Layout, cells: list[list], rng: random.Random) -> None:
         cells.append(list(cells[rng.randrange(len(cells) - 1)]))  # the same id twice
 
 
+REMARKS = ["", "", "", "verificar con DIJ", "caso reabierto", "dato de prensa"]
+
+
 def render(
-    layout: Layout, rows: list[dict], rng: random.Random, spoil: bool, extra_column=None
+    style: ExportStyle, rows: list[dict], rng: random.Random, spoil: bool, extra=()
 ) -> bytes:
-    headers = list(layout.headers)
-    cells = [_cells(layout, r) for r in rows]
+    """The bytes of one export. ``extra``: more columns, as (header, value maker) pairs."""
+    if style.aggregated:
+        rows = _aggregate(style, rows)
+    headers = list(style.headers)
+    cells = [_cells(style, r) for r in rows]
     if spoil:
-        _spoil(layout, cells, rng)
-    if extra_column:  # a column the contract does not have: dropped, and named in the feedback
-        headers.append(extra_column[0])
-        for c in cells:
-            c.append(extra_column[1](rng))
-    if layout.file_format == "xlsx":
+        _spoil(cells, rng)
+    for header, make in [*((h, lambda: rng.choice(REMARKS)) for h in style.extra_columns), *extra]:
+        headers.append(header)  # not in the contract: dropped (named in the feedback unless the
+        for c in cells:  # profile says to ignore it)
+            c.append(make())
+    above = [[line] for line in style.title_rows]
+    below = []
+    if style.total_row:
+        below = [["TOTAL", "", "", "", "", "", "", len(cells)], [], ["Fuente: Policía Nacional."]]
+    if style.file_format == "xlsx":
         book = openpyxl.Workbook()
         sheet = book.active
-        sheet.title = "Incidentes"
-        sheet.append(headers)
-        for c in cells:
-            sheet.append(c)
+        if style.cover_sheet:
+            sheet.title = "Portada"
+            sheet.append(["Informe mensual de incidentes"])
+            sheet = book.create_sheet(style.sheet)
+        sheet.title = style.sheet
+        for line in [*above, headers, *cells, *below]:
+            sheet.append(line)
         buffer = io.BytesIO()
         book.save(buffer)
         return buffer.getvalue()
     text = io.StringIO()
-    writer = csv.writer(text, delimiter=layout.delimiter, lineterminator="\r\n")
-    writer.writerow(headers)
-    writer.writerows(cells)
-    return text.getvalue().encode(layout.encoding)
+    writer = csv.writer(text, delimiter=style.delimiter, lineterminator="\r\n")
+    writer.writerows([*above, headers, *cells, *below])
+    return text.getvalue().encode(style.encoding)
 
 
 NAMES = ["Ana", "Luis", "María", "José", "Yaritza", "Edwin", "Itzel", "Ricardo"]
@@ -326,23 +346,21 @@ def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[P
     zone.ensure_folders()
     written = []
     base_time = time.time() - 3600
-    for code, layout in LAYOUTS.items():
+    for code, style in STYLES.items():
         rows = incidents_for_year(code, year, rng)
         for quarter in range(1, 5):
             months = range(3 * quarter - 2, 3 * quarter + 1)
             part = [r for r in rows if r["date"].month in months]
-            extra = None
+            extra = ()
             if code == "pa_san_miguelito" and quarter == 2:
-                extra = ("Nombre víctima", lambda r: rng.choice(NAMES))
+                extra = (("Nombre víctima", lambda: rng.choice(NAMES)),)
             spoil = (quarter + len(code)) % 2 == 0
-            data = render(layout, part, rng, spoil, extra)
-            suffix = "xlsx" if layout.file_format == "xlsx" else "csv"
-            written.append(
-                _drop(zone, code, f"incidentes_{year}_T{quarter}.{suffix}", data, base_time)
-            )
+            data = render(style, part, rng, spoil, extra)
+            name = f"incidentes_{year}_T{quarter}.{style.file_format}"
+            written.append(_drop(zone, code, name, data, base_time))
             base_time += 1
     # An upload that broke on the way: an Excel name over a truncated workbook.
-    good = render(LAYOUTS["pa_colon"], incidents_for_year("pa_colon", year, rng)[:20], rng, False)
+    good = render(STYLES["pa_colon"], incidents_for_year("pa_colon", year, rng)[:20], rng, False)
     written.append(
         _drop(zone, "pa_colon", "reporte_diciembre (copia).xlsx", good[: len(good) // 3], base_time)
     )

@@ -17,6 +17,7 @@ from obsx.contract import load_contract
 from obsx.dropzone import Dropzone, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
+from obsx.profiles import load_profile
 from obsx.reading import UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
 from obsx.warehouse import (
@@ -58,10 +59,15 @@ class Outcome:
 def check_file(
     data: bytes, file_name: str, observatory: Observatory, dataset: str, today: dt.date
 ) -> tuple[ValidationResult, dict]:
-    """Read and validate a file; never raises for bad input. Returns the result and file facts."""
+    """Read and validate a file through the observatory's profile.
+
+    Never raises for bad input (a broken profile is the ministry's to fix, and does raise).
+    Returns the result and facts about the file.
+    """
     contract = load_contract(dataset)
+    profile = load_profile(observatory.code, contract)
     try:
-        table = read_submission(data, file_name)
+        table = read_submission(data, file_name, profile.layout(contract))
     except UnreadableFile as exc:
         return _rejected(exc.problem), {}
     except Exception as exc:  # a hostile file may break a reader in ways we cannot list
@@ -78,8 +84,9 @@ def check_file(
         "encoding": table.encoding,
         "delimiter": table.delimiter,
         "header_row": str(table.header_row),
+        "profile": profile.where if profile.path else None,
     }
-    return validate(table, contract, observatory, today), info
+    return validate(table, contract, observatory, today, profile), info
 
 
 def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str, dict]:

@@ -12,12 +12,15 @@ import pandera.pandas as pa
 
 from obsx.contract import ACTION_FIELD, DELETE, Contract, Field
 from obsx.problems import ERROR, Problem, problem
+from obsx.profiles import Profile
 from obsx.reading import RawTable
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 # The two date spellings the contract accepts; Excel dates arrive as ISO text, maybe with a time.
 ISO_DATE_RE = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?$"
 DMY_DATE_RE = r"^\d{1,2}/\d{1,2}/\d{4}$"
+# A row without a record id whose first cell reads like this is a total or a note, not data.
+TRAILER_RE = r"^\s*(total|totales|subtotal|sub-total|fuente|nota|notas|elaborado|\*|\(\d+\)|\d+\))"
 # Larger whole numbers lose precision as floats; no contract integer is anywhere near this.
 MAX_WHOLE_NUMBER = 10**15
 MAX_LISTED_CODES = 12
@@ -60,11 +63,13 @@ def _allowed_codes(f: Field) -> str:
     return listed + (" …" if len(codes) > MAX_LISTED_CODES else "")
 
 
-def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _coerce(f: Field, raw: pd.Series, profile: Profile) -> tuple[pd.Series, pd.Series]:
     """Type one column. Returns ``(typed values, mask of non-blank cells that failed to type)``."""
     text = raw.astype("str").str.strip()
     blank = text.eq("")
     if f.type == "integer":
+        if f.default is not None:
+            text, blank = text.where(~blank, f.default), pd.Series(False, index=raw.index)
         number = pd.to_numeric(text.where(~blank), errors="coerce")
         whole = number.notna() & (number % 1 == 0) & (number.abs() < MAX_WHOLE_NUMBER)
         return number.where(whole).astype("Int64"), ~blank & ~whole
@@ -76,6 +81,9 @@ def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         dmy_text = text.where(text.str.match(DMY_DATE_RE))
         dmy = pd.to_datetime(dmy_text, format="%d/%m/%Y", errors="coerce")
         parsed = iso.fillna(dmy)
+        for spelling in profile.date_formats:  # the observatory's own, from its profile
+            rest = text.where(~blank & parsed.isna())
+            parsed = parsed.fillna(pd.to_datetime(rest, format=spelling, errors="coerce"))
         # A time part (Excel keeps one) is not part of a date.
         return parsed.dt.normalize().astype("datetime64[us]"), ~blank & parsed.isna()
     if f.type == "time":
@@ -85,7 +93,9 @@ def _coerce(f: Field, raw: pd.Series) -> tuple[pd.Series, pd.Series]:
         return typed.astype("str"), ~blank & ~ok
     values = text.where(~blank)
     if f.codelist is not None:
-        values = values.map(f.codelist.canonical, na_action="ignore")
+        values = values.map(
+            lambda v: profile.code_for(f.name, v) or f.codelist.canonical(v), na_action="ignore"
+        )
     if f.default is not None:
         values = values.astype("str").fillna(f.default)
     pad = f.constraints.get("zero_pad")
@@ -144,10 +154,12 @@ def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date)
 PANDERA_CHECK_CODES = {"not_nullable": "required", "field_uniqueness": "duplicate-key"}
 
 
-def _problem_params(code: str, f: Field, observatory: Observatory) -> dict:
+def _problem_params(code: str, f: Field, observatory: Observatory, profile: Profile) -> dict:
     params = {"title_es": f.title["es"], "title_en": f.title["en"]}
     if code == "codelist":
         params["allowed"] = _allowed_codes(f)
+        params["field"] = f.name
+        params["where"] = profile.where
     elif code == "geography-not-owned":
         params["owned"] = ", ".join(observatory.districts)
     elif code in ("min", "max", "max-length"):
@@ -161,15 +173,44 @@ def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
     return next((name for name, header in header_of.items() if header == p.column), p.column)
 
 
+def _not_data(raw: pd.DataFrame, key_header: str | None, profile: Profile) -> dict[int, tuple]:
+    """Rows that hold no record: the profile's drop rules, and totals or notes without an id."""
+    dropped = {
+        row: (f"regla del perfil: {rule}", f"profile rule: {rule}")
+        for row, rule in profile.rows_to_drop(raw).items()
+    }
+    if key_header is not None:
+        first_cell = raw.apply(lambda r: next((c for c in r if c), ""), axis=1)
+        filled = raw.ne("").sum(axis=1)
+        # "Fuente: …" may stand in the id column itself; a record fills more than two cells.
+        reads_like_note = first_cell.str.match(TRAILER_RE, case=False)
+        trailer = reads_like_note & (raw[key_header].eq("") | filled.le(2))
+        for row in raw.index[trailer]:
+            dropped.setdefault(int(row), ("total o nota", "a total or a note"))
+    return dropped
+
+
 def validate(
-    table: RawTable, contract: Contract, observatory: Observatory, today: dt.date
+    table: RawTable,
+    contract: Contract,
+    observatory: Observatory,
+    today: dt.date,
+    profile: Profile | None = None,
 ) -> ValidationResult:
     """Validate every row of ``table`` lazily: all failures are collected, none stops the rest."""
-    raw = table.frame
+    profile = profile or Profile(observatory=observatory.code, dataset=contract.dataset)
+    raw = table.frame.drop(columns=[c for c in profile.ignore_columns if c in table.frame.columns])
     problems = list(table.problems)
-    mapping, unknown = contract.match_headers(list(raw.columns))
+    mapping, unknown = contract.match_headers(list(raw.columns), extra=profile.columns)
     problems += [problem("unknown-column", column=h) for h in unknown]
     header_of = {name: header for header, name in mapping.items()}
+    (key_field,) = contract.primary_key[1:]
+    not_data = _not_data(raw, header_of.get(key_field), profile)
+    problems += [
+        problem("row-dropped", row=row, reason_es=es, reason_en=en)
+        for row, (es, en) in not_data.items()
+    ]
+    raw = raw.drop(index=list(not_data))
     for f in contract.fields:
         if f.required and f.name not in header_of:
             aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
@@ -195,7 +236,7 @@ def validate(
         header = header_of.get(f.name)
         original = raw[header] if header else pd.Series("", index=raw.index, dtype="str")
         originals[f.name] = original
-        typed[f.name], failed = _coerce(f, original)
+        typed[f.name], failed = _coerce(f, original, profile)
         for row in failed[failed].index:
             failed_cells.add((row, f.name))
             problems.append(
@@ -227,7 +268,7 @@ def validate(
                     row=row,
                     column=header_of.get(column, column),
                     value=originals[column][row],
-                    **_problem_params(code, f, observatory),
+                    **_problem_params(code, f, observatory, profile),
                 )
             )
 

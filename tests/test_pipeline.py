@@ -22,7 +22,7 @@ PANAMA_CSV = (
     "Código incidente,Fecha,Distrito,Delito (ICCS),Sexo víctima,Edad,Arma\n"
     "P1,2025-01-03,0804,0101,Masculino,25,Arma de fuego\n"
     "P2,2025-01-20,0804,0401,Femenino,31,Sin arma\n"
-    "P3,2025-13-01,0804,0101,M,40,AF\n"  # impossible date: quarantined
+    "P3,2025-13-01,0804,0101,M,40,Arma de fuego\n"  # impossible date: quarantined
 ).encode()
 COLON_CSV = (
     "No. caso;Fecha del hecho;Distrito;ICCS;Sexo;Edad;Arma empleada\n"

@@ -180,8 +180,12 @@ def test_truncated_xlsx_is_unreadable():
     ("data", "name", "code"),
     [
         (b"id,nota\n1,\x00\x01\x02", "a.csv", "unreadable-file"),
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "viejo.xls", "unsupported-format"),
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "renombrado.csv", "unsupported-format"),
+        (  # an OLE header with nothing behind it: a damaged .xls
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512),
+            "viejo.xls",
+            "unreadable-file",
+        ),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512), "renombrado.csv", "unreadable-file"),
         (b"%PDF-1.4\nid,nota\n", "informe.pdf", "unsupported-format"),
         (b"id,nota\n1,a\n", "falso.xlsx", "unreadable-file"),
         (b"PK\x03\x04zipped", "comprimido.csv", "unreadable-file"),

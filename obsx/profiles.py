@@ -1,0 +1,165 @@
+"""Profiles: how one observatory's export maps onto a dataset's contract, as data.
+
+``profiles/<observatory>/<dataset>.yaml`` says which sheet and header row hold the table, which
+of its columns is which contract field, which of its code values is which contract code, which
+date spelling it uses and which rows are not data. A new layout needs a profile, not code; an
+observatory without a profile is read with the contract's own header names and labels.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from obsx.config import REPO_ROOT
+from obsx.contract import Contract, normalise_label
+from obsx.reading import Layout
+
+PROFILES_DIR = REPO_ROOT / "profiles"
+KNOWN_KEYS = {
+    "observatory",
+    "dataset",
+    "sheet",
+    "header_row",
+    "encoding",
+    "delimiter",
+    "columns",
+    "ignore_columns",
+    "codes",
+    "date_formats",
+    "drop_rows",
+    "language",
+}
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used: said with the file and the key at fault."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    observatory: str
+    dataset: str
+    path: Path | None = None  # None: no profile file, the contract alone
+    sheet: str | int | None = None
+    header_row: int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # file header -> contract field
+    ignore_columns: tuple[str, ...] = ()
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)  # field -> value -> code
+    date_formats: tuple[str, ...] = ()
+    drop_rows: tuple[tuple[str, str], ...] = ()  # (column as in the file, regular expression)
+    language: str = "es"
+
+    @property
+    def where(self) -> str:
+        """How to name this profile to an observatory."""
+        if self.path is None:
+            return f"profiles/{self.observatory}/{self.dataset}.yaml"
+        try:
+            return str(self.path.relative_to(REPO_ROOT))
+        except ValueError:
+            return str(self.path)
+
+    def code_for(self, field_name: str, value: str) -> str | None:
+        """The contract code the profile gives a file value (case, accents and spaces folded)."""
+        table = self.codes.get(field_name)
+        if not table:
+            return None
+        return table.get(value) or table.get(normalise_label(value))
+
+    def layout(self, contract: Contract) -> Layout:
+        def is_header(cells: list[str]) -> bool:
+            mapping, _ = contract.match_headers([c for c in cells if c], extra=self.columns)
+            return len(mapping) >= 2
+
+        return Layout(
+            sheet=self.sheet,
+            header_row=self.header_row,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            is_header=is_header,
+        )
+
+    def rows_to_drop(self, frame) -> dict[int, str]:
+        """Source rows the profile says are not data (a TOTAL row, notes), with the rule."""
+        dropped = {}
+        for column, pattern in self.drop_rows:
+            if column in frame.columns:
+                rule = re.compile(pattern)
+                hits = frame[column].map(lambda v, rule=rule: bool(rule.search(str(v))))
+                dropped.update({int(row): f"{column} ~ {pattern}" for row in frame.index[hits]})
+        return dropped
+
+
+def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> Profile:
+    """Check a profile against its contract, so that a mistake shows when it is loaded."""
+    where = str(path) if path else "profile"
+    unknown = set(spec) - KNOWN_KEYS
+    if unknown:
+        raise ProfileError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}")
+    names = {f.name for f in contract.fields}
+    columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
+    for header, name in columns.items():
+        if name not in names:
+            raise ProfileError(f"{where}: columns.{header!r} names no field of {contract.dataset}")
+    codes: dict[str, dict[str, str]] = {}
+    for name, table in (spec.get("codes") or {}).items():
+        if name not in names or contract.field(name).codelist is None:
+            raise ProfileError(f"{where}: codes.{name}: {name!r} is not a coded field")
+        valid = contract.field(name).codelist
+        mapped = {}
+        for value, code in (table or {}).items():
+            code = valid.canonical(str(code))
+            if code not in valid.labels:
+                raise ProfileError(f"{where}: codes.{name}.{value!r} -> {code!r} is not a code")
+            mapped[str(value)] = code
+            mapped[normalise_label(str(value))] = code
+        codes[name] = mapped
+    drop_rows = []
+    for rule in spec.get("drop_rows") or []:
+        try:
+            re.compile(rule["matches"])
+        except (KeyError, TypeError, re.error) as exc:
+            raise ProfileError(
+                f"{where}: drop_rows needs column and a valid 'matches': {exc}"
+            ) from exc
+        drop_rows.append((str(rule["column"]), rule["matches"]))
+    header_row = spec.get("header_row", "auto")
+    if header_row != "auto" and not (isinstance(header_row, int) and header_row >= 1):
+        raise ProfileError(f"{where}: header_row is 'auto' or a row number (1 = first)")
+    language = spec.get("language", "es")
+    if language not in ("es", "en"):
+        raise ProfileError(f"{where}: language is 'es' or 'en'")
+    return Profile(
+        observatory=spec.get("observatory", ""),
+        dataset=spec.get("dataset", contract.dataset),
+        path=path,
+        sheet=spec.get("sheet"),
+        header_row=None if header_row == "auto" else header_row,
+        encoding=spec.get("encoding"),
+        delimiter=spec.get("delimiter"),
+        columns=columns,
+        ignore_columns=tuple(str(c) for c in spec.get("ignore_columns") or []),
+        codes=codes,
+        date_formats=tuple(spec.get("date_formats") or []),
+        drop_rows=tuple(drop_rows),
+        language=language,
+    )
+
+
+def load_profile(
+    observatory: str, contract: Contract, profiles_dir: Path = PROFILES_DIR
+) -> Profile:
+    """The observatory's profile for the contract's dataset, or an empty one if it has none."""
+    path = profiles_dir / observatory / f"{contract.dataset}.yaml"
+    if not path.exists():
+        return Profile(observatory=observatory, dataset=contract.dataset)
+    with open(path, encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh) or {}
+    profile = parse_profile(spec, contract, path)
+    if profile.observatory not in ("", observatory):
+        raise ProfileError(f"{path}: written for {profile.observatory!r}, not {observatory!r}")
+    return profile
