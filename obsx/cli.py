@@ -163,6 +163,60 @@ def cmd_corrections(args) -> int:
     return OK
 
 
+def cmd_validate(args) -> int:
+    import datetime as dt
+    import hashlib
+
+    from obsx.dropzone import safe_stem
+    from obsx.feedback import Report, write_feedback
+    from obsx.problems import WARNING
+    from obsx.reference import observatories
+    from obsx.submission import check_file
+
+    registry = observatories()
+    if args.observatory not in registry:
+        print(f"unknown observatory {args.observatory!r}; known: {', '.join(registry)}")
+        return ATTENTION
+    path = Path(args.file)
+    data = path.read_bytes()
+    observatory = registry[args.observatory]
+    result, info = check_file(data, path.name, observatory, args.dataset, dt.date.today())
+    lang = args.lang or info["language"]
+    report = Report(
+        submission_id=hashlib.sha256(data).hexdigest(),
+        observatory_code=observatory.code,
+        observatory_name=observatory.name,
+        dataset=args.dataset,
+        file_name=path.name,
+        received_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        status=result.status,
+        counts={
+            "rows_read": result.rows_read,
+            "rows_accepted": len(result.accepted),
+            "rows_rejected": result.rows_rejected,
+            "warnings": sum(p.severity == WARNING for p in result.problems),
+        },
+        problems=result.problems,
+        file_info=info,
+        lang=lang,
+        dry_run=True,
+        rejected_rows=result.rejected_for_resending(lang),
+    )
+    out = Path(args.out) if args.out else Path.cwd() / f"{safe_stem(path.name)}_validacion"
+    written = write_feedback(out, safe_stem(path.name), report)
+    print(
+        f"{path.name}: {result.status} - {result.rows_read} rows read, {len(result.accepted)} "
+        f"would be accepted, {result.rows_rejected} rejected, {report.counts['warnings']} warnings"
+    )
+    for p in result.problems[: args.show]:
+        where = "file" if p.row is None else f"row {p.row}"
+        print(f"  {where} {p.column or ''}: {p.message(lang)}")
+    if len(result.problems) > args.show:
+        print(f"  ... {len(result.problems) - args.show} more")
+    print("feedback: " + ", ".join(str(w) for w in written))
+    return OK if result.status == "accepted" else ATTENTION
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -183,6 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     seed.add_argument("--year", type=int, default=2025)
     seed.set_defaults(func=cmd_seed)
+
+    check = commands.add_parser(
+        "validate", help="dry run: the feedback a file would get, touching nothing"
+    )
+    check.add_argument("file")
+    check.add_argument("--observatory", required=True, help="observatory code, e.g. pa_colon")
+    check.add_argument("--dataset", default="incidents")
+    check.add_argument("--lang", choices=["es", "en"], help="default: the profile's language")
+    check.add_argument("--out", help="folder for the feedback files (default: ./<file>_validacion)")
+    check.add_argument("--show", type=int, default=20, help="problems to print")
+    check.set_defaults(func=cmd_validate)
 
     ind = commands.add_parser(
         "indicators", help="indicator values as CSV, now or as of a past moment"

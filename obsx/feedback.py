@@ -6,13 +6,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import pandas as pd
 
 from obsx.problems import ERROR, Problem
 
-STATUS_ES = {
-    "accepted": "Aceptado",
-    "partly_accepted": "Aceptado parcialmente",
-    "rejected": "Rechazado",
+# What the page says, in the observatory's language (its profile's `language`, Spanish first).
+TEXT = {
+    "es": {
+        "title": "Resultado del envío",
+        "observatory": "Observatorio",
+        "file": "Archivo",
+        "received": "Recibido",
+        "id": "Identificador del envío",
+        "accepted": "Aceptado",
+        "partly_accepted": "Aceptado parcialmente",
+        "rejected": "Rechazado",
+        "dry_run": "Prueba (nada se guardó): así se recibiría este archivo.",
+        "duplicate": "Este archivo es idéntico a uno ya recibido: no se cambió nada en el almacén nacional.",
+        "summary": "Resumen",
+        "rows_read": "Filas leídas",
+        "rows_accepted": "Filas aceptadas",
+        "rows_inserted": "nuevas",
+        "rows_updated": "actualizadas",
+        "rows_unchanged": "sin cambios",
+        "rows_held": "pendientes de aprobación (período cerrado)",
+        "rows_ignored": "bajas de incidentes inexistentes (ignoradas)",
+        "rows_rejected": "Filas rechazadas",
+        "warnings": "Advertencias",
+        "problems": "Problemas encontrados",
+        "explain": "La fila es la que muestra su hoja de cálculo (la fila de encabezados cuenta). "
+        "Corrija las filas rechazadas y vuelva a enviarlas: las filas ya aceptadas se actualizan, "
+        "no se duplican.",
+        "resend": "Las filas rechazadas, con el motivo, están en",
+        "row": "Fila",
+        "column": "Columna",
+        "value": "Valor",
+        "kind": "Tipo",
+        "message": "Explicación",
+        "whole_file": "todo el archivo",
+        "error": "Error",
+        "warning": "Advertencia",
+        "truncated": "Se muestran los primeros {shown} problemas de {total}; la lista completa "
+        "está en el archivo JSON.",
+        "none": "No se encontraron problemas.",
+        "rejected_suffix": "rechazadas",
+    },
+    "en": {
+        "title": "Submission result",
+        "observatory": "Observatory",
+        "file": "File",
+        "received": "Received",
+        "id": "Submission id",
+        "accepted": "Accepted",
+        "partly_accepted": "Partly accepted",
+        "rejected": "Rejected",
+        "dry_run": "Dry run (nothing was stored): this is how the file would be received.",
+        "duplicate": "This file is identical to one already received: nothing changed in the "
+        "national warehouse.",
+        "summary": "Summary",
+        "rows_read": "Rows read",
+        "rows_accepted": "Rows accepted",
+        "rows_inserted": "new",
+        "rows_updated": "updated",
+        "rows_unchanged": "unchanged",
+        "rows_held": "pending approval (closed period)",
+        "rows_ignored": "deletions of unknown incidents (ignored)",
+        "rows_rejected": "Rows rejected",
+        "warnings": "Warnings",
+        "problems": "Problems found",
+        "explain": "The row is the one your spreadsheet shows (the header row counts). Fix the "
+        "rejected rows and send them again: rows already accepted are updated, not duplicated.",
+        "resend": "The rejected rows, with the reason, are in",
+        "row": "Row",
+        "column": "Column",
+        "value": "Value",
+        "kind": "Kind",
+        "message": "Explanation",
+        "whole_file": "whole file",
+        "error": "Error",
+        "warning": "Warning",
+        "truncated": "The first {shown} problems of {total} are shown; the JSON file has them all.",
+        "none": "No problems found.",
+        "rejected_suffix": "rejected",
+    },
 }
 
 
@@ -31,6 +107,9 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     file_info: dict[str, str | None] = field(default_factory=dict)
     duplicate_of_earlier_upload: bool = False
+    lang: str = "es"
+    dry_run: bool = False
+    rejected_rows: pd.DataFrame | None = None  # for resending: see ValidationResult
 
     def as_document(self) -> dict:
         return {
@@ -41,6 +120,7 @@ class Report:
             "received_at": self.received_at,
             "status": self.status,
             "duplicate_of_earlier_upload": self.duplicate_of_earlier_upload,
+            "dry_run": self.dry_run,
             "summary": self.counts,
             "file": self.file_info,
             "problems": [p.as_record() for p in self.problems],
@@ -49,8 +129,8 @@ class Report:
 
 PAGE = jinja2.Environment(autoescape=True).from_string(
     """<!doctype html>
-<html lang="es"><head><meta charset="utf-8">
-<title>Resultado del envío: {{ r.file_name }}</title>
+<html lang="{{ lang }}"><head><meta charset="utf-8">
+<title>{{ t.title }}: {{ r.file_name }}</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 .status{display:inline-block;padding:.3rem .8rem;border-radius:.3rem;font-weight:bold}
@@ -60,43 +140,39 @@ th,td{border:1px solid #ccc;padding:.35rem .5rem;text-align:left;vertical-align:
 th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 .warning td:first-child{border-left:4px solid #e0a800}
 </style></head><body>
-<h1>Resultado del envío</h1>
-<p><strong>Observatorio:</strong> {{ r.observatory_name }}<br>
-<strong>Archivo:</strong> {{ r.file_name }}<br>
-<strong>Recibido:</strong> {{ r.received_at }}<br>
-<strong>Identificador del envío:</strong> <code>{{ r.submission_id[:16] }}</code></p>
-<p class="status {{ r.status }}">{{ status_es }}</p>
-{% if r.duplicate_of_earlier_upload %}
-<p>Este archivo es idéntico a uno ya recibido: no se cambió nada en el almacén nacional.</p>
-{% endif %}
-<h2>Resumen</h2>
+<h1>{{ t.title }}</h1>
+<p><strong>{{ t.observatory }}:</strong> {{ r.observatory_name }}<br>
+<strong>{{ t.file }}:</strong> {{ r.file_name }}<br>
+<strong>{{ t.received }}:</strong> {{ r.received_at }}<br>
+<strong>{{ t.id }}:</strong> <code>{{ r.submission_id[:16] }}</code></p>
+<p class="status {{ r.status }}">{{ t[r.status] }}</p>
+{% if r.dry_run %}<p>{{ t.dry_run }}</p>{% endif %}
+{% if r.duplicate_of_earlier_upload %}<p>{{ t.duplicate }}</p>{% endif %}
+<h2>{{ t.summary }}</h2>
 <table>
-<tr><th>Filas leídas</th><td>{{ r.counts.rows_read }}</td></tr>
-<tr><th>Filas aceptadas</th><td>{{ r.counts.rows_accepted }}</td></tr>
-<tr><th>&nbsp;&nbsp;nuevas</th><td>{{ r.counts.rows_inserted }}</td></tr>
-<tr><th>&nbsp;&nbsp;actualizadas</th><td>{{ r.counts.rows_updated }}</td></tr>
-<tr><th>&nbsp;&nbsp;sin cambios</th><td>{{ r.counts.rows_unchanged }}</td></tr>
-<tr><th>&nbsp;&nbsp;pendientes de aprobación (período cerrado)</th><td>{{ r.counts.rows_held }}</td></tr>
-<tr><th>&nbsp;&nbsp;bajas de incidentes inexistentes (ignoradas)</th><td>{{ r.counts.rows_ignored }}</td></tr>
-<tr><th>Filas rechazadas</th><td>{{ r.counts.rows_rejected }}</td></tr>
-<tr><th>Advertencias</th><td>{{ r.counts.warnings }}</td></tr>
+<tr><th>{{ t.rows_read }}</th><td>{{ r.counts.rows_read }}</td></tr>
+<tr><th>{{ t.rows_accepted }}</th><td>{{ r.counts.rows_accepted }}</td></tr>
+{% for key in ["rows_inserted", "rows_updated", "rows_unchanged", "rows_held", "rows_ignored"] %}
+{% if key in r.counts %}<tr><th>&nbsp;&nbsp;{{ t[key] }}</th><td>{{ r.counts[key] }}</td></tr>{% endif %}
+{% endfor %}
+<tr><th>{{ t.rows_rejected }}</th><td>{{ r.counts.rows_rejected }}</td></tr>
+<tr><th>{{ t.warnings }}</th><td>{{ r.counts.warnings }}</td></tr>
 </table>
 {% if problems %}
-<h2>Problemas encontrados</h2>
-<p>La fila es la que muestra su hoja de cálculo (la fila de encabezados cuenta). Corrija las filas
-rechazadas y vuelva a enviarlas: las filas ya aceptadas se actualizan, no se duplican.</p>
+<h2>{{ t.problems }}</h2>
+<p>{{ t.explain }}</p>
+{% if rejected_file %}<p>{{ t.resend }} <code>{{ rejected_file }}</code>.</p>{% endif %}
 <table>
-<tr><th>Fila</th><th>Columna</th><th>Valor</th><th>Tipo</th><th>Explicación</th></tr>
+<tr><th>{{ t.row }}</th><th>{{ t.column }}</th><th>{{ t.value }}</th><th>{{ t.kind }}</th><th>{{ t.message }}</th></tr>
 {% for p in problems %}
-<tr class="{{ p.severity }}"><td>{{ p.row if p.row is not none else "todo el archivo" }}</td>
+<tr class="{{ p.severity }}"><td>{{ p.row if p.row is not none else t.whole_file }}</td>
 <td>{{ p.column or "" }}</td><td>{{ p.value if p.value is not none else "" }}</td>
-<td>{{ "Error" if p.severity == "error" else "Advertencia" }}</td><td>{{ p.message("es") }}</td></tr>
+<td>{{ t[p.severity] }}</td><td>{{ p.message(lang) }}</td></tr>
 {% endfor %}
 </table>
-{% if truncated %}<p>Se muestran los primeros {{ problems|length }} problemas de {{ total }};
-la lista completa está en el archivo JSON.</p>{% endif %}
+{% if truncated %}<p>{{ t.truncated.format(shown=problems|length, total=total) }}</p>{% endif %}
 {% else %}
-<p>No se encontraron problemas.</p>
+<p>{{ t.none }}</p>
 {% endif %}
 </body></html>
 """
@@ -105,15 +181,17 @@ la lista completa está en el archivo JSON.</p>{% endif %}
 HTML_PROBLEM_LIMIT = 1000
 
 
-def render_html(report: Report) -> str:
+def render_html(report: Report, rejected_file: str | None = None) -> str:
     ordered = sorted(report.problems, key=lambda p: (p.severity != ERROR, p.row or 0))
     shown = ordered[:HTML_PROBLEM_LIMIT]
     return PAGE.render(
         r=report,
-        status_es=STATUS_ES[report.status],
+        t=TEXT[report.lang],
+        lang=report.lang,
         problems=shown,
         truncated=len(shown) < len(ordered),
         total=len(ordered),
+        rejected_file=rejected_file,
     )
 
 
@@ -123,10 +201,18 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def write_feedback(folder: Path, stem: str, report: Report) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` and ``<stem>.html``; a rerun overwrites them with the same content."""
+def write_feedback(folder: Path, stem: str, report: Report) -> list[Path]:
+    """Write ``<stem>.json``, ``<stem>.html`` and, when rows were rejected, a CSV of them (with a
+    reason column) to fix and send again; a rerun overwrites them with the same content."""
     folder.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = folder / f"{stem}.json", folder / f"{stem}.html"
-    _write_atomically(json_path, json.dumps(report.as_document(), ensure_ascii=False, indent=2))
-    _write_atomically(html_path, render_html(report))
-    return json_path, html_path
+    paths = [folder / f"{stem}.json", folder / f"{stem}.html"]
+    rejected_name = None
+    if report.rejected_rows is not None and not report.rejected_rows.empty:
+        rejected_name = f"{stem}.{TEXT[report.lang]['rejected_suffix']}.csv"
+        # UTF-8 with BOM so that Excel opens accents correctly.
+        csv_text = report.rejected_rows.to_csv(index=False)
+        _write_atomically(folder / rejected_name, "\ufeff" + csv_text)
+        paths.append(folder / rejected_name)
+    _write_atomically(paths[0], json.dumps(report.as_document(), ensure_ascii=False, indent=2))
+    _write_atomically(paths[1], render_html(report, rejected_name))
+    return paths

@@ -52,7 +52,7 @@ class Outcome:
     file_name: str
     status: str
     counts: dict[str, int]
-    feedback: tuple[Path, Path]
+    feedback: list[Path]
     already_merged: bool
 
 
@@ -66,10 +66,11 @@ def check_file(
     """
     contract = load_contract(dataset)
     profile = load_profile(observatory.code, contract)
+    info = {"profile": profile.where if profile.path else None, "language": profile.language}
     try:
         table = read_submission(data, file_name, profile.layout(contract))
     except UnreadableFile as exc:
-        return _rejected(exc.problem), {}
+        return _rejected(exc.problem), info
     except Exception as exc:  # a hostile file may break a reader in ways we cannot list
         log.warning("reader failed on %s: %r", file_name, exc)
         kind = type(exc).__name__
@@ -78,13 +79,12 @@ def check_file(
             reason_es=f"formato dañado ({kind})",
             reason_en=f"damaged format ({kind})",
         )
-        return _rejected(damaged), {}
-    info = {
+        return _rejected(damaged), info
+    info |= {
         "format": table.file_format,
         "encoding": table.encoding,
         "delimiter": table.delimiter,
         "header_row": str(table.header_row),
-        "profile": profile.where if profile.path else None,
     }
     return validate(table, contract, observatory, today, profile), info
 
@@ -221,6 +221,8 @@ def process_submission(
         file_info=info,
         # The same bytes uploaded again (a rerun from the archive is no new upload).
         duplicate_of_earlier_upload=already_merged and inbox_path is not None,
+        lang=info["language"],
+        rejected_rows=result.rejected_for_resending(info["language"]),
     )
     paths = write_feedback(feedback_dir, feedback_stem, report)
     # Only now, with the warehouse committed and the feedback written, is the upload consumed.

@@ -41,6 +41,23 @@ class ValidationResult:
     rows_read: int
     problems: list[Problem] = field(default_factory=list)
     rejected_rows: set[int] = field(default_factory=set)
+    # The rejected rows as written (contract columns only, headers as in the file), to be fixed
+    # and sent again.
+    rejected_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def rejected_for_resending(self, lang: str = "es") -> pd.DataFrame:
+        """The rejected rows with their source row and, last, why each was rejected."""
+        if self.rejected_cells.empty:
+            return self.rejected_cells
+        reasons: dict[int, list[str]] = {}
+        whole_file = [p.message(lang) for p in self.file_errors]
+        for p in self.problems:
+            if p.row in self.rejected_rows and p.severity == ERROR:
+                reasons.setdefault(p.row, []).append(p.message(lang))
+        row, reason = ("fila", "motivo") if lang == "es" else ("row", "reason")
+        frame = self.rejected_cells.copy()
+        frame[reason] = [" | ".join(reasons.get(r, whole_file)) for r in frame.index]
+        return frame.rename_axis(row).reset_index()
 
     @property
     def rows_rejected(self) -> int:
@@ -225,8 +242,10 @@ def validate(
                 )
             )
     result = ValidationResult(accepted=raw.iloc[0:0], rows_read=len(raw), problems=problems)
+    contract_columns = [h for h in raw.columns if h in mapping]  # never the dropped ones
     if result.file_errors:
         result.rejected_rows = set(raw.index)
+        result.rejected_cells = raw[contract_columns]
         return result
 
     typed = pd.DataFrame(index=raw.index)
@@ -286,6 +305,7 @@ def validate(
 
     rejected = {p.row for p in problems if p.row is not None and p.severity == ERROR}
     result.rejected_rows = rejected
+    result.rejected_cells = raw.loc[sorted(rejected), contract_columns]
     result.accepted = typed.loc[~typed.index.isin(rejected)]
     result.problems = sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
     return result
