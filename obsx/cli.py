@@ -217,6 +217,32 @@ def cmd_validate(args) -> int:
     return OK if result.status == "accepted" else ATTENTION
 
 
+def _contracts(names: list[str] | None = None):
+    from obsx.config import SCHEMAS_DIR
+    from obsx.contract import load_contract
+
+    return [load_contract(n) for n in names or sorted(p.stem for p in SCHEMAS_DIR.glob("*.yaml"))]
+
+
+def cmd_template(args) -> int:
+    from obsx.publishing import excel_template
+
+    (contract,) = _contracts([args.dataset])
+    stem = "plantilla" if args.lang == "es" else "template"
+    out = Path(args.out or f"{stem}_{contract.dataset}.xlsx")
+    out.write_bytes(excel_template(contract, args.lang))
+    print(f"template for {contract.dataset}: {out}")
+    return OK
+
+
+def cmd_schema_docs(args) -> int:
+    from obsx.publishing import write_contract_docs
+
+    for path in write_contract_docs(_contracts(), Path(args.out), args.lang):
+        print(path)
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -248,6 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--out", help="folder for the feedback files (default: ./<file>_validacion)")
     check.add_argument("--show", type=int, default=20, help="problems to print")
     check.set_defaults(func=cmd_validate)
+
+    template = commands.add_parser("template", help="an Excel template to fill in for a dataset")
+    template.add_argument("dataset")
+    template.add_argument("--lang", choices=["es", "en"], default="es")
+    template.add_argument("--out", help="default: ./plantilla_<dataset>.xlsx")
+    template.set_defaults(func=cmd_template)
+
+    docs = commands.add_parser("schema-docs", help="the data contract as Markdown and HTML pages")
+    docs.add_argument("--lang", choices=["es", "en"], default="es")
+    docs.add_argument("--out", default="docs/contract")
+    docs.set_defaults(func=cmd_schema_docs)
 
     ind = commands.add_parser(
         "indicators", help="indicator values as CSV, now or as of a past moment"
