@@ -126,6 +126,18 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Se pidió eliminar un incidente que el almacén nacional no tiene; no se hizo nada.",
         "Asked to delete an incident the national warehouse does not hold; nothing was done.",
     ),
+    "before-observatory": (
+        ERROR,
+        "La fecha {value} es anterior a la creación del observatorio ({opened}).",
+        "Date {value} is before the observatory was created ({opened}).",
+    ),
+    "geography-not-valid-on-date": (
+        ERROR,
+        "El distrito {value} no existía el {date} (vigente desde {valid_from}); use el código "
+        "vigente en esa fecha.",
+        "District {value} did not exist on {date} (valid from {valid_from}); use the code valid "
+        "on that date.",
+    ),
     "duplicate-key": (
         ERROR,
         "El código «{value}» ya aparece en una fila anterior de este archivo.",

@@ -35,8 +35,21 @@ def read_observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dic
 
 
 def observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, Observatory]:
+    """The registry as validation needs it: units, opening date, units' validity periods."""
+    geography = read_geography()
+    validity = {
+        r.geo_code: (r.valid_from, r.valid_to)
+        for r in geography.itertuples()
+        if r.geo_level == "district"
+    }
     return {
-        code: Observatory(code=code, name=e["name"], districts=tuple(e["units"]))
+        code: Observatory(
+            code=code,
+            name=e["name"],
+            districts=tuple(e["units"]),
+            opened_on=e.get("opened_on"),
+            district_validity={u: validity[u] for u in e["units"] if u in validity},
+        )
         for code, e in read_observatories(path).items()
     }
 

@@ -31,6 +31,11 @@ class Observatory:
     code: str
     name: str
     districts: tuple[str, ...]
+    opened_on: dt.date | None = None
+    # district code -> (valid from, valid to or None): boundary changes keep history
+    district_validity: dict[str, tuple[dt.date, dt.date | None]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
 
 
 @dataclass
@@ -135,6 +140,9 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
         if "min" in c:
             low = pd.Timestamp(c["min"])
             checks.append(pa.Check(lambda s, low=low: s >= low, name="min"))
+        if f.name == contract.period_field and observatory.opened_on:
+            opened = pd.Timestamp(observatory.opened_on)
+            checks.append(pa.Check(lambda s, o=opened: s >= o, name="before-observatory"))
         if c.get("not_in_future"):
             end = pd.Timestamp(today)
             checks.append(pa.Check(lambda s, end=end: s <= end, name="future-date"))
@@ -179,10 +187,36 @@ def _problem_params(code: str, f: Field, observatory: Observatory, profile: Prof
         params["where"] = profile.where
     elif code == "geography-not-owned":
         params["owned"] = ", ".join(observatory.districts)
+    elif code == "before-observatory":
+        params["opened"] = observatory.opened_on.isoformat()
     elif code in ("min", "max", "max-length"):
         key = {"max-length": "max_length"}.get(code, code)
         params["limit"] = f.constraints[key]
     return params
+
+
+def _outside_validity(typed, contract, observatory, header_of, originals) -> list[Problem]:
+    """Rows placed in a unit that did not exist on their date (e.g. a district created later)."""
+    if not observatory.district_validity:
+        return []
+    geo, when = typed[contract.geography_field], typed[contract.period_field]
+    starts = geo.map(lambda c: observatory.district_validity.get(c, (None, None))[0])
+    ends = geo.map(lambda c: observatory.district_validity.get(c, (None, None))[1])
+    starts, ends = pd.to_datetime(starts), pd.to_datetime(ends)
+    outside = when.notna() & ((starts.notna() & (when < starts)) | (ends.notna() & (when >= ends)))
+    header = header_of.get(contract.geography_field)
+    return [
+        problem(
+            "geography-not-valid-on-date",
+            row=int(row),
+            column=header,
+            value=originals[contract.geography_field][row],
+            date=when[row].date().isoformat(),
+            valid_from=starts[row].date().isoformat(),
+            valid_to="" if pd.isna(ends[row]) else ends[row].date().isoformat(),
+        )
+        for row in typed.index[outside]
+    ]
 
 
 def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
@@ -290,6 +324,8 @@ def validate(
                     **_problem_params(code, f, observatory, profile),
                 )
             )
+
+    problems += _outside_validity(typed, contract, observatory, header_of, originals)
 
     if contract.has_deletions:
         # A withdrawal needs only the record's key: blank required cells are no error there.
