@@ -4,7 +4,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.reference import reference_geography, reference_population
-from assets.submissions import incident_submissions
+from assets.submissions import submissions
 from obsx.indicators import compute_indicators, unbalanced_aggregates
 from obsx.warehouse import indicator_value as indicator_value_table
 from pipelines.resources import WarehouseResource
@@ -15,7 +15,7 @@ ADD_UP_CHECK = "district_numerators_add_up"
 @dg.asset(
     group_name="indicators",
     kinds={"sql"},
-    deps=[incident_submissions, reference_population, reference_geography],
+    deps=[submissions, reference_population, reference_geography],
     check_specs=[dg.AssetCheckSpec(ADD_UP_CHECK, asset="indicator_value")],
 )
 def indicator_value(warehouse: WarehouseResource):

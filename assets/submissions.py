@@ -16,25 +16,24 @@ from pipelines.resources import DropzoneResource, WarehouseResource
 # status is known and accepted, so the warning is not repeated on every command.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
-submission_partitions = dg.DynamicPartitionsDefinition(name="incident_submissions")
+submission_partitions = dg.DynamicPartitionsDefinition(name="submissions")
 HELD_CHECK = "accepted_rows_held_in_warehouse"
 
 
-def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> dict[str, int]:
+def missing_from_warehouse(conn: sa.Connection, submissions: dict[str, str]) -> dict[str, int]:
     """Per submission, how many accepted rows the warehouse does not account for.
 
     Every merged row (manifest) must have a revision with its content hash, and merged rows plus
     rows held for a closed period (not yet approved) must make up what the submission accepted.
     """
-    _, revision, manifest, pending = record_tables("incidents")
-    m, r, p = manifest.c, revision.c, pending.c
-    held = sa.select(sa.literal(1)).where(
-        r.observatory_code == m.observatory_code,
-        r.incident_id == m.incident_id,
-        r.row_hash == m.row_hash,
-    )
     gaps = {}
-    for sid in submission_ids:
+    for sid, dataset in submissions.items():
+        _, revision, manifest, pending = record_tables(dataset)
+        m, r, p = manifest.c, revision.c, pending.c
+        (key,) = [c.name for c in manifest.primary_key.columns if c.name != "submission_id"]
+        held = sa.select(sa.literal(1)).where(
+            r.observatory_code == m.observatory_code, r[key] == m[key], r.row_hash == m.row_hash
+        )
         expected = conn.scalar(
             sa.select(submission.c.rows_accepted).where(submission.c.submission_id == sid)
         )
@@ -59,12 +58,12 @@ def missing_from_warehouse(conn: sa.Connection, submission_ids: list[str]) -> di
     group_name="submissions",
     kinds={"sql"},
     deps=[reference_observatories],
-    check_specs=[dg.AssetCheckSpec(HELD_CHECK, asset="incident_submissions")],
+    check_specs=[dg.AssetCheckSpec(HELD_CHECK, asset="submissions")],
 )
-def incident_submissions(
+def submissions(
     context: dg.AssetExecutionContext, dropzone: DropzoneResource, warehouse: WarehouseResource
 ):
-    """Archive, read, validate and merge each incident file; write the observatory's feedback.
+    """Archive, read, validate and merge each file (any dataset); write the observatory's feedback.
 
     A file that cannot be read is a rejected submission with feedback, not a failed run. An
     unexpected error on one file is logged and the others still finish.
@@ -87,7 +86,7 @@ def incident_submissions(
         by_status[o.status] = by_status.get(o.status, 0) + 1
         context.log.info(f"{o.key} {o.file_name!r}: {o.status} {o.counts}")
     with engine.connect() as conn:
-        gaps = missing_from_warehouse(conn, [o.submission_id for o in outcomes])
+        gaps = missing_from_warehouse(conn, {o.submission_id: o.dataset for o in outcomes})
     yield dg.MaterializeResult(
         metadata={
             "submissions": len(outcomes),

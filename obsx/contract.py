@@ -12,8 +12,28 @@ from pathlib import Path
 import yaml
 
 from obsx.config import SCHEMAS_DIR
+from obsx.problems import register_rule
 
-FIELD_TYPES = {"string", "integer", "date", "time"}
+FIELD_TYPES = {"string", "integer", "number", "date", "time"}
+NUMERIC_TYPES = {"integer", "number"}
+# Columns the warehouse adds to every dataset's tables: no contract field may take these names.
+RESERVED_NAMES = {
+    "observatory_code",
+    "period_month",
+    "period_year",
+    "row_hash",
+    "revision",
+    "submission_id",
+    "valid_from",
+    "valid_to",
+    "source_row",
+    "correction_id",
+    "status",
+    "created_at",
+    "decided_at",
+    "decided_by",
+    "reason",
+}
 # A contract with this field lets a row withdraw a record explicitly ("DELETE"): see warehouse.
 ACTION_FIELD = "record_action"
 DELETE = "DELETE"
@@ -57,6 +77,21 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A rule across fields of one row: ``sum(fields)`` equals, or is at most, another field.
+
+    Checked only where every field involved has a value. Errors reject the row; warnings keep it.
+    """
+
+    code: str
+    severity: str  # error or warning
+    fields: tuple[str, ...]
+    other: str
+    relation: str  # equals or at_most
+    message: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Contract:
     dataset: str
     version: int
@@ -67,6 +102,7 @@ class Contract:
     geography_field: str
     period_field: str
     codelists: dict[str, CodeList]
+    rules: tuple[Rule, ...] = ()
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
@@ -130,6 +166,8 @@ def parse_contract(spec: dict) -> Contract:
     codelists = {name: _codelist(name, c) for name, c in spec.get("codelists", {}).items()}
     fields = []
     for f in spec["fields"]:
+        if f["name"] in RESERVED_NAMES:
+            raise ValueError(f"{spec['dataset']}.{f['name']}: the warehouse reserves that name")
         if f["type"] not in FIELD_TYPES:
             raise ValueError(f"{spec['dataset']}.{f['name']}: unknown type {f['type']!r}")
         if f.get("codelist") and f["codelist"] not in codelists:
@@ -148,6 +186,19 @@ def parse_contract(spec: dict) -> Contract:
             )
         )
     names = {f.name for f in fields}
+    numeric = {f.name for f in fields if f.type in NUMERIC_TYPES}
+    rules = []
+    for r in spec.get("rules", []):
+        relation = "equals" if "equals" in r else "at_most"
+        involved = [*r["sum"], r[relation]]
+        if not set(involved) <= numeric:
+            raise ValueError(f"{spec['dataset']}: rule {r['code']}: fields must be numeric fields")
+        if r["severity"] not in ("error", "warning"):
+            raise ValueError(f"{spec['dataset']}: rule {r['code']}: severity is error or warning")
+        rules.append(
+            Rule(r["code"], r["severity"], tuple(r["sum"]), r[relation], relation, r["message"])
+        )
+        register_rule(r["code"], r["severity"], r["message"]["es"], r["message"]["en"])
     contract = Contract(
         dataset=spec["dataset"],
         version=int(spec["version"]),
@@ -158,6 +209,7 @@ def parse_contract(spec: dict) -> Contract:
         geography_field=spec["geography_field"],
         period_field=spec["period_field"],
         codelists=codelists,
+        rules=tuple(rules),
     )
     for name in (*contract.primary_key[1:], contract.geography_field, contract.period_field):
         if name not in names:

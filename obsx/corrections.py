@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import load_contract
-from obsx.indicators import CURRENT_RECORDS, compute_indicators, insert_indicator_values
+from obsx.indicators import compute_indicators, insert_indicator_values
 from obsx.warehouse import (
     indicator_value,
     merge_records,
@@ -164,7 +164,7 @@ def indicator_changes(
         published = pd.read_sql(sa.select(indicator_value), conn)
         _apply(conn, dataset, ids, now)
         scratch.create(conn)
-        insert_indicator_values(conn, scratch.name, CURRENT_RECORDS, {"computed_at": now})
+        insert_indicator_values(conn, scratch.name, {"computed_at": now})
         proposed = pd.read_sql(sa.select(scratch), conn)
         transaction.rollback()
     both = published.merge(

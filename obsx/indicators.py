@@ -67,19 +67,64 @@ REPORTING_COVERAGE = Indicator(
     multiplier=100,
     standard="Observatory Exchange completeness",
 )
-INDICATORS = (SDG_16_1_1, INCIDENT_COUNT, REPORTING_COVERAGE)
+PLAN_EXECUTION = Indicator(
+    code="PLAN_EXECUTION",
+    name_es="Ejecución del plan local de prevención (actividades)",
+    name_en="Local prevention plan execution (activities)",
+    numerator="Activities executed in the period",
+    denominator="Activities of the plan in the period (planned, executed or cancelled)",
+    unit="%",
+    multiplier=100,
+    standard="Observatory Exchange; DOMAIN.md prevention-plan execution",
+)
+BUDGET_EXECUTION = Indicator(
+    code="BUDGET_EXECUTION",
+    name_es="Ejecución presupuestaria del plan de prevención",
+    name_en="Prevention plan budget execution",
+    numerator="Budget executed (B/.) of activities with a planned budget",
+    denominator="Budget planned (B/.)",
+    unit="%",
+    multiplier=100,
+    standard="Observatory Exchange",
+)
+PREVENTION_PARTICIPANTS = Indicator(
+    code="PREVENTION_PARTICIPANTS",
+    name_es="Participantes en actividades de prevención ejecutadas",
+    name_en="Participants in executed prevention activities",
+    numerator="Participants of executed activities (total, or women plus men); sex=F / sex=M",
+    denominator=None,
+    unit="count",
+    multiplier=None,
+    standard="Observatory Exchange",
+)
+INDICATORS = (
+    SDG_16_1_1,
+    INCIDENT_COUNT,
+    REPORTING_COVERAGE,
+    PLAN_EXECUTION,
+    BUDGET_EXECUTION,
+    PREVENTION_PARTICIPANTS,
+)
 
 # The records indicators count: the current ones, or the versions valid at a past moment.
-# Withdrawn records (record_action DELETE) are kept as history but counted nowhere.
-CURRENT_RECORDS = (
-    "SELECT district_code, crime_code, victim_sex, victim_count, period_month, period_year"
-    " FROM incidents WHERE record_action <> 'DELETE'"
-)
-RECORDS_AS_OF = (
-    "SELECT district_code, crime_code, victim_sex, victim_count, period_month, period_year"
-    " FROM incidents_revision WHERE valid_from <= :as_of AND (valid_to IS NULL OR valid_to > :as_of)"
-    " AND record_action <> 'DELETE'"
-)
+# What indicators read of each dataset: the current records, or the versions valid at a past
+# moment (as_of). Withdrawn records (record_action DELETE) are history, counted nowhere.
+RECORD_COLUMNS = {
+    "incidents": "district_code, crime_code, victim_sex, victim_count",
+    "prevention_activities": "district_code, activity_status, participants_female, "
+    "participants_male, participants_total, budget_planned, budget_executed",
+}
+
+
+def records_sql(dataset: str, as_of: bool) -> str:
+    columns = f"{RECORD_COLUMNS[dataset]}, period_month, period_year"
+    if not as_of:
+        return f"SELECT {columns} FROM {dataset} WHERE record_action <> 'DELETE'"
+    return (
+        f"SELECT {columns} FROM {dataset}_revision WHERE valid_from <= :as_of"
+        " AND (valid_to IS NULL OR valid_to > :as_of) AND record_action <> 'DELETE'"
+    )
+
 
 _REPORTING = """
 records AS ({records}),
@@ -126,6 +171,51 @@ FROM records i"""
 GROUP BY {level}, i.{period}{group_extra}"""
 )
 
+# Prevention indicators: one statement shape, the arithmetic as fixed SQL fragments below.
+RATIO_SQL = (
+    f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
+    + """
+SELECT :code, :geo_level, {level}, :period_type, i.{period}, :disaggregation,
+       {numerator}, {denominator}, {value}, :unit, :computed_at
+FROM records i"""
+    + _DISTRICT_JOIN.format(district="i.district_code")
+    + """
+GROUP BY {level}, i.{period}"""
+)
+EXECUTED = "i.activity_status = 'EXECUTED'"
+PARTICIPANTS = (
+    "coalesce(i.participants_total, coalesce(i.participants_female, 0)"
+    " + coalesce(i.participants_male, 0))"
+)
+PREVENTION_MEASURES = [
+    # indicator, disaggregation, numerator, denominator (None: a count)
+    (PLAN_EXECUTION, "", f"sum(CASE WHEN {EXECUTED} THEN 1 ELSE 0 END)", "count(*)"),
+    (
+        BUDGET_EXECUTION,
+        "",
+        "sum(CASE WHEN i.budget_planned IS NOT NULL THEN coalesce(i.budget_executed, 0) ELSE 0 END)",
+        "sum(i.budget_planned)",
+    ),
+    (
+        PREVENTION_PARTICIPANTS,
+        "",
+        f"sum(CASE WHEN {EXECUTED} THEN {PARTICIPANTS} ELSE 0 END)",
+        None,
+    ),
+    (
+        PREVENTION_PARTICIPANTS,
+        "sex=F",
+        f"sum(CASE WHEN {EXECUTED} THEN coalesce(i.participants_female, 0) ELSE 0 END)",
+        None,
+    ),
+    (
+        PREVENTION_PARTICIPANTS,
+        "sex=M",
+        f"sum(CASE WHEN {EXECUTED} THEN coalesce(i.participants_male, 0) ELSE 0 END)",
+        None,
+    ),
+]
+
 COVERAGE_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
     + """
@@ -150,11 +240,11 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
         if conn.dialect.name == "postgresql":
             # Tables that just grew by a merge still carry the planner's empty-table estimates,
             # which pick nested loops (measured: 0.5 s instead of 7 ms per statement on 10k rows).
-            conn.exec_driver_sql("ANALYZE incidents, geography, population")
+            conn.exec_driver_sql(f"ANALYZE {', '.join(RECORD_COLUMNS)}, geography, population")
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
         conn.execute(indicator_value.delete())
-        insert_indicator_values(conn, indicator_value.name, CURRENT_RECORDS, {"computed_at": now})
+        insert_indicator_values(conn, indicator_value.name, {"computed_at": now})
         return conn.scalar(sa.select(sa.func.count()).select_from(indicator_value))
 
 
@@ -172,21 +262,23 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     with engine.begin() as conn:
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
-        insert_indicator_values(
-            conn, scratch.name, RECORDS_AS_OF, {"computed_at": as_of, "as_of": as_of}
-        )
+        insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
         scratch.drop(conn)
     return frame
 
 
-def insert_indicator_values(conn: sa.Connection, target: str, records: str, fixed: dict) -> None:
-    """Run every indicator statement into ``target`` over the ``records`` relation.
+def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> None:
+    """Run every indicator statement into ``target``.
 
-    ``fixed`` holds the timestamps bound in every statement that names them (computed_at, as_of).
+    ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
+    as_of (then the records are the versions valid at that moment).
     """
+    as_of = "as_of" in fixed
 
     def run(template: str, ind: Indicator, level: str, period_type: str, shape: dict, **params):
+        dataset = "prevention_activities" if template is RATIO_SQL else "incidents"
+        records = records_sql(dataset, as_of)
         sql = template.format(
             target=target, records=records, level=LEVEL_EXPRESSIONS[level], **shape
         )
@@ -239,6 +331,30 @@ def insert_indicator_values(conn: sa.Connection, target: str, records: str, fixe
                     period_type,
                     shape,
                     multiplier=multiplier,
+                )
+            for ind, disaggregation, numerator, denominator in PREVENTION_MEASURES:
+                if denominator is None:
+                    value, denominator = numerator, "NULL"
+                else:
+                    value = (
+                        f"CASE WHEN {denominator} > 0"
+                        f" THEN {numerator} * :multiplier / {denominator} END"
+                    )
+                shape = {
+                    "period": period,
+                    "numerator": numerator,
+                    "denominator": denominator,
+                    "value": value,
+                }
+                extra = {"multiplier": float(ind.multiplier)} if ind.multiplier else {}
+                run(
+                    RATIO_SQL,
+                    ind,
+                    level,
+                    period_type,
+                    shape,
+                    disaggregation=disaggregation,
+                    **extra,
                 )
 
 

@@ -70,6 +70,11 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "«{value}» no es una hora válida en «{title}» (use HH:MM).",
         "'{value}' is not a valid time in '{title}' (use HH:MM).",
     ),
+    "type-number": (
+        ERROR,
+        "«{value}» no es un número en «{title}» (use 1234.56 o 1234,56, sin separador de miles).",
+        "'{value}' is not a number in '{title}' (write 1234.56 or 1234,56, no thousands separator).",
+    ),
     "type-integer": (
         ERROR,
         "«{value}» no es un número entero en «{title}».",
@@ -144,6 +149,13 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Id '{value}' already appears in an earlier row of this file.",
     ),
 }
+
+
+def register_rule(code: str, severity: str, message_es: str, message_en: str) -> None:
+    """Make a contract's cross-field rule a problem code like the built-in ones."""
+    entry = (ERROR if severity == "error" else WARNING, message_es, message_en)
+    if CATALOGUE.setdefault(code, entry) != entry:
+        raise ValueError(f"problem code {code!r} is defined twice, differently")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,13 @@ WORDS = {
         "accepted_values": "Valores aceptados",
         "key": "Clave natural",
         "generated": "Generado a partir de schemas/{dataset}.yaml (versión {version}); no lo edite a mano.",
-        "types": {"string": "texto", "integer": "número entero", "date": "fecha", "time": "hora"},
+        "types": {
+            "string": "texto",
+            "integer": "número entero",
+            "number": "número",
+            "date": "fecha",
+            "time": "hora",
+        },
         "help_row": "Fila de ayuda: no la borre. Escriba los datos desde la fila 3.",
     },
     "en": {
@@ -49,7 +55,13 @@ WORDS = {
         "accepted_values": "Accepted values",
         "key": "Natural key",
         "generated": "Generated from schemas/{dataset}.yaml (version {version}); do not edit by hand.",
-        "types": {"string": "text", "integer": "whole number", "date": "date", "time": "time"},
+        "types": {
+            "string": "text",
+            "integer": "whole number",
+            "number": "number",
+            "date": "date",
+            "time": "time",
+        },
         "help_row": "Help row: keep it. Enter data from row 3 on.",
     },
 }
@@ -95,7 +107,10 @@ def excel_template(contract: Contract, lang: str = "es") -> bytes:
         header.comment = Comment(f"{f.name}: {w['types'][f.type]}. {_rules(f, lang)}", "obsx")
         data.column_dimensions[letter].width = max(14, len(f.title[lang]) + 4)
         cells = f"{letter}3:{letter}{TEMPLATE_ROWS + 2}"
-        if f.type in ("string", "time"):
+        if f.type == "number":
+            for row in range(3, TEMPLATE_ROWS + 3):
+                data.cell(row=row, column=column).number_format = "0.00"
+        elif f.type in ("string", "time"):
             for row in range(3, TEMPLATE_ROWS + 3):  # text: codes keep their leading zeros
                 data.cell(row=row, column=column).number_format = "@"
         elif f.type == "date":

@@ -21,6 +21,7 @@ from obsx.profiles import load_profile
 from obsx.reading import UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
 from obsx.warehouse import (
+    DATASETS,
     dialect_insert,
     merge_records,
     quarantine,
@@ -54,6 +55,26 @@ class Outcome:
     counts: dict[str, int]
     feedback: list[Path]
     already_merged: bool
+    dataset: str
+
+
+def detect_dataset(data: bytes, file_name: str, observatory: Observatory) -> str:
+    """Which dataset a file holds: the one whose contract (read through the observatory's
+    profile for it) finds the largest share of its required fields among the file's headers."""
+    best, best_share = DATASETS[0], 0.0
+    for dataset in DATASETS:
+        contract = load_contract(dataset)
+        profile = load_profile(observatory.code, contract)
+        try:
+            table = read_submission(data, file_name, profile.layout(contract))
+        except Exception:  # unreadable under this layout: another dataset may read it
+            continue
+        mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
+        required = {f.name for f in contract.fields if f.required}
+        share = len(required & set(mapping.values())) / len(required)
+        if share > best_share:
+            best, best_share = dataset, share
+    return best
 
 
 def check_file(
@@ -149,12 +170,12 @@ def process_submission(
     observatories: dict[str, Observatory],
     today: dt.date,
     run_id: str | None = None,
-    dataset: str = "incidents",
 ) -> Outcome:
     """Process one submission key. Idempotent: a rerun of a merged submission changes nothing."""
     code, _ = parse_partition_key(key)
     observatory = observatories[code]
     data, file_name, inbox_path = dropzone.find_key(key)
+    dataset = detect_dataset(data, file_name, observatory)
     sha = hashlib.sha256(data).hexdigest()
     now = dt.datetime.now(dt.UTC)
 
@@ -228,4 +249,4 @@ def process_submission(
     # Only now, with the warehouse committed and the feedback written, is the upload consumed.
     for path in dropzone.inbox_copies(code, sha):
         path.unlink(missing_ok=True)
-    return Outcome(key, sha, code, file_name, status, counts, paths, already_merged)
+    return Outcome(key, sha, code, file_name, status, counts, paths, already_merged, dataset)

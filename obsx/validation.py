@@ -95,6 +95,11 @@ def _coerce(f: Field, raw: pd.Series, profile: Profile) -> tuple[pd.Series, pd.S
         number = pd.to_numeric(text.where(~blank), errors="coerce")
         whole = number.notna() & (number % 1 == 0) & (number.abs() < MAX_WHOLE_NUMBER)
         return number.where(whole).astype("Int64"), ~blank & ~whole
+    if f.type == "number":
+        # 1234.56 or 1234,56 (a lone decimal comma); thousands separators are not guessed.
+        spelled = text.str.replace(r"^(-?\d+),(\d+)$", r"\1.\2", regex=True)
+        number = pd.to_numeric(spelled.where(~blank), errors="coerce")
+        return number.astype("Float64"), ~blank & number.isna()
     if f.type == "date":
         # Only whole dates in the accepted spellings: "2025" or "2025-03" would land in a period
         # the observatory never meant.
@@ -159,7 +164,13 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
 
 def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date):
     """The pandera schema for typed rows of ``contract`` sent by ``observatory``."""
-    dtypes = {"string": "str", "integer": "Int64", "date": "datetime64[us]", "time": "str"}
+    dtypes = {
+        "string": "str",
+        "integer": "Int64",
+        "number": "Float64",
+        "date": "datetime64[us]",
+        "time": "str",
+    }
     key_fields = contract.primary_key[1:]
     if len(key_fields) != 1:
         raise NotImplementedError("contracts with a composite record key are not supported yet")
@@ -193,6 +204,28 @@ def _problem_params(code: str, f: Field, observatory: Observatory, profile: Prof
         key = {"max-length": "max_length"}.get(code, code)
         params["limit"] = f.constraints[key]
     return params
+
+
+def _rule_problems(typed: pd.DataFrame, contract: Contract, header_of: dict) -> list[Problem]:
+    """The contract's cross-field rules, on rows where every field involved has a value."""
+    found = []
+    for rule in contract.rules:
+        involved = [*rule.fields, rule.other]
+        present = typed[involved].notna().all(axis=1)
+        total, other = typed[list(rule.fields)].sum(axis=1), typed[rule.other]
+        broken = total.ne(other) if rule.relation == "equals" else total.gt(other)
+        for row in typed.index[(present & broken).fillna(False)]:
+            shown = {name: f"{typed.at[row, name]:g}" for name in involved}
+            found.append(
+                problem(
+                    rule.code,
+                    row=int(row),
+                    column=header_of.get(rule.other, rule.other),
+                    value=shown[rule.other],
+                    **shown,
+                )
+            )
+    return found
 
 
 def _outside_validity(typed, contract, observatory, header_of, originals) -> list[Problem]:
@@ -326,6 +359,7 @@ def validate(
             )
 
     problems += _outside_validity(typed, contract, observatory, header_of, originals)
+    problems += _rule_problems(typed, contract, header_of)
 
     if contract.has_deletions:
         # A withdrawal needs only the record's key: blank required cells are no error there.

@@ -17,6 +17,7 @@ from obsx.contract import ACTION_FIELD, DELETE, Contract, load_contract
 SQL_TYPES = {
     "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
     "integer": lambda f: sa.Integer(),
+    "number": lambda f: sa.Numeric(14, 2),
     "date": lambda f: sa.Date(),
     "time": lambda f: sa.String(5),
 }
@@ -233,7 +234,8 @@ def record_tables(dataset: str) -> RecordTables:
     return RecordTables(current, revision, manifest, pending)
 
 
-DATASETS = ("incidents",)
+# Datasets observatories send; each gets its tables from its contract (see record_tables).
+DATASETS = ("incidents", "prevention_activities")
 for _dataset in DATASETS:
     record_tables(_dataset)
 
@@ -305,7 +307,13 @@ def _bulk_load(conn: sa.Connection, table: sa.Table, records: list[dict]) -> Non
             copy.write_row([record[c] for c in columns])
 
 
-DTYPES = {"string": "str", "integer": "Int64", "date": "datetime64[us]", "time": "str"}
+DTYPES = {
+    "string": "str",
+    "integer": "Int64",
+    "number": "Float64",
+    "date": "datetime64[us]",
+    "time": "str",
+}
 
 
 def typed_frame(contract: Contract, records: list[dict], index: list[int]) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.indicators import indicator_value
 from assets.reference import reference_geography, reference_observatories, reference_population
-from assets.submissions import incident_submissions
+from assets.submissions import submissions
 from pipelines.jobs import load_reference_job, nightly_refresh_job, process_submissions_job
 from pipelines.resources import DropzoneResource, WarehouseResource
 from pipelines.schedules import nightly_refresh_schedule
@@ -15,7 +15,7 @@ defs = dg.Definitions(
         reference_geography,
         reference_population,
         reference_observatories,
-        incident_submissions,
+        submissions,
         indicator_value,
     ],
     jobs=[process_submissions_job, nightly_refresh_job, load_reference_job],

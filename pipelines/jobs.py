@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.indicators import indicator_value
-from assets.submissions import incident_submissions
+from assets.submissions import submissions
 
 # The per-submission asset and everything downstream of it, in one run for a batch of files.
 # Reference data are reloaded first (a fraction of a second) so that a fresh warehouse fed only
@@ -11,7 +11,7 @@ from assets.submissions import incident_submissions
 process_submissions_job = dg.define_asset_job(
     "process_submissions",
     selection=dg.AssetSelection.groups("reference")
-    | dg.AssetSelection.assets(incident_submissions).downstream(),
+    | dg.AssetSelection.assets(submissions).downstream(),
     description="Process a batch of uploaded files and refresh the indicators.",
 )
 

@@ -16,10 +16,10 @@ def test_asset_graph_keys_groups_and_dependencies():
         "reference_geography": ("reference", []),
         "reference_population": ("reference", ["reference_geography"]),
         "reference_observatories": ("reference", ["reference_geography"]),
-        "incident_submissions": ("submissions", ["reference_observatories"]),
+        "submissions": ("submissions", ["reference_observatories"]),
         "indicator_value": (
             "indicators",
-            ["incident_submissions", "reference_geography", "reference_population"],
+            ["reference_geography", "reference_population", "submissions"],
         ),
     }
 
@@ -29,7 +29,7 @@ def test_asset_checks():
         (k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys
     }
     assert checks == {
-        ("incident_submissions", "accepted_rows_held_in_warehouse"),
+        ("submissions", "accepted_rows_held_in_warehouse"),
         ("indicator_value", "district_numerators_add_up"),
     }
 
@@ -43,7 +43,7 @@ def test_jobs_sensor_and_nightly_schedule():
     }
     reference = ["reference_geography", "reference_observatories", "reference_population"]
     assert jobs == {
-        "process_submissions": sorted([*reference, "incident_submissions", "indicator_value"]),
+        "process_submissions": sorted([*reference, "submissions", "indicator_value"]),
         "nightly_refresh": sorted([*reference, "indicator_value"]),
         "load_reference": reference,
     }

@@ -32,7 +32,7 @@ def test_dagster_yaml_keeps_runs_in_postgres(tmp_path, postgres_url, monkeypatch
             "pa_panama__"
             + __import__("hashlib").sha256((inbox / "enero.csv").read_bytes()).hexdigest()[:16]
         )
-        instance.add_dynamic_partitions("incident_submissions", [key])
+        instance.add_dynamic_partitions("submissions", [key])
         result = defs.resolve_job_def("process_submissions").execute_in_process(
             instance=instance, tags=range_tags(key, key)
         )

@@ -12,6 +12,7 @@ from obsx.contract import load_contract
 from obsx.publishing import contract_html, contract_markdown, excel_template
 from obsx.reference import observatories
 from obsx.submission import check_file
+from obsx.warehouse import DATASETS
 
 CONTRACT = load_contract("incidents")
 
@@ -59,13 +60,14 @@ def test_filled_template_is_accepted_as_it_comes(lang):
     ]
 
 
+@pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize(("lang", "suffix"), [("es", ""), ("en", ".en")])
-def test_committed_contract_docs_are_up_to_date(lang, suffix):
-    folder = REPO_ROOT / "docs" / "contract"
-    assert (folder / f"incidents{suffix}.md").read_text() == contract_markdown(CONTRACT, lang), (
+def test_committed_contract_docs_are_up_to_date(dataset, lang, suffix):
+    contract, folder = load_contract(dataset), REPO_ROOT / "docs" / "contract"
+    assert (folder / f"{dataset}{suffix}.md").read_text() == contract_markdown(contract, lang), (
         "run: obsx schema-docs && obsx schema-docs --lang en"
     )
-    assert (folder / f"incidents{suffix}.html").read_text() == contract_html(CONTRACT, lang)
+    assert (folder / f"{dataset}{suffix}.html").read_text() == contract_html(contract, lang)
 
 
 def test_docs_list_every_field_and_code():
