@@ -112,6 +112,8 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         valid = contract.field(name).codelist
         mapped = {}
         for value, code in (table or {}).items():
+            if isinstance(value, bool):  # YAML reads bare No/Yes/Si as booleans
+                raise ProfileError(f"{where}: codes.{name}: quote the value {value!r} ('No': …)")
             code = valid.canonical(str(code))
             if code not in valid.labels:
                 raise ProfileError(f"{where}: codes.{name}.{value!r} -> {code!r} is not a code")

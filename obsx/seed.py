@@ -340,7 +340,8 @@ NAMES = ["Ana", "Luis", "María", "José", "Yaritza", "Edwin", "Itzel", "Ricardo
 
 
 def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[Path]:
-    """Write a year of quarterly incident files into every demo observatory's inbox."""
+    """Write a year of quarterly incident files into every demo observatory's inbox, and the
+    prevention-plan monitoring of three of them."""
     rng = random.Random(random_seed)
     zone = Dropzone(root, observatories())
     zone.ensure_folders()
@@ -359,6 +360,10 @@ def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[P
             name = f"incidentes_{year}_T{quarter}.{style.file_format}"
             written.append(_drop(zone, code, name, data, base_time))
             base_time += 1
+    for code in PREVENTION:
+        name, data = render_prevention(code, prevention_plan(code, year, rng))
+        written.append(_drop(zone, code, name, data, base_time))
+        base_time += 1
     # An upload that broke on the way: an Excel name over a truncated workbook.
     good = render(STYLES["pa_colon"], incidents_for_year("pa_colon", year, rng)[:20], rng, False)
     written.append(
@@ -375,3 +380,193 @@ def _drop(zone: Dropzone, code: str, name: str, data: bytes, mtime: float) -> Pa
     os.utime(partial, (mtime, mtime))
     os.replace(partial, target)
     return target
+
+
+# Prevention plans: (observatory, activity names in its own words, how it exports)
+PREVENTION = {
+    "pa_panama": {"prefix": "PAN-ACT", "district": "0804", "activities": 48},
+    "pa_san_miguelito": {"prefix": "SMG-ACT", "district": "0805", "activities": 30},
+    "pa_colon": {"prefix": "COL-ACT", "district": "0301", "activities": 24},
+}
+SMG_TYPES = {
+    "TRAINING": "Diplomado en convivencia",
+    "COMMITTEE_MEETING": "Comité de seguridad",
+    "YOUTH_NETWORK": "Red de jóvenes",
+    "PUBLIC_SPACE": "Rescate de parque",
+    "CAMPAIGN": "Campaña Barrio Seguro",
+    "DV_NETWORK": "Red VIF",
+}
+COLON_TYPES = {
+    "COMMITTEE_MEETING": "Comité",
+    "YOUTH_NETWORK": "Red juvenil",
+    "TRAINING": "Capacitación",
+    "PUBLIC_SPACE": "Espacio público",
+    "CAMPAIGN": "Campaña",
+    "DV_NETWORK": "Red contra la VD",
+}
+
+
+def prevention_plan(code: str, year: int, rng: random.Random) -> list[dict]:
+    """A year's plan: activities spread over the months, most executed, some pending."""
+    plan = PREVENTION[code]
+    rows = []
+    for n in range(1, plan["activities"] + 1):
+        day = dt.date(year, 1, 1) + dt.timedelta(days=rng.randrange(365))
+        kind = rng.choice(list(SMG_TYPES))
+        status = rng.choices(["EXECUTED", "PLANNED", "CANCELLED"], [75, 18, 7])[0]
+        women, men = rng.randrange(5, 40), rng.randrange(5, 40)
+        planned = rng.randrange(5, 60) * 100
+        rows.append(
+            {
+                "id": f"{plan['prefix']}-{year}-{n:03d}",
+                "plan": f"PLAN-{plan['district']}-{year}",
+                "contract": rng.choice(["", f"CONV-{year}-{rng.randrange(1, 4):02d}"]),
+                "type": kind,
+                "date": day,
+                "status": status,
+                "district": plan["district"],
+                "women": women if status == "EXECUTED" else None,
+                "men": men if status == "EXECUTED" else None,
+                "youth": rng.randrange(0, women + men) if status == "EXECUTED" else None,
+                "planned": planned,
+                "executed": round(planned * rng.uniform(0.6, 1.15), 2)
+                if status == "EXECUTED"
+                else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["date"])
+
+
+def _blank(value):
+    return "" if value is None else value
+
+
+def render_prevention(code: str, rows: list[dict]) -> tuple[str, bytes]:
+    """One observatory's plan-monitoring file, in its own export shape."""
+    total = [None if r["women"] is None else r["women"] + r["men"] for r in rows]
+    if code == "pa_san_miguelito":
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=";", lineterminator="\r\n")
+        writer.writerow(
+            [
+                "No. actividad",
+                "Plan",
+                "Convenio",
+                "Tipo",
+                "Fecha",
+                "Estado",
+                "Distrito",
+                "Mujeres",
+                "Hombres",
+                "Jóvenes 15-29",
+                "Total",
+                "Presupuesto (B/.)",
+                "Ejecutado (B/.)",
+            ]
+        )
+        status = {"EXECUTED": "Realizada", "PLANNED": "Programada", "CANCELLED": "Suspendida"}
+        for r, t in zip(rows, total, strict=True):
+            writer.writerow(
+                [
+                    r["id"],
+                    r["plan"],
+                    r["contract"],
+                    SMG_TYPES[r["type"]],
+                    r["date"].strftime("%d/%m/%Y"),
+                    status[r["status"]],
+                    r["district"],
+                    _blank(r["women"]),
+                    _blank(r["men"]),
+                    _blank(r["youth"]),
+                    _blank(t),
+                    r["planned"],
+                    str(_blank(r["executed"])).replace(".", ","),
+                ]
+            )
+        return "plan_prevencion_2025.csv", text.getvalue().encode("cp1252")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    if code == "pa_colon":
+        sheet.title = "Plan 2025"
+        sheet.append(["Seguimiento del plan local de prevención — Colón"])
+        sheet.append(
+            [
+                "Actividad N°",
+                "Plan",
+                "Convenio",
+                "Tipo de actividad",
+                "Fecha",
+                "Ejecutada",
+                "Distrito",
+                "Mujeres",
+                "Hombres",
+                "Total",
+                "Presupuesto",
+                "Ejecutado",
+            ]
+        )
+        status = {"EXECUTED": "Sí", "PLANNED": "No", "CANCELLED": "Cancelada"}
+        for r, t in zip(rows, total, strict=True):
+            sheet.append(
+                [
+                    r["id"],
+                    r["plan"],
+                    r["contract"],
+                    COLON_TYPES[r["type"]],
+                    r["date"],
+                    status[r["status"]],
+                    r["district"],
+                    r["women"],
+                    r["men"],
+                    t,
+                    r["planned"],
+                    r["executed"],
+                ]
+            )
+        sheet.append(
+            [
+                "Total",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                sum(r["planned"] for r in rows),
+            ]
+        )
+        name = "plan_prevencion_2025.xlsx"
+    else:  # the national template's headers, as `obsx template` writes them
+        from obsx.contract import load_contract
+
+        contract = load_contract("prevention_activities")
+        sheet.title = "Datos"
+        sheet.append([f.title["es"] for f in contract.fields])
+        labels = {f.name: f.codelist for f in contract.fields if f.codelist}
+        for r, t in zip(rows, total, strict=True):
+            sheet.append(
+                [
+                    r["id"],
+                    r["plan"],
+                    r["contract"],
+                    labels["activity_type"].labels[r["type"]]["es"],
+                    r["date"],
+                    labels["activity_status"].labels[r["status"]]["es"],
+                    r["district"],
+                    None,
+                    r["women"],
+                    r["men"],
+                    r["youth"],
+                    t,
+                    r["planned"],
+                    r["executed"],
+                    None,
+                ]
+            )
+        name = "actividades_prevencion_2025.xlsx"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return name, buffer.getvalue()

@@ -35,6 +35,7 @@ class RunReport:
     warehouse: str = ""
     homicide_rates: list[dict] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
+    plan_execution: list[dict] = field(default_factory=list)
 
     @property
     def all_processed(self) -> bool:
@@ -74,6 +75,11 @@ class RunReport:
                 f"({rate['numerator']:.0f} victims / {rate['denominator'] or 0:,.0f} inhabitants of "
                 f"reporting districts"
                 + (f"; {coverage:.1f}% of the national population reported)" if coverage else ")")
+            )
+        for row in self.plan_execution:
+            lines.append(
+                f"Prevention plans {row['period']}: {row['value']:.1f}% of "
+                f"{row['denominator']:.0f} planned activities executed"
             )
         for name, items in (
             ("Runs that failed", self.failed_runs),
@@ -141,6 +147,14 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
             for r in conn.execute(
                 sa.select(v.period, v.numerator, v.denominator, v.value)
                 .where(national, v.indicator_code == "SDG_16_1_1", v.disaggregation == "")
+                .order_by(v.period)
+            ).mappings()
+        ]
+        report.plan_execution = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(v.period, v.denominator, v.value)
+                .where(national, v.indicator_code == "PLAN_EXECUTION", v.disaggregation == "")
                 .order_by(v.period)
             ).mappings()
         ]
