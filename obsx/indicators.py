@@ -97,6 +97,36 @@ PREVENTION_PARTICIPANTS = Indicator(
     multiplier=None,
     standard="Observatory Exchange",
 )
+VICTIMIZATION_PREVALENCE = Indicator(
+    code="VICTIMIZATION_PREVALENCE",
+    name_es="Prevalencia de victimización en los últimos 12 meses",
+    name_en="Victimization prevalence in the last 12 months",
+    numerator="Weighted respondents victimized in the last 12 months",
+    denominator="Weighted respondents who answered yes or no",
+    unit="%",
+    multiplier=100,
+    standard="Victimization survey (SDG 16.1.3 related); design-weighted, no variance yet",
+)
+FEELS_SAFE_NIGHT = Indicator(
+    code="SDG_16_1_4",
+    name_es="Personas que se sienten seguras caminando solas de noche",
+    name_en="People who feel safe walking alone around their area after dark",
+    numerator="Weighted respondents who feel safe",
+    denominator="Weighted respondents who answered yes or no",
+    unit="%",
+    multiplier=100,
+    standard="SDG 16.1.4 (VC_SNS_WALN)",
+)
+CRIME_REPORTING_RATE = Indicator(
+    code="CRIME_REPORTING_RATE",
+    name_es="Víctimas que denunciaron a la policía",
+    name_en="Victims who reported to the police",
+    numerator="Weighted victims who reported the crime to the police",
+    denominator="Weighted victims who answered whether they reported it",
+    unit="%",
+    multiplier=100,
+    standard="Victimization survey (dark figure of crime)",
+)
 INDICATORS = (
     SDG_16_1_1,
     INCIDENT_COUNT,
@@ -104,6 +134,9 @@ INDICATORS = (
     PLAN_EXECUTION,
     BUDGET_EXECUTION,
     PREVENTION_PARTICIPANTS,
+    VICTIMIZATION_PREVALENCE,
+    FEELS_SAFE_NIGHT,
+    CRIME_REPORTING_RATE,
 )
 
 # The records indicators count: the current ones, or the versions valid at a past moment.
@@ -113,6 +146,8 @@ RECORD_COLUMNS = {
     "incidents": "district_code, crime_code, victim_sex, victim_count",
     "prevention_activities": "district_code, activity_status, participants_female, "
     "participants_male, participants_total, budget_planned, budget_executed",
+    "survey_responses": "district_code, sex, weight, victimized_12m, reported_to_police, "
+    "feels_safe_night",
 }
 
 
@@ -171,7 +206,8 @@ FROM records i"""
 GROUP BY {level}, i.{period}{group_extra}"""
 )
 
-# Prevention indicators: one statement shape, the arithmetic as fixed SQL fragments below.
+# Prevention and survey indicators: one statement shape; the arithmetic is fixed SQL fragments
+# (MEASURES below), never anything from file content.
 RATIO_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
     + """
@@ -180,6 +216,7 @@ SELECT :code, :geo_level, {level}, :period_type, i.{period}, :disaggregation,
 FROM records i"""
     + _DISTRICT_JOIN.format(district="i.district_code")
     + """
+WHERE {where}
 GROUP BY {level}, i.{period}"""
 )
 EXECUTED = "i.activity_status = 'EXECUTED'"
@@ -187,33 +224,71 @@ PARTICIPANTS = (
     "coalesce(i.participants_total, coalesce(i.participants_female, 0)"
     " + coalesce(i.participants_male, 0))"
 )
-PREVENTION_MEASURES = [
-    # indicator, disaggregation, numerator, denominator (None: a count)
-    (PLAN_EXECUTION, "", f"sum(CASE WHEN {EXECUTED} THEN 1 ELSE 0 END)", "count(*)"),
+ANSWERED = "IN ('YES', 'NO')"
+
+
+def _weighted(condition: str) -> str:
+    return f"sum(CASE WHEN {condition} THEN i.weight ELSE 0 END)"
+
+
+def _survey_measures() -> list[tuple]:
+    """Weighted shares, in total and by sex (the sex filter narrows the rows, not the sum)."""
+    shares = [
+        (VICTIMIZATION_PREVALENCE, "i.victimized_12m = 'YES'", f"i.victimized_12m {ANSWERED}"),
+        (FEELS_SAFE_NIGHT, "i.feels_safe_night = 'YES'", f"i.feels_safe_night {ANSWERED}"),
+        (
+            CRIME_REPORTING_RATE,
+            "i.victimized_12m = 'YES' AND i.reported_to_police = 'YES'",
+            f"i.victimized_12m = 'YES' AND i.reported_to_police {ANSWERED}",
+        ),
+    ]
+    return [
+        (
+            "survey_responses",
+            ind,
+            f"sex={sex}" if sex else "",
+            _weighted(yes),
+            _weighted(asked),
+            f"i.sex = '{sex}'" if sex else "1 = 1",
+        )
+        for ind, yes, asked in shares
+        for sex in (None, *SEX_CODES)
+    ]
+
+
+def _executed(amount: str) -> str:
+    return f"sum(CASE WHEN {EXECUTED} THEN {amount} ELSE 0 END)"
+
+
+MEASURES = [
+    # dataset, indicator, disaggregation, numerator, denominator (None: a count), row filter
+    ("prevention_activities", PLAN_EXECUTION, "", _executed("1"), "count(*)", "1 = 1"),
     (
+        "prevention_activities",
         BUDGET_EXECUTION,
         "",
         "sum(CASE WHEN i.budget_planned IS NOT NULL THEN coalesce(i.budget_executed, 0) ELSE 0 END)",
         "sum(i.budget_planned)",
+        "1 = 1",
     ),
+    ("prevention_activities", PREVENTION_PARTICIPANTS, "", _executed(PARTICIPANTS), None, "1 = 1"),
     (
-        PREVENTION_PARTICIPANTS,
-        "",
-        f"sum(CASE WHEN {EXECUTED} THEN {PARTICIPANTS} ELSE 0 END)",
-        None,
-    ),
-    (
+        "prevention_activities",
         PREVENTION_PARTICIPANTS,
         "sex=F",
-        f"sum(CASE WHEN {EXECUTED} THEN coalesce(i.participants_female, 0) ELSE 0 END)",
+        _executed("coalesce(i.participants_female, 0)"),
         None,
+        "1 = 1",
     ),
     (
+        "prevention_activities",
         PREVENTION_PARTICIPANTS,
         "sex=M",
-        f"sum(CASE WHEN {EXECUTED} THEN coalesce(i.participants_male, 0) ELSE 0 END)",
+        _executed("coalesce(i.participants_male, 0)"),
         None,
+        "1 = 1",
     ),
+    *_survey_measures(),
 ]
 
 COVERAGE_SQL = (
@@ -277,8 +352,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
     as_of = "as_of" in fixed
 
     def run(template: str, ind: Indicator, level: str, period_type: str, shape: dict, **params):
-        dataset = "prevention_activities" if template is RATIO_SQL else "incidents"
-        records = records_sql(dataset, as_of)
+        records = records_sql(shape.pop("dataset", "incidents"), as_of)
         sql = template.format(
             target=target, records=records, level=LEVEL_EXPRESSIONS[level], **shape
         )
@@ -332,7 +406,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     shape,
                     multiplier=multiplier,
                 )
-            for ind, disaggregation, numerator, denominator in PREVENTION_MEASURES:
+            for dataset, ind, disaggregation, numerator, denominator, where in MEASURES:
                 if denominator is None:
                     value, denominator = numerator, "NULL"
                 else:
@@ -341,10 +415,12 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                         f" THEN {numerator} * :multiplier / {denominator} END"
                     )
                 shape = {
+                    "dataset": dataset,
                     "period": period,
                     "numerator": numerator,
                     "denominator": denominator,
                     "value": value,
+                    "where": where,
                 }
                 extra = {"multiplier": float(ind.multiplier)} if ind.multiplier else {}
                 run(

@@ -12,11 +12,13 @@ import datetime as dt
 import io
 import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 
 from obsx.dropzone import Dropzone
 from obsx.reference import observatories
@@ -341,7 +343,7 @@ NAMES = ["Ana", "Luis", "María", "José", "Yaritza", "Edwin", "Itzel", "Ricardo
 
 def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[Path]:
     """Write a year of quarterly incident files into every demo observatory's inbox, and the
-    prevention-plan monitoring of three of them."""
+    prevention-plan monitoring and victimization survey of three of them."""
     rng = random.Random(random_seed)
     zone = Dropzone(root, observatories())
     zone.ensure_folders()
@@ -362,6 +364,10 @@ def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[P
             base_time += 1
     for code in PREVENTION:
         name, data = render_prevention(code, prevention_plan(code, year, rng))
+        written.append(_drop(zone, code, name, data, base_time))
+        base_time += 1
+    for code in SURVEYS:
+        name, data = render_survey(code, survey_sample(code, year, rng))
         written.append(_drop(zone, code, name, data, base_time))
         base_time += 1
     # An upload that broke on the way: an Excel name over a truncated workbook.
@@ -570,3 +576,132 @@ def render_prevention(code: str, rows: list[dict]) -> tuple[str, bytes]:
     buffer = io.BytesIO()
     book.save(buffer)
     return name, buffer.getvalue()
+
+
+# Victimization surveys: (district, respondents, share victimized, share feeling safe at night)
+SURVEYS = {
+    "pa_panama": ("0804", 320, 0.22, 0.41),
+    "pa_san_miguelito": ("0805", 160, 0.27, 0.33),
+    "pa_colon": ("0301", 150, 0.31, 0.28),
+}
+SURVEY_CRIMES = ["0401", "0502", "0501", "02011", "0701", "050211"]
+
+
+def survey_sample(code: str, year: int, rng: random.Random) -> list[dict]:
+    """Respondents of one district's survey round, with design weights that add up to its
+    population aged 15 and over (about three quarters of it)."""
+    district, size, victimized, safe = SURVEYS[code]
+    population = STYLES[code].population * 0.75
+    rows = []
+    for n in range(1, size + 1):
+        was_victim = rng.random() < victimized
+        rows.append(
+            {
+                "id": f"{code[3:6].upper()}-ENV{year}-{n:04d}",
+                "survey": f"ENV-{year}",
+                "date": dt.date(year, 9, 1) + dt.timedelta(days=rng.randrange(45)),
+                "district": district,
+                "stratum": rng.choice(["URB-1", "URB-2", "URB-3"]),
+                "psu": f"S{rng.randrange(1, 41):03d}",
+                "weight": round(population / size * rng.uniform(0.6, 1.4), 2),
+                "sex": rng.choice(["F", "M"]),
+                "age": rng.randrange(15, 85),
+                "victimized": "YES" if was_victim else rng.choices(["NO", "DK"], [97, 3])[0],
+                "crime": rng.choice(SURVEY_CRIMES) if was_victim else None,
+                "reported": (rng.choices(["YES", "NO"], [35, 65])[0] if was_victim else None),
+                "safe": rng.choices(["YES", "NO", "DK"], [safe, 0.97 - safe, 0.03])[0],
+            }
+        )
+    return rows
+
+
+def render_survey(code: str, rows: list[dict]) -> tuple[str, bytes]:
+    """One observatory's survey file: SPSS for Panamá, CSV for San Miguelito, Excel for Colón."""
+    yes_no_es = {"YES": "Sí", "NO": "No", "DK": "NS/NR", None: ""}
+    if code == "pa_panama":  # SPSS microdata: short variable names, numeric codes with labels
+        import pyreadstat
+
+        numeric = {"YES": 1.0, "NO": 2.0, "DK": 9.0, None: float("nan")}
+        frame = pd.DataFrame(
+            {
+                "FOLIO": [r["id"] for r in rows],
+                "RONDA": [r["survey"] for r in rows],
+                "FECHA": [r["date"] for r in rows],
+                "DIST": [r["district"] for r in rows],
+                "ESTRATO": [r["stratum"] for r in rows],
+                "UPM": [r["psu"] for r in rows],
+                "FEXP": [r["weight"] for r in rows],
+                "P1_SEXO": [1.0 if r["sex"] == "M" else 2.0 for r in rows],
+                "P2_EDAD": [float(r["age"]) for r in rows],
+                "P10_VICT": [numeric[r["victimized"]] for r in rows],
+                "P11_DELITO": [r["crime"] or "" for r in rows],
+                "P12_DENUNCIA": [numeric[r["reported"]] for r in rows],
+                "P20_SEGURO": [numeric[r["safe"]] for r in rows],
+            }
+        )
+        labels = {1.0: "Sí", 2.0: "No", 9.0: "NS/NR"}
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "encuesta.sav"
+            pyreadstat.write_sav(
+                frame,
+                path,
+                variable_value_labels={
+                    "P1_SEXO": {1.0: "Hombre", 2.0: "Mujer"},
+                    "P10_VICT": labels,
+                    "P12_DENUNCIA": labels,
+                    "P20_SEGURO": labels,
+                },
+            )
+            return "encuesta_victimizacion_2025.sav", path.read_bytes()
+    header = [
+        "Boleta",
+        "Encuesta",
+        "Fecha",
+        "Distrito",
+        "Estrato",
+        "UPM",
+        "Factor",
+        "Sexo",
+        "Edad",
+        "Víctima",
+        "Delito",
+        "Denunció",
+        "Seguro de noche",
+    ]
+    cells = [
+        [
+            r["id"],
+            r["survey"],
+            r["date"],
+            r["district"],
+            r["stratum"],
+            r["psu"],
+            r["weight"],
+            "Mujer" if r["sex"] == "F" else "Hombre",
+            r["age"],
+            yes_no_es[r["victimized"]],
+            r["crime"] or "",
+            yes_no_es[r["reported"]],
+            yes_no_es[r["safe"]],
+        ]
+        for r in rows
+    ]
+    if code == "pa_san_miguelito":
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=";", lineterminator="\r\n")
+        writer.writerow(header)
+        for c in cells:
+            c[2] = c[2].strftime("%d/%m/%Y")
+            c[6] = str(c[6]).replace(".", ",")
+        writer.writerows(cells)
+        return "encuesta_2025.csv", text.getvalue().encode("cp1252")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Microdatos"
+    sheet.append(["Encuesta de victimización 2025 — Colón"])
+    sheet.append(header)
+    for c in cells:
+        sheet.append(c)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return "encuesta_2025.xlsx", buffer.getvalue()

@@ -235,7 +235,7 @@ def record_tables(dataset: str) -> RecordTables:
 
 
 # Datasets observatories send; each gets its tables from its contract (see record_tables).
-DATASETS = ("incidents", "prevention_activities")
+DATASETS = ("incidents", "prevention_activities", "survey_responses")
 for _dataset in DATASETS:
     record_tables(_dataset)
 

@@ -36,6 +36,7 @@ class RunReport:
     homicide_rates: list[dict] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
     plan_execution: list[dict] = field(default_factory=list)
+    victimization: list[dict] = field(default_factory=list)
 
     @property
     def all_processed(self) -> bool:
@@ -80,6 +81,11 @@ class RunReport:
             lines.append(
                 f"Prevention plans {row['period']}: {row['value']:.1f}% of "
                 f"{row['denominator']:.0f} planned activities executed"
+            )
+        for row in self.victimization:
+            lines.append(
+                f"Victimization {row['period']} (surveys, weighted): {row['value']:.1f}% of people "
+                "aged 15+ in the surveyed districts were victims in the last 12 months"
             )
         for name, items in (
             ("Runs that failed", self.failed_runs),
@@ -155,6 +161,16 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
             for r in conn.execute(
                 sa.select(v.period, v.denominator, v.value)
                 .where(national, v.indicator_code == "PLAN_EXECUTION", v.disaggregation == "")
+                .order_by(v.period)
+            ).mappings()
+        ]
+        report.victimization = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(v.period, v.value)
+                .where(
+                    national, v.indicator_code == "VICTIMIZATION_PREVALENCE", v.disaggregation == ""
+                )
                 .order_by(v.period)
             ).mappings()
         ]
