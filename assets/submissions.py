@@ -7,6 +7,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.reference import reference_observatories
+from obsx.contract import load_contract
+from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
 from obsx.reference import observatories
 from obsx.submission import process_submission
 from obsx.warehouse import record_tables, submission
@@ -18,6 +20,8 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 submission_partitions = dg.DynamicPartitionsDefinition(name="submissions")
 HELD_CHECK = "accepted_rows_held_in_warehouse"
+SUITE_CHECK = "contract_expectations"
+VOLUME_CHECK = "volume_in_line_with_history"
 
 
 def missing_from_warehouse(conn: sa.Connection, submissions: dict[str, str]) -> dict[str, int]:
@@ -58,7 +62,19 @@ def missing_from_warehouse(conn: sa.Connection, submissions: dict[str, str]) -> 
     group_name="submissions",
     kinds={"sql"},
     deps=[reference_observatories],
-    check_specs=[dg.AssetCheckSpec(HELD_CHECK, asset="submissions")],
+    check_specs=[
+        dg.AssetCheckSpec(HELD_CHECK, asset="submissions"),
+        dg.AssetCheckSpec(
+            SUITE_CHECK,
+            asset="submissions",
+            description="The merged records meet the contract's Great Expectations suite",
+        ),
+        dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset="submissions",
+            description="Each file's size is within 3x of its observatory's usual (warning)",
+        ),
+    ],
 )
 def submissions(
     context: dg.AssetExecutionContext, dropzone: DropzoneResource, warehouse: WarehouseResource
@@ -85,8 +101,21 @@ def submissions(
     for o in outcomes:
         by_status[o.status] = by_status.get(o.status, 0) + 1
         context.log.info(f"{o.key} {o.file_name!r}: {o.status} {o.counts}")
+    merged_now = [o for o in outcomes if not o.already_merged]
     with engine.connect() as conn:
         gaps = missing_from_warehouse(conn, {o.submission_id: o.dataset for o in outcomes})
+        volumes = unusual_volumes(conn, [o.submission_id for o in merged_now])
+        suites = {}
+        for dataset in sorted({o.dataset for o in merged_now}):
+            ids = [o.submission_id for o in merged_now if o.dataset == dataset]
+            try:
+                frame = merged_rows(conn, dataset, ids)
+                suites[dataset] = run_suite(zone.root, load_contract(dataset), frame)
+            except Exception as exc:  # the suite is a check: its failure must not undo the merge
+                context.log.exception(f"expectation suite for {dataset} could not run")
+                suites[dataset] = SuiteOutcome(
+                    False, 0, [{"error": f"{type(exc).__name__}: {exc}"}]
+                )
     yield dg.MaterializeResult(
         metadata={
             "submissions": len(outcomes),
@@ -106,4 +135,21 @@ def submissions(
             "rows not held, by submission": dg.MetadataValue.json(gaps),
             "failed": dg.MetadataValue.json(failed),
         },
+    )
+    docs = next((s.data_docs for s in suites.values() if s.data_docs), None)
+    yield dg.AssetCheckResult(
+        check_name=SUITE_CHECK,
+        passed=all(s.success for s in suites.values()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows evaluated": sum(s.evaluated_rows for s in suites.values()),
+            "failures": dg.MetadataValue.json({d: s.failures for d, s in suites.items()}),
+            **({"data docs": dg.MetadataValue.path(docs)} if docs else {}),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=VOLUME_CHECK,
+        passed=not volumes,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unusual submissions": dg.MetadataValue.json(volumes)},
     )

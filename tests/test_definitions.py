@@ -30,6 +30,8 @@ def test_asset_checks():
     }
     assert checks == {
         ("submissions", "accepted_rows_held_in_warehouse"),
+        ("submissions", "contract_expectations"),
+        ("submissions", "volume_in_line_with_history"),
         ("indicator_value", "district_numerators_add_up"),
     }
 

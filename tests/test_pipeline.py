@@ -89,7 +89,12 @@ def test_sensor_tick_processes_every_file_in_one_run(root, instance, warehouse_u
 
     assert len(runs) == 1 and runs[0].success
     checks = {e.check_name: e.passed for e in runs[0].get_asset_check_evaluations()}
-    assert checks == {"accepted_rows_held_in_warehouse": True, "district_numerators_add_up": True}
+    assert checks == {
+        "accepted_rows_held_in_warehouse": True,
+        "contract_expectations": True,
+        "volume_in_line_with_history": True,
+        "district_numerators_add_up": True,
+    }
     engine = warehouse(warehouse_url)
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.select(submission.c.file_name, submission.c.status)).all())
