@@ -126,6 +126,13 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Period {value} is closed: this change is pending the ministry's approval and was not "
         "applied yet.",
     ),
+    "possible-duplicate": (
+        WARNING,
+        "Este registro es idéntico, salvo el código, al ya recibido «{value}»: si es el mismo, "
+        "elimine uno de los dos (Acción = Eliminar); si son distintos, no haga nada.",
+        "This record is identical but for its id to '{value}', already received: if it is the "
+        "same, withdraw one of them (Action = Delete); if they differ, do nothing.",
+    ),
     "withdraw-unknown": (
         WARNING,
         "Se pidió eliminar un incidente que el almacén nacional no tiene; no se hizo nada.",

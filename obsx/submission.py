@@ -24,6 +24,7 @@ from obsx.warehouse import (
     DATASETS,
     dialect_insert,
     merge_records,
+    possible_duplicates,
     quarantine,
     record_tables,
     submission,
@@ -124,6 +125,11 @@ def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str
         "warnings": sum(p.severity == WARNING for p in result.problems),
     }
     if result.status != "rejected":
+        lookalikes = possible_duplicates(conn, dataset, code, result.accepted)
+        result.problems += [
+            problem("possible-duplicate", row=row, value=other) for row, other in lookalikes.items()
+        ]
+        counts["warnings"] += len(lookalikes)
         counts |= merge_records(conn, dataset, code, sha, result.accepted, now)
     if counts["rows_held"]:
         pending = record_tables(dataset).pending

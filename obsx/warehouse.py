@@ -316,13 +316,56 @@ DTYPES = {
 }
 
 
-def typed_frame(contract: Contract, records: list[dict], index: list[int]) -> pd.DataFrame:
+def typed_frame(contract: Contract, records: list[dict], index: list[int] | None) -> pd.DataFrame:
     """Records from the warehouse as the typed frame validation produces (same content hash)."""
     frame = pd.DataFrame(records, columns=list(contract.record_fields))
     return pd.DataFrame(
         {f.name: frame[f.name].astype(DTYPES[f.type]).values for f in contract.fields},
-        index=pd.Index(index, name="source_row"),
+        index=None if index is None else pd.Index(index, name="source_row"),
     )
+
+
+def possible_duplicates(
+    conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
+) -> dict[int, str]:
+    """New records identical in every field but the id to a record already held.
+
+    Returns source row -> the id it may duplicate. Two victims of one event can look alike, so
+    this is a warning for the observatory to look at, never a rejection.
+    """
+    contract = load_contract(dataset)
+    (key,) = [k for k in contract.primary_key if k != "observatory_code"]
+    content = [f for f in contract.record_fields if f != key and f not in contract.defaults]
+    current = record_tables(dataset).current
+    dates = accepted[contract.period_field].dropna() if len(accepted) else accepted.index
+    if len(dates) == 0:  # nothing, or only withdrawals
+        return {}
+    held = typed_frame(
+        contract,
+        [
+            dict(r)
+            for r in conn.execute(
+                sa.select(*[current.c[f] for f in contract.record_fields]).where(
+                    current.c.observatory_code == observatory_code,
+                    current.c[contract.period_field].between(
+                        dates.min().date(), dates.max().date()
+                    ),
+                )
+            ).mappings()
+        ],
+        index=None,
+    )
+    if held.empty:
+        return {}
+    known_ids = set(held[key])
+    fresh = accepted[~accepted[key].isin(known_ids)]
+    by_content = dict(zip(row_hashes(held, content), held[key], strict=True))
+    hashes = row_hashes(fresh, content) if len(fresh) else pd.Series(dtype="str")
+    return {
+        int(row): by_content[h]
+        for row, h in zip(fresh.index, hashes, strict=True)
+        if h in by_content
+    }
 
 
 def unknown_withdrawals(

@@ -1,5 +1,7 @@
 """One submission end to end without Dagster: crash and rerun, reprocessing from the archive."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -65,3 +67,36 @@ def test_reprocessing_from_the_archive_changes_nothing(upload, engine):
     assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]
     with engine.connect() as conn:
         assert conn.execute(sa.select(submission)).mappings().one() == before
+
+
+def test_a_record_resent_under_a_new_id_is_flagged_as_a_possible_duplicate(tmp_path, engine):
+    zone = Dropzone(tmp_path, ["pa_panama"])
+    zone.ensure_folders()
+    first = zone.inbox("pa_panama") / "enero.csv"
+    first.write_bytes(CSV)
+    process_submission(
+        partition_key("pa_panama", zone.sha256(first, first.stat())),
+        zone,
+        engine,
+        observatories(),
+        TODAY,
+    )
+    again = zone.inbox("pa_panama") / "enero_v2.csv"
+    again.write_bytes(
+        b"id,fecha,distrito,delito\nX9,2025-01-03,0804,0101\nP9,2025-01-05,0804,0101\n"
+    )
+
+    outcome = process_submission(
+        partition_key("pa_panama", zone.sha256(again, again.stat())),
+        zone,
+        engine,
+        observatories(),
+        TODAY,
+    )
+
+    report = json.loads(outcome.feedback[0].read_text())
+    flagged = [
+        (p["row"], p["value"]) for p in report["problems"] if p["code"] == "possible-duplicate"
+    ]
+    assert flagged == [(2, "P1")]
+    assert outcome.counts["rows_inserted"] == 2  # a warning: both are kept
