@@ -18,6 +18,7 @@ from obsx.reading import Layout
 
 PROFILES_DIR = REPO_ROOT / "profiles"
 KNOWN_KEYS = {
+    "unpivot",
     "observatory",
     "dataset",
     "sheet",
@@ -31,6 +32,21 @@ KNOWN_KEYS = {
     "drop_rows",
     "language",
 }
+
+
+@dataclass(frozen=True)
+class Unpivot:
+    """A wide layout: one column per month, each non-blank cell a record of that month.
+
+    A blank cell means "not reported" and makes no record; 0 is a reported zero.
+    """
+
+    months: dict[str, int]  # header of a month column -> month number
+    date_field: str  # receives the first day of the month
+    value_field: str  # receives the cell
+    year: int | None = None
+    year_column: str | None = None  # when the year is in a column of each row
+    id_from: tuple[str, ...] = ()  # no id column: build each record's id from these columns
 
 
 class ProfileError(ValueError):
@@ -52,6 +68,7 @@ class Profile:
     date_formats: tuple[str, ...] = ()
     drop_rows: tuple[tuple[str, str], ...] = ()  # (column as in the file, regular expression)
     language: str = "es"
+    unpivot: Unpivot | None = None
 
     @property
     def where(self) -> str:
@@ -132,6 +149,32 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
     header_row = spec.get("header_row", "auto")
     if header_row != "auto" and not (isinstance(header_row, int) and header_row >= 1):
         raise ProfileError(f"{where}: header_row is 'auto' or a row number (1 = first)")
+    unpivot = None
+    if spec.get("unpivot"):
+        u = spec["unpivot"]
+        try:
+            unpivot = Unpivot(
+                months={str(k): int(v) for k, v in u["months"].items()},
+                date_field=u["date_field"],
+                value_field=u["value_field"],
+                year=u.get("year"),
+                year_column=u.get("year_column"),
+                id_from=tuple(str(c) for c in u.get("id_from") or ()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProfileError(
+                f"{where}: unpivot needs months (header: month number), date_field, value_field"
+                f" and year or year_column ({exc})"
+            ) from exc
+        if unpivot.date_field not in names or contract.field(unpivot.date_field).type != "date":
+            raise ProfileError(f"{where}: unpivot.date_field must be a date field")
+        if unpivot.value_field not in names or contract.field(unpivot.value_field).type not in (
+            "integer",
+            "number",
+        ):
+            raise ProfileError(f"{where}: unpivot.value_field must be a numeric field")
+        if (unpivot.year is None) == (unpivot.year_column is None):
+            raise ProfileError(f"{where}: unpivot needs exactly one of year and year_column")
     language = spec.get("language", "es")
     if language not in ("es", "en"):
         raise ProfileError(f"{where}: language is 'es' or 'en'")
@@ -149,6 +192,7 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         date_formats=tuple(spec.get("date_formats") or []),
         drop_rows=tuple(drop_rows),
         language=language,
+        unpivot=unpivot,
     )
 
 

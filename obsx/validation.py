@@ -3,6 +3,7 @@
 Pure: takes DataFrames and returns DataFrames and problems; no database, no Dagster.
 """
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -56,8 +57,8 @@ class ValidationResult:
             return self.rejected_cells
         reasons: dict[int, list[str]] = {}
         whole_file = [p.message(lang) for p in self.file_errors]
-        for p in self.problems:
-            if p.row in self.rejected_rows and p.severity == ERROR:
+        for p in self.problems:  # rows here are the observatory's (see rejected_cells)
+            if p.row is not None and p.severity == ERROR:
                 reasons.setdefault(p.row, []).append(p.message(lang))
         row, reason = ("fila", "motivo") if lang == "es" else ("row", "reason")
         frame = self.rejected_cells.copy()
@@ -257,6 +258,35 @@ def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
     return next((name for name, header in header_of.items() if header == p.column), p.column)
 
 
+def _unpivot(raw: pd.DataFrame, spec, key_header: str):
+    """One record per non-blank month cell; returns the long table (internal row numbers) and,
+    per internal row, its source row and its month column. Ids get the year and month added."""
+    month_headers = [h for h in spec.months if h in raw.columns]
+    kept = [c for c in raw.columns if c not in month_headers]
+    records, source_of, month_of = [], {}, {}
+    for source_row, cells in raw.iterrows():
+        year = spec.year or cells.get(spec.year_column, "")
+        for header in month_headers:
+            if cells[header] == "":  # not reported: no record, never a zero
+                continue
+            record = {c: cells[c] for c in kept}
+            month = spec.months[header]
+            record[spec.date_field] = f"{year}-{month:02d}-01"
+            record[spec.value_field] = cells[header]
+            base = (
+                "-".join(cells[c] for c in spec.id_from) if spec.id_from else record.get(key_header)
+            )
+            if base:
+                record[key_header] = f"{base}-{year}{month:02d}"
+            records.append(record)
+            internal = len(records)
+            source_of[internal], month_of[internal] = int(source_row), header
+    columns = [*kept, *([key_header] if key_header not in kept else []), spec.date_field]
+    columns.append(spec.value_field)
+    frame = pd.DataFrame(records, columns=columns, index=pd.RangeIndex(1, len(records) + 1))
+    return frame.fillna(""), source_of, month_of
+
+
 def _not_data(raw: pd.DataFrame, key_header: str | None, profile: Profile) -> dict[int, tuple]:
     """Rows that hold no record: the profile's drop rules, and totals or notes without an id."""
     dropped = {
@@ -295,6 +325,16 @@ def validate(
         for row, (es, en) in not_data.items()
     ]
     raw = raw.drop(index=list(not_data))
+    source_of = None  # internal row -> source row, once month cells have become rows
+    if profile.unpivot:
+        problems = [p for p in problems if p.code != "unknown-column"]
+        key_header = header_of.get(key_field, key_field)
+        raw, source_of, month_of = _unpivot(raw, profile.unpivot, key_header)
+        mapping, unknown = contract.match_headers(list(raw.columns), extra=profile.columns)
+        problems += [problem("unknown-column", column=h) for h in unknown]
+        header_of = {name: header for header, name in mapping.items()}
+        read_errors = {p.row for p in problems if p.row is not None and p.severity == ERROR}
+        before_unpivot = len(problems)
     for f in contract.fields:
         if f.required and f.name not in header_of:
             aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
@@ -374,8 +414,24 @@ def validate(
         ]
 
     rejected = {p.row for p in problems if p.row is not None and p.severity == ERROR}
+    if source_of is not None:  # internal rows back to the rows the observatory sees
+        rejected = {p.row for p in problems[before_unpivot:] if p.severity == ERROR and p.row}
+        rejected |= {i for i, src in source_of.items() if src in read_errors}
+        problems = problems[:before_unpivot] + [
+            dataclasses.replace(
+                p,
+                row=source_of.get(p.row, p.row),
+                column=month_of.get(p.row) if p.column == profile.unpivot.value_field else p.column,
+            )
+            for p in problems[before_unpivot:]
+        ]
     result.rejected_rows = rejected
     result.rejected_cells = raw.loc[sorted(rejected), contract_columns]
     result.accepted = typed.loc[~typed.index.isin(rejected)]
+    if source_of is not None:
+        result.rejected_cells.index = [source_of[i] for i in result.rejected_cells.index]
+        result.accepted.index = pd.Index(
+            [source_of[i] for i in result.accepted.index], name="source_row"
+        )
     result.problems = sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
     return result
