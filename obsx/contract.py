@@ -16,6 +16,14 @@ from obsx.problems import register_rule
 
 FIELD_TYPES = {"string", "integer", "number", "date", "time"}
 NUMERIC_TYPES = {"integer", "number"}
+# How each field type is held in pandas (pandera validates these; pyarrow-backed strings).
+PANDAS_DTYPES = {
+    "string": "str",
+    "integer": "Int64",
+    "number": "Float64",
+    "date": "datetime64[us]",
+    "time": "str",
+}
 # Columns the warehouse adds to every dataset's tables: no contract field may take these names.
 RESERVED_NAMES = {
     "observatory_code",
@@ -99,10 +107,11 @@ class Contract:
     description: dict[str, str]
     fields: tuple[Field, ...]
     primary_key: tuple[str, ...]
-    geography_field: str
-    period_field: str
+    geography_field: str | None  # None for reference data (kind: reference)
+    period_field: str | None
     codelists: dict[str, CodeList]
     rules: tuple[Rule, ...] = ()
+    kind: str = "observatory"  # what observatories send; "reference": what the ministry loads
 
     def field(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
@@ -166,7 +175,7 @@ def parse_contract(spec: dict) -> Contract:
     codelists = {name: _codelist(name, c) for name, c in spec.get("codelists", {}).items()}
     fields = []
     for f in spec["fields"]:
-        if f["name"] in RESERVED_NAMES:
+        if f["name"] in RESERVED_NAMES and spec.get("kind", "observatory") == "observatory":
             raise ValueError(f"{spec['dataset']}.{f['name']}: the warehouse reserves that name")
         if f["type"] not in FIELD_TYPES:
             raise ValueError(f"{spec['dataset']}.{f['name']}: unknown type {f['type']!r}")
@@ -206,12 +215,19 @@ def parse_contract(spec: dict) -> Contract:
         description=spec["description"],
         fields=tuple(fields),
         primary_key=tuple(spec["primary_key"]),
-        geography_field=spec["geography_field"],
-        period_field=spec["period_field"],
+        geography_field=spec.get("geography_field"),
+        period_field=spec.get("period_field"),
         codelists=codelists,
         rules=tuple(rules),
+        kind=spec.get("kind", "observatory"),
     )
-    for name in (*contract.primary_key[1:], contract.geography_field, contract.period_field):
+    if contract.kind == "observatory":
+        if contract.primary_key[0] != "observatory_code":
+            raise ValueError(f"{contract.dataset}: the key starts with observatory_code")
+        needed = (*contract.primary_key[1:], contract.geography_field, contract.period_field)
+    else:
+        needed = contract.primary_key
+    for name in needed:
         if name not in names:
             raise ValueError(f"{contract.dataset}: {name!r} is not a field")
     return contract

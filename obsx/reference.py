@@ -12,12 +12,12 @@ import sqlalchemy as sa
 import yaml
 
 from obsx.config import REFERENCE_DIR
-from obsx.validation import Observatory
+from obsx.contract import load_contract
+from obsx.validation import Observatory, validate_reference
 from obsx.warehouse import geography, observatory, observatory_unit, population
 
 OBSERVATORY_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 NATIONAL_CODE = "PA"
-GEO_LEVELS = ("national", "province", "district")
 
 
 def read_observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, dict]:
@@ -54,22 +54,26 @@ def observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str
     }
 
 
+def _read_reference(path: Path, dataset: str) -> pd.DataFrame:
+    """A ministry reference file, checked against schemas/<dataset>.yaml (all or nothing)."""
+    text = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    text.index = text.index + 1  # data rows, as counted below the header
+    typed = validate_reference(text, load_contract(dataset), str(path))
+    return typed.astype(object).where(typed.notna(), None)
+
+
 def read_geography(path: Path = REFERENCE_DIR / "pa" / "geography.csv") -> pd.DataFrame:
-    frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
-    bad = frame[~frame["geo_level"].isin(GEO_LEVELS)]
-    if len(bad):
-        raise ValueError(f"{path}: unknown geo_level in {bad['geo_code'].tolist()}")
+    frame = _read_reference(path, "geography")
     for column in ("valid_from", "valid_to"):
-        frame[column] = pd.to_datetime(frame[column].replace("", None)).dt.date
-    frame["parent_code"] = frame["parent_code"].replace("", None)
-    return frame
+        frame[column] = [None if v is None else v.date() for v in frame[column]]
+    return frame.reset_index(drop=True)
 
 
 def read_population(path: Path = REFERENCE_DIR / "pa" / "population.csv") -> pd.DataFrame:
-    frame = pd.read_csv(path, comment="#", dtype={"geo_code": str, "age_group": str, "sex": str})
-    if frame["population"].lt(0).any():
-        raise ValueError(f"{path}: negative population")
-    return frame
+    frame = _read_reference(path, "population")
+    frame["year"] = frame["year"].astype(int)
+    frame["population"] = frame["population"].astype(int)
+    return frame.reset_index(drop=True)
 
 
 def _replace(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from obsx.contract import ACTION_FIELD, DELETE, Contract, Field
+from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, Field
 from obsx.problems import ERROR, Problem, problem
 from obsx.profiles import Profile
 from obsx.reading import RawTable
@@ -165,13 +165,7 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
 
 def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date):
     """The pandera schema for typed rows of ``contract`` sent by ``observatory``."""
-    dtypes = {
-        "string": "str",
-        "integer": "Int64",
-        "number": "Float64",
-        "date": "datetime64[us]",
-        "time": "str",
-    }
+    dtypes = PANDAS_DTYPES
     key_fields = contract.primary_key[1:]
     if len(key_fields) != 1:
         raise NotImplementedError("contracts with a composite record key are not supported yet")
@@ -302,6 +296,58 @@ def _not_data(raw: pd.DataFrame, key_header: str | None, profile: Profile) -> di
         for row in raw.index[trailer]:
             dropped.setdefault(int(row), ("total o nota", "a total or a note"))
     return dropped
+
+
+class ReferenceDataError(ValueError):
+    """Reference data (ministry files) that break their contract: fix the file, then reload."""
+
+
+def validate_reference(frame: pd.DataFrame, contract: Contract, where: str) -> pd.DataFrame:
+    """Type and check a reference file (all cells text) against its contract; all or nothing.
+
+    Raises ReferenceDataError listing the problems; returns the typed frame otherwise.
+    """
+    ministry = Observatory(code="ministry", name="ministry", districts=())
+    profile = Profile(observatory="ministry", dataset=contract.dataset)
+    missing = [f.name for f in contract.fields if f.name not in frame.columns]
+    if missing:
+        raise ReferenceDataError(f"{where}: columns missing: {missing}")
+    typed, problems = pd.DataFrame(index=frame.index), []
+    for f in contract.fields:
+        typed[f.name], failed = _coerce(f, frame[f.name], profile)
+        problems += [
+            f"row {row}: {f.name} {frame.at[row, f.name]!r} is not a {f.type}"
+            for row in frame.index[failed]
+        ]
+    schema = pa.DataFrameSchema(
+        {
+            f.name: pa.Column(
+                PANDAS_DTYPES[f.type],
+                _checks(f, ministry, contract, dt.date.max),
+                nullable=not f.required,
+            )
+            for f in contract.fields
+        }
+    )
+    try:
+        schema.validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        problems += [
+            f"row {row}: {column} {frame.at[row, column]!r} fails {check}"
+            for column, check, row in zip(
+                cases["column"], cases["check"], cases["index"], strict=True
+            )
+        ]
+    duplicated = typed.duplicated(subset=list(contract.primary_key), keep="first")
+    problems += [
+        f"row {row}: the key {list(contract.primary_key)} repeats"
+        for row in typed.index[duplicated]
+    ]
+    if problems:
+        shown = "; ".join(problems[:20])
+        raise ReferenceDataError(f"{where}: {len(problems)} problems: {shown}")
+    return typed
 
 
 def validate(

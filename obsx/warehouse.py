@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from obsx.contract import ACTION_FIELD, DELETE, Contract, load_contract
+from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, load_contract
 
 SQL_TYPES = {
     "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
@@ -307,20 +307,11 @@ def _bulk_load(conn: sa.Connection, table: sa.Table, records: list[dict]) -> Non
             copy.write_row([record[c] for c in columns])
 
 
-DTYPES = {
-    "string": "str",
-    "integer": "Int64",
-    "number": "Float64",
-    "date": "datetime64[us]",
-    "time": "str",
-}
-
-
 def typed_frame(contract: Contract, records: list[dict], index: list[int] | None) -> pd.DataFrame:
     """Records from the warehouse as the typed frame validation produces (same content hash)."""
     frame = pd.DataFrame(records, columns=list(contract.record_fields))
     return pd.DataFrame(
-        {f.name: frame[f.name].astype(DTYPES[f.type]).values for f in contract.fields},
+        {f.name: frame[f.name].astype(PANDAS_DTYPES[f.type]).values for f in contract.fields},
         index=None if index is None else pd.Index(index, name="source_row"),
     )
 
