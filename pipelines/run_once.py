@@ -117,6 +117,23 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
     return result
 
 
+def national_yearly(conn: sa.Connection, indicator_code: str) -> list[dict]:
+    """An indicator's national totals by year, oldest first."""
+    v = indicator_value.c
+    query = (
+        sa.select(v.period, v.numerator, v.denominator, v.value)
+        .where(
+            v.indicator_code == indicator_code,
+            v.geo_level == "national",
+            v.geo_code == NATIONAL_CODE,
+            v.period_type == "year",
+            v.disaggregation == "",
+        )
+        .order_by(v.period)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunReport:
     instance = dg.DagsterInstance.get()
     report = RunReport()
@@ -144,43 +161,12 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
             sa.select(submission).where(submission.c.partition_key.in_(keys))
         ).mappings()
         report.submissions = [dict(r) for r in rows]
-        v = indicator_value.c
-        national = sa.and_(
-            v.geo_level == "national", v.geo_code == NATIONAL_CODE, v.period_type == "year"
-        )
-        report.homicide_rates = [
-            dict(r)
-            for r in conn.execute(
-                sa.select(v.period, v.numerator, v.denominator, v.value)
-                .where(national, v.indicator_code == "SDG_16_1_1", v.disaggregation == "")
-                .order_by(v.period)
-            ).mappings()
-        ]
-        report.plan_execution = [
-            dict(r)
-            for r in conn.execute(
-                sa.select(v.period, v.denominator, v.value)
-                .where(national, v.indicator_code == "PLAN_EXECUTION", v.disaggregation == "")
-                .order_by(v.period)
-            ).mappings()
-        ]
-        report.victimization = [
-            dict(r)
-            for r in conn.execute(
-                sa.select(v.period, v.value)
-                .where(
-                    national, v.indicator_code == "VICTIMIZATION_PREVALENCE", v.disaggregation == ""
-                )
-                .order_by(v.period)
-            ).mappings()
-        ]
-        report.coverage = dict(
-            conn.execute(
-                sa.select(v.period, v.value).where(
-                    national, v.indicator_code == "REPORTING_COVERAGE"
-                )
-            ).all()
-        )
+        report.homicide_rates = national_yearly(conn, "SDG_16_1_1")
+        report.plan_execution = national_yearly(conn, "PLAN_EXECUTION")
+        report.victimization = national_yearly(conn, "VICTIMIZATION_PREVALENCE")
+        report.coverage = {
+            r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")
+        }
     done = {s["partition_key"] for s in report.submissions}
     report.unprocessed_keys = [k for k in keys if k not in done]
     report.left_in_inbox = [
