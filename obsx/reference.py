@@ -13,7 +13,9 @@ import yaml
 
 from obsx.config import REFERENCE_DIR
 from obsx.contract import load_contract
-from obsx.validation import Observatory, validate_reference
+from obsx.profiles import load_profile
+from obsx.reading import UnreadableFile, read_submission
+from obsx.validation import Observatory, ReferenceDataError, not_data_rows, validate_reference
 from obsx.warehouse import geography, observatory, observatory_unit, population
 
 OBSERVATORY_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -55,10 +57,23 @@ def observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str
 
 
 def _read_reference(path: Path, dataset: str) -> pd.DataFrame:
-    """A ministry reference file, checked against schemas/<dataset>.yaml (all or nothing)."""
-    text = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
-    text.index = text.index + 1  # data rows, as counted below the header
-    typed = validate_reference(text, load_contract(dataset), str(path))
+    """A ministry reference file in any layout the readers know (CSV, Excel, SPSS; title rows,
+    totals and notes; the contract's Spanish headers or profiles/ministry/<dataset>.yaml),
+    checked against schemas/<dataset>.yaml: all or nothing."""
+    contract = load_contract(dataset)
+    profile = load_profile("ministry", contract)
+    try:
+        table = read_submission(Path(path).read_bytes(), Path(path).name, profile.layout(contract))
+    except UnreadableFile as exc:
+        raise ReferenceDataError(f"{path}: {exc.problem.message('en')}") from exc
+    mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
+    key_header = next((h for h, name in mapping.items() if name == contract.primary_key[0]), None)
+    raw = table.frame.drop(index=list(not_data_rows(table.frame, key_header, profile)))
+    frame = raw.rename(columns=mapping)[list(mapping.values())]
+    for f in contract.fields:
+        if f.name not in frame.columns and not f.required:
+            frame[f.name] = ""
+    typed = validate_reference(frame, contract, str(path))
     return typed.astype(object).where(typed.notna(), None)
 
 

@@ -281,8 +281,10 @@ def _unpivot(raw: pd.DataFrame, spec, key_header: str):
     return frame.fillna(""), source_of, month_of
 
 
-def _not_data(raw: pd.DataFrame, key_header: str | None, profile: Profile) -> dict[int, tuple]:
-    """Rows that hold no record: the profile's drop rules, and totals or notes without an id."""
+def not_data_rows(raw: pd.DataFrame, key_header: str | None, profile: Profile) -> dict[int, tuple]:
+    """Rows that hold no record: the profile's drop rules, and totals or notes without an id.
+
+    Returns source row -> (reason in Spanish, in English)."""
     dropped = {
         row: (f"regla del perfil: {rule}", f"profile rule: {rule}")
         for row, rule in profile.rows_to_drop(raw).items()
@@ -312,9 +314,10 @@ def validate_reference(frame: pd.DataFrame, contract: Contract, where: str) -> p
     missing = [f.name for f in contract.fields if f.name not in frame.columns]
     if missing:
         raise ReferenceDataError(f"{where}: columns missing: {missing}")
-    typed, problems = pd.DataFrame(index=frame.index), []
+    typed, problems, untyped = pd.DataFrame(index=frame.index), [], set()
     for f in contract.fields:
         typed[f.name], failed = _coerce(f, frame[f.name], profile)
+        untyped |= {(row, f.name) for row in frame.index[failed]}
         problems += [
             f"row {row}: {f.name} {frame.at[row, f.name]!r} is not a {f.type}"
             for row in frame.index[failed]
@@ -338,6 +341,7 @@ def validate_reference(frame: pd.DataFrame, contract: Contract, where: str) -> p
             for column, check, row in zip(
                 cases["column"], cases["check"], cases["index"], strict=True
             )
+            if (row, column) not in untyped
         ]
     duplicated = typed.duplicated(subset=list(contract.primary_key), keep="first")
     problems += [
@@ -365,7 +369,7 @@ def validate(
     problems += [problem("unknown-column", column=h) for h in unknown]
     header_of = {name: header for header, name in mapping.items()}
     (key_field,) = contract.primary_key[1:]
-    not_data = _not_data(raw, header_of.get(key_field), profile)
+    not_data = not_data_rows(raw, header_of.get(key_field), profile)
     problems += [
         problem("row-dropped", row=row, reason_es=es, reason_en=en)
         for row, (es, en) in not_data.items()
