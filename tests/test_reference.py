@@ -66,3 +66,14 @@ def test_geography_workbook_keeps_the_history_of_a_boundary_change():
     assert arraijan[["geo_code", "parent_code"]].values.tolist() == [["0801", "08"], ["1301", "13"]]
     assert arraijan["valid_to"].tolist() == [dt.date(2014, 1, 1), None]
     assert set(geography["geo_level"]) == {"national", "province", "district"}
+
+
+def test_latin1_geography_with_comarcas_and_day_first_dates():
+    geography = reference.read_geography(FIXTURES / "division_comarcas.csv")
+
+    assert geography[["geo_code", "geo_level", "name"]].values.tolist() == [
+        ["PA", "national", "Panamá"],
+        ["12", "province", "Comarca Ngäbe-Buglé"],
+        ["1201", "district", "Besikó"],
+    ]
+    assert geography["valid_from"].tolist()[1] == dt.date(1997, 1, 1)
