@@ -23,6 +23,13 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "SPSS (.sav).",
         "Unsupported file format ({detail}). Send CSV (.csv), Excel (.xlsx, .xls) or SPSS (.sav).",
     ),
+    "sent-by-another-observatory": (
+        ERROR,
+        "Este archivo es idéntico, byte por byte, a uno que ya envió el observatorio {other}; "
+        "no se guardó nada. Verifique que envió el archivo correcto.",
+        "This file is byte for byte identical to one observatory {other} already sent; nothing "
+        "was stored. Check that you sent the right file.",
+    ),
     "empty-file": (
         ERROR,
         "El archivo no contiene filas de datos.",

@@ -216,7 +216,14 @@ def process_submission(
         )
         already_merged = row["merged_at"] is not None
         received_at = row["received_at"]
-        if already_merged:
+        if row["observatory_code"] != code:
+            # The identical file came from another observatory first: say so, merge nothing.
+            result = _rejected(
+                problem("sent-by-another-observatory", other=row["observatory_code"])
+            )
+            status, counts, already_merged = "rejected", dict.fromkeys(COUNT_COLUMNS, 0), False
+            received_at = now
+        elif already_merged:
             counts, status = {c: row[c] for c in COUNT_COLUMNS}, row["status"]
         else:
             status, counts = _merge(conn, dataset, code, sha, result, now)

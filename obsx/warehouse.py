@@ -17,7 +17,8 @@ from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, load_co
 SQL_TYPES = {
     "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
     "integer": lambda f: sa.Integer(),
-    "number": lambda f: sa.Numeric(14, 2),
+    # Double precision: survey weights need more than two decimals, budgets no fixed ceiling.
+    "number": lambda f: sa.Float(),
     "date": lambda f: sa.Date(),
     "time": lambda f: sa.String(5),
 }
@@ -416,7 +417,7 @@ def _withdrawals_as_versions(
 def _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now) -> int:
     """Move new or changed staged rows that touch a closed month into ``pending``; return how many.
 
-    An earlier pending correction of the same record is superseded by the new one.
+    Any earlier pending correction of a record this submission sends is superseded.
     """
     s, c, p = stage.c, current.c, pending.c
     closed = sa.select(period_lock.c.period_month)
@@ -425,8 +426,9 @@ def _hold_closed_period_changes(conn, stage, current, pending, key, submission_i
         sa.or_(s.period_month.in_(closed), c.period_month.in_(closed)),
     )
     joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
-    held_keys = sa.select(*[s[k] for k in key]).select_from(joined).where(touches_closed)
-    same_record = sa.tuple_(*[p[k] for k in key]).in_(held_keys)
+    # The observatory's latest word on a record replaces any correction still waiting for it,
+    # whether the new row is held again, merges (month reopened) or equals what is held.
+    same_record = sa.tuple_(*[p[k] for k in key]).in_(sa.select(*[s[k] for k in key]))
     conn.execute(
         pending.update()
         .where(p.status == "pending", same_record)

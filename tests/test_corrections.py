@@ -151,3 +151,13 @@ def test_periods_are_months_or_years():
     assert len(months_of("2025")) == 12
     with pytest.raises(ValueError):
         months_of("2025-13")
+
+
+def test_resending_the_held_record_unchanged_withdraws_the_waiting_correction(published):
+    merge(published, "s2", "P1,2025-01-03,0804,0401,M,25,FIREARM", now=T2)  # held
+    merge(published, "s3", "P1,2025-01-03,0804,0101,M,25,FIREARM", now=T2)  # as held: unchanged
+
+    assert [(c.submission_id, c.status) for c in list_corrections(published, status=None)] == [
+        ("s2", "superseded")
+    ]
+    assert record(published, "P1")["crime_code"] == "0101"

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 import obsx.submission
-from obsx.dropzone import Dropzone, partition_key
+from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.reference import observatories
 from obsx.submission import process_submission
 from obsx.warehouse import record_tables, submission
@@ -100,3 +100,31 @@ def test_a_record_resent_under_a_new_id_is_flagged_as_a_possible_duplicate(tmp_p
     ]
     assert flagged == [(2, "P1")]
     assert outcome.counts["rows_inserted"] == 2  # a warning: both are kept
+
+
+def test_the_same_bytes_from_another_observatory_are_refused_and_said_so(tmp_path, engine):
+    zone = Dropzone(tmp_path, ["pa_panama", "pa_colon"])
+    zone.ensure_folders()
+    for code in ("pa_panama", "pa_colon"):
+        (zone.inbox(code) / "enero.csv").write_bytes(CSV)
+    first = process_submission(
+        partition_key("pa_panama", file_sha256(zone.inbox("pa_panama") / "enero.csv")),
+        zone,
+        engine,
+        observatories(),
+        TODAY,
+    )
+
+    second = process_submission(
+        partition_key("pa_colon", file_sha256(zone.inbox("pa_colon") / "enero.csv")),
+        zone,
+        engine,
+        observatories(),
+        TODAY,
+    )
+
+    assert (first.status, second.status) == ("accepted", "rejected")
+    report = json.loads(second.feedback[0].read_text())
+    assert [p["code"] for p in report["problems"]] == ["sent-by-another-observatory"]
+    assert "pa_panama" in report["problems"][0]["message_es"]
+    assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]  # Panamá's rows, nothing for Colón

@@ -11,10 +11,11 @@ from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
 from obsx.reference import observatories
 from obsx.submission import check_file, detect_dataset, process_submission
-from obsx.warehouse import indicator_value
+from obsx.warehouse import indicator_value, merge_records
 from tests.conftest import TODAY, load_reference
 
 FIXTURES = Path(__file__).parent / "fixtures" / "survey_responses"
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SHAPES = [
     ("panama_encuesta.sav", "pa_panama"),  # SPSS, short names, numeric answers with labels
     ("san_miguelito_encuesta.csv", "pa_san_miguelito"),  # cp1252, decimal comma in weights
@@ -63,3 +64,18 @@ def test_weighted_shares_leave_out_dont_know_answers(tmp_path, engine):
     assert values[("VICTIMIZATION_PREVALENCE", "sex=F")] == pytest.approx(100 * 100 / 400)
     assert values[("SDG_16_1_4", "")] == pytest.approx(100 * 500 / 1000)
     assert values[("CRIME_REPORTING_RATE", "")] == pytest.approx(100 * 100 / 300)
+
+
+def test_weights_keep_their_decimals_in_the_warehouse(engine):
+    text = (
+        "respondent_id,survey_code,interview_date,district_code,stratum,psu,weight,sex,age,"
+        "victimized_12m\nR1,ENV-2025,2025-09-02,0804,URB-1,S001,152.347,F,30,No\n"
+        "R2,ENV-2025,2025-09-02,0804,URB-1,S001,0.0035,M,40,Sí\n"
+    ).encode()
+    result, _ = check_file(text, "e.csv", observatories()["pa_panama"], "survey_responses", TODAY)
+    with engine.begin() as conn:
+        merge_records(conn, "survey_responses", "pa_panama", "s1", result.accepted, NOW)
+        weights = conn.scalars(
+            sa.text("SELECT weight FROM survey_responses ORDER BY respondent_id")
+        )
+        assert [float(w) for w in weights] == pytest.approx([152.347, 0.0035])
