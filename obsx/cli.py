@@ -45,18 +45,24 @@ def cmd_run(args) -> int:
     return OK if report.all_processed else ATTENTION
 
 
-def _engine(args):
+def _engine(args, migrate: bool = True):
+    """The warehouse of the data root, brought to this release's schema unless told not to."""
     from obsx.config import warehouse_url
+    from obsx.migrations import ensure_current
     from obsx.warehouse import get_engine
 
     root = _prepare_environment(args.data_dir)
-    return get_engine(warehouse_url(root=root))
+    url = warehouse_url(root=root)
+    engine = get_engine(url)
+    if migrate:
+        ensure_current(url, engine)
+    return engine
 
 
 def cmd_db_upgrade(args) -> int:
     from obsx.migrations import current_revision, upgrade
 
-    engine = _engine(args)
+    engine = _engine(args, migrate=False)
     before = current_revision(engine)
     upgrade(engine)
     print(
@@ -67,10 +73,8 @@ def cmd_db_upgrade(args) -> int:
 
 def cmd_db_roles(args) -> int:
     from obsx.access import grant_roles
-    from obsx.migrations import upgrade
 
     engine = _engine(args)
-    upgrade(engine)
     grant_roles(engine, writer=args.writer, analyst=args.analyst)
     print(
         f"roles ready: {args.writer} (pipeline, read-write), {args.analyst} (analytics, read-only)"
@@ -85,11 +89,9 @@ def cmd_indicators(args) -> int:
     import sqlalchemy as sa
 
     from obsx.indicators import indicator_values_as_of
-    from obsx.migrations import ensure_current
     from obsx.warehouse import indicator_value
 
     engine = _engine(args)
-    ensure_current(str(engine.url), engine)
     if args.as_of:
         as_of = dt.datetime.fromisoformat(args.as_of)
         if as_of.tzinfo is None:

@@ -351,8 +351,17 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
     """
     as_of = "as_of" in fixed
 
-    def run(template: str, ind: Indicator, level: str, period_type: str, shape: dict, **params):
-        records = records_sql(shape.pop("dataset", "incidents"), as_of)
+    def run(
+        template: str,
+        ind: Indicator,
+        level: str,
+        period_type: str,
+        shape: dict,
+        dataset: str = "incidents",
+        **params,
+    ):
+        """One statement: ``shape`` fills the SQL template, ``params`` are bound values."""
+        records = records_sql(dataset, as_of)
         sql = template.format(
             target=target, records=records, level=LEVEL_EXPRESSIONS[level], **shape
         )
@@ -415,7 +424,6 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                         f" THEN {numerator} * :multiplier / {denominator} END"
                     )
                 shape = {
-                    "dataset": dataset,
                     "period": period,
                     "numerator": numerator,
                     "denominator": denominator,
@@ -429,6 +437,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     level,
                     period_type,
                     shape,
+                    dataset=dataset,
                     disaggregation=disaggregation,
                     **extra,
                 )

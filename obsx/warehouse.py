@@ -360,24 +360,35 @@ def possible_duplicates(
     }
 
 
+def _withdrawals(
+    conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
+) -> tuple[pd.Series, dict]:
+    """The ids of the rows asking to withdraw a record, and the records held for them."""
+    deleting = accepted[ACTION_FIELD].eq(DELETE).fillna(False)
+    contract = load_contract(dataset)
+    (key,) = [k for k in contract.primary_key if k != "observatory_code"]
+    wanted = accepted.loc[deleting, key]
+    if wanted.empty:
+        return wanted, {}
+    current = record_tables(dataset).current
+    held = {
+        r[key]: dict(r)
+        for r in conn.execute(
+            sa.select(*[current.c[f] for f in contract.record_fields]).where(
+                current.c.observatory_code == observatory_code,
+                current.c[key].in_(wanted.tolist()),
+            )
+        ).mappings()
+    }
+    return wanted, held
+
+
 def unknown_withdrawals(
     conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
 ) -> list[int]:
     """Source rows asking to withdraw a record the warehouse does not hold."""
-    deleting = accepted[accepted[ACTION_FIELD].eq(DELETE).fillna(False)]
-    if deleting.empty:
-        return []
-    (key,) = [k for k in load_contract(dataset).primary_key if k != "observatory_code"]
-    current = record_tables(dataset).current
-    held = set(
-        conn.scalars(
-            sa.select(current.c[key]).where(
-                current.c.observatory_code == observatory_code,
-                current.c[key].in_(deleting[key].tolist()),
-            )
-        )
-    )
-    return [int(row) for row, k in zip(deleting.index, deleting[key], strict=True) if k not in held]
+    wanted, held = _withdrawals(conn, dataset, observatory_code, accepted)
+    return [int(row) for row, k in zip(wanted.index, wanted, strict=True) if k not in held]
 
 
 def _withdrawals_as_versions(
@@ -389,29 +400,17 @@ def _withdrawals_as_versions(
     withdrawn records out, and re-sending the record restores it. Rows for records the
     warehouse does not hold are dropped; returns how many.
     """
-    deleting = accepted[ACTION_FIELD].eq(DELETE).fillna(False)
-    if not deleting.any():
+    wanted, held = _withdrawals(conn, dataset, observatory_code, accepted)
+    if wanted.empty:
         return accepted, 0
-    contract = load_contract(dataset)
-    (key,) = [k for k in contract.primary_key if k != "observatory_code"]
-    current = record_tables(dataset).current
-    wanted = accepted.loc[deleting, key]
-    held = {
-        r[key]: dict(r)
-        for r in conn.execute(
-            sa.select(*[current.c[f] for f in contract.record_fields]).where(
-                current.c.observatory_code == observatory_code,
-                current.c[key].in_(wanted.tolist()),
-            )
-        ).mappings()
-    }
     found = [(int(row), k) for row, k in zip(wanted.index, wanted, strict=True) if k in held]
     withdrawn = typed_frame(
-        contract,
+        load_contract(dataset),
         [held[k] | {ACTION_FIELD: DELETE} for _, k in found],
         [row for row, _ in found],
     )
-    return pd.concat([accepted.loc[~deleting], withdrawn]), len(wanted) - len(found)
+    others = accepted.drop(index=wanted.index)
+    return pd.concat([others, withdrawn]), len(wanted) - len(found)
 
 
 def _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now) -> int:
