@@ -5,18 +5,42 @@ import sqlalchemy as sa
 
 from assets.reference import reference_geography, reference_population
 from assets.submissions import submissions
-from obsx.indicators import compute_indicators, unbalanced_aggregates
+from obsx.deployment import current_deployment
+from obsx.indicators import (
+    compute_indicators,
+    records_outside_geography,
+    unbalanced_aggregates,
+    units_without_population,
+)
 from obsx.warehouse import indicator_value as indicator_value_table
 from pipelines.resources import WarehouseResource
 
-ADD_UP_CHECK = "district_numerators_add_up"
+ADD_UP_CHECK = "numerators_add_up"
+POPULATION_CHECK = "reporting_units_have_population"
+GEOGRAPHY_CHECK = "records_placed_in_geography"
 
 
 @dg.asset(
     group_name="indicators",
     kinds={"sql"},
     deps=[submissions, reference_population, reference_geography],
-    check_specs=[dg.AssetCheckSpec(ADD_UP_CHECK, asset="indicator_value")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            ADD_UP_CHECK,
+            asset="indicator_value",
+            description="Each level's numerators add up to the level above's",
+        ),
+        dg.AssetCheckSpec(
+            POPULATION_CHECK,
+            asset="indicator_value",
+            description="Units with records have a population (else they are left out of rates)",
+        ),
+        dg.AssetCheckSpec(
+            GEOGRAPHY_CHECK,
+            asset="indicator_value",
+            description="Every record's unit is in the geography in its month",
+        ),
+    ],
 )
 def indicator_value(warehouse: WarehouseResource):
     """Homicide rate (SDG 16.1.1), incident counts by ICCS section and reporting coverage."""
@@ -28,13 +52,15 @@ def indicator_value(warehouse: WarehouseResource):
             sa.select(v.c.period, v.c.numerator, v.c.denominator, v.c.value)
             .where(
                 v.c.indicator_code == "SDG_16_1_1",
-                v.c.geo_level == "national",
+                v.c.geo_level == current_deployment().levels[0].code,
                 v.c.period_type == "year",
                 v.c.disaggregation == "",
             )
             .order_by(v.c.period)
         ).all()
         unbalanced = unbalanced_aggregates(conn)
+        no_population = units_without_population(conn)
+        outside = records_outside_geography(conn)
     preview = "\n".join(
         ["| year | victims | population | rate per 100,000 |", "|---|---|---|---|"]
         + [
@@ -53,4 +79,15 @@ def indicator_value(warehouse: WarehouseResource):
                 [{k: str(x) for k, x in u.items()} for u in unbalanced[:50]]
             )
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name=POPULATION_CHECK,
+        passed=not no_population,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"units without population": dg.MetadataValue.json(no_population[:100])},
+    )
+    yield dg.AssetCheckResult(
+        check_name=GEOGRAPHY_CHECK,
+        passed=not outside,
+        metadata={"records outside the geography": dg.MetadataValue.json(outside[:100])},
     )

@@ -10,7 +10,7 @@ GROUP = "reference"
 
 @dg.asset(group_name=GROUP, kinds={"sql"})
 def reference_geography(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Panama's country, provinces and districts with INEC codes and validity dates."""
+    """The deployment's country and units at every level, with validity dates."""
     frame = reference.read_geography()
     rows = reference.load_geography(warehouse.engine(), frame)
     by_level = frame["geo_level"].value_counts().to_dict()
@@ -21,7 +21,7 @@ def reference_geography(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(group_name=GROUP, kinds={"sql"}, deps=[reference_geography])
 def reference_population(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Population by district, year, sex and age group (the rates' denominators)."""
+    """Population by unit, year and, where given, sex and age group (rates' denominators)."""
     frame = reference.read_population()
     rows = reference.load_population(warehouse.engine(), frame)
     totals = frame.groupby("year")["population"].sum()
@@ -37,7 +37,6 @@ def reference_population(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(group_name=GROUP, kinds={"sql"}, deps=[reference_geography])
 def reference_observatories(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The observatories taking part and the districts each may report for."""
-    registry = reference.read_observatories()
-    count = reference.load_observatories(warehouse.engine(), registry)
+    """The contributors taking part and the units each may report for."""
+    count = reference.load_observatories(warehouse.engine())
     return dg.MaterializeResult(metadata={"observatories": count})

@@ -238,3 +238,17 @@ def load_contract(dataset: str, schemas_dir: Path = SCHEMAS_DIR) -> Contract:
     """The contract for ``dataset`` from ``schemas/<dataset>.yaml``."""
     with open(schemas_dir / f"{dataset}.yaml", encoding="utf-8") as fh:
         return parse_contract(yaml.safe_load(fh))
+
+
+@functools.cache
+def observatory_datasets(schemas_dir: Path = SCHEMAS_DIR) -> tuple[str, ...]:
+    """The datasets contributors send: every contract in ``schemas/`` that is not reference data.
+
+    The first is the default when a file's headers fit none (incidents, where it exists)."""
+    names = []
+    for path in sorted(schemas_dir.glob("*.yaml")):
+        with open(path, encoding="utf-8") as fh:
+            spec = yaml.safe_load(fh)
+        if spec.get("kind", "observatory") == "observatory":
+            names.append(spec["dataset"])
+    return tuple(sorted(names, key=lambda n: (n != "incidents", n)))

@@ -14,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import Contract
+from obsx.deployment import current_deployment
 from obsx.warehouse import record_tables, submission
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ def expectations_for(contract: Contract) -> list:
                     column=f.name, min_value=c.get("min"), max_value=c.get("max")
                 )
             )
-        if "pattern" in c:
-            found.append(e.ExpectColumnValuesToMatchRegex(column=f.name, regex=c["pattern"]))
+        pattern = c.get("pattern")
+        if f.name == contract.geography_field:  # the deployment's code pattern for its units
+            pattern = current_deployment().units_level.pattern
+        if pattern:
+            found.append(e.ExpectColumnValuesToMatchRegex(column=f.name, regex=pattern))
         if "max_length" in c:
             found.append(
                 e.ExpectColumnValueLengthsToBeBetween(column=f.name, max_value=c["max_length"])

@@ -1,8 +1,10 @@
 """Indicators, defined as data and computed in SQL inside the warehouse.
 
-Rates use, as denominator, the population of the districts that reported in the period, so that
-a district that sent nothing is "not reported", never "zero crimes". ``REPORTING_COVERAGE`` says
-which share of each area's population that is.
+Rates use, as denominator, the population of the units that reported in the period, so that a
+unit that sent nothing is "not reported", never "zero crimes" (unless a file declared it covered:
+then it reported zero). ``REPORTING_COVERAGE`` says which share of each area's population that
+is. Every level the deployment declares gets values, rolled up on the hierarchy valid in the
+period.
 """
 
 import datetime as dt
@@ -11,15 +13,18 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.warehouse import indicator, indicator_value
+from obsx.contract import ACTION_FIELD, DELETE, load_contract
+from obsx.deployment import current_deployment
+from obsx.warehouse import (
+    DATASETS,
+    geography_rollup,
+    indicator,
+    indicator_value,
+    population,
+    record_tables,
+)
 
 PERIOD_COLUMNS = {"month": "period_month", "year": "period_year"}
-# Level -> SQL expression of the unit a reporting district belongs to (d: district, p: province).
-LEVEL_EXPRESSIONS = {
-    "district": "d.geo_code",
-    "province": "p.geo_code",
-    "national": "p.parent_code",
-}
 SEX_CODES = ("F", "M")
 
 
@@ -127,6 +132,16 @@ CRIME_REPORTING_RATE = Indicator(
     multiplier=100,
     standard="Victimization survey (dark figure of crime)",
 )
+ARRESTS_RATE = Indicator(
+    code="ARRESTS_RATE",
+    name_es="Personas detenidas por 100.000 habitantes, por grupo de delito",
+    name_en="Persons arrested per 100,000 population, by offence group",
+    numerator="Arrest records (one per person detained) in the period; offence_group=CODE",
+    denominator="Resident population of the reporting units, same year (latest earlier census)",
+    unit="per 100,000",
+    multiplier=100_000,
+    standard="IDB SES-style rate (events / population x 100,000)",
+)
 INDICATORS = (
     SDG_16_1_1,
     INCIDENT_COUNT,
@@ -137,73 +152,121 @@ INDICATORS = (
     VICTIMIZATION_PREVALENCE,
     FEELS_SAFE_NIGHT,
     CRIME_REPORTING_RATE,
+    *((ARRESTS_RATE,) if "arrests" in DATASETS else ()),
+)
+ARREST_GROUPS = (
+    tuple(load_contract("arrests").field("offence_group").codelist.labels)
+    if "arrests" in DATASETS
+    else ()
 )
 
-# The records indicators count: the current ones, or the versions valid at a past moment.
+
 # What indicators read of each dataset: the current records, or the versions valid at a past
-# moment (as_of). Withdrawn records (record_action DELETE) are history, counted nowhere.
-RECORD_COLUMNS = {
-    "incidents": "district_code, crime_code, victim_sex, victim_count",
-    "prevention_activities": "district_code, activity_status, participants_female, "
-    "participants_male, participants_total, budget_planned, budget_executed",
-    "survey_responses": "district_code, sex, weight, victimized_12m, reported_to_police, "
-    "feels_safe_night",
-}
-
-
+# moment (as_of). Withdrawn records (record_action DELETE) are history, counted nowhere. The
+# contract's geography field is read as ``unit_code``.
 def records_sql(dataset: str, as_of: bool) -> str:
-    columns = f"{RECORD_COLUMNS[dataset]}, period_month, period_year"
+    contract = load_contract(dataset)
+    fields = [f for f in contract.record_fields if f != contract.geography_field]
+    columns = ", ".join(
+        [f"{contract.geography_field} AS unit_code", *fields, "period_month", "period_year"]
+    )
+    live = f" AND {ACTION_FIELD} <> '{DELETE}'" if contract.has_deletions else ""
     if not as_of:
-        return f"SELECT {columns} FROM {dataset} WHERE record_action <> 'DELETE'"
+        return f"SELECT {columns} FROM {dataset} WHERE 1 = 1{live}"
     return (
         f"SELECT {columns} FROM {dataset}_revision WHERE valid_from <= :as_of"
-        " AND (valid_to IS NULL OR valid_to > :as_of) AND record_action <> 'DELETE'"
+        f" AND (valid_to IS NULL OR valid_to > :as_of){live}"
     )
 
 
-_REPORTING = """
-records AS ({records}),
-rep AS (SELECT DISTINCT district_code, {period} AS period, CAST(period_year AS INTEGER) AS year
-        FROM records),
-den AS (SELECT geo_code, year, sum(population) AS pop FROM population WHERE 1 = 1 {pop_sex}
-        GROUP BY geo_code, year)"""
+def coverage_sql(as_of: bool) -> str:
+    """Units declared covered by a file (their contributor's units, each month of the file)."""
+    merged = (
+        " JOIN submission s ON s.submission_id = c.submission_id AND s.merged_at <= :as_of"
+        if as_of
+        else ""
+    )
+    return (
+        "SELECT u.geo_code AS unit_code, c.period_month, substr(c.period_month, 1, 4) AS period_year"
+        f" FROM declared_coverage c{merged}"
+        " JOIN observatory_unit u ON u.observatory_code = c.observatory_code"
+        " WHERE c.dataset = :dataset"
+    )
 
-_DISTRICT_JOIN = """
-JOIN geography d ON d.geo_code = {district} AND d.valid_to IS NULL AND d.geo_level = 'district'
-JOIN geography p ON p.geo_code = d.parent_code AND p.valid_to IS NULL"""
+
+# The unit a record's unit belongs to at the level computed, in the record's month.
+_ROLLUP_JOIN = """
+JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level = :geo_level
+ AND (g.from_month IS NULL OR g.from_month <= {alias}.period_month)
+ AND (g.to_month IS NULL OR g.to_month > {alias}.period_month)"""
+
+# Population of a unit and year: by sex where asked; totals from the finest rows given (a
+# both-sexes all-ages figure, else the sum of its parts). A year without figures takes the
+# latest earlier year's (a census), else the earliest later one's.
+_POPULATION = """
+pop AS (SELECT geo_code, year, coalesce(
+          sum(CASE WHEN sex = :pop_sex AND age_group = 'T' THEN population END),
+          sum(CASE WHEN sex = :pop_sex AND age_group <> 'T' THEN population END),
+          sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group = 'T' THEN population END),
+          sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group <> 'T' THEN population END)
+        ) AS pop
+        FROM population GROUP BY geo_code, year),
+wanted AS (SELECT DISTINCT unit_code, year FROM {units}),
+pop_year AS (SELECT w.unit_code, w.year,
+                    coalesce(max(CASE WHEN p.year <= w.year THEN p.year END), min(p.year)) AS py
+             FROM wanted w JOIN pop p ON p.geo_code = w.unit_code AND p.pop IS NOT NULL
+             GROUP BY w.unit_code, w.year),
+den AS (SELECT y.unit_code, y.year, p.pop FROM pop_year y
+        JOIN pop p ON p.geo_code = y.unit_code AND p.year = y.py)"""
+
+# Units that reported in each period, rolled up to the level computed: a unit reported when it
+# has a record in the period or a file declared it covered (then it reported zero).
+_REPORTING = (
+    """
+records AS ({records}),
+rep AS (SELECT unit_code, period_month, period_year FROM records
+        UNION SELECT unit_code, period_month, period_year FROM ({coverage}) cov),
+rep_l AS (SELECT DISTINCT g.geo_code, r.{period} AS period, r.unit_code,
+                 CAST(r.period_year AS INTEGER) AS year
+          FROM rep r"""
+    + _ROLLUP_JOIN.format(alias="r")
+    + ")"
+)
 
 _COLUMNS = (
     "indicator_code, geo_level, geo_code, period_type, period, disaggregation, numerator, "
     "denominator, value, unit, computed_at"
 )
 
+# A rate over the reporting units that have a population: a unit without one is named by a
+# check and left out of the rate (its records still count in INCIDENT_COUNT), never a NULL for
+# the whole area.
 RATE_SQL = (
-    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
+    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},{_POPULATION.format(units='rep_l')},"
     + """
-num AS (SELECT district_code, {period} AS period, sum(victim_count) AS n FROM records
-        WHERE crime_code LIKE :crime_prefix {victim_sex} GROUP BY district_code, {period}),
-unit AS (SELECT {level} AS geo_code, rep.period, coalesce(num.n, 0) AS n, den.pop
-         FROM rep"""
-    + _DISTRICT_JOIN.format(district="rep.district_code")
+num AS (SELECT g.geo_code, i.{period} AS period, i.unit_code, {count} AS n FROM records i"""
+    + _ROLLUP_JOIN.format(alias="i")
     + """
-         LEFT JOIN num ON num.district_code = rep.district_code AND num.period = rep.period
-         LEFT JOIN den ON den.geo_code = rep.district_code AND den.year = rep.year)
-SELECT :code, :geo_level, geo_code, :period_type, period, :disaggregation, sum(n),
-       CASE WHEN count(pop) = count(*) THEN sum(pop) END,
-       CASE WHEN count(pop) = count(*) AND sum(pop) > 0 THEN sum(n) * :multiplier / sum(pop) END,
-       :unit, :computed_at
+        WHERE {where} GROUP BY g.geo_code, i.{period}, i.unit_code),
+unit AS (SELECT rep_l.geo_code, rep_l.period, coalesce(num.n, 0) AS n, den.pop
+         FROM rep_l
+         JOIN den ON den.unit_code = rep_l.unit_code AND den.year = rep_l.year
+         LEFT JOIN num ON num.geo_code = rep_l.geo_code AND num.period = rep_l.period
+                      AND num.unit_code = rep_l.unit_code)
+SELECT :code, :geo_level, geo_code, :period_type, period, :disaggregation, sum(n), sum(pop),
+       CASE WHEN sum(pop) > 0 THEN sum(n) * :multiplier / sum(pop) END, :unit, :computed_at
 FROM unit GROUP BY geo_code, period"""
 )
 
 COUNT_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
     + """
-SELECT :code, :geo_level, {level}, :period_type, i.{period},
-       {disaggregation}, sum(i.victim_count), NULL, sum(i.victim_count), :unit, :computed_at
+SELECT :code, :geo_level, g.geo_code, :period_type, i.{period},
+       {disaggregation}, {count}, NULL, {count}, :unit, :computed_at
 FROM records i"""
-    + _DISTRICT_JOIN.format(district="i.district_code")
+    + _ROLLUP_JOIN.format(alias="i")
     + """
-GROUP BY {level}, i.{period}{group_extra}"""
+GROUP BY g.geo_code, i.{period}{group_extra}"""
 )
 
 # Prevention and survey indicators: one statement shape; the arithmetic is fixed SQL fragments
@@ -211,13 +274,13 @@ GROUP BY {level}, i.{period}{group_extra}"""
 RATIO_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
     + """
-SELECT :code, :geo_level, {level}, :period_type, i.{period}, :disaggregation,
+SELECT :code, :geo_level, g.geo_code, :period_type, i.{period}, :disaggregation,
        {numerator}, {denominator}, {value}, :unit, :computed_at
 FROM records i"""
-    + _DISTRICT_JOIN.format(district="i.district_code")
+    + _ROLLUP_JOIN.format(alias="i")
     + """
 WHERE {where}
-GROUP BY {level}, i.{period}"""
+GROUP BY g.geo_code, i.{period}"""
 )
 EXECUTED = "i.activity_status = 'EXECUTED'"
 PARTICIPANTS = (
@@ -294,14 +357,21 @@ MEASURES = [
 COVERAGE_SQL = (
     f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
     + """
-periods AS (SELECT DISTINCT period, year FROM rep),
-unit AS (SELECT {level} AS geo_code, periods.period, den.pop,
-                CASE WHEN rep.district_code IS NULL THEN 0 ELSE den.pop END AS covered
-         FROM periods CROSS JOIN geography d
-         JOIN geography p ON p.geo_code = d.parent_code AND p.valid_to IS NULL
-         JOIN den ON den.geo_code = d.geo_code AND den.year = periods.year
-         LEFT JOIN rep ON rep.district_code = d.geo_code AND rep.period = periods.period
-         WHERE d.geo_level = 'district' AND d.valid_to IS NULL)
+periods AS (SELECT r.{period} AS period, CAST(r.period_year AS INTEGER) AS year,
+                   max(r.period_month) AS month
+            FROM rep r GROUP BY r.{period}, r.period_year),
+all_l AS (SELECT DISTINCT g.geo_code, pr.period, g.unit_code, pr.year
+          FROM periods pr JOIN geography_rollup g ON g.geo_level = :geo_level
+           AND (g.from_month IS NULL OR g.from_month <= pr.month)
+           AND (g.to_month IS NULL OR g.to_month > pr.month)),"""
+    + _POPULATION.format(units="all_l")
+    + """,
+unit AS (SELECT a.geo_code, a.period, den.pop,
+                CASE WHEN rep_l.unit_code IS NULL THEN 0 ELSE den.pop END AS covered
+         FROM all_l a
+         JOIN den ON den.unit_code = a.unit_code AND den.year = a.year
+         LEFT JOIN rep_l ON rep_l.geo_code = a.geo_code AND rep_l.period = a.period
+                        AND rep_l.unit_code = a.unit_code)
 SELECT :code, :geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
        sum(covered) * :multiplier / sum(pop), :unit, :computed_at
 FROM unit GROUP BY geo_code, period HAVING sum(pop) > 0"""
@@ -315,7 +385,8 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
         if conn.dialect.name == "postgresql":
             # Tables that just grew by a merge still carry the planner's empty-table estimates,
             # which pick nested loops (measured: 0.5 s instead of 7 ms per statement on 10k rows).
-            conn.exec_driver_sql(f"ANALYZE {', '.join(RECORD_COLUMNS)}, geography, population")
+            tables = ", ".join([*DATASETS, "geography_rollup", "declared_coverage", "population"])
+            conn.exec_driver_sql(f"ANALYZE {tables}")
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
         conn.execute(indicator_value.delete())
@@ -344,12 +415,13 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
 
 
 def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> None:
-    """Run every indicator statement into ``target``.
+    """Run every indicator statement into ``target``, at every level the deployment declares.
 
     ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
     as_of (then the records are the versions valid at that moment).
     """
     as_of = "as_of" in fixed
+    levels = current_deployment().level_codes
 
     def run(
         template: str,
@@ -361,38 +433,46 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
         **params,
     ):
         """One statement: ``shape`` fills the SQL template, ``params`` are bound values."""
-        records = records_sql(dataset, as_of)
         sql = template.format(
-            target=target, records=records, level=LEVEL_EXPRESSIONS[level], **shape
+            target=target,
+            records=records_sql(dataset, as_of),
+            coverage=coverage_sql(as_of),
+            **shape,
         )
         used = {k: v for k, v in fixed.items() if f":{k}" in sql}
         timestamps = [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k in used]
+        bound = {
+            "code": ind.code,
+            "geo_level": level,
+            "period_type": period_type,
+            "unit": ind.unit,
+            "dataset": dataset,
+            "pop_sex": "T",
+        }
         conn.execute(
             sa.text(sql).bindparams(*timestamps),
-            {"code": ind.code, "geo_level": level, "period_type": period_type, "unit": ind.unit}
-            | used
-            | params,
+            {k: v for k, v in (bound | used | params).items() if f":{k}" in sql},
         )
 
+    victims = "sum(i.victim_count)"
     sections = "'iccs_section=' || substr(i.crime_code, 1, 2)"
+    arrests = "arrests" in DATASETS
     for period_type, period in PERIOD_COLUMNS.items():
-        for level in LEVEL_EXPRESSIONS:
+        for level in levels:
             for sex in (None, *SEX_CODES):
-                shape = {
-                    "period": period,
-                    "victim_sex": "AND victim_sex = :sex" if sex else "",
-                    "pop_sex": "AND sex = :sex" if sex else "",
-                }
+                where = "i.crime_code LIKE :crime_prefix" + (
+                    " AND i.victim_sex = :sex" if sex else ""
+                )
                 run(
                     RATE_SQL,
                     SDG_16_1_1,
                     level,
                     period_type,
-                    shape,
+                    {"period": period, "count": victims, "where": where},
                     crime_prefix=f"{SDG_16_1_1.crime_prefix}%",
                     multiplier=float(SDG_16_1_1.multiplier),
                     disaggregation=f"sex={sex}" if sex else "",
-                    **({"sex": sex} if sex else {}),
+                    **({"sex": sex, "pop_sex": sex} if sex else {}),
                 )
             for disaggregation, group_extra in (
                 ("''", ""),
@@ -402,18 +482,33 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     "period": period,
                     "disaggregation": disaggregation,
                     "group_extra": group_extra,
+                    "count": victims,
                 }
                 run(COUNT_SQL, INCIDENT_COUNT, level, period_type, shape)
-            if level != "district":
-                multiplier = float(REPORTING_COVERAGE.multiplier)
-                shape = {"period": period, "pop_sex": ""}
+            if level != levels[-1]:
                 run(
                     COVERAGE_SQL,
                     REPORTING_COVERAGE,
                     level,
                     period_type,
-                    shape,
-                    multiplier=multiplier,
+                    {"period": period},
+                    multiplier=float(REPORTING_COVERAGE.multiplier),
+                )
+            for group in (None, *ARREST_GROUPS) if arrests else ():
+                run(
+                    RATE_SQL,
+                    ARRESTS_RATE,
+                    level,
+                    period_type,
+                    {
+                        "period": period,
+                        "count": "count(*)",
+                        "where": "i.offence_group = :group" if group else "1 = 1",
+                    },
+                    dataset="arrests",
+                    multiplier=float(ARRESTS_RATE.multiplier),
+                    disaggregation=f"offence_group={group}" if group else "",
+                    **({"group": group} if group else {}),
                 )
             for dataset, ind, disaggregation, numerator, denominator, where in MEASURES:
                 if denominator is None:
@@ -457,26 +552,77 @@ def _definition(ind: Indicator) -> dict:
 
 
 def unbalanced_aggregates(conn: sa.Connection) -> list[dict]:
-    """Indicator numerators of a province or the nation that differ from the sum of their parts.
+    """Indicator numerators of an area that differ from the sum of its parts one level down
+    (the parts valid in the period).
 
-    Empty when district numerators add up to province ones and province ones to national ones.
+    Empty when every level's numerators add up to the next one's.
     """
+    levels = current_deployment().level_codes
+    below = " ".join(f"WHEN '{a}' THEN '{b}'" for a, b in zip(levels, levels[1:], strict=False))
+    upper = ", ".join(f"'{level}'" for level in levels[:-1])
+    start = (
+        "CASE parent.period_type WHEN 'month' THEN parent.period ELSE parent.period || '-12' END"
+    )
     sql = sa.text(
-        """
+        f"""
         SELECT parent.indicator_code, parent.geo_level, parent.geo_code, parent.period,
-               parent.disaggregation, parent.numerator AS reported, coalesce(sum(child.numerator), 0) AS summed
+               parent.disaggregation, parent.numerator AS reported,
+               coalesce(sum(child.numerator), 0) AS summed
         FROM indicator_value parent
-        LEFT JOIN geography g ON g.parent_code = parent.geo_code AND g.valid_to IS NULL
+        LEFT JOIN geography g ON g.parent_code = parent.geo_code
+         AND substr(CAST(g.valid_from AS TEXT), 1, 7) <= {start}
+         AND (g.valid_to IS NULL OR substr(CAST(g.valid_to AS TEXT), 1, 7) > {start})
         LEFT JOIN indicator_value child
           ON child.geo_code = g.geo_code AND child.indicator_code = parent.indicator_code
          AND child.period_type = parent.period_type AND child.period = parent.period
          AND child.disaggregation = parent.disaggregation
-         AND child.geo_level = CASE parent.geo_level WHEN 'national' THEN 'province'
-                                                     ELSE 'district' END
-        WHERE parent.geo_level IN ('national', 'province') AND parent.indicator_code <> :coverage
+         AND child.geo_level = CASE parent.geo_level {below} END
+        WHERE parent.geo_level IN ({upper}) AND parent.indicator_code <> :coverage
         GROUP BY parent.indicator_code, parent.geo_level, parent.geo_code, parent.period_type,
                  parent.period, parent.disaggregation, parent.numerator
         HAVING abs(parent.numerator - coalesce(sum(child.numerator), 0)) > 1e-9
         """
     )
     return [dict(r) for r in conn.execute(sql, {"coverage": REPORTING_COVERAGE.code}).mappings()]
+
+
+def units_without_population(conn: sa.Connection) -> list[dict]:
+    """Units holding records of any dataset but no population at all: their records count in
+    totals, not in rates, until the ministry loads their population."""
+    found = []
+    for dataset in DATASETS:
+        geo = load_contract(dataset).geography_field
+        table = record_tables(dataset).current
+        missing = (
+            sa.select(table.c[geo].label("unit_code"), sa.func.count().label("records"))
+            .where(~table.c[geo].in_(sa.select(population.c.geo_code)))
+            .group_by(table.c[geo])
+        )
+        found += [dict(r, dataset=dataset) for r in conn.execute(missing).mappings()]
+    return found
+
+
+def records_outside_geography(conn: sa.Connection) -> list[dict]:
+    """Records whose unit is not in the geography in their month: accepted, but no indicator
+    can place them until the geography is corrected."""
+    found = []
+    r = geography_rollup.c
+    for dataset in DATASETS:
+        geo = load_contract(dataset).geography_field
+        table = record_tables(dataset).current
+        placed = sa.select(sa.literal(1)).where(
+            r.unit_code == table.c[geo],
+            sa.or_(r.from_month.is_(None), r.from_month <= table.c.period_month),
+            sa.or_(r.to_month.is_(None), r.to_month > table.c.period_month),
+        )
+        outside = (
+            sa.select(
+                table.c[geo].label("unit_code"),
+                table.c.period_month,
+                sa.func.count().label("records"),
+            )
+            .where(~placed.exists())
+            .group_by(table.c[geo], table.c.period_month)
+        )
+        found += [dict(x, dataset=dataset) for x in conn.execute(outside).mappings()]
+    return found

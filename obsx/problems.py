@@ -123,8 +123,55 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     "geography-not-owned": (
         ERROR,
-        "El distrito {value} no pertenece a este observatorio (puede reportar: {owned}).",
-        "District {value} does not belong to this observatory (it may report: {owned}).",
+        "La unidad territorial «{value}» (leída como {read}) no es de este contribuyente{hint_es}.",
+        "Territorial unit '{value}' (read as {read}) is not this contributor's{hint_en}.",
+    ),
+    "unknown-place": (
+        ERROR,
+        "No se encontró el lugar «{value}»{within_es} en la división territorial.",
+        "Place '{value}'{within_en} is not in the territorial division.",
+    ),
+    "ambiguous-place": (
+        ERROR,
+        "Hay varios lugares llamados «{value}»; indique también {parent_es} para distinguirlos.",
+        "Several places are called '{value}'; give the {parent_en} too to tell them apart.",
+    ),
+    "unknown-parent-place": (
+        ERROR,
+        "No se encontró «{value}» como {parent_es} en la división territorial.",
+        "'{value}' is not a {parent_en} of the territorial division.",
+    ),
+    "bad-date-part": (
+        ERROR,
+        "«{value}» no es un {part_es} válido para formar la fecha de «{title}».",
+        "'{value}' is not a valid {part_en} to make the date of '{title}'.",
+    ),
+    "profile-column-missing": (
+        ERROR,
+        "El perfil ({where}) usa la columna «{value}», que el archivo no tiene. Si cambió el "
+        "formato de su exportación, avise al ministerio para actualizar el perfil.",
+        "The profile ({where}) uses column '{value}', which the file does not have. If your "
+        "export changed, ask the ministry to update the profile.",
+    ),
+    "profile-column-unused": (
+        WARNING,
+        "El perfil ({where}) describe la columna «{value}», que el archivo no tiene.",
+        "The profile ({where}) describes column '{value}', which the file does not have.",
+    ),
+    "unit-outside-geography": (
+        WARNING,
+        "La unidad {value} no está en la división territorial vigente en {month}: sus {count} "
+        "registros se guardaron pero no cuentan en ningún indicador hasta que el ministerio "
+        "corrija la división territorial.",
+        "Unit {value} is not in the territorial division valid in {month}: its {count} records "
+        "were stored but count in no indicator until the ministry corrects the division.",
+    ),
+    "unit-without-population": (
+        WARNING,
+        "La unidad {value} no tiene población para {year} en los datos de referencia: sus "
+        "registros cuentan en los totales pero no en las tasas hasta que el ministerio la cargue.",
+        "Unit {value} has no population for {year} in the reference data: its records count in "
+        "totals but not in rates until the ministry loads it.",
     ),
     "held-closed-period": (
         WARNING,
@@ -152,9 +199,9 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     ),
     "geography-not-valid-on-date": (
         ERROR,
-        "El distrito {value} no existía el {date} (vigente desde {valid_from}); use el código "
+        "La unidad {value} no existía el {date} (vigente desde {valid_from}); use el código "
         "vigente en esa fecha.",
-        "District {value} did not exist on {date} (valid from {valid_from}); use the code valid "
+        "Unit {value} did not exist on {date} (valid from {valid_from}); use the code valid "
         "on that date.",
     ),
     "duplicate-key": (

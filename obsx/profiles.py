@@ -1,23 +1,54 @@
-"""Profiles: how one observatory's export maps onto a dataset's contract, as data.
+"""Profiles: how one contributor's export maps onto a dataset's contract, as data.
 
-``profiles/<observatory>/<dataset>.yaml`` says which sheet and header row hold the table, which
+``<deployment>/profiles/<contributor>/*.yaml`` say which sheet and header row hold the table, which
 of its columns is which contract field, which of its code values is which contract code, which
-date spelling it uses and which rows are not data. A new layout needs a profile, not code; an
-observatory without a profile is read with the contract's own header names and labels.
+date spelling it uses, which rows are not data, and how fields the export does not hold as such
+are derived (a constant, a date from parts, an id from several columns, a code from part of
+another, a unit from its place name). A contributor may have several profiles for one dataset,
+chosen by file-name pattern (``files``) or by headers. A new layout needs a profile, not code; a
+contributor without a profile is read with the contract's own header names and labels.
 """
 
+import fnmatch
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from obsx.config import REPO_ROOT
 from obsx.contract import Contract, normalise_label
+from obsx.deployment import current_deployment
 from obsx.reading import Layout
+from obsx.sourceyaml import LineDict, SourceError, load_yaml
 
-PROFILES_DIR = REPO_ROOT / "profiles"
+ROW_NUMBER = "$row"  # in derive.<field>.join: the row number in the file
+MONTHS = {
+    **dict.fromkeys(["enero", "ene", "january", "jan"], 1),
+    **dict.fromkeys(["febrero", "feb", "february"], 2),
+    **dict.fromkeys(["marzo", "mar", "march"], 3),
+    **dict.fromkeys(["abril", "abr", "april", "apr"], 4),
+    **dict.fromkeys(["mayo", "may"], 5),
+    **dict.fromkeys(["junio", "jun", "june"], 6),
+    **dict.fromkeys(["julio", "jul", "july"], 7),
+    **dict.fromkeys(["agosto", "ago", "august", "aug"], 8),
+    **dict.fromkeys(["septiembre", "setiembre", "sep", "set", "sept", "september"], 9),
+    **dict.fromkeys(["octubre", "oct", "october"], 10),
+    **dict.fromkeys(["noviembre", "nov", "november"], 11),
+    **dict.fromkeys(["diciembre", "dic", "december", "dec"], 12),
+}
+DERIVE_KINDS = {
+    "value": {"value"},
+    "date": {"year", "month", "day"},
+    "join": {"join", "hash_over"},
+    "slice": {"column", "slice", "pad"},
+    "place": {"place", "parent"},
+}
 KNOWN_KEYS = {
+    "files",
+    "derive",
+    "complete_coverage",
+    "value_labels",
+    "blank_values",
     "unpivot",
     "observatory",
     "dataset",
@@ -49,8 +80,43 @@ class Unpivot:
     id_from: tuple[str, ...] = ()  # no id column: build each record's id from these columns
 
 
-class ProfileError(ValueError):
-    """A profile that cannot be used: said with the file and the key at fault."""
+@dataclass(frozen=True)
+class Derivation:
+    """How one contract field is made from other cells (see DERIVE_KINDS)."""
+
+    field: str
+    kind: str
+    value: str | None = None  # value: a constant
+    year: str | int | None = None  # date: a column name, or a number
+    month: str | int | None = None  # a column holding a number or a month name, or a number
+    day: str | int | None = 1
+    join: tuple[str, ...] = ()  # join: columns (or $row) joined with "-"
+    hash_over: int | None = None  # join: longer ids than this become a stable hash
+    column: str | None = None  # slice: the column cut
+    start: int = 0
+    end: int | None = None
+    pad: int | None = None  # slice: restore leading zeros to this length first
+    place: str | None = None  # place: the column with the unit's name
+    parent: str | None = None  # place: the column with its parent's name or code
+    line: int | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The file columns this derivation reads."""
+        parts = [self.year, self.month, self.day, self.column, self.place, self.parent]
+        named = [p for p in parts if isinstance(p, str)]
+        return (*named, *[c for c in self.join if c != ROW_NUMBER])
+
+
+class ProfileError(SourceError):
+    """A profile that cannot be used: said with the file, the line and the key at fault."""
+
+    def __init__(self, path, line_or_message, message: str | None = None):
+        if message is None:  # ProfileError("where: message") as before
+            ValueError.__init__(self, line_or_message)
+            self.path, self.line = "", None
+        else:
+            super().__init__(path, line_or_message, message)
 
 
 @dataclass(frozen=True)
@@ -69,6 +135,24 @@ class Profile:
     drop_rows: tuple[tuple[str, str], ...] = ()  # (column as in the file, regular expression)
     language: str = "es"
     unpivot: Unpivot | None = None
+    files: tuple[str, ...] = ()  # file-name patterns this profile is for (empty: any)
+    derive: tuple[Derivation, ...] = ()
+    complete_coverage: bool = False  # a file covers all the contributor's units for its months
+    value_labels: bool = True  # SPSS: read value labels (False: the numeric codes)
+    blank_values: tuple[str, ...] = ()  # cells that mean "no value" (Ignorado, n/d)
+    lines: dict = field(default_factory=dict, compare=False, repr=False)  # key -> line
+
+    def line_of(self, *keys) -> str:
+        """``path:line`` of a key of the profile, for messages."""
+        line = None
+        for key in keys:
+            line = self.lines.get(key) or line
+        return f"{self.where}:{line}" if line else self.where
+
+    def matches_file(self, file_name: str) -> bool:
+        return not self.files or any(
+            fnmatch.fnmatch(file_name.lower(), pattern.lower()) for pattern in self.files
+        )
 
     @property
     def where(self) -> str:
@@ -90,7 +174,8 @@ class Profile:
     def layout(self, contract: Contract) -> Layout:
         def is_header(cells: list[str]) -> bool:
             mapping, _ = contract.match_headers([c for c in cells if c], extra=self.columns)
-            return len(mapping) >= 2
+            derived_columns = {c for d in self.derive for c in d.columns}
+            return len(mapping) + len(derived_columns & set(cells)) >= 2
 
         return Layout(
             sheet=self.sheet,
@@ -98,6 +183,7 @@ class Profile:
             encoding=self.encoding,
             delimiter=self.delimiter,
             is_header=is_header,
+            value_labels=self.value_labels,
         )
 
     def rows_to_drop(self, frame) -> dict[int, str]:
@@ -105,35 +191,155 @@ class Profile:
         dropped = {}
         for column, pattern in self.drop_rows:
             if column in frame.columns:
-                rule = re.compile(pattern)
-                hits = frame[column].map(lambda v, rule=rule: bool(rule.search(str(v))))
+                with warnings.catch_warnings():  # groups in a pattern are fine: we only test
+                    warnings.simplefilter("ignore", UserWarning)
+                    hits = frame[column].astype("str").str.contains(pattern, regex=True)
                 dropped.update({int(row): f"{column} ~ {pattern}" for row in frame.index[hits]})
         return dropped
 
 
+def _fail(spec, path, key, message):
+    line = spec.line(key) if isinstance(spec, LineDict) else None
+    raise ProfileError(path or "profile", line, message)
+
+
+def _derivation(name: str, spec, path, contract: Contract) -> Derivation:
+    if not isinstance(spec, dict):
+        raise ProfileError(path or "profile", None, f"derive.{name}: a mapping is expected")
+    keys = set(spec)
+    kind = next((k for k, allowed in DERIVE_KINDS.items() if keys and keys <= allowed), None)
+    if kind is None or (kind == "date" and "month" not in keys):
+        known = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in DERIVE_KINDS.items())
+        _fail(
+            spec,
+            path,
+            next(iter(spec), None),
+            f"derive.{name}: keys {sorted(keys)} fit no kind ({known})",
+        )
+    line = spec.line(next(iter(spec))) if isinstance(spec, LineDict) else None
+    f = contract.field(name)
+    if kind == "value":
+        return Derivation(name, kind, value=str(spec["value"]), line=line)
+    if kind == "date":
+        if f.type != "date":
+            _fail(spec, path, "month", f"derive.{name}: year/month/day make a date field")
+        for part, (low, high) in {"year": (1900, 2100), "month": (1, 12), "day": (1, 31)}.items():
+            value = spec.get(part)
+            if isinstance(value, bool) or (isinstance(value, int) and not low <= value <= high):
+                _fail(spec, path, part, f"derive.{name}.{part}: {value!r} is not a {part}")
+        if "year" not in spec:
+            _fail(spec, path, "month", f"derive.{name}: year is missing")
+        return Derivation(
+            name,
+            kind,
+            year=spec["year"],
+            month=spec["month"],
+            day=spec.get("day", 1),
+            line=line,
+        )
+    if kind == "join":
+        columns = spec["join"]
+        if not isinstance(columns, list) or not columns:
+            _fail(spec, path, "join", f"derive.{name}.join: a list of columns (or {ROW_NUMBER})")
+        hash_over = spec.get("hash_over", f.constraints.get("max_length"))
+        return Derivation(
+            name, kind, join=tuple(str(c) for c in columns), hash_over=hash_over, line=line
+        )
+    if kind == "slice":
+        cut = spec.get("slice", [0, None])
+        if not (isinstance(cut, list) and len(cut) == 2 and isinstance(cut[0], int)):
+            _fail(spec, path, "slice", f"derive.{name}.slice: [start, end] (0 = first character)")
+        return Derivation(
+            name,
+            kind,
+            column=str(spec["column"]),
+            start=cut[0],
+            end=cut[1],
+            pad=spec.get("pad"),
+            line=line,
+        )
+    if name != contract.geography_field:
+        _fail(
+            spec, path, "place", f"derive.{name}: place names give only {contract.geography_field}"
+        )
+    parent = spec.get("parent")
+    return Derivation(
+        name,
+        kind,
+        place=str(spec["place"]),
+        parent=None if parent is None else str(parent),
+        line=line,
+    )
+
+
+def _check_month_headers(u, months: dict[str, int], path) -> None:
+    """A month column written as a name must name the month it is given (a misspelt key)."""
+    table = u.get("months") if isinstance(u, dict) else None
+    for header, number in months.items():
+        line = table.line(header) if isinstance(table, LineDict) else None
+        if not 1 <= number <= 12:
+            raise ProfileError(
+                path or "profile", line, f"unpivot.months.{header}: {number} is not a month"
+            )
+        label = normalise_label(header)
+        if re.fullmatch(r"[a-z ]+", label):
+            known = MONTHS.get(label) or MONTHS.get(label.split(" ")[0])
+            if known is None:
+                raise ProfileError(
+                    path or "profile", line, f"unpivot.months: {header!r} is not a month name"
+                )
+            if known != number:
+                raise ProfileError(
+                    path or "profile",
+                    line,
+                    f"unpivot.months: {header!r} is month {known}, not {number}",
+                )
+
+
 def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> Profile:
-    """Check a profile against its contract, so that a mistake shows when it is loaded."""
+    """Check a profile against its contract, so that a mistake shows when it is loaded, with
+    the file and line at fault, before any row is read."""
     where = str(path) if path else "profile"
+    spec = spec if isinstance(spec, LineDict) else _as_line_dict(spec)
     unknown = set(spec) - KNOWN_KEYS
     if unknown:
-        raise ProfileError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}")
+        key = sorted(unknown)[0]
+        _fail(spec, where, key, f"unknown key {key!r}; known: {sorted(KNOWN_KEYS)}")
     names = {f.name for f in contract.fields}
-    columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
+    columns_spec = spec.get("columns") or {}
+    columns = {str(k): str(v) for k, v in columns_spec.items()}
     for header, name in columns.items():
         if name not in names:
-            raise ProfileError(f"{where}: columns.{header!r} names no field of {contract.dataset}")
+            _fail(
+                columns_spec,
+                where,
+                header,
+                f"columns.{header!r} names no field of {contract.dataset}",
+            )
+    derive_spec = spec.get("derive") or {}
+    derive = []
+    for name, d in derive_spec.items():
+        if name not in names:
+            _fail(derive_spec, where, name, f"derive.{name}: no field of {contract.dataset}")
+        if name in columns.values():
+            _fail(derive_spec, where, name, f"derive.{name}: columns already gives that field")
+        derive.append(_derivation(str(name), d, where, contract))
     codes: dict[str, dict[str, str]] = {}
-    for name, table in (spec.get("codes") or {}).items():
+    codes_spec = spec.get("codes") or {}
+    for name, table in codes_spec.items():
         if name not in names or contract.field(name).codelist is None:
-            raise ProfileError(f"{where}: codes.{name}: {name!r} is not a coded field")
+            _fail(codes_spec, where, name, f"codes.{name}: {name!r} is not a coded field")
         valid = contract.field(name).codelist
         mapped = {}
         for value, code in (table or {}).items():
+            line_table = table if isinstance(table, LineDict) else codes_spec
             if isinstance(value, bool):  # YAML reads bare No/Yes/Si as booleans
-                raise ProfileError(f"{where}: codes.{name}: quote the value {value!r} ('No': …)")
+                _fail(
+                    line_table, where, value, f"codes.{name}: quote the value {value!r} ('No': …)"
+                )
             code = valid.canonical(str(code))
             if code not in valid.labels:
-                raise ProfileError(f"{where}: codes.{name}.{value!r} -> {code!r} is not a code")
+                _fail(line_table, where, value, f"codes.{name}.{value!r} -> {code!r} is not a code")
             mapped[str(value)] = code
             mapped[normalise_label(str(value))] = code
         codes[name] = mapped
@@ -142,13 +348,11 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         try:
             re.compile(rule["matches"])
         except (KeyError, TypeError, re.error) as exc:
-            raise ProfileError(
-                f"{where}: drop_rows needs column and a valid 'matches': {exc}"
-            ) from exc
+            _fail(spec, where, "drop_rows", f"drop_rows needs column and a valid 'matches': {exc}")
         drop_rows.append((str(rule["column"]), rule["matches"]))
     header_row = spec.get("header_row", "auto")
     if header_row != "auto" and not (isinstance(header_row, int) and header_row >= 1):
-        raise ProfileError(f"{where}: header_row is 'auto' or a row number (1 = first)")
+        _fail(spec, where, "header_row", "header_row is 'auto' or a row number (1 = first)")
     unpivot = None
     if spec.get("unpivot"):
         u = spec["unpivot"]
@@ -162,22 +366,28 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
                 id_from=tuple(str(c) for c in u.get("id_from") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProfileError(
-                f"{where}: unpivot needs months (header: month number), date_field, value_field"
-                f" and year or year_column ({exc})"
-            ) from exc
+            _fail(
+                spec,
+                where,
+                "unpivot",
+                "unpivot needs months (header: month number), date_field, value_field"
+                f" and year or year_column ({exc})",
+            )
+        _check_month_headers(u, unpivot.months, where)
         if unpivot.date_field not in names or contract.field(unpivot.date_field).type != "date":
-            raise ProfileError(f"{where}: unpivot.date_field must be a date field")
+            _fail(spec, where, "unpivot", "unpivot.date_field must be a date field")
         if unpivot.value_field not in names or contract.field(unpivot.value_field).type not in (
             "integer",
             "number",
         ):
-            raise ProfileError(f"{where}: unpivot.value_field must be a numeric field")
+            _fail(spec, where, "unpivot", "unpivot.value_field must be a numeric field")
         if (unpivot.year is None) == (unpivot.year_column is None):
-            raise ProfileError(f"{where}: unpivot needs exactly one of year and year_column")
+            _fail(spec, where, "unpivot", "unpivot needs exactly one of year and year_column")
     language = spec.get("language", "es")
     if language not in ("es", "en"):
-        raise ProfileError(f"{where}: language is 'es' or 'en'")
+        _fail(spec, where, "language", "language is 'es' or 'en'")
+    files = spec.get("files") or []
+    files = [files] if isinstance(files, str) else files
     return Profile(
         observatory=spec.get("observatory", ""),
         dataset=spec.get("dataset", contract.dataset),
@@ -193,19 +403,66 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         drop_rows=tuple(drop_rows),
         language=language,
         unpivot=unpivot,
+        files=tuple(str(p) for p in files),
+        derive=tuple(derive),
+        complete_coverage=bool(spec.get("complete_coverage", False)),
+        value_labels=bool(spec.get("value_labels", True)),
+        blank_values=tuple(str(v) for v in spec.get("blank_values") or []),
+        lines=dict(getattr(spec, "lines", {})),
     )
 
 
-def load_profile(
-    observatory: str, contract: Contract, profiles_dir: Path = PROFILES_DIR
-) -> Profile:
-    """The observatory's profile for the contract's dataset, or an empty one if it has none."""
+def _as_line_dict(spec: dict) -> LineDict:
+    """A plain dict (a test's profile) as a mapping without lines."""
+    out = LineDict(spec)
+    out.lines = {}
+    return out
+
+
+def contributor_profiles(
+    observatory: str, contracts: dict[str, Contract], profiles_dir: Path
+) -> list[Profile]:
+    """Every profile of a contributor (``<profiles>/<contributor>/*.yaml``), checked.
+
+    A file names its dataset (``dataset:``), else its name does (``incidents.yaml``)."""
+    folder = profiles_dir / observatory
+    found = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        spec = load_yaml(path)
+        dataset = str(spec.get("dataset", path.stem))
+        if dataset not in contracts:
+            raise ProfileError(
+                path, spec.line("dataset"), f"dataset {dataset!r} is not one of {sorted(contracts)}"
+            )
+        profile = parse_profile(spec, contracts[dataset], path)
+        if profile.observatory not in ("", observatory):
+            raise ProfileError(
+                path,
+                spec.line("observatory"),
+                f"written for {profile.observatory!r}, not {observatory!r}",
+            )
+        found.append(profile)
+    return found
+
+
+def load_profile(observatory: str, contract: Contract, profiles_dir: Path | None = None) -> Profile:
+    """The profile ``<profiles>/<observatory>/<dataset>.yaml``, or an empty one if there is none
+    (``profiles_dir``: the current deployment's)."""
+    profiles_dir = profiles_dir or current_deployment().profiles_dir
     path = profiles_dir / observatory / f"{contract.dataset}.yaml"
     if not path.exists():
         return Profile(observatory=observatory, dataset=contract.dataset)
-    with open(path, encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh) or {}
+    spec = load_yaml(path)
     profile = parse_profile(spec, contract, path)
     if profile.observatory not in ("", observatory):
-        raise ProfileError(f"{path}: written for {profile.observatory!r}, not {observatory!r}")
+        raise ProfileError(
+            path,
+            spec.line("observatory"),
+            f"written for {profile.observatory!r}, not {observatory!r}",
+        )
     return profile
+
+
+def load_reference_profile(deployment, contract: Contract) -> Profile:
+    """The ministry's profile for a reference file of the deployment, or an empty one."""
+    return load_profile("ministry", contract, deployment.profiles_dir)

@@ -35,6 +35,7 @@ class Layout:
     encoding: str | None = None
     delimiter: str | None = None
     is_header: Callable[[list[str]], bool] | None = None  # how to recognise the header row
+    value_labels: bool = True  # SPSS: cells as their value labels (False: the codes)
 
 
 class UnreadableFile(Exception):
@@ -285,7 +286,9 @@ def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
         handle.write(data)
         handle.flush()
         try:
-            frame, _ = pyreadstat.read_sav(handle.name, apply_value_formats=True)
+            frame, _ = pyreadstat.read_sav(
+                handle.name, apply_value_formats=layout.value_labels
+            )
         except Exception as exc:  # pyreadstat.ReadstatError and friends
             kind = type(exc).__name__
             raise UnreadableFile(

@@ -1,6 +1,7 @@
-"""National reference data: observatories, geography and population, loaded by the ministry.
+"""National reference data of a deployment: contributors, geography and population.
 
-The files in ``reference/`` are the source; the loader is the same for demo and official figures.
+The deployment's files are the source (``deployments/<name>/``); the loader is the same for demo
+and official figures and for every country.
 """
 
 import datetime as dt
@@ -9,83 +10,210 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-import yaml
 
-from obsx.config import REFERENCE_DIR
 from obsx.contract import load_contract
-from obsx.profiles import load_profile
+from obsx.deployment import Deployment, current_deployment
+from obsx.places import Places
+from obsx.profiles import load_reference_profile
 from obsx.reading import UnreadableFile, read_submission
-from obsx.validation import Observatory, ReferenceDataError, not_data_rows, validate_reference
-from obsx.warehouse import geography, observatory, observatory_unit, population
+from obsx.sourceyaml import SourceError, load_yaml
+from obsx.validation import Observatory, ReferenceDataError, apply_profile, validate_reference
+from obsx.warehouse import geography, geography_rollup, observatory, observatory_unit, population
 
-OBSERVATORY_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
-NATIONAL_CODE = "PA"
+CONTRIBUTOR_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+CONTRIBUTOR_KINDS = ("observatory", "institution")
+ALL_UNITS = "all"  # a national institution may report for every unit of the country
+CONTRIBUTOR_KEYS = {"code", "name", "kind", "opened_on", "units", "complete_coverage"}
 
 
-def read_observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, dict]:
-    """The observatory registry, keyed by code; codes are checked against the safe alphabet."""
-    with open(path, encoding="utf-8") as fh:
-        entries = yaml.safe_load(fh)["observatories"]
+def read_contributors(deployment: Deployment | None = None) -> dict[str, dict]:
+    """The contributor registry, keyed by code; a mistake names the file and line."""
+    deployment = deployment or current_deployment()
+    path = deployment.contributors_path
+    spec = load_yaml(path)
+    entries = spec.get("contributors")
+    if not isinstance(entries, list):
+        raise SourceError(path, None, "needs a list under 'contributors:'")
     registry = {}
     for entry in entries:
-        code = entry["code"]
-        if not OBSERVATORY_CODE_RE.match(code) or "__" in code:
-            raise ValueError(f"observatory code {code!r}: use lowercase letters, digits and '_'")
-        entry["units"] = [str(u) for u in entry["units"]]
-        registry[code] = entry
+        line = entry.line("code") if hasattr(entry, "line") else None
+        unknown = set(entry) - CONTRIBUTOR_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise SourceError(path, entry.line(key), f"unknown key {key!r}")
+        code = str(entry.get("code", ""))
+        if not CONTRIBUTOR_CODE_RE.match(code) or "__" in code:
+            raise SourceError(path, line, f"code {code!r}: use lowercase letters, digits and '_'")
+        if code in registry:
+            raise SourceError(path, line, f"code {code!r} is registered twice")
+        if "name" not in entry:
+            raise SourceError(path, line, f"{code}: name is missing")
+        kind = entry.get("kind", "observatory")
+        if kind not in CONTRIBUTOR_KINDS:
+            raise SourceError(
+                path, entry.line("kind"), f"{code}: kind is one of {CONTRIBUTOR_KINDS}"
+            )
+        units = entry.get("units")
+        if units != ALL_UNITS and not (isinstance(units, list) and units):
+            raise SourceError(path, line, f"{code}: units is a list of unit codes or '{ALL_UNITS}'")
+        opened = entry.get("opened_on")
+        if opened is not None and not isinstance(opened, dt.date):
+            raise SourceError(path, entry.line("opened_on"), f"{code}: opened_on is YYYY-MM-DD")
+        registry[code] = {
+            "code": code,
+            "name": str(entry["name"]),
+            "kind": kind,
+            "opened_on": opened,
+            "units": units if units == ALL_UNITS else [str(u) for u in units],
+            "complete_coverage": bool(entry.get("complete_coverage", False)),
+            "line": line,
+            "units_line": entry.line("units"),
+        }
     return registry
 
 
-def observatories(path: Path = REFERENCE_DIR / "observatories.yaml") -> dict[str, Observatory]:
-    """The registry as validation needs it: units, opening date, units' validity periods."""
-    geography = read_geography()
-    validity = {
-        r.geo_code: (r.valid_from, r.valid_to)
-        for r in geography.itertuples()
-        if r.geo_level == "district"
-    }
+def resolve_units(
+    registry: dict[str, dict], geography_frame: pd.DataFrame, deployment: Deployment
+) -> dict[str, list[str]]:
+    """Each contributor's units, checked against the geography: an unknown unit is an error
+    naming it and the registry line. ``all`` becomes every unit of the lowest level."""
+    level = deployment.units_level
+    units_rows = geography_frame[geography_frame["geo_level"] == level.code]
+    known = set(units_rows["geo_code"])
+    resolved = {}
+    for code, entry in registry.items():
+        if entry["units"] == ALL_UNITS:
+            resolved[code] = sorted(known)
+            continue
+        padded = list(level.pad(pd.Series(entry["units"], dtype="str")))
+        unknown = [u for u in padded if u not in known]
+        if unknown:
+            raise SourceError(
+                deployment.contributors_path,
+                entry["units_line"],
+                f"{code}: units {', '.join(unknown)} are not {level.name['en'].lower()} codes of"
+                " the geography",
+            )
+        resolved[code] = padded
+    return resolved
+
+
+def observatories(deployment: Deployment | None = None) -> dict[str, Observatory]:
+    """The registry as validation needs it: units, opening date, units' validity, place names."""
+    deployment = deployment or current_deployment()
+    geography_frame = read_geography(deployment=deployment)
+    registry = read_contributors(deployment)
+    units = resolve_units(registry, geography_frame, deployment)
+    level = deployment.units_level
+    at_level = geography_frame[geography_frame["geo_level"] == level.code]
+    validity = {r.geo_code: (r.valid_from, r.valid_to) for r in at_level.itertuples()}
+    places = Places(geography_frame, deployment)
     return {
         code: Observatory(
             code=code,
             name=e["name"],
-            districts=tuple(e["units"]),
-            opened_on=e.get("opened_on"),
-            district_validity={u: validity[u] for u in e["units"] if u in validity},
+            districts=tuple(units[code]),
+            opened_on=e["opened_on"],
+            district_validity={u: validity[u] for u in units[code] if u in validity},
+            units_level=level,
+            places=places,
+            kind=e["kind"],
+            complete_coverage=e["complete_coverage"],
+            deployment=deployment.name,
         )
-        for code, e in read_observatories(path).items()
+        for code, e in registry.items()
     }
 
 
-def _read_reference(path: Path, dataset: str) -> pd.DataFrame:
+def _read_reference(path: Path, dataset: str, deployment: Deployment) -> pd.DataFrame:
     """A ministry reference file in any layout the readers know (CSV, Excel, SPSS; title rows,
-    totals and notes; the contract's Spanish headers or profiles/ministry/<dataset>.yaml),
-    checked against schemas/<dataset>.yaml: all or nothing."""
+    totals and notes; the contract's Spanish headers or the deployment's
+    ``profiles/ministry/<dataset>.yaml``), checked against schemas/<dataset>.yaml: all or nothing."""
     contract = load_contract(dataset)
-    profile = load_profile("ministry", contract)
+    profile = load_reference_profile(deployment, contract)
     try:
         table = read_submission(Path(path).read_bytes(), Path(path).name, profile.layout(contract))
     except UnreadableFile as exc:
         raise ReferenceDataError(f"{path}: {exc.problem.message('en')}") from exc
-    mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
-    key_header = next((h for h, name in mapping.items() if name == contract.primary_key[0]), None)
-    raw = table.frame.drop(index=list(not_data_rows(table.frame, key_header, profile)))
-    frame = raw.rename(columns=mapping)[list(mapping.values())]
+    except OSError as exc:
+        raise ReferenceDataError(f"{path}: cannot be read ({exc.strerror})") from exc
+    mapped = apply_profile(table, contract, profile, None)
+    if mapped.file_errors:
+        shown = "; ".join(p.message("en") for p in mapped.file_errors[:5])
+        raise ReferenceDataError(f"{path}: {shown}")
+    if mapped.cell_errors:
+        shown = "; ".join(f"row {p.row}: {p.message('en')}" for p in mapped.cell_errors[:20])
+        raise ReferenceDataError(f"{path}: {len(mapped.cell_errors)} problems: {shown}")
+    frame = mapped.raw.rename(columns=mapped.mapping)[list(mapped.mapping.values())]
     for f in contract.fields:
         if f.name not in frame.columns and not f.required:
             frame[f.name] = ""
-    typed = validate_reference(frame, contract, str(path))
+    if dataset == "population":
+        frame["geo_code"] = deployment.units_level.pad(frame["geo_code"])
+    problems = []
+    if dataset == "geography":
+        frame, problems = _geography_codes(frame, deployment)
+    typed = validate_reference(frame, contract, str(path), problems)
     return typed.astype(object).where(typed.notna(), None)
 
 
-def read_geography(path: Path = REFERENCE_DIR / "pa" / "geography.csv") -> pd.DataFrame:
-    frame = _read_reference(path, "geography")
+def _geography_codes(frame: pd.DataFrame, deployment: Deployment) -> tuple[pd.DataFrame, list]:
+    """Pad each unit's and parent's code as its level says, check level names and patterns,
+    and add the country row (and make it the parent of top units) when the file lacks it."""
+    levels = deployment.levels
+    problems = []
+    frame = frame.copy()
+    written = frame["geo_level"]
+    level_of = written.map({w: deployment.level_code(w) for w in written.unique()})
+    frame["geo_level"] = level_of.fillna(written)
+    for row in frame.index[level_of.isna()]:
+        problems.append(
+            f"row {row}: level {frame.at[row, 'geo_level']!r} is not one of"
+            f" {', '.join(deployment.level_codes)} (deployment.yaml)"
+        )
+    country = deployment.country_code
+    for i, level in enumerate(levels):
+        mine = level_of == level.code
+        frame.loc[mine, "geo_code"] = level.pad(frame.loc[mine, "geo_code"])
+        if i > 0:
+            parents = frame.loc[mine, "parent_code"].where(
+                frame.loc[mine, "parent_code"].ne(""), country if i == 1 else ""
+            )
+            frame.loc[mine, "parent_code"] = levels[i - 1].pad(parents).where(parents.ne(""), "")
+        for row in frame.index[mine]:
+            code = frame.at[row, "geo_code"]
+            if not level.matches(code):
+                problems.append(
+                    f"row {row}: {level.code} code {code!r} does not match {level.pattern}"
+                )
+    if not (level_of == levels[0].code).any():
+        first = frame["valid_from"][frame["valid_from"].ne("")].min()
+        source = frame["source"].iloc[0] if len(frame) else ""
+        country_row = {
+            "geo_code": country,
+            "geo_level": levels[0].code,
+            "name": deployment.country_name["es"],
+            "parent_code": "",
+            "valid_from": first or "1900-01-01",
+            "valid_to": "",
+            "source": source,
+        }
+        frame = pd.concat([pd.DataFrame([country_row], index=[0]), frame])
+    return frame, problems
+
+
+def read_geography(path: Path | None = None, deployment: Deployment | None = None) -> pd.DataFrame:
+    deployment = deployment or current_deployment()
+    frame = _read_reference(path or deployment.reference_file("geography"), "geography", deployment)
     for column in ("valid_from", "valid_to"):
         frame[column] = [None if v is None else v.date() for v in frame[column]]
     return frame.reset_index(drop=True)
 
 
-def read_population(path: Path = REFERENCE_DIR / "pa" / "population.csv") -> pd.DataFrame:
-    frame = _read_reference(path, "population")
+def read_population(path: Path | None = None, deployment: Deployment | None = None) -> pd.DataFrame:
+    deployment = deployment or current_deployment()
+    path = path or deployment.reference_file("population")
+    frame = _read_reference(path, "population", deployment)
     frame["year"] = frame["year"].astype(int)
     frame["population"] = frame["population"].astype(int)
     return frame.reset_index(drop=True)
@@ -99,13 +227,67 @@ def _replace(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
     return len(records)
 
 
-def load_geography(engine: sa.Engine, frame: pd.DataFrame) -> int:
-    """Replace the geography in one transaction; every parent must exist."""
+def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
+    """For every unit of the lowest level, the unit it belongs to at each level, with the
+    period (months, ``YYYY-MM``) in which that chain holds: boundary changes keep history, so
+    each period's figures roll up on the hierarchy valid then."""
+    rows_by_code: dict[str, list] = {}
+    for r in frame.itertuples():
+        rows_by_code.setdefault(r.geo_code, []).append(r)
+
+    def month(d: dt.date | None) -> str | None:
+        return None if d is None else d.strftime("%Y-%m")
+
+    def chains(r, start, end):
+        """(ancestor codes from r upwards, start, end) for every stretch of r's parent history."""
+        if start is not None and end is not None and start >= end:
+            return
+        if not r.parent_code:
+            yield [r.geo_code], start, end
+            return
+        for parent in rows_by_code.get(r.parent_code, []):
+            lo = max(d for d in (start, parent.valid_from) if d is not None)
+            his = [d for d in (end, parent.valid_to) if d is not None]
+            hi = min(his) if his else None
+            if hi is not None and lo >= hi:
+                continue
+            for codes, s, e in chains(parent, lo, hi):
+                yield [r.geo_code, *codes], s, e
+
+    records = []
+    units = frame[frame["geo_level"] == deployment.units_level.code]
+    depth = len(deployment.levels)
+    for r in units.itertuples():
+        for codes, start, end in chains(r, r.valid_from, r.valid_to):
+            if len(codes) != depth:
+                continue  # a chain that does not reach the country: refused when loading
+            for level, ancestor in zip(deployment.levels, reversed(codes), strict=True):
+                records.append(
+                    {
+                        "unit_code": r.geo_code,
+                        "geo_level": level.code,
+                        "geo_code": ancestor,
+                        "from_month": month(start),
+                        "to_month": month(end),
+                    }
+                )
+    return pd.DataFrame(
+        records, columns=["unit_code", "geo_level", "geo_code", "from_month", "to_month"]
+    )
+
+
+def load_geography(
+    engine: sa.Engine, frame: pd.DataFrame, deployment: Deployment | None = None
+) -> int:
+    """Replace the geography and its roll-up in one transaction; every parent must exist."""
+    deployment = deployment or current_deployment()
     unknown = set(frame["parent_code"].dropna()) - set(frame["geo_code"])
     if unknown:
-        raise ValueError(f"geography: parents without a row: {sorted(unknown)}")
+        raise ReferenceDataError(f"geography: parents without a row: {sorted(unknown)}")
     with engine.begin() as conn:
-        return _replace(conn, geography, frame)
+        count = _replace(conn, geography, frame)
+        _replace(conn, geography_rollup, rollup(frame, deployment))
+        return count
 
 
 def load_population(engine: sa.Engine, frame: pd.DataFrame) -> int:
@@ -114,26 +296,38 @@ def load_population(engine: sa.Engine, frame: pd.DataFrame) -> int:
         known = set(conn.scalars(sa.select(geography.c.geo_code)))
         unknown = set(frame["geo_code"]) - known
         if unknown:
-            raise ValueError(f"population: units missing from the geography: {sorted(unknown)}")
+            raise ReferenceDataError(
+                f"population: units missing from the geography: {sorted(unknown)[:20]}"
+            )
         return _replace(conn, population, frame)
 
 
-def load_observatories(engine: sa.Engine, registry: dict[str, dict]) -> int:
+def load_observatories(
+    engine: sa.Engine,
+    registry: dict[str, dict] | None = None,
+    deployment: Deployment | None = None,
+) -> int:
+    """Replace the contributor registry (and each one's units) in the warehouse."""
+    deployment = deployment or current_deployment()
+    registry = registry if registry is not None else read_contributors(deployment)
+    with engine.connect() as conn:
+        frame = pd.read_sql(sa.select(geography), conn)
+    units = resolve_units(registry, frame, deployment)
     with engine.begin() as conn:
         conn.execute(observatory_unit.delete())
         conn.execute(observatory.delete())
         for code, e in registry.items():
-            opened = e.get("opened_on")
             conn.execute(
                 observatory.insert().values(
                     observatory_code=code,
                     name=e["name"],
-                    country_code=e["country_code"],
-                    opened_on=opened if isinstance(opened, dt.date) else None,
+                    country_code=deployment.country_code,
+                    opened_on=e["opened_on"],
+                    kind=e["kind"],
                 )
             )
             conn.execute(
                 observatory_unit.insert(),
-                [{"observatory_code": code, "geo_code": u} for u in e["units"]],
+                [{"observatory_code": code, "geo_code": u} for u in units[code]],
             )
     return len(registry)

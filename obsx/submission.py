@@ -14,16 +14,20 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import load_contract
+from obsx.deployment import current_deployment
 from obsx.dropzone import Dropzone, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
-from obsx.profiles import load_profile
-from obsx.reading import UnreadableFile, read_submission
+from obsx.profiles import Profile, contributor_profiles
+from obsx.reading import RawTable, UnreadableFile, read_submission
 from obsx.validation import Observatory, ValidationResult, validate
 from obsx.warehouse import (
     DATASETS,
+    declared_coverage,
     dialect_insert,
+    geography_rollup,
     merge_records,
+    population,
     possible_duplicates,
     quarantine,
     record_tables,
@@ -59,49 +63,82 @@ class Outcome:
     dataset: str
 
 
-def detect_dataset(data: bytes, file_name: str, observatory: Observatory) -> str:
-    """Which dataset a file holds: the one whose contract (read through the observatory's
-    profile for it) finds the largest share of its required fields among the file's headers."""
-    best, best_share = DATASETS[0], 0.0
-    for dataset in DATASETS:
-        contract = load_contract(dataset)
-        profile = load_profile(observatory.code, contract)
+def _profiles(observatory: Observatory) -> list[Profile]:
+    """The contributor's profiles, plus the contract alone for datasets it has none for."""
+    deployment = current_deployment(observatory.deployment or None)
+    contracts = {d: load_contract(d) for d in DATASETS}
+    found = contributor_profiles(observatory.code, contracts, deployment.profiles_dir)
+    covered = {p.dataset for p in found}
+    return found + [Profile(observatory.code, d) for d in DATASETS if d not in covered]
+
+
+def choose_profile(
+    data: bytes, file_name: str, observatory: Observatory, dataset: str | None = None
+) -> tuple[Profile, RawTable | UnreadableFile]:
+    """Which profile reads a file, and the file read through it (or why it could not be).
+
+    Profiles whose ``files`` pattern fits the name come first; among the candidates, the one
+    whose contract finds the largest share of its required fields among the headers wins.
+    Raises ProfileError for a broken profile (the ministry's to fix)."""
+    profiles = [p for p in _profiles(observatory) if dataset is None or p.dataset == dataset]
+    named = [p for p in profiles if p.files and p.matches_file(file_name)]
+    candidates = named or [p for p in profiles if not p.files]
+    best, best_share, best_table = None, -1.0, None
+    for profile in candidates:
+        contract = load_contract(profile.dataset)
         try:
             table = read_submission(data, file_name, profile.layout(contract))
-        except Exception:  # unreadable under this layout: another dataset may read it
-            continue
-        mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
-        required = {f.name for f in contract.fields if f.required}
-        share = len(required & set(mapping.values())) / len(required)
+        except UnreadableFile as exc:
+            table = exc
+        except Exception as exc:  # a hostile file may break a reader in ways we cannot list
+            log.warning("reader failed on %s: %r", file_name, exc)
+            kind = type(exc).__name__
+            table = UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es=f"formato dañado ({kind})",
+                    reason_en=f"damaged format ({kind})",
+                )
+            )
+        share = 0.0
+        if isinstance(table, RawTable):
+            mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
+            found = set(mapping.values()) | {d.field for d in profile.derive}
+            required = {f.name for f in contract.fields if f.required}
+            share = len(required & found) / len(required)
         if share > best_share:
-            best, best_share = dataset, share
-    return best
+            best, best_share, best_table = profile, share, table
+    return best, best_table
+
+
+def detect_dataset(data: bytes, file_name: str, observatory: Observatory) -> str:
+    """Which dataset a file holds (see choose_profile)."""
+    return choose_profile(data, file_name, observatory)[0].dataset
 
 
 def check_file(
-    data: bytes, file_name: str, observatory: Observatory, dataset: str, today: dt.date
+    data: bytes,
+    file_name: str,
+    observatory: Observatory,
+    dataset: str | None,
+    today: dt.date,
+    chosen: tuple[Profile, RawTable | UnreadableFile] | None = None,
 ) -> tuple[ValidationResult, dict]:
-    """Read and validate a file through the observatory's profile.
+    """Read and validate a file through the contributor's profile for it.
 
     Never raises for bad input (a broken profile is the ministry's to fix, and does raise).
     Returns the result and facts about the file.
     """
-    contract = load_contract(dataset)
-    profile = load_profile(observatory.code, contract)
-    info = {"profile": profile.where if profile.path else None, "language": profile.language}
-    try:
-        table = read_submission(data, file_name, profile.layout(contract))
-    except UnreadableFile as exc:
-        return _rejected(exc.problem), info
-    except Exception as exc:  # a hostile file may break a reader in ways we cannot list
-        log.warning("reader failed on %s: %r", file_name, exc)
-        kind = type(exc).__name__
-        damaged = problem(
-            "unreadable-file",
-            reason_es=f"formato dañado ({kind})",
-            reason_en=f"damaged format ({kind})",
-        )
-        return _rejected(damaged), info
+    profile, table = chosen or choose_profile(data, file_name, observatory, dataset)
+    contract = load_contract(profile.dataset)
+    info = {
+        "profile": profile.where if profile.path else None,
+        "language": profile.language,
+        "dataset": profile.dataset,
+        "complete_coverage": profile.complete_coverage or observatory.complete_coverage,
+    }
+    if isinstance(table, UnreadableFile):
+        return _rejected(table.problem), info
     info |= {
         "format": table.file_format,
         "encoding": table.encoding,
@@ -111,7 +148,65 @@ def check_file(
     return validate(table, contract, observatory, today, profile), info
 
 
-def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str, dict]:
+def _declare_coverage(conn, dataset, code, sha, accepted: pd.DataFrame) -> None:
+    """Record that the file covers all the contributor's units in each month it spans."""
+    contract = load_contract(dataset)
+    dates = pd.to_datetime(accepted[contract.period_field]).dropna()
+    conn.execute(declared_coverage.delete().where(declared_coverage.c.submission_id == sha))
+    if dates.empty:
+        return
+    months = pd.period_range(dates.min(), dates.max(), freq="M").strftime("%Y-%m")
+    conn.execute(
+        declared_coverage.insert(),
+        [
+            {"submission_id": sha, "period_month": m, "observatory_code": code, "dataset": dataset}
+            for m in months
+        ],
+    )
+
+
+def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
+    """Units of accepted rows that no rate or no indicator can use: without population, or not
+    in the geography in the month of the record."""
+    if accepted.empty:
+        return []
+    contract = load_contract(dataset)
+    units = accepted[contract.geography_field].astype("str")
+    months = pd.to_datetime(accepted[contract.period_field]).dt.strftime("%Y-%m")
+    found = []
+    distinct = sorted(set(units.dropna()))
+    with_population = set(
+        conn.scalars(
+            sa.select(population.c.geo_code).where(population.c.geo_code.in_(distinct)).distinct()
+        )
+    )
+    years = pd.to_datetime(accepted[contract.period_field]).dt.year
+    loaded = conn.scalar(sa.select(sa.func.count()).select_from(population)) > 0
+    for unit in distinct if loaded else ():  # no reference loaded yet: nothing to say
+        if unit not in with_population:
+            year = int(years[units == unit].min())
+            found.append(problem("unit-without-population", value=unit, year=year))
+    r = geography_rollup.c
+    spans: dict[str, list] = {}
+    for unit, start, end in conn.execute(
+        sa.select(r.unit_code, r.from_month, r.to_month).where(r.unit_code.in_(distinct)).distinct()
+    ):
+        spans.setdefault(unit, []).append((start, end))
+    if conn.scalar(sa.select(sa.func.count()).select_from(geography_rollup)) == 0:
+        return found
+    pairs = pd.DataFrame({"unit": units, "month": months}).value_counts().sort_index()
+    for (unit, month), count in pairs.items():
+        placed = any(
+            (s is None or s <= month) and (e is None or e > month) for s, e in spans.get(unit, [])
+        )
+        if not placed:
+            found.append(problem("unit-outside-geography", value=unit, month=month, count=count))
+    return found
+
+
+def _merge(
+    conn, dataset, code, sha, result: ValidationResult, now, covers_all: bool = False
+) -> tuple[str, dict]:
     """Merge accepted rows and quarantine rejected ones; returns the status and the counts."""
     counts = {
         "rows_read": result.rows_read,
@@ -125,6 +220,11 @@ def _merge(conn, dataset, code, sha, result: ValidationResult, now) -> tuple[str
         "warnings": sum(p.severity == WARNING for p in result.problems),
     }
     if result.status != "rejected":
+        warnings = _reference_warnings(conn, dataset, result.accepted)
+        result.problems += warnings
+        counts["warnings"] += len(warnings)
+        if covers_all:
+            _declare_coverage(conn, dataset, code, sha, result.accepted)
         lookalikes = possible_duplicates(conn, dataset, code, result.accepted)
         result.problems += [
             problem("possible-duplicate", row=row, value=other) for row, other in lookalikes.items()
@@ -181,7 +281,8 @@ def process_submission(
     code, _ = parse_partition_key(key)
     observatory = observatories[code]
     data, file_name, inbox_path = dropzone.find_key(key)
-    dataset = detect_dataset(data, file_name, observatory)
+    chosen = choose_profile(data, file_name, observatory)
+    dataset = chosen[0].dataset
     sha = hashlib.sha256(data).hexdigest()
     now = dt.datetime.now(dt.UTC)
 
@@ -189,7 +290,7 @@ def process_submission(
         with engine.connect() as conn:
             uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
             file_name = conn.scalar(uploaded_as) or file_name
-    result, info = check_file(data, file_name, observatory, dataset, today)
+    result, info = check_file(data, file_name, observatory, dataset, today, chosen)
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"
     archive_path = dropzone.archive(code, sha, data, file_name)
     with engine.begin() as conn:
@@ -226,7 +327,9 @@ def process_submission(
         elif already_merged:
             counts, status = {c: row[c] for c in COUNT_COLUMNS}, row["status"]
         else:
-            status, counts = _merge(conn, dataset, code, sha, result, now)
+            status, counts = _merge(
+                conn, dataset, code, sha, result, now, info["complete_coverage"]
+            )
             conn.execute(
                 submission.update()
                 .where(submission.c.submission_id == sha)

@@ -5,15 +5,18 @@ Pure: takes DataFrames and returns DataFrames and problems; no database, no Dags
 
 import dataclasses
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pandera.pandas as pa
 
-from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, Field
+from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, Field, normalise_label
+from obsx.deployment import Level, current_deployment
+from obsx.places import Places
 from obsx.problems import ERROR, Problem, problem
-from obsx.profiles import Profile
+from obsx.profiles import MONTHS, ROW_NUMBER, Derivation, Profile
 from obsx.reading import RawTable
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
@@ -29,14 +32,22 @@ MAX_LISTED_CODES = 12
 
 @dataclass(frozen=True)
 class Observatory:
+    """A contributor as validation needs it: a municipal observatory, or a national institution
+    whose units are every unit of the country."""
+
     code: str
     name: str
-    districts: tuple[str, ...]
+    districts: tuple[str, ...]  # the units (lowest level of the deployment) it may report for
     opened_on: dt.date | None = None
-    # district code -> (valid from, valid to or None): boundary changes keep history
+    # unit code -> (valid from, valid to or None): boundary changes keep history
     district_validity: dict[str, tuple[dt.date, dt.date | None]] = field(
         default_factory=dict, hash=False, compare=False
     )
+    units_level: Level | None = field(default=None, compare=False)  # pads codes, names the level
+    places: Places | None = field(default=None, compare=False, repr=False)
+    kind: str = "observatory"
+    complete_coverage: bool = False  # its files cover all its units for their months
+    deployment: str = ""
 
 
 @dataclass
@@ -86,7 +97,9 @@ def _allowed_codes(f: Field) -> str:
     return listed + (" …" if len(codes) > MAX_LISTED_CODES else "")
 
 
-def _coerce(f: Field, raw: pd.Series, profile: Profile) -> tuple[pd.Series, pd.Series]:
+def _coerce(
+    f: Field, raw: pd.Series, profile: Profile, units_level: Level | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Type one column. Returns ``(typed values, mask of non-blank cells that failed to type)``."""
     text = raw.astype("str").str.strip()
     blank = text.eq("")
@@ -121,14 +134,17 @@ def _coerce(f: Field, raw: pd.Series, profile: Profile) -> tuple[pd.Series, pd.S
         return typed.astype("str"), ~blank & ~ok
     values = text.where(~blank)
     if f.codelist is not None:
-        values = values.map(
-            lambda v: profile.code_for(f.name, v) or f.codelist.canonical(v), na_action="ignore"
-        )
+        # Each distinct value is looked up once (a national file repeats a handful of labels).
+        distinct = values.dropna().unique()
+        canonical = {v: profile.code_for(f.name, v) or f.codelist.canonical(v) for v in distinct}
+        values = values.map(canonical)
     if f.default is not None:
         values = values.astype("str").fillna(f.default)
     pad = f.constraints.get("zero_pad")
     if pad:
         values = values.where(~values.str.fullmatch(r"\d+").fillna(False), values.str.zfill(pad))
+    if units_level is not None:
+        values = units_level.pad(values).where(values.notna())
     return values.astype("str"), pd.Series(False, index=raw.index)
 
 
@@ -183,6 +199,26 @@ def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date)
 
 
 PANDERA_CHECK_CODES = {"not_nullable": "required", "field_uniqueness": "duplicate-key"}
+MAX_LISTED_UNITS = 5
+
+
+def _owned_hint(observatory: Observatory) -> dict:
+    """A short hint of the units a contributor may report for: a few codes, or how many."""
+    units = observatory.districts
+    level = observatory.units_level
+    name_es = level.name["es"].lower() if level else "unidades"
+    name_en = level.name["en"].lower() if level else "units"
+    if not units:
+        return {"hint_es": "", "hint_en": ""}
+    if len(units) <= MAX_LISTED_UNITS:
+        return {
+            "hint_es": f" (puede reportar: {', '.join(units)})",
+            "hint_en": f" (it may report: {', '.join(units)})",
+        }
+    return {
+        "hint_es": f" (puede reportar {len(units)} unidades de nivel {name_es})",
+        "hint_en": f" (it may report {len(units)} units of level {name_en})",
+    }
 
 
 def _problem_params(code: str, f: Field, observatory: Observatory, profile: Profile) -> dict:
@@ -192,7 +228,7 @@ def _problem_params(code: str, f: Field, observatory: Observatory, profile: Prof
         params["field"] = f.name
         params["where"] = profile.where
     elif code == "geography-not-owned":
-        params["owned"] = ", ".join(observatory.districts)
+        params |= _owned_hint(observatory)
     elif code == "before-observatory":
         params["opened"] = observatory.opened_on.isoformat()
     elif code in ("min", "max", "max-length"):
@@ -228,9 +264,9 @@ def _outside_validity(typed, contract, observatory, header_of, originals) -> lis
     if not observatory.district_validity:
         return []
     geo, when = typed[contract.geography_field], typed[contract.period_field]
-    starts = geo.map(lambda c: observatory.district_validity.get(c, (None, None))[0])
-    ends = geo.map(lambda c: observatory.district_validity.get(c, (None, None))[1])
-    starts, ends = pd.to_datetime(starts), pd.to_datetime(ends)
+    validity = observatory.district_validity
+    starts = pd.to_datetime(geo.map({c: v[0] for c, v in validity.items()}))
+    ends = pd.to_datetime(geo.map({c: v[1] for c, v in validity.items()}))
     outside = when.notna() & ((starts.notna() & (when < starts)) | (ends.notna() & (when >= ends)))
     header = header_of.get(contract.geography_field)
     return [
@@ -257,27 +293,44 @@ def _unpivot(raw: pd.DataFrame, spec, key_header: str):
     per internal row, its source row and its month column. Ids get the year and month added."""
     month_headers = [h for h in spec.months if h in raw.columns]
     kept = [c for c in raw.columns if c not in month_headers]
-    records, source_of, month_of = [], {}, {}
-    for source_row, cells in raw.iterrows():
-        year = spec.year or cells.get(spec.year_column, "")
-        for header in month_headers:
-            if cells[header] == "":  # not reported: no record, never a zero
-                continue
-            record = {c: cells[c] for c in kept}
-            month = spec.months[header]
-            record[spec.date_field] = f"{year}-{month:02d}-01"
-            record[spec.value_field] = cells[header]
-            base = (
-                "-".join(cells[c] for c in spec.id_from) if spec.id_from else record.get(key_header)
-            )
-            if base:
-                record[key_header] = f"{base}-{year}{month:02d}"
-            records.append(record)
-            internal = len(records)
-            source_of[internal], month_of[internal] = int(source_row), header
+    order = {h: i for i, h in enumerate(month_headers)}
+    long = (
+        raw.rename_axis("__source_row")
+        .reset_index()
+        .melt(
+            id_vars=["__source_row", *kept],
+            value_vars=month_headers,
+            var_name="__month_header",
+            value_name="__cell",
+        )
+    )
+    long = long[long["__cell"].ne("")]  # a blank is "not reported": no record, never a zero
+    long = long.assign(__order=long["__month_header"].map(order)).sort_values(
+        ["__source_row", "__order"], kind="stable"
+    )
+    year = (
+        long[spec.year_column] if spec.year_column else pd.Series(str(spec.year), index=long.index)
+    )
+    year = year.astype("str")
+    month = long["__month_header"].map(spec.months).astype("int64").astype("str").str.zfill(2)
+    frame = long[kept].copy()
+    frame[spec.date_field] = year + "-" + month + "-01"
+    frame[spec.value_field] = long["__cell"]
+    if spec.id_from:
+        base = (
+            long[spec.id_from[0]]
+            .astype("str")
+            .str.cat([long[c].astype("str") for c in spec.id_from[1:]], sep="-")
+        )
+    else:
+        base = long[key_header] if key_header in long.columns else pd.Series("", index=long.index)
+    frame[key_header] = (base + "-" + year + month).where(base.ne(""), base)
     columns = [*kept, *([key_header] if key_header not in kept else []), spec.date_field]
     columns.append(spec.value_field)
-    frame = pd.DataFrame(records, columns=columns, index=pd.RangeIndex(1, len(records) + 1))
+    frame = frame[columns]
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    source_of = dict(zip(frame.index, long["__source_row"].astype(int), strict=True))
+    month_of = dict(zip(frame.index, long["__month_header"], strict=True))
     return frame.fillna(""), source_of, month_of
 
 
@@ -289,22 +342,298 @@ def not_data_rows(raw: pd.DataFrame, key_header: str | None, profile: Profile) -
         row: (f"regla del perfil: {rule}", f"profile rule: {rule}")
         for row, rule in profile.rows_to_drop(raw).items()
     }
-    if key_header is not None:
-        first_cell = raw.apply(lambda r: next((c for c in r if c), ""), axis=1)
-        filled = raw.ne("").sum(axis=1)
+    if key_header is not None and len(raw.columns):
+        filled_cells = raw.ne("")
+        # The first non-blank cell of each row: the column of its first True.
+        first_column = filled_cells.to_numpy().argmax(axis=1)
+        first_cell = pd.Series(raw.to_numpy()[range(len(raw)), first_column], index=raw.index)
+        filled = filled_cells.sum(axis=1)
         # "Fuente: …" may stand in the id column itself; a record fills more than two cells.
-        reads_like_note = first_cell.str.match(TRAILER_RE, case=False)
+        reads_like_note = first_cell.astype("str").str.match(TRAILER_RE, case=False)
         trailer = reads_like_note & (raw[key_header].eq("") | filled.le(2))
         for row in raw.index[trailer]:
             dropped.setdefault(int(row), ("total o nota", "a total or a note"))
     return dropped
 
 
+@dataclass
+class Mapped:
+    """A raw table read through a profile: rows to type (with headers as written, plus one
+    column per derived field), the header -> field mapping, and what was found on the way."""
+
+    raw: pd.DataFrame
+    mapping: dict[str, str]
+    problems: list[Problem]
+    failed: set[tuple[int, str]] = field(default_factory=set)  # (row, field) already reported
+    source_of: dict[int, int] | None = None  # unpivoted: internal row -> source row
+    month_of: dict[int, str] | None = None  # unpivoted: internal row -> month header
+    before_unpivot: int = 0
+    read_errors: set[int] = field(default_factory=set)
+
+    @property
+    def header_of(self) -> dict[str, str]:
+        return {name: header for header, name in self.mapping.items()}
+
+    @property
+    def file_errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.row is None and p.severity == ERROR]
+
+    @property
+    def cell_errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.row is not None and p.severity == ERROR]
+
+
+def _blank_values(raw: pd.DataFrame, values: tuple[str, ...]) -> pd.DataFrame:
+    """Cells the profile says mean "no value" (``Ignorado``, ``n/d``) become blank."""
+    if not values:
+        return raw
+    blanks = {normalise_label(v) for v in values}
+    raw = raw.copy()
+    for column in raw.columns:
+        hits = [v for v in raw[column].unique() if normalise_label(v) in blanks]
+        if hits:
+            raw[column] = raw[column].where(~raw[column].isin(hits), "")
+    return raw
+
+
+def _month_numbers(cells: pd.Series) -> pd.Series:
+    """Month numbers from numbers or month names (Spanish or English, full or short)."""
+    distinct = {}
+    for v in cells.unique():
+        label = normalise_label(v)
+        if label.isdigit() and 1 <= int(label) <= 12:
+            distinct[v] = int(label)
+        else:
+            distinct[v] = MONTHS.get(label)
+    return cells.map(distinct)
+
+
+def _date_part(raw: pd.DataFrame, part, low: int, high: int) -> tuple[pd.Series, pd.Series]:
+    """A date part from a column (numbers; month names too) or a constant; returns the number
+    (NA where invalid or blank) and the mask of non-blank cells that are not a valid part."""
+    if not isinstance(part, str):
+        return pd.Series(part, index=raw.index, dtype="Int64"), pd.Series(False, index=raw.index)
+    cells = raw[part].astype("str").str.strip()
+    if high == 12:
+        number = _month_numbers(cells).astype("Int64")
+    else:
+        number = pd.to_numeric(cells.str.replace(r"\.0$", "", regex=True), errors="coerce")
+        number = number.where((number % 1 == 0) & number.between(low, high)).astype("Int64")
+    return number, cells.ne("") & number.isna()
+
+
+def _derive(
+    d: Derivation, raw: pd.DataFrame, contract: Contract, observatory, source_of
+) -> tuple[pd.Series, list[Problem], set[int]]:
+    """The values of one derived field, the problems met, and the rows whose cell failed."""
+    f = contract.field(d.field)
+    index = raw.index
+    if d.kind == "value":
+        return pd.Series(d.value, index=index, dtype="str"), [], set()
+    if d.kind == "date":
+        found, failed = [], set()
+        parts = {}
+        for name, low, high, es, en in (
+            ("year", 1900, 2100, "año", "year"),
+            ("month", 1, 12, "mes", "month"),
+            ("day", 1, 31, "día", "day"),
+        ):
+            part = getattr(d, name)
+            parts[name], bad = _date_part(raw, part, low, high)
+            for row in index[bad]:
+                failed.add(row)
+                found.append(
+                    problem(
+                        "bad-date-part",
+                        row=int(row),
+                        column=part,
+                        value=raw.at[row, part],
+                        part_es=es,
+                        part_en=en,
+                        title_es=f.title["es"],
+                        title_en=f.title["en"],
+                    )
+                )
+        text = (
+            parts["year"].astype("str")
+            + "-"
+            + parts["month"].astype("str").str.zfill(2)
+            + "-"
+            + parts["day"].astype("str").str.zfill(2)
+        )
+        ok = parts["year"].notna() & parts["month"].notna() & parts["day"].notna()
+        dates = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
+        impossible = ok & dates.isna()  # 31 February
+        for row in index[impossible]:
+            failed.add(row)
+            column = d.day if isinstance(d.day, str) else d.month
+            found.append(
+                problem(
+                    "bad-date-part",
+                    row=int(row),
+                    column=column if isinstance(column, str) else None,
+                    value=text[row],
+                    part_es="día",
+                    part_en="day",
+                    title_es=f.title["es"],
+                    title_en=f.title["en"],
+                )
+            )
+        return dates.dt.strftime("%Y-%m-%d").fillna("").astype("str"), found, failed
+    if d.kind == "join":
+        pieces = []
+        for column in d.join:
+            if column == ROW_NUMBER:
+                rows = [source_of[i] for i in index] if source_of else list(index)
+                pieces.append(pd.Series(rows, index=index).astype("str"))
+            else:
+                pieces.append(raw[column].astype("str").str.strip())
+        joined = pieces[0].str.cat(pieces[1:], sep="-") if len(pieces) > 1 else pieces[0]
+        incomplete = pd.concat([p.eq("") for p in pieces], axis=1).any(axis=1)
+        joined = joined.where(~incomplete, "")
+        if d.hash_over:
+            long = joined.str.len() > d.hash_over
+            keep = max(d.hash_over - 17, 0)
+            joined[long] = [
+                f"{v[:keep]}~{hashlib.sha256(v.encode()).hexdigest()[:16]}" for v in joined[long]
+            ]
+        return joined.astype("str"), [], set()
+    if d.kind == "slice":
+        cells = raw[d.column].astype("str").str.strip()
+        if d.pad:
+            digits = cells.str.fullmatch(r"\d+").fillna(False)
+            cells = cells.where(~digits, cells.str.zfill(d.pad))
+        return cells.str.slice(d.start, d.end).astype("str"), [], set()
+    places = observatory.places if observatory is not None else None
+    if places is None:
+        raise ValueError("place names need the deployment's geography")
+    names = raw[d.place].astype("str").str.strip()
+    parents = raw[d.parent].astype("str").str.strip() if d.parent else None
+    resolved = places.resolve(names, parents)
+    found, failed = [], set()
+    parent_es = places.parent_level.name["es"].lower()
+    parent_en = places.parent_level.name["en"].lower()
+    for row in index[resolved.failures.notna()]:
+        code = resolved.failures[row]
+        failed.add(row)
+        if code == "unknown-parent-place":
+            found.append(
+                problem(
+                    code,
+                    row=int(row),
+                    column=d.parent,
+                    value=parents[row],
+                    parent_es=parent_es,
+                    parent_en=parent_en,
+                )
+            )
+            continue
+        within = f" ({parents[row]})" if parents is not None and parents[row] else ""
+        found.append(
+            problem(
+                code,
+                row=int(row),
+                column=d.place,
+                value=names[row],
+                within_es=within,
+                within_en=within,
+                parent_es=parent_es,
+                parent_en=parent_en,
+            )
+        )
+    return resolved.codes.fillna("").astype("str"), found, failed
+
+
+def apply_profile(
+    table: RawTable, contract: Contract, profile: Profile, observatory: "Observatory | None"
+) -> Mapped:
+    """Read a raw table through a profile: drop what is not data, unpivot month columns,
+    derive fields, and map headers onto the contract. Nothing is typed yet."""
+    raw = table.frame.drop(columns=[c for c in profile.ignore_columns if c in table.frame.columns])
+    raw = _blank_values(raw, profile.blank_values)
+    problems = list(table.problems)
+    derived = {d.field for d in profile.derive}
+    consumed = {c for d in profile.derive for c in d.columns}
+    if profile.unpivot and profile.unpivot.year_column:
+        consumed.add(profile.unpivot.year_column)
+    missing = [(c, d.line) for d in profile.derive for c in d.columns if c not in raw.columns]
+    if (
+        profile.unpivot
+        and profile.unpivot.year_column
+        and profile.unpivot.year_column not in raw.columns
+    ):
+        missing.append((profile.unpivot.year_column, profile.lines.get("unpivot")))
+    for column, line in dict(missing).items():
+        where = f"{profile.where}:{line}" if line else profile.where
+        problems.append(problem("profile-column-missing", value=column, where=where))
+    for header in profile.columns:
+        if header not in raw.columns and normalise_label(header) not in {
+            normalise_label(c) for c in raw.columns
+        }:
+            problems.append(
+                problem("profile-column-unused", value=header, where=profile.line_of("columns"))
+            )
+    mapped = Mapped(raw=raw, mapping={}, problems=problems)
+    if mapped.file_errors:
+        mapped.mapping, _ = contract.match_headers(list(raw.columns), extra=profile.columns)
+        return mapped
+
+    mapping, _ = contract.match_headers(list(raw.columns), extra=profile.columns)
+    # A derived field is the profile's word: a column of the file with that name is not used.
+    mapping = {h: name for h, name in mapping.items() if name not in derived}
+    header_of = {name: header for header, name in mapping.items()}
+    # The record's id (reference files: the first key field, e.g. the unit's code).
+    key_field = contract.primary_key[1] if contract.kind == "observatory" else contract.primary_key[0]
+    key_header = header_of.get(key_field)
+    not_data = not_data_rows(raw, key_header, profile)
+    problems += [
+        problem("row-dropped", row=row, reason_es=es, reason_en=en)
+        for row, (es, en) in not_data.items()
+    ]
+    raw = raw.drop(index=list(not_data))
+    if profile.unpivot:
+        unpivot_key = header_of.get(key_field, key_field)
+        raw, mapped.source_of, mapped.month_of = _unpivot(raw, profile.unpivot, unpivot_key)
+        mapped.read_errors = {p.row for p in problems if p.row is not None and p.severity == ERROR}
+        mapped.before_unpivot = len(problems)
+    for d in profile.derive:
+        values, found, failed = _derive(d, raw, contract, observatory, mapped.source_of)
+        raw = raw.assign(**{d.field: values})
+        problems += found
+        mapped.failed |= {(row, d.field) for row in failed}
+    columns = [c for c in raw.columns if c not in derived]
+    mapping, unknown = contract.match_headers(columns, extra=profile.columns)
+    mapping = {h: name for h, name in mapping.items() if name not in derived}
+    mapping |= {name: name for name in derived}
+    problems += [
+        problem("unknown-column", column=h)
+        for h in unknown
+        if h not in consumed and h not in derived
+    ]
+    for f in contract.fields:
+        if f.required and f.name not in mapping.values():
+            aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
+            problems.append(
+                problem(
+                    "missing-column",
+                    column=f.name,
+                    field=f.name,
+                    title_es=f.title["es"],
+                    title_en=f.title["en"],
+                    aliases=aliases,
+                )
+            )
+    mapped.raw, mapped.mapping, mapped.problems = raw, mapping, problems
+    return mapped
+
+
 class ReferenceDataError(ValueError):
     """Reference data (ministry files) that break their contract: fix the file, then reload."""
 
 
-def validate_reference(frame: pd.DataFrame, contract: Contract, where: str) -> pd.DataFrame:
+def validate_reference(
+    frame: pd.DataFrame, contract: Contract, where: str, found: list[str] | None = None
+) -> pd.DataFrame:
     """Type and check a reference file (all cells text) against its contract; all or nothing.
 
     Raises ReferenceDataError listing the problems; returns the typed frame otherwise.
@@ -314,7 +643,7 @@ def validate_reference(frame: pd.DataFrame, contract: Contract, where: str) -> p
     missing = [f.name for f in contract.fields if f.name not in frame.columns]
     if missing:
         raise ReferenceDataError(f"{where}: columns missing: {missing}")
-    typed, problems, untyped = pd.DataFrame(index=frame.index), [], set()
+    typed, problems, untyped = pd.DataFrame(index=frame.index), list(found or []), set()
     for f in contract.fields:
         typed[f.name], failed = _coerce(f, frame[f.name], profile)
         untyped |= {(row, f.name) for row in frame.index[failed]}
@@ -363,41 +692,11 @@ def validate(
 ) -> ValidationResult:
     """Validate every row of ``table`` lazily: all failures are collected, none stops the rest."""
     profile = profile or Profile(observatory=observatory.code, dataset=contract.dataset)
-    raw = table.frame.drop(columns=[c for c in profile.ignore_columns if c in table.frame.columns])
-    problems = list(table.problems)
-    mapping, unknown = contract.match_headers(list(raw.columns), extra=profile.columns)
-    problems += [problem("unknown-column", column=h) for h in unknown]
-    header_of = {name: header for header, name in mapping.items()}
-    (key_field,) = contract.primary_key[1:]
-    not_data = not_data_rows(raw, header_of.get(key_field), profile)
-    problems += [
-        problem("row-dropped", row=row, reason_es=es, reason_en=en)
-        for row, (es, en) in not_data.items()
-    ]
-    raw = raw.drop(index=list(not_data))
-    source_of = None  # internal row -> source row, once month cells have become rows
-    if profile.unpivot:
-        problems = [p for p in problems if p.code != "unknown-column"]
-        key_header = header_of.get(key_field, key_field)
-        raw, source_of, month_of = _unpivot(raw, profile.unpivot, key_header)
-        mapping, unknown = contract.match_headers(list(raw.columns), extra=profile.columns)
-        problems += [problem("unknown-column", column=h) for h in unknown]
-        header_of = {name: header for header, name in mapping.items()}
-        read_errors = {p.row for p in problems if p.row is not None and p.severity == ERROR}
-        before_unpivot = len(problems)
-    for f in contract.fields:
-        if f.required and f.name not in header_of:
-            aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))
-            problems.append(
-                problem(
-                    "missing-column",
-                    column=f.name,
-                    field=f.name,
-                    title_es=f.title["es"],
-                    title_en=f.title["en"],
-                    aliases=aliases,
-                )
-            )
+    mapped = apply_profile(table, contract, profile, observatory)
+    raw, mapping, problems = mapped.raw, mapped.mapping, mapped.problems
+    header_of = mapped.header_of
+    source_of, month_of = mapped.source_of, mapped.month_of  # set once month cells became rows
+    read_errors, before_unpivot = mapped.read_errors, mapped.before_unpivot
     result = ValidationResult(accepted=raw.iloc[0:0], rows_read=len(raw), problems=problems)
     contract_columns = [h for h in raw.columns if h in mapping]  # never the dropped ones
     if result.file_errors:
@@ -407,13 +706,18 @@ def validate(
 
     typed = pd.DataFrame(index=raw.index)
     originals = {}
-    failed_cells: set[tuple[int, str]] = set()
+    failed_cells: set[tuple[int, str]] = set(mapped.failed)
     for f in contract.fields:
         header = header_of.get(f.name)
         original = raw[header] if header else pd.Series("", index=raw.index, dtype="str")
         originals[f.name] = original
-        typed[f.name], failed = _coerce(f, original, profile)
+        pad = None
+        if f.name == contract.geography_field:
+            pad = observatory.units_level or current_deployment().units_level
+        typed[f.name], failed = _coerce(f, original, profile, pad)
         for row in failed[failed].index:
+            if (row, f.name) in failed_cells:
+                continue
             failed_cells.add((row, f.name))
             problems.append(
                 problem(
@@ -435,16 +739,20 @@ def validate(
                 raise  # a schema-level failure we did not expect is a bug, not bad input
             row = int(row)
             if (row, column) in failed_cells:
-                continue
+                continue  # one error per cell: the first found
+            failed_cells.add((row, column))
             code = PANDERA_CHECK_CODES.get(check, check)
             f = contract.field(column)
+            params = _problem_params(code, f, observatory, profile)
+            if code == "geography-not-owned":
+                params["read"] = typed.at[row, column]
             problems.append(
                 problem(
                     code,
                     row=row,
                     column=header_of.get(column, column),
                     value=originals[column][row],
-                    **_problem_params(code, f, observatory, profile),
+                    **params,
                 )
             )
 

@@ -12,7 +12,14 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, load_contract
+from obsx.contract import (
+    ACTION_FIELD,
+    DELETE,
+    PANDAS_DTYPES,
+    Contract,
+    load_contract,
+    observatory_datasets,
+)
 
 SQL_TYPES = {
     "string": lambda f: sa.String(f.constraints.get("max_length", 64)),
@@ -32,6 +39,13 @@ observatory = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("country_code", sa.String(2), nullable=False),
     sa.Column("opened_on", sa.Date),
+    sa.Column(
+        "kind",
+        sa.String(20),
+        nullable=False,
+        server_default="observatory",
+        comment="observatory, or institution (police, forensic medicine…: any unit)",
+    ),
 )
 
 observatory_unit = sa.Table(
@@ -51,6 +65,29 @@ geography = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("parent_code", sa.String(16)),
     sa.Column("source", sa.String(200), nullable=False),
+)
+
+# For every unit of the lowest level, the unit it belongs to at each level (itself included) and
+# the months in which that holds: indicators roll each period up on the hierarchy valid then.
+geography_rollup = sa.Table(
+    "geography_rollup",
+    metadata,
+    sa.Column("unit_code", sa.String(16), primary_key=True),
+    sa.Column("geo_level", sa.String(16), primary_key=True),
+    sa.Column("geo_code", sa.String(16), nullable=False, index=True),
+    sa.Column("from_month", sa.String(7), primary_key=True, comment="YYYY-MM, inclusive"),
+    sa.Column("to_month", sa.String(7), comment="YYYY-MM, exclusive; NULL: still valid"),
+)
+
+# Files that declare they cover all their contributor's units for their months: a unit they do
+# not list is a true zero, not "not reported".
+declared_coverage = sa.Table(
+    "declared_coverage",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("period_month", sa.String(7), primary_key=True),
+    sa.Column("observatory_code", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(64), nullable=False, index=True),
 )
 
 population = sa.Table(
@@ -235,8 +272,9 @@ def record_tables(dataset: str) -> RecordTables:
     return RecordTables(current, revision, manifest, pending)
 
 
-# Datasets observatories send; each gets its tables from its contract (see record_tables).
-DATASETS = ("incidents", "prevention_activities", "survey_responses")
+# Datasets contributors send, from their contracts in schemas/ (kind: observatory); each gets
+# its tables from its contract (see record_tables).
+DATASETS = observatory_datasets()
 for _dataset in DATASETS:
     record_tables(_dataset)
 

@@ -11,7 +11,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.submissions import submission_partitions
-from obsx.reference import NATIONAL_CODE
+from obsx.deployment import current_deployment
 from obsx.warehouse import indicator_value, submission
 from pipelines.definitions import defs
 from pipelines.planning import plan, range_tags
@@ -37,6 +37,7 @@ class RunReport:
     coverage: dict[str, float] = field(default_factory=dict)
     plan_execution: list[dict] = field(default_factory=list)
     victimization: list[dict] = field(default_factory=list)
+    arrests: list[dict] = field(default_factory=list)
 
     @property
     def all_processed(self) -> bool:
@@ -74,8 +75,14 @@ class RunReport:
             lines.append(
                 f"National homicide rate {rate['period']} (SDG 16.1.1): {value} per 100,000 "
                 f"({rate['numerator']:.0f} victims / {rate['denominator'] or 0:,.0f} inhabitants of "
-                f"reporting districts"
+                f"reporting units"
                 + (f"; {coverage:.1f}% of the national population reported)" if coverage else ")")
+            )
+        for row in self.arrests:
+            lines.append(
+                f"Arrests {row['period']}: {row['value']:.1f} per 100,000 "
+                f"({row['numerator']:,.0f} arrests / {row['denominator'] or 0:,.0f} inhabitants of "
+                "reporting units)"
             )
         for row in self.plan_execution:
             lines.append(
@@ -85,7 +92,7 @@ class RunReport:
         for row in self.victimization:
             lines.append(
                 f"Victimization {row['period']} (surveys, weighted): {row['value']:.1f}% of people "
-                "aged 15+ in the surveyed districts were victims in the last 12 months"
+                "aged 15+ in the surveyed units were victims in the last 12 months"
             )
         for name, items in (
             ("Runs that failed", self.failed_runs),
@@ -119,13 +126,14 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
 
 def national_yearly(conn: sa.Connection, indicator_code: str) -> list[dict]:
     """An indicator's national totals by year, oldest first."""
+    deployment = current_deployment()
     v = indicator_value.c
     query = (
         sa.select(v.period, v.numerator, v.denominator, v.value)
         .where(
             v.indicator_code == indicator_code,
-            v.geo_level == "national",
-            v.geo_code == NATIONAL_CODE,
+            v.geo_level == deployment.levels[0].code,
+            v.geo_code == deployment.country_code,
             v.period_type == "year",
             v.disaggregation == "",
         )
@@ -164,6 +172,7 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
         report.homicide_rates = national_yearly(conn, "SDG_16_1_1")
         report.plan_execution = national_yearly(conn, "PLAN_EXECUTION")
         report.victimization = national_yearly(conn, "VICTIMIZATION_PREVALENCE")
+        report.arrests = national_yearly(conn, "ARRESTS_RATE")
         report.coverage = {
             r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")
         }

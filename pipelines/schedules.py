@@ -1,13 +1,14 @@
-"""The nightly refresh: 02:00 America/Panama unless OBSX_NIGHTLY_CRON / OBSX_TIMEZONE say otherwise."""
+"""The nightly refresh: 02:00 in the deployment's time zone unless OBSX_NIGHTLY_CRON /
+OBSX_TIMEZONE say otherwise."""
 
 import os
 
 import dagster as dg
 
+from obsx.deployment import current_deployment
 from pipelines.jobs import nightly_refresh_job
 
 DEFAULT_CRON = "0 2 * * *"
-DEFAULT_TIMEZONE = "America/Panama"
 
 
 def nightly_refresh_schedule() -> dg.ScheduleDefinition:
@@ -16,6 +17,6 @@ def nightly_refresh_schedule() -> dg.ScheduleDefinition:
         name="nightly_refresh_schedule",
         job=nightly_refresh_job,
         cron_schedule=os.environ.get("OBSX_NIGHTLY_CRON", DEFAULT_CRON),
-        execution_timezone=os.environ.get("OBSX_TIMEZONE", DEFAULT_TIMEZONE),
+        execution_timezone=os.environ.get("OBSX_TIMEZONE") or current_deployment().time_zone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )

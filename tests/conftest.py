@@ -94,7 +94,7 @@ def loaded_engine(engine) -> sa.Engine:
 def load_reference(engine: sa.Engine) -> sa.Engine:
     reference.load_geography(engine, reference.read_geography())
     reference.load_population(engine, reference.read_population())
-    reference.load_observatories(engine, reference.read_observatories())
+    reference.load_observatories(engine)
     return engine
 
 

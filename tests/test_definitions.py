@@ -32,7 +32,9 @@ def test_asset_checks():
         ("submissions", "accepted_rows_held_in_warehouse"),
         ("submissions", "contract_expectations"),
         ("submissions", "volume_in_line_with_history"),
-        ("indicator_value", "district_numerators_add_up"),
+        ("indicator_value", "numerators_add_up"),
+        ("indicator_value", "records_placed_in_geography"),
+        ("indicator_value", "reporting_units_have_population"),
     }
 
 

@@ -7,7 +7,12 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import reference
-from obsx.indicators import compute_indicators, indicator_values_as_of, unbalanced_aggregates
+from obsx.indicators import (
+    compute_indicators,
+    indicator_values_as_of,
+    unbalanced_aggregates,
+    units_without_population,
+)
 from obsx.validation import Observatory
 from obsx.warehouse import indicator_value, merge_records, population
 from tests.conftest import PANAMA, typed_rows
@@ -143,14 +148,21 @@ def test_district_numerators_add_up_to_province_and_national(warehouse):
         assert flagged == {("province", "08", "2025"), ("national", "PA", "2025")}
 
 
-def test_missing_population_gives_no_rate_rather_than_a_wrong_one(warehouse):
+def test_a_unit_without_population_is_left_out_of_rates_and_named_not_a_null_nation(warehouse):
+    before = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
+    colon = value(warehouse, "SDG_16_1_1", "district", "0301", "2025")
     with warehouse.begin() as conn:
         conn.execute(population.delete().where(population.c.geo_code == "0301"))
     compute_indicators(warehouse, NOW)
 
     national = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
-    assert national.numerator == 4
-    assert (national.denominator, national.value) == (None, None)
+    assert national.numerator == before.numerator - colon.numerator
+    assert national.denominator == before.denominator - colon.denominator
+    assert national.value == pytest.approx(national.numerator * 1e5 / national.denominator)
+    assert value(warehouse, "SDG_16_1_1", "district", "0301", "2025") is None
+    assert value(warehouse, "INCIDENT_COUNT", "district", "0301", "2025").numerator > 0
+    with warehouse.connect() as conn:
+        assert [u["unit_code"] for u in units_without_population(conn)] == ["0301"]
 
 
 def test_indicators_as_of_a_past_date_use_the_versions_valid_then(warehouse):

@@ -93,7 +93,9 @@ def test_sensor_tick_processes_every_file_in_one_run(root, instance, warehouse_u
         "accepted_rows_held_in_warehouse": True,
         "contract_expectations": True,
         "volume_in_line_with_history": True,
-        "district_numerators_add_up": True,
+        "numerators_add_up": True,
+        "reporting_units_have_population": True,
+        "records_placed_in_geography": True,
     }
     engine = warehouse(warehouse_url)
     with engine.connect() as conn:

@@ -27,7 +27,10 @@ def problems(result, *codes):
 def test_colon_workbook_with_titles_crime_names_and_a_total_row():
     result, info = check("colon_enero.xlsx", "pa_colon")
 
-    assert info["header_row"] == "3" and info["profile"] == "profiles/pa_colon/incidents.yaml"
+    assert (
+        info["header_row"] == "3"
+        and info["profile"] == "deployments/pa/profiles/pa_colon/incidents.yaml"
+    )
     accepted = result.accepted
     assert list(accepted.index) == [4, 5, 7]
     assert accepted.loc[4, ["crime_code", "weapon", "district_code"]].tolist() == [
@@ -39,7 +42,7 @@ def test_colon_workbook_with_titles_crime_names_and_a_total_row():
     assert problems(result, "row-dropped") == [(8, "row-dropped"), (10, "row-dropped")]
     [unknown] = [p for p in result.problems if p.code == "codelist"]
     assert (unknown.row, unknown.value) == (6, "Estafa")
-    assert "profiles/pa_colon/incidents.yaml" in unknown.message("es")
+    assert "deployments/pa/profiles/pa_colon/incidents.yaml" in unknown.message("es")
     assert "codes.crime_code" in unknown.message("es")
 
 
@@ -85,7 +88,7 @@ def test_san_miguelito_profile_reads_dash_dates_in_cp1252():
 @pytest.mark.parametrize(
     ("spec", "complaint"),
     [
-        ({"colums": {}}, "unknown keys"),
+        ({"colums": {}}, "unknown key"),
         ({"columns": {"Fecha": "fecha"}}, "names no field"),
         ({"codes": {"weapon": {"lanza": "SPEAR"}}}, "is not a code"),
         ({"codes": {"incident_id": {"x": "y"}}}, "is not a coded field"),

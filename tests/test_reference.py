@@ -33,7 +33,7 @@ def test_a_broken_geography_file_is_refused_whole_with_its_rows(tmp_path):
         reference.read_geography(path)
     message = str(refused.value)
     # rows as the spreadsheet shows them: the header is row 1
-    assert "row 3: geo_level 'region' fails codelist" in message
+    assert "row 3: level 'region' is not one of national, province, district" in message
     assert "row 4: valid_from '1990-13-01' is not a date" in message
     assert "row 5: the key" in message
     assert "not_nullable" not in message  # a bad date is reported once

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 
 from obsx.contract import load_contract
+from obsx.deployment import current_deployment
 from obsx.reading import read_submission
 from obsx.validation import Observatory, ValidationResult, validate
 
@@ -88,10 +89,7 @@ def test_clean_file_is_accepted_with_typed_canonical_columns():
         ({"sexo": "X"}, {("codelist", "Sexo", "X")}),
         ({"delito": "0999"}, {("codelist", "Delito (ICCS)", "0999")}),
         ({"arma": "láser"}, {("codelist", "Arma", "láser")}),
-        (
-            {"distrito": "08A4"},
-            {("pattern", "Distrito", "08A4"), ("geography-not-owned", "Distrito", "08A4")},
-        ),
+        ({"distrito": "08A4"}, {("geography-not-owned", "Distrito", "08A4")}),
         ({"edad": "-1"}, {("min", "Edad", "-1")}),
         ({"edad": "200"}, {("max", "Edad", "200")}),
         ({"fecha": "2026-11-24"}, {("future-date", "Fecha", "2026-11-24")}),
@@ -207,3 +205,27 @@ def test_date_with_a_utc_offset_is_reported_on_its_row_instead_of_aborting():
 def test_partial_date_is_not_a_valid_date(partial):
     result = check(row(fecha=partial))
     assert on_row(result, 2) == {("type-date", "Fecha", partial)}
+
+
+def test_a_unit_not_owned_is_named_as_written_and_as_read_with_a_short_hint():
+    result = check(row(), row(id="B2") | {"distrito": "805"})
+    (p,) = [p for p in result.problems if p.code == "geography-not-owned"]
+    assert p.message("es") == (
+        "La unidad territorial «805» (leída como 0805) no es de este contribuyente"
+        " (puede reportar: 0804)."
+    )
+
+
+def test_a_national_contributor_is_told_how_many_units_not_all_of_them():
+    level = current_deployment().units_level
+    police = Observatory(
+        "police", "Policía", tuple(f"{i:04d}" for i in range(1, 341)), None, {}, level
+    )
+    lines = [",".join(HEADERS.values()), ",".join(row(distrito="9999").values())]
+    table = read_submission(("\n".join(lines) + "\n").encode(), "nacional.csv")
+    result = validate(table, load_contract("incidents"), police, today=TODAY)
+    (p,) = [p for p in result.problems if p.code == "geography-not-owned"]
+    assert p.message("en") == (
+        "Territorial unit '9999' (read as 9999) is not this contributor's"
+        " (it may report 340 units of level district)."
+    )

@@ -1,0 +1,189 @@
+"""A deployment: one country's installation, as data.
+
+``deployments/<name>/deployment.yaml`` names the country, its geography levels (top to bottom, the
+country first, the units records are placed in last) with each level's code pattern, its time zone,
+currency and language, and where its reference files, contributor registry and profiles are.
+``$OBSX_DEPLOYMENT`` chooses one (a folder name under ``deployments/`` or a path); the Panama demo
+is the default. No country, level count or code length lives in code.
+"""
+
+import functools
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from obsx.config import REPO_ROOT
+from obsx.contract import normalise_label
+from obsx.sourceyaml import SourceError, load_yaml
+
+DEPLOYMENTS_DIR = REPO_ROOT / "deployments"
+DEFAULT_DEPLOYMENT = "pa"
+LEVEL_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+KNOWN_KEYS = {
+    "country_code",
+    "country_name",
+    "levels",
+    "time_zone",
+    "currency",
+    "language",
+    "reference",
+    "contributors",
+    "profiles",
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    code: str  # as stored in geography.geo_level and indicator_value.geo_level
+    name: dict[str, str]  # {"es": ..., "en": ...}
+    pattern: str | None = None  # a unit code of this level matches it
+    zero_pad: int | None = None  # codes stored as numbers lost their leading zeros: restore them
+    aliases: tuple[str, ...] = ()  # how reference files may name the level (Provincia, Comarca)
+
+    def pad(self, codes: pd.Series) -> pd.Series:
+        """Restore leading zeros of all-digit codes (Excel and SPSS keep codes as numbers)."""
+        if not self.zero_pad:
+            return codes
+        text = codes.astype("str")
+        digits = text.str.fullmatch(r"\d+").fillna(False)
+        return text.where(~digits, text.str.zfill(self.zero_pad))
+
+    def matches(self, code: str) -> bool:
+        return self.pattern is None or re.fullmatch(self.pattern, code) is not None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    root: Path
+    country_code: str
+    country_name: dict[str, str]
+    levels: tuple[Level, ...]
+    time_zone: str = "UTC"
+    currency: str | None = None
+    language: str = "es"
+    reference: dict[str, Path] = field(default_factory=dict)  # dataset -> file
+    contributors_path: Path | None = None
+    profiles_dir: Path | None = None
+
+    @property
+    def units_level(self) -> Level:
+        """The level records are placed in (the lowest the deployment declares)."""
+        return self.levels[-1]
+
+    @property
+    def level_codes(self) -> tuple[str, ...]:
+        return tuple(level.code for level in self.levels)
+
+    def level_code(self, written: str) -> str | None:
+        """The level a reference file means by ``written`` (its code, name or an alias)."""
+        label = normalise_label(written)
+        for level in self.levels:
+            names = (level.code, level.name["es"], level.name["en"], *level.aliases)
+            if label in {normalise_label(n) for n in names}:
+                return level.code
+        return None
+
+    def level(self, code: str) -> Level:
+        for level in self.levels:
+            if level.code == code:
+                return level
+        raise KeyError(code)
+
+    def reference_file(self, dataset: str) -> Path:
+        if dataset not in self.reference:
+            raise SourceError(
+                self.root / "deployment.yaml", None, f"reference.{dataset} is missing"
+            )
+        return self.reference[dataset]
+
+
+def deployment_name(value: str | None = None) -> str:
+    return value or os.environ.get("OBSX_DEPLOYMENT") or DEFAULT_DEPLOYMENT
+
+
+def _text(spec, path, key) -> dict[str, str]:
+    value = spec.get(key)
+    if isinstance(value, str):
+        return {"es": value, "en": value}
+    if not isinstance(value, dict) or "es" not in value:
+        raise SourceError(path, spec.line(key), f"{key} needs es (and en) names")
+    return {"es": str(value["es"]), "en": str(value.get("en", value["es"]))}
+
+
+def parse_deployment(spec, path: Path, name: str) -> Deployment:
+    root = path.parent
+    unknown = set(spec) - KNOWN_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SourceError(path, spec.line(key), f"unknown key {key!r}; known: {sorted(KNOWN_KEYS)}")
+    for key in ("country_code", "levels", "reference"):
+        if key not in spec:
+            raise SourceError(path, None, f"{key} is missing")
+    levels = []
+    for i, entry in enumerate(spec["levels"] or []):
+        line = entry.line("code") if hasattr(entry, "line") else spec.line("levels")
+        code = str(entry.get("code", "")) if isinstance(entry, dict) else ""
+        if not LEVEL_CODE_RE.match(code):
+            raise SourceError(path, line, f"levels[{i}].code: lowercase letters, digits, '_'")
+        pattern = entry.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise SourceError(path, entry.line("pattern"), f"pattern: {exc}") from exc
+        pad = entry.get("zero_pad")
+        if pad is not None and not (isinstance(pad, int) and 0 < pad <= 16):
+            raise SourceError(path, entry.line("zero_pad"), "zero_pad is a number of digits")
+        aliases = tuple(str(a) for a in entry.get("aliases") or ())
+        levels.append(Level(code, _text(entry, path, "name"), pattern, pad, aliases))
+    if len(levels) < 2:
+        raise SourceError(path, spec.line("levels"), "levels: the country and at least one more")
+    if len({lv.code for lv in levels}) != len(levels):
+        raise SourceError(path, spec.line("levels"), "levels: each code once")
+    time_zone = str(spec.get("time_zone", "UTC"))
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise SourceError(path, spec.line("time_zone"), f"unknown time zone {time_zone!r}") from exc
+    reference = {str(k): root / str(v) for k, v in (spec["reference"] or {}).items()}
+    for dataset, file in reference.items():
+        if not file.exists():
+            line = spec["reference"].line(dataset)
+            raise SourceError(path, line, f"reference.{dataset}: {file} does not exist")
+    language = str(spec.get("language", "es"))
+    if language not in ("es", "en"):
+        raise SourceError(path, spec.line("language"), "language is es or en")
+    return Deployment(
+        name=name,
+        root=root,
+        country_code=str(spec["country_code"]),
+        country_name=_text(spec, path, "country_name"),
+        levels=tuple(levels),
+        time_zone=time_zone,
+        currency=spec.get("currency"),
+        language=language,
+        reference=reference,
+        contributors_path=root / str(spec.get("contributors", "contributors.yaml")),
+        profiles_dir=root / str(spec.get("profiles", "profiles")),
+    )
+
+
+@functools.cache
+def load_deployment(name: str) -> Deployment:
+    """The deployment ``name``: a folder of ``deployments/``, or a path to a deployment folder."""
+    folder = Path(name) if ("/" in name or Path(name).is_absolute()) else DEPLOYMENTS_DIR / name
+    path = folder / "deployment.yaml"
+    if not path.exists():
+        known = sorted(p.parent.name for p in DEPLOYMENTS_DIR.glob("*/deployment.yaml"))
+        raise SourceError(path, None, f"no such deployment (known: {', '.join(known)})")
+    return parse_deployment(load_yaml(path), path, folder.name)
+
+
+def current_deployment(name: str | None = None) -> Deployment:
+    """The deployment chosen by ``name``, else ``$OBSX_DEPLOYMENT``, else the Panama demo."""
+    return load_deployment(deployment_name(name))

@@ -1,0 +1,75 @@
+"""Place names onto unit codes: real exports name municipios instead of coding them.
+
+Names are compared case-, accent- and space-insensitively. Several units share a name (there are
+many ``San José``), so a name is resolved within its parent when the file gives the parent
+(``Guatemala`` / ``Palencia``); a name that still fits several units is ambiguous, never guessed.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from obsx.contract import normalise_label
+
+UNKNOWN, AMBIGUOUS, UNKNOWN_PARENT = "unknown-place", "ambiguous-place", "unknown-parent-place"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    codes: pd.Series  # unit code, or None where it failed
+    failures: pd.Series  # None, or UNKNOWN / AMBIGUOUS / UNKNOWN_PARENT
+
+
+class Places:
+    """The gazetteer of a deployment's geography (every version of every unit)."""
+
+    def __init__(self, geography: pd.DataFrame, deployment):
+        levels = deployment.levels
+        self.unit_level, self.parent_level = levels[-1], levels[-2]
+        by_level = {lv.code: geography[geography["geo_level"] == lv.code] for lv in levels}
+        self._parent = {}  # normalised name or code -> parent codes
+        for r in by_level[self.parent_level.code].itertuples():
+            for label in (r.name, r.geo_code):
+                self._parent.setdefault(normalise_label(label), set()).add(r.geo_code)
+        self._units = {}  # normalised name -> unit codes
+        self._units_in = {}  # (parent code, normalised name) -> unit codes
+        for r in by_level[self.unit_level.code].itertuples():
+            label = normalise_label(r.name)
+            self._units.setdefault(label, set()).add(r.geo_code)
+            self._units_in.setdefault((r.parent_code, label), set()).add(r.geo_code)
+
+    def _one(self, name: str, parent: str | None) -> tuple[str | None, str | None]:
+        label = normalise_label(name)
+        if parent is None:
+            found = self._units.get(label, set())
+        else:
+            parents = self._parent.get(
+                normalise_label(self.parent_level.pad(pd.Series([parent]))[0])
+            )
+            parents = parents or self._parent.get(normalise_label(parent))
+            if not parents:
+                return None, UNKNOWN_PARENT
+            found = set().union(*(self._units_in.get((p, label), set()) for p in parents))
+        if len(found) == 1:
+            return next(iter(found)), None
+        return None, AMBIGUOUS if found else UNKNOWN
+
+    def resolve(self, names: pd.Series, parents: pd.Series | None = None) -> Resolved:
+        """Codes for ``names`` (blank stays blank); each distinct pair is looked up once."""
+        pairs = pd.DataFrame(
+            {"name": names, "parent": parents if parents is not None else None}, index=names.index
+        )
+        pairs = pairs.fillna("")
+        lookups = {}
+        for name, parent in pairs.drop_duplicates().itertuples(index=False):
+            if name == "":
+                lookups[(name, parent)] = (None, None)
+            else:
+                lookups[(name, parent)] = self._one(
+                    name, parent or None if parents is not None else None
+                )
+        keys = list(zip(pairs["name"], pairs["parent"], strict=True))
+        return Resolved(
+            codes=pd.Series([lookups[k][0] for k in keys], index=names.index, dtype="object"),
+            failures=pd.Series([lookups[k][1] for k in keys], index=names.index, dtype="object"),
+        )
