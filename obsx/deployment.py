@@ -34,6 +34,7 @@ KNOWN_KEYS = {
     "contributors",
     "profiles",
 }
+LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Level:
     pattern: str | None = None  # a unit code of this level matches it
     zero_pad: int | None = None  # codes stored as numbers lost their leading zeros: restore them
     aliases: tuple[str, ...] = ()  # how reference files may name the level (Provincia, Comarca)
+    parent_prefix: int | None = None  # a unit's parent code is its code's first N characters
 
     def pad(self, codes: pd.Series) -> pd.Series:
         """Restore leading zeros of all-digit codes (Excel and SPSS keep codes as numbers)."""
@@ -128,6 +130,10 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
     for i, entry in enumerate(spec["levels"] or []):
         line = entry.line("code") if hasattr(entry, "line") else spec.line("levels")
         code = str(entry.get("code", "")) if isinstance(entry, dict) else ""
+        unknown = set(entry) - LEVEL_KEYS if isinstance(entry, dict) else set()
+        if unknown:
+            key = sorted(unknown)[0]
+            raise SourceError(path, entry.line(key), f"levels[{i}]: unknown key {key!r}")
         if not LEVEL_CODE_RE.match(code):
             raise SourceError(path, line, f"levels[{i}].code: lowercase letters, digits, '_'")
         pattern = entry.get("pattern")
@@ -140,7 +146,10 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         if pad is not None and not (isinstance(pad, int) and 0 < pad <= 16):
             raise SourceError(path, entry.line("zero_pad"), "zero_pad is a number of digits")
         aliases = tuple(str(a) for a in entry.get("aliases") or ())
-        levels.append(Level(code, _text(entry, path, "name"), pattern, pad, aliases))
+        prefix = entry.get("parent_prefix")
+        if prefix is not None and not (isinstance(prefix, int) and prefix > 0):
+            raise SourceError(path, entry.line("parent_prefix"), "parent_prefix is a length")
+        levels.append(Level(code, _text(entry, path, "name"), pattern, pad, aliases, prefix))
     if len(levels) < 2:
         raise SourceError(path, spec.line("levels"), "levels: the country and at least one more")
     if len({lv.code for lv in levels}) != len(levels):

@@ -33,13 +33,19 @@ class Places:
                 self._parent.setdefault(normalise_label(label), set()).add(r.geo_code)
         self._units = {}  # normalised name -> unit codes
         self._units_in = {}  # (parent code, normalised name) -> unit codes
+        self._codes = set(by_level[self.unit_level.code]["geo_code"])
         for r in by_level[self.unit_level.code].itertuples():
             label = normalise_label(r.name)
             self._units.setdefault(label, set()).add(r.geo_code)
             self._units_in.setdefault((r.parent_code, label), set()).add(r.geo_code)
 
-    def _one(self, name: str, parent: str | None) -> tuple[str | None, str | None]:
+    def _one(
+        self, name: str, parent: str | None, spellings: dict[str, str]
+    ) -> tuple[str | None, str | None]:
         label = normalise_label(name)
+        if label in spellings:  # the profile's word for a spelling the geography lacks
+            code = spellings[label]
+            return (code, None) if code in self._codes else (None, UNKNOWN)
         if parent is None:
             found = self._units.get(label, set())
         else:
@@ -54,8 +60,14 @@ class Places:
             return next(iter(found)), None
         return None, AMBIGUOUS if found else UNKNOWN
 
-    def resolve(self, names: pd.Series, parents: pd.Series | None = None) -> Resolved:
-        """Codes for ``names`` (blank stays blank); each distinct pair is looked up once."""
+    def resolve(
+        self,
+        names: pd.Series,
+        parents: pd.Series | None = None,
+        spellings: dict[str, str] | None = None,
+    ) -> Resolved:
+        """Codes for ``names`` (blank stays blank); each distinct pair is looked up once.
+        ``spellings``: normalised name -> code, for names the geography spells otherwise."""
         pairs = pd.DataFrame(
             {"name": names, "parent": parents if parents is not None else None}, index=names.index
         )
@@ -65,9 +77,7 @@ class Places:
             if name == "":
                 lookups[(name, parent)] = (None, None)
             else:
-                lookups[(name, parent)] = self._one(
-                    name, parent or None if parents is not None else None
-                )
+                lookups[(name, parent)] = self._one(name, parent or None, spellings or {})
         keys = list(zip(pairs["name"], pairs["parent"], strict=True))
         return Resolved(
             codes=pd.Series([lookups[k][0] for k in keys], index=names.index, dtype="object"),

@@ -41,7 +41,7 @@ DERIVE_KINDS = {
     "date": {"year", "month", "day"},
     "join": {"join", "hash_over"},
     "slice": {"column", "slice", "pad"},
-    "place": {"place", "parent"},
+    "place": {"place", "parent", "names"},
 }
 KNOWN_KEYS = {
     "files",
@@ -98,6 +98,7 @@ class Derivation:
     pad: int | None = None  # slice: restore leading zeros to this length first
     place: str | None = None  # place: the column with the unit's name
     parent: str | None = None  # place: the column with its parent's name or code
+    names: dict[str, str] = field(default_factory=dict)  # place: spellings the geography lacks
     line: int | None = None
 
     @property
@@ -139,7 +140,8 @@ class Profile:
     derive: tuple[Derivation, ...] = ()
     complete_coverage: bool = False  # a file covers all the contributor's units for its months
     value_labels: bool = True  # SPSS: read value labels (False: the numeric codes)
-    blank_values: tuple[str, ...] = ()  # cells that mean "no value" (Ignorado, n/d)
+    # cells that mean "no value" (Ignorado, n/d): column -> values ("*": every column)
+    blank_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # key -> line
 
     def line_of(self, *keys) -> str:
@@ -263,11 +265,15 @@ def _derivation(name: str, spec, path, contract: Contract) -> Derivation:
             spec, path, "place", f"derive.{name}: place names give only {contract.geography_field}"
         )
     parent = spec.get("parent")
+    names = spec.get("names") or {}
+    if not isinstance(names, dict):
+        _fail(spec, path, "names", f"derive.{name}.names: a mapping of a spelling to a unit code")
     return Derivation(
         name,
         kind,
         place=str(spec["place"]),
         parent=None if parent is None else str(parent),
+        names={normalise_label(k): str(v) for k, v in names.items()},
         line=line,
     )
 
@@ -407,9 +413,19 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         derive=tuple(derive),
         complete_coverage=bool(spec.get("complete_coverage", False)),
         value_labels=bool(spec.get("value_labels", True)),
-        blank_values=tuple(str(v) for v in spec.get("blank_values") or []),
+        blank_values=_blank_values(spec, where),
         lines=dict(getattr(spec, "lines", {})),
     )
+
+
+def _blank_values(spec, where) -> dict[str, tuple[str, ...]]:
+    """``blank_values``: a list (every column) or a mapping of column to values."""
+    given = spec.get("blank_values") or {}
+    if isinstance(given, list):
+        given = {"*": given}
+    if not isinstance(given, dict) or not all(isinstance(v, list) for v in given.values()):
+        _fail(spec, where, "blank_values", "blank_values: a list, or column: [values]")
+    return {str(k): tuple(str(v) for v in values) for k, values in given.items()}
 
 
 def _as_line_dict(spec: dict) -> LineDict:

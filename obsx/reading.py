@@ -286,9 +286,7 @@ def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
         handle.write(data)
         handle.flush()
         try:
-            frame, _ = pyreadstat.read_sav(
-                handle.name, apply_value_formats=layout.value_labels
-            )
+            frame, _ = pyreadstat.read_sav(handle.name, apply_value_formats=layout.value_labels)
         except Exception as exc:  # pyreadstat.ReadstatError and friends
             kind = type(exc).__name__
             raise UnreadableFile(

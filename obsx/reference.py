@@ -176,9 +176,13 @@ def _geography_codes(frame: pd.DataFrame, deployment: Deployment) -> tuple[pd.Da
         mine = level_of == level.code
         frame.loc[mine, "geo_code"] = level.pad(frame.loc[mine, "geo_code"])
         if i > 0:
-            parents = frame.loc[mine, "parent_code"].where(
-                frame.loc[mine, "parent_code"].ne(""), country if i == 1 else ""
+            given = frame.loc[mine, "parent_code"]
+            implied = (
+                frame.loc[mine, "geo_code"].str.slice(0, level.parent_prefix)
+                if level.parent_prefix
+                else pd.Series(country if i == 1 else "", index=given.index)
             )
+            parents = given.where(given.ne(""), implied)
             frame.loc[mine, "parent_code"] = levels[i - 1].pad(parents).where(parents.ne(""), "")
         for row in frame.index[mine]:
             code = frame.at[row, "geo_code"]

@@ -383,13 +383,15 @@ class Mapped:
         return [p for p in self.problems if p.row is not None and p.severity == ERROR]
 
 
-def _blank_values(raw: pd.DataFrame, values: tuple[str, ...]) -> pd.DataFrame:
+def _blank_values(raw: pd.DataFrame, values: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """Cells the profile says mean "no value" (``Ignorado``, ``n/d``) become blank."""
     if not values:
         return raw
-    blanks = {normalise_label(v) for v in values}
     raw = raw.copy()
     for column in raw.columns:
+        blanks = {normalise_label(v) for v in (*values.get("*", ()), *values.get(column, ()))}
+        if not blanks:
+            continue
         hits = [v for v in raw[column].unique() if normalise_label(v) in blanks]
         if hits:
             raw[column] = raw[column].where(~raw[column].isin(hits), "")
@@ -509,7 +511,7 @@ def _derive(
         raise ValueError("place names need the deployment's geography")
     names = raw[d.place].astype("str").str.strip()
     parents = raw[d.parent].astype("str").str.strip() if d.parent else None
-    resolved = places.resolve(names, parents)
+    resolved = places.resolve(names, parents, d.names)
     found, failed = [], set()
     parent_es = places.parent_level.name["es"].lower()
     parent_en = places.parent_level.name["en"].lower()
@@ -583,7 +585,9 @@ def apply_profile(
     mapping = {h: name for h, name in mapping.items() if name not in derived}
     header_of = {name: header for header, name in mapping.items()}
     # The record's id (reference files: the first key field, e.g. the unit's code).
-    key_field = contract.primary_key[1] if contract.kind == "observatory" else contract.primary_key[0]
+    key_field = (
+        contract.primary_key[1] if contract.kind == "observatory" else contract.primary_key[0]
+    )
     key_header = header_of.get(key_field)
     not_data = not_data_rows(raw, key_header, profile)
     problems += [
