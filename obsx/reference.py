@@ -246,7 +246,7 @@ def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
         """(ancestor codes from r upwards, start, end) for every stretch of r's parent history."""
         if start is not None and end is not None and start >= end:
             return
-        if not r.parent_code:
+        if not isinstance(r.parent_code, str) or not r.parent_code:  # None, NaN or blank
             yield [r.geo_code], start, end
             return
         for parent in rows_by_code.get(r.parent_code, []):

@@ -424,6 +424,18 @@ def _date_part(raw: pd.DataFrame, part, low: int, high: int) -> tuple[pd.Series,
     return number, cells.ne("") & number.isna()
 
 
+def _shorten(ids: pd.Series, longest: int) -> pd.Series:
+    """Ids longer than ``longest``: their start, ``~`` and 16 hex digits of their SHA-256, so
+    that they stay readable, distinct and the same every time the file is sent."""
+    ids = ids.astype("str")
+    long = ids.str.len() > longest
+    if long.any():
+        keep = max(longest - 17, 0)
+        ids = ids.copy()
+        ids[long] = [f"{v[:keep]}~{hashlib.sha256(v.encode()).hexdigest()[:16]}" for v in ids[long]]
+    return ids
+
+
 def _derive(
     d: Derivation, raw: pd.DataFrame, contract: Contract, observatory, source_of
 ) -> tuple[pd.Series, list[Problem], set[int]]:
@@ -494,11 +506,7 @@ def _derive(
         incomplete = pd.concat([p.eq("") for p in pieces], axis=1).any(axis=1)
         joined = joined.where(~incomplete, "")
         if d.hash_over:
-            long = joined.str.len() > d.hash_over
-            keep = max(d.hash_over - 17, 0)
-            joined[long] = [
-                f"{v[:keep]}~{hashlib.sha256(v.encode()).hexdigest()[:16]}" for v in joined[long]
-            ]
+            joined = _shorten(joined, d.hash_over)
         return joined.astype("str"), [], set()
     if d.kind == "slice":
         cells = raw[d.column].astype("str").str.strip()
@@ -556,15 +564,12 @@ def apply_profile(
     problems = list(table.problems)
     derived = {d.field for d in profile.derive}
     consumed = {c for d in profile.derive for c in d.columns}
-    if profile.unpivot and profile.unpivot.year_column:
-        consumed.add(profile.unpivot.year_column)
     missing = [(c, d.line) for d in profile.derive for c in d.columns if c not in raw.columns]
-    if (
-        profile.unpivot
-        and profile.unpivot.year_column
-        and profile.unpivot.year_column not in raw.columns
-    ):
-        missing.append((profile.unpivot.year_column, profile.lines.get("unpivot")))
+    if profile.unpivot:
+        used = [*profile.unpivot.id_from, profile.unpivot.year_column]
+        consumed |= {c for c in used if c}
+        line = profile.lines.get("unpivot")
+        missing += [(c, line) for c in used if c and c not in raw.columns]
     for column, line in dict(missing).items():
         where = f"{profile.where}:{line}" if line else profile.where
         problems.append(problem("profile-column-missing", value=column, where=where))
@@ -598,6 +603,9 @@ def apply_profile(
     if profile.unpivot:
         unpivot_key = header_of.get(key_field, key_field)
         raw, mapped.source_of, mapped.month_of = _unpivot(raw, profile.unpivot, unpivot_key)
+        longest = contract.field(key_field).constraints.get("max_length")
+        if longest and unpivot_key in raw.columns:  # ids built from long names: a stable hash
+            raw[unpivot_key] = _shorten(raw[unpivot_key], longest)
         mapped.read_errors = {p.row for p in problems if p.row is not None and p.severity == ERROR}
         mapped.before_unpivot = len(problems)
     for d in profile.derive:

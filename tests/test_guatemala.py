@@ -1,0 +1,261 @@
+"""The Guatemala deployment on real INE/PNC files, read through profiles alone.
+
+The figures asserted are those SOURCES.md gives for the unedited files (tests/fixtures/gt/pnc/);
+the generated shapes (national file listing only municipios with events, 8-digit place codes,
+date in parts, months as columns) are in tests/fixtures/gt/ with their expected figures.
+"""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from obsx import reference
+from obsx.deployment import current_deployment
+from obsx.dropzone import Dropzone, file_sha256, partition_key
+from obsx.indicators import compute_indicators
+from obsx.migrations import upgrade
+from obsx.submission import check_file, process_submission
+from obsx.warehouse import declared_coverage, get_engine, indicator_value, record_tables
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gt"
+PNC = FIXTURES / "pnc"
+TODAY = dt.date(2026, 11, 25)
+NATIONAL_POPULATION_2018 = 14_901_286  # INE census 2018, the 340 municipios
+
+
+@pytest.fixture(autouse=True)
+def guatemala(monkeypatch):
+    monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
+
+
+@pytest.fixture(scope="module")
+def contributors():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OBSX_DEPLOYMENT", "gt")
+        return reference.observatories()
+
+
+def check(name: str, contributor: str, contributors, folder: Path = FIXTURES):
+    return check_file((folder / name).read_bytes(), name, contributors[contributor], None, TODAY)
+
+
+def test_geography_is_read_from_ines_own_code_list():
+    geography = reference.read_geography()
+    levels = geography["geo_level"].value_counts().to_dict()
+    assert levels == {"national": 1, "department": 22, "municipality": 340}
+    by_code = geography.set_index("geo_code")
+    assert by_code.loc["0108", ["name", "parent_code"]].tolist() == ["Mixco", "01"]
+    assert by_code.loc["01", "parent_code"] == "GT"  # INE writes 1; its parent is the country
+    assert by_code.loc["2217", "name"] == "Quesada"
+
+
+def test_population_is_the_2018_census_by_municipio():
+    population = reference.read_population()
+    assert len(population) == 340
+    assert population["population"].sum() == NATIONAL_POPULATION_2018
+    assert population.set_index("geo_code").loc["0108", "population"] == 465_773
+
+
+def test_contributors_are_checked_against_the_geography_with_their_line(tmp_path, monkeypatch):
+    deployment = current_deployment()
+    registry = tmp_path / "contributors.yaml"
+    registry.write_text(
+        'contributors:\n  - code: gt_x\n    name: X\n    units: ["0108", "9999"]\n',
+        encoding="utf-8",
+    )
+    broken = type(deployment)(**{**deployment.__dict__, "contributors_path": registry})
+    with pytest.raises(ValueError, match=r"contributors.yaml:4: gt_x: units 9999 are not"):
+        reference.observatories(broken)
+
+
+def test_pnc_2023_workbook_reproduces_the_published_figures(contributors):
+    result, info = check("Detenidos2023.xlsx", "gt_pnc", contributors, PNC)
+    assert info["profile"].endswith("gt_pnc/detenidos_excel.yaml")
+    assert (result.status, result.rows_read, len(result.accepted)) == ("accepted", 45_278, 45_278)
+    accepted = result.accepted
+    assert accepted["sex"].value_counts().to_dict() == {"M": 41_092, "F": 4_186}
+    assert accepted["offence_group"].value_counts().to_dict() == {
+        "OTHER": 42_544,
+        "PROPERTY": 1_990,
+        "INJURIES": 304,
+        "EXTORTION": 262,
+        "HOMICIDE": 163,
+        "LIBERTY": 15,
+    }
+    assert accepted["unit_code"].nunique() == 340
+    assert accepted["age"].isna().sum() == 750  # "Ignorada" is no age, not a rejected row
+    # "Guatemala / Palencia" is 0105; PNC's "Barrillas" is INE's Barillas (1326)
+    first = accepted.iloc[0]
+    assert (first["arrest_id"], first["unit_code"]) == ("2023-1", "0101")
+    assert str(first["arrested_on"].date()) == "2023-01-01"
+
+
+def test_pnc_first_quarter_2024_reproduces_the_published_figures(contributors):
+    result, _ = check("Detenidos1T2024.xlsx", "gt_pnc", contributors, PNC)
+    accepted = result.accepted
+    assert (result.status, len(accepted)) == ("accepted", 10_874)
+    assert accepted["sex"].value_counts().to_dict() == {"M": 9_844, "F": 1_030}
+    assert (accepted["offence_group"] == "HOMICIDE").sum() == 45
+    assert accepted["unit_code"].nunique() == 327
+    assert accepted["arrested_on"].dt.month.unique().tolist() == [1, 2, 3]
+
+
+def test_pnc_2021_spss_is_read_through_its_codes(contributors):
+    result, info = check("Detenidos2021.sav", "gt_pnc", contributors, PNC)
+    assert info["profile"].endswith("gt_pnc/detenidos_spss.yaml")
+    accepted = result.accepted
+    assert (result.status, len(accepted)) == ("accepted", 62_203)
+    assert accepted["sex"].value_counts().to_dict() == {"M": 56_827, "F": 5_376}
+    assert (accepted["offence_group"] == "HOMICIDE").sum() == 201
+    assert accepted["unit_code"].str.fullmatch(r"\d{4}").all()  # 101.0 -> 0101
+
+
+def test_a_national_file_listing_only_municipios_with_victims(contributors):
+    result, _ = check("homicidios_nacional_2024_01.csv", "gt_inacif", contributors)
+    accepted = result.accepted
+    assert (result.status, len(accepted)) == ("accepted", 142)
+    assert accepted["victim_count"].sum() == 250
+    by_sex = accepted.groupby("victim_sex")["victim_count"].sum().to_dict()
+    assert by_sex == {"M": 215, "F": 32, "NE": 3}
+    assert set(accepted["crime_code"]) == {"0101"}  # a constant: the file is all homicides
+    assert accepted.groupby("district_code")["victim_count"].sum()["0108"] == 13
+
+
+def test_eight_digit_place_codes_give_their_municipio(contributors):
+    result, _ = check("homicidios_codigo_lugar_2024.xlsx", "gt_pnc", contributors)
+    accepted = result.accepted
+    assert (result.status, len(accepted)) == ("accepted", 400)
+    departments = accepted["district_code"].str[:2].value_counts().to_dict()
+    assert departments == {"01": 254, "05": 81, "16": 65}  # 1060129 is 01060129: in 0106
+    assert accepted["crime_code"].value_counts()["0101"] == 141
+
+
+def test_date_from_year_month_name_and_day_columns(contributors):
+    result, _ = check("mixco_incidentes_2024.csv", "gt_mixco", contributors)
+    accepted = result.accepted
+    assert (result.status, len(accepted)) == ("accepted", 300)
+    months = accepted["occurred_on"].dt.month.value_counts().sort_index().tolist()
+    assert months == [30, 21, 30, 25, 30, 27, 17, 22, 20, 34, 18, 26]  # "Setiembre" is 9
+    assert set(accepted["district_code"]) == {"0108"}
+
+
+def test_wide_months_with_place_names_homonyms_and_bad_cells(contributors):
+    result, _ = check("wide_meses_2024_small.csv", "gt_pnc", contributors)
+    # 2,700 non-blank cells; 390 in rows naming no municipio, 462 invalid cells: 1,848 records
+    assert (result.rows_read, len(result.accepted), result.rows_rejected) == (2_700, 1_848, 852)
+    assert result.accepted["victim_count"].sum() == 977
+    codes = {p.code for p in result.problems}
+    assert {"unknown-place", "type-integer", "min"} <= codes
+    # San José exists in Escuintla (0509) and Petén (1702): the departamento tells them apart
+    assert {"0509", "1702", "0109", "1202"} <= set(result.accepted["district_code"])
+    assert result.accepted.index.max() <= 241  # rows as the spreadsheet shows them
+    assert result.accepted["incident_id"].str.len().max() <= 64  # long ids are hashed
+    unknown = next(p for p in result.problems if p.code == "unknown-place")
+    assert unknown.message("es").startswith("No se encontró el lugar «Municipio Desconocido»")
+
+
+@pytest.fixture
+def gt_warehouse(warehouse_url, monkeypatch):
+    monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
+    engine = get_engine(warehouse_url)
+    upgrade(engine)
+    reference.load_geography(engine, reference.read_geography())
+    reference.load_population(engine, reference.read_population())
+    reference.load_observatories(engine)
+    return engine
+
+
+def submit(engine, root: Path, contributor: str, path: Path):
+    registry = reference.observatories()
+    zone = Dropzone(root, registry)
+    zone.ensure_folders()
+    shutil.copy(path, zone.inbox(contributor) / path.name)
+    key = partition_key(contributor, file_sha256(zone.inbox(contributor) / path.name))
+    return process_submission(key, zone, engine, registry, TODAY)
+
+
+def national(engine, code, period, disaggregation=""):
+    v = indicator_value.c
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(v.numerator, v.denominator, v.value).where(
+                v.indicator_code == code,
+                v.geo_level == "national",
+                v.geo_code == "GT",
+                v.period == period,
+                v.disaggregation == disaggregation,
+            )
+        ).one_or_none()
+
+
+def test_a_declared_complete_file_makes_unlisted_municipios_true_zeros(gt_warehouse, tmp_path):
+    outcome = submit(
+        gt_warehouse, tmp_path, "gt_inacif", FIXTURES / "homicidios_nacional_2024_01.csv"
+    )
+    assert outcome.status == "accepted"
+    compute_indicators(gt_warehouse)
+    rate = national(gt_warehouse, "SDG_16_1_1", "2024-01")
+    assert (rate.numerator, rate.denominator) == (250, NATIONAL_POPULATION_2018)
+    assert rate.value == pytest.approx(250 * 100_000 / NATIONAL_POPULATION_2018)
+    assert national(gt_warehouse, "REPORTING_COVERAGE", "2024-01").value == pytest.approx(100)
+
+    # Without the declaration, the 220 municipios not listed are "not reported": the rate would
+    # divide by the population of the 120 listed only, and come out higher.
+    with gt_warehouse.begin() as conn:
+        conn.execute(declared_coverage.delete())
+    compute_indicators(gt_warehouse)
+    partial = national(gt_warehouse, "SDG_16_1_1", "2024-01")
+    assert partial.numerator == 250 and partial.denominator < NATIONAL_POPULATION_2018
+    assert national(gt_warehouse, "REPORTING_COVERAGE", "2024-01").value < 100
+
+
+def test_real_arrests_reach_the_warehouse_and_a_rate_per_offence_group(gt_warehouse, tmp_path):
+    outcome = submit(gt_warehouse, tmp_path, "gt_pnc", PNC / "Detenidos1T2024.xlsx")
+    assert (outcome.dataset, outcome.status, outcome.counts["rows_inserted"]) == (
+        "arrests",
+        "accepted",
+        10_874,
+    )
+    compute_indicators(gt_warehouse)
+    total = national(gt_warehouse, "ARRESTS_RATE", "2024")
+    # the census (2018) is the latest population before 2024; PNC covers the whole country
+    assert (total.numerator, total.denominator) == (10_874, NATIONAL_POPULATION_2018)
+    assert national(gt_warehouse, "ARRESTS_RATE", "2024", "offence_group=HOMICIDE").numerator == 45
+    v = indicator_value.c
+    with gt_warehouse.connect() as conn:
+        levels = dict(
+            conn.execute(
+                sa.select(v.geo_level, sa.func.count())
+                .where(
+                    v.indicator_code == "ARRESTS_RATE", v.period == "2024", v.disaggregation == ""
+                )
+                .group_by(v.geo_level)
+            ).all()
+        )
+        held = conn.scalar(sa.select(sa.func.count()).select_from(record_tables("arrests").current))
+    assert levels == {"national": 1, "department": 22, "municipality": 340}
+    assert held == 10_874
+
+
+def test_rollup_follows_the_hierarchy_valid_in_each_period():
+    deployment = current_deployment()
+    frame = pd.DataFrame(
+        [
+            ("GT", "national", None, dt.date(1900, 1, 1), None),
+            ("01", "department", "GT", dt.date(1900, 1, 1), None),
+            ("02", "department", "GT", dt.date(1900, 1, 1), None),
+            ("0199", "municipality", "01", dt.date(1900, 1, 1), dt.date(2019, 1, 1)),
+            ("0199", "municipality", "02", dt.date(2019, 1, 1), None),
+        ],
+        columns=["geo_code", "geo_level", "parent_code", "valid_from", "valid_to"],
+    )
+    rows = reference.rollup(frame, deployment)
+    departments = rows[rows["geo_level"] == "department"][["geo_code", "from_month", "to_month"]]
+    assert departments.astype(object).where(departments.notna(), None).values.tolist() == [
+        ["01", "1900-01", "2019-01"],
+        ["02", "2019-01", None],
+    ]
