@@ -86,7 +86,7 @@ def submissions(
     """
     engine = warehouse.engine()
     zone = dropzone.dropzone()
-    registry = observatories()
+    registry = observatories(engine=engine)
     today = dt.date.today()
     outcomes, failed = [], {}
     for key in context.partition_keys:

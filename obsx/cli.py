@@ -38,9 +38,15 @@ def cmd_seed(args) -> int:
 
 def cmd_run(args) -> int:
     root = _prepare_environment(args.data_dir)
+    from obsx.sourceyaml import SourceError
+    from obsx.validation import ReferenceDataError
     from pipelines.run_once import run_once
 
-    report = run_once(root, settle_seconds=args.settle_seconds, batch_size=args.batch_size)
+    try:
+        report = run_once(root, settle_seconds=args.settle_seconds, batch_size=args.batch_size)
+    except (SourceError, ReferenceDataError) as exc:  # the deployment's own files: say what
+        print(f"NEEDS ATTENTION - the deployment's files cannot be used: {exc}")
+        return ATTENTION
     print(report.summary())
     return OK if report.all_processed else ATTENTION
 
@@ -188,7 +194,7 @@ def cmd_validate(args) -> int:
         submission_id=hashlib.sha256(data).hexdigest(),
         observatory_code=observatory.code,
         observatory_name=observatory.name,
-        dataset=args.dataset,
+        dataset=info["dataset"],
         file_name=path.name,
         received_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         status=result.status,
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("file")
     check.add_argument("--observatory", required=True, help="observatory code, e.g. pa_colon")
-    check.add_argument("--dataset", default="incidents")
+    check.add_argument("--dataset", help="default: recognised from the file (profile, headers)")
     check.add_argument("--lang", choices=["es", "en"], help="default: the profile's language")
     check.add_argument("--out", help="folder for the feedback files (default: ./<file>_validacion)")
     check.add_argument("--show", type=int, default=20, help="problems to print")
@@ -332,7 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"corrections {args.action} needs correction ids")
     if args.func is cmd_corrections and args.action == "reject" and not args.reason:
         parser.error("corrections reject needs --reason")
-    return args.func(args)
+    from obsx.sourceyaml import SourceError
+    from obsx.validation import ReferenceDataError
+
+    try:
+        return args.func(args)
+    except (SourceError, ReferenceDataError) as exc:  # a deployment file to fix: no traceback
+        print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)
+        return ATTENTION
 
 
 if __name__ == "__main__":

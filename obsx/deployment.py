@@ -190,7 +190,7 @@ def load_deployment(name: str) -> Deployment:
     if not path.exists():
         known = sorted(p.parent.name for p in DEPLOYMENTS_DIR.glob("*/deployment.yaml"))
         raise SourceError(path, None, f"no such deployment (known: {', '.join(known)})")
-    return parse_deployment(load_yaml(path), path, folder.name)
+    return parse_deployment(load_yaml(path), path, name)  # the name it is found again by
 
 
 def current_deployment(name: str | None = None) -> Deployment:

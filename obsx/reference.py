@@ -98,10 +98,23 @@ def resolve_units(
     return resolved
 
 
-def observatories(deployment: Deployment | None = None) -> dict[str, Observatory]:
-    """The registry as validation needs it: units, opening date, units' validity, place names."""
+def observatories(
+    deployment: Deployment | None = None, engine: sa.Engine | None = None
+) -> dict[str, Observatory]:
+    """The registry as validation needs it: units, opening date, units' validity, place names.
+
+    With ``engine``, a geography file that cannot be loaded gives way to the last good geography
+    the warehouse holds (the reference asset's check says what to fix)."""
     deployment = deployment or current_deployment()
-    geography_frame = read_geography(deployment=deployment)
+    try:
+        geography_frame = read_geography(deployment=deployment)
+    except (ReferenceDataError, SourceError):
+        if engine is None:
+            raise
+        with engine.connect() as conn:
+            geography_frame = pd.read_sql(sa.select(geography), conn)
+        if geography_frame.empty:
+            raise
     registry = read_contributors(deployment)
     units = resolve_units(registry, geography_frame, deployment)
     level = deployment.units_level

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from obsx.config import data_root, warehouse_url
 from obsx.dropzone import Dropzone
 from obsx.migrations import ensure_current
-from obsx.reference import observatories
+from obsx.reference import read_contributors
 from obsx.warehouse import get_engine
 
 
@@ -38,6 +38,6 @@ class DropzoneResource(dg.ConfigurableResource):
         return data_root(self.data_dir)
 
     def dropzone(self) -> Dropzone:
-        dropzone = Dropzone(self.root(), observatories())
+        dropzone = Dropzone(self.root(), read_contributors())  # registering creates its folder
         dropzone.ensure_folders()
         return dropzone

@@ -118,9 +118,14 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
         report.failed_runs.append(result.run_id)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
-            report.failed_checks.append(
-                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            )
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            error = evaluation.metadata.get("error")
+            failed = evaluation.metadata.get("failed")
+            if error is not None:
+                name += f" ({error.value})"
+            elif failed is not None and failed.value:
+                name += " (" + "; ".join(f"{k}: {v}" for k, v in failed.value.items()) + ")"
+            report.failed_checks.append(name)
     return result
 
 

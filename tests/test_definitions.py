@@ -35,6 +35,9 @@ def test_asset_checks():
         ("indicator_value", "numerators_add_up"),
         ("indicator_value", "records_placed_in_geography"),
         ("indicator_value", "reporting_units_have_population"),
+        ("reference_geography", "reference_file_valid"),
+        ("reference_population", "reference_file_valid"),
+        ("reference_observatories", "reference_file_valid"),
     }
 
 

@@ -5,12 +5,14 @@ Runs on a temporary SQLite warehouse and on PostgreSQL, with a test Dagster inst
 
 import json
 import os
+import shutil
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from obsx import cli
+from obsx.deployment import DEPLOYMENTS_DIR as DEPLOYMENTS
 from obsx.warehouse import indicator_value, quarantine, record_tables, submission
 from pipelines.definitions import defs
 from pipelines.resources import DropzoneResource
@@ -96,6 +98,7 @@ def test_sensor_tick_processes_every_file_in_one_run(root, instance, warehouse_u
         "numerators_add_up": True,
         "reporting_units_have_population": True,
         "records_placed_in_geography": True,
+        "reference_file_valid": True,
     }
     engine = warehouse(warehouse_url)
     with engine.connect() as conn:
@@ -227,3 +230,37 @@ def test_files_already_requested_do_not_starve_newer_ones(tmp_path, instance, mo
     assert len(json.loads(three.cursor)["requested"]) == 2
     first.unlink()  # processed elsewhere: it leaves the cursor
     assert len(json.loads(evaluate(three.cursor).cursor)["requested"]) == 1
+
+
+def test_a_broken_reference_file_or_profile_stops_no_one_else(
+    root, tmp_path, monkeypatch, capsys, warehouse_url
+):
+    deployment = tmp_path / "deployment"
+    shutil.copytree(DEPLOYMENTS / "pa", deployment)
+    monkeypatch.setenv("OBSX_DEPLOYMENT", str(deployment))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+    assert cli.main(["run", "--settle-seconds", "0"]) == 0
+    capsys.readouterr()
+
+    geography = deployment / "reference" / "geography.csv"
+    geography.write_text(
+        geography.read_text(encoding="utf-8").replace("0804,district", "0804,barrio"),
+        encoding="utf-8",
+    )
+    profile = deployment / "profiles" / "pa_colon" / "incidents.yaml"
+    profile.write_text(profile.read_text(encoding="utf-8") + "\nsheeet: 2\n", encoding="utf-8")
+    drop(root, "pa_panama", "febrero.csv", PANAMA_CSV.replace(b"P1,", b"P4,"))
+    drop(root, "pa_colon", "enero.csv", COLON_CSV)
+
+    assert cli.main(["run", "--settle-seconds", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "Submissions processed: 1 (0 accepted, 1 partly accepted, 0 rejected)" in out
+    # the geography: what to fix, where; Panamá's file went through on the last good geography
+    assert "reference_geography:reference_file_valid" in out
+    assert "row 66: level 'barrio' is not one of national, province, district" in out
+    # Colón's profile: its file and line; Colón's file waits in its inbox for the fix
+    assert "pa_colon/incidents.yaml:28: unknown key 'sheeet'" in out
+    assert (root / "dropzone" / "pa_colon" / "inbox" / "enero.csv").exists()
+    assert not (root / "dropzone" / "pa_panama" / "inbox" / "febrero.csv").exists()
+    assert "Traceback" not in out
