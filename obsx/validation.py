@@ -66,14 +66,20 @@ class ValidationResult:
         """The rejected rows with their source row and, last, why each was rejected."""
         if self.rejected_cells.empty:
             return self.rejected_cells
-        reasons: dict[int, list[str]] = {}
-        whole_file = [p.message(lang) for p in self.file_errors]
+        reasons: dict[int, dict[str, None]] = {}
+        errors = self.file_errors
+        # A file refused whole says why once per row, briefly: the page has the details.
+        whole_file = errors[0].message(lang) if errors else ""
+        if len(errors) > 1:
+            more = f" (+{len(errors) - 1} más)" if lang == "es" else f" (+{len(errors) - 1} more)"
+            whole_file += more
         for p in self.problems:  # rows here are the observatory's (see rejected_cells)
             if p.row is not None and p.severity == ERROR:
-                reasons.setdefault(p.row, []).append(p.message(lang))
+                said = f"{p.column}: {p.message(lang)}" if p.column else p.message(lang)
+                reasons.setdefault(p.row, {})[said] = None  # each reason once
         row, reason = ("fila", "motivo") if lang == "es" else ("row", "reason")
         frame = self.rejected_cells.copy()
-        frame[reason] = [" | ".join(reasons.get(r, whole_file)) for r in frame.index]
+        frame[reason] = [" | ".join(reasons.get(r, [whole_file])) for r in frame.index]
         return frame.rename_axis(row).reset_index()
 
     @property
@@ -799,7 +805,10 @@ def validate(
     result.rejected_cells = raw.loc[sorted(rejected), contract_columns]
     result.accepted = typed.loc[~typed.index.isin(rejected)]
     if source_of is not None:
-        result.rejected_cells.index = [source_of[i] for i in result.rejected_cells.index]
+        # The rows as the observatory wrote them (months as columns), each once, to fix and resend.
+        rows = sorted({source_of[i] for i in rejected})
+        written = table.frame.drop(columns=[c for c in profile.ignore_columns if c in table.frame])
+        result.rejected_cells = written.loc[rows]
         result.accepted.index = pd.Index(
             [source_of[i] for i in result.accepted.index], name="source_row"
         )

@@ -14,10 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import reference
-from obsx.deployment import current_deployment
+from obsx.contract import load_contract
+from obsx.deployment import DEPLOYMENTS_DIR, current_deployment
 from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
+from obsx.profiles import ProfileError, contributor_profiles, parse_profile
 from obsx.submission import check_file, process_submission
 from obsx.warehouse import declared_coverage, get_engine, indicator_value, record_tables
 
@@ -259,3 +261,66 @@ def test_rollup_follows_the_hierarchy_valid_in_each_period():
         ["01", "1900-01", "2019-01"],
         ["02", "2019-01", None],
     ]
+
+
+def write_profile(tmp_path, text: str) -> Path:
+    folder = tmp_path / "profiles" / "gt_mixco"
+    folder.mkdir(parents=True)
+    path = folder / "incidentes.yaml"
+    path.write_text(text, encoding="utf-8")
+    return tmp_path / "profiles"
+
+
+MIXCO = DEPLOYMENTS_DIR / "gt" / "profiles" / "gt_mixco" / "incidentes.yaml"
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "complaint"),
+    [
+        (("  occurred_on: {year: Año,", "  occurred_on: {yaer: Año,"), 8, "fit no kind"),
+        (('district_code: {value: "0108"}', 'distrito: {value: "0108"}'), 9, "no field of"),
+        (('Extorsión: "02051"', 'Extorsión: "0205x"'), 11, "is not a code"),
+    ],
+)
+def test_a_profile_mistake_is_named_with_its_file_and_line_when_loaded(
+    tmp_path, change, line, complaint
+):
+    text = MIXCO.read_text(encoding="utf-8")
+    assert change[0] in text
+    folder = write_profile(tmp_path, text.replace(*change))
+    with pytest.raises(ProfileError, match=complaint) as refused:
+        contributor_profiles("gt_mixco", {"incidents": load_contract("incidents")}, folder)
+    assert f"incidentes.yaml:{line}:" in str(refused.value)
+
+
+def test_a_misspelt_month_header_is_refused_when_the_profile_is_loaded():
+    spec = {
+        "unpivot": {
+            "months": {"Enero": 1, "Febero": 2},
+            "year": 2024,
+            "date_field": "occurred_on",
+            "value_field": "victim_count",
+        }
+    }
+    with pytest.raises(ProfileError, match="'Febero' is not a month name"):
+        parse_profile(spec, load_contract("incidents"))
+    spec["unpivot"]["months"] = {"Enero": 1, "Marzo": 2}
+    with pytest.raises(ProfileError, match="'Marzo' is month 3, not 2"):
+        parse_profile(spec, load_contract("incidents"))
+
+
+def test_a_wrong_column_in_a_profile_stops_the_file_before_any_row(tmp_path, contributors):
+    text = MIXCO.read_text(encoding="utf-8").replace("{year: Año,", "{year: Anio,")
+    folder = write_profile(tmp_path, text + "columns: {Zona vieja: victim_age}\n")
+    deployment = current_deployment()
+    moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
+    mixco = contributors["gt_mixco"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+        result, _ = check("mixco_incidentes_2024.csv", "gt_mixco", {"gt_mixco": mixco})
+    assert result.status == "rejected" and len(result.accepted) == 0
+    errors = [p for p in result.problems if p.severity == "error"]
+    assert [p.code for p in errors] == ["profile-column-missing"]  # no row-level noise
+    assert errors[0].value == "Anio" and "incidentes.yaml:8" in errors[0].message("en")
+    unused = [p for p in result.problems if p.code == "profile-column-unused"]
+    assert [p.value for p in unused] == ["Zona vieja"]
