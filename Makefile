@@ -25,17 +25,17 @@ demo: install
 	@echo "Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)"
 
 # The Guatemala deployment on real files: INE's code list as geography, the 2018 census, the PNC
-# arrests of 2021 (SPSS), 2023 and Q1 2024 (Excel), and generated shapes from forensic medicine,
-# Mixco's observatory and PNC's monthly counts. Its own data root: var/gt.
+# arrests of 2021 (SPSS), 2023 and Q1 2024 (Excel), and a national homicide count for January 2024
+# that lists only the municipios with victims (generated: no real one is public). Its own data
+# root: var/gt. (The other Guatemalan shapes are in the tests: sources counting the same
+# homicides would add up until they are reconciled.)
 GT_DATA := $(abspath $(or $(OBSX_DATA_DIR),var/gt))
 GT := tests/fixtures/gt
 demo-gt: install
-	mkdir -p $(foreach c,gt_pnc gt_inacif gt_mixco,$(GT_DATA)/dropzone/$(c)/inbox)
+	mkdir -p $(GT_DATA)/dropzone/gt_pnc/inbox $(GT_DATA)/dropzone/gt_inacif/inbox
 	cp $(GT)/pnc/Detenidos2021.sav $(GT)/pnc/Detenidos2023.xlsx $(GT)/pnc/Detenidos1T2024.xlsx \
-	   $(GT)/homicidios_codigo_lugar_2024.xlsx $(GT)/wide_meses_2024_small.csv \
 	   $(GT_DATA)/dropzone/gt_pnc/inbox/
 	cp $(GT)/homicidios_nacional_2024_01.csv $(GT_DATA)/dropzone/gt_inacif/inbox/
-	cp $(GT)/mixco_incidentes_2024.csv $(GT_DATA)/dropzone/gt_mixco/inbox/
 	OBSX_DEPLOYMENT=gt OBSX_DATA_DIR=$(GT_DATA) $(BIN)/obsx run --settle-seconds 0
 	@echo
 	@echo "Feedback for each contributor: $(GT_DATA)/dropzone/<contributor>/feedback/"
@@ -64,3 +64,4 @@ clean:
 
 bench: install
 	$(BIN)/python bench/bench_submission.py $(BENCH_URL)
+	$(BIN)/python bench/bench_real_shapes.py $(BENCH_URL)

@@ -43,6 +43,13 @@ DERIVE_KINDS = {
     "slice": {"column", "slice", "pad"},
     "place": {"place", "parent", "names"},
 }
+DERIVE_NEEDS = {
+    "value": {"value"},
+    "date": {"year", "month"},
+    "join": {"join"},
+    "slice": {"column"},
+    "place": {"place"},
+}
 KNOWN_KEYS = {
     "files",
     "derive",
@@ -210,7 +217,7 @@ def _derivation(name: str, spec, path, contract: Contract) -> Derivation:
         raise ProfileError(path or "profile", None, f"derive.{name}: a mapping is expected")
     keys = set(spec)
     kind = next((k for k, allowed in DERIVE_KINDS.items() if keys and keys <= allowed), None)
-    if kind is None or (kind == "date" and "month" not in keys):
+    if kind is None or DERIVE_NEEDS[kind] - keys:
         known = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in DERIVE_KINDS.items())
         _fail(
             spec,

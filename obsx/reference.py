@@ -196,6 +196,11 @@ def _geography_codes(frame: pd.DataFrame, deployment: Deployment) -> tuple[pd.Da
                 else pd.Series(country if i == 1 else "", index=given.index)
             )
             parents = given.where(given.ne(""), implied)
+            for row in parents.index[parents.eq("")]:
+                problems.append(
+                    f"row {row}: {level.code} {frame.at[row, 'geo_code']} has no parent code"
+                    " (give parent_code, or parent_prefix for its level in deployment.yaml)"
+                )
             frame.loc[mine, "parent_code"] = levels[i - 1].pad(parents).where(parents.ne(""), "")
         for row in frame.index[mine]:
             code = frame.at[row, "geo_code"]
@@ -277,7 +282,7 @@ def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
     for r in units.itertuples():
         for codes, start, end in chains(r, r.valid_from, r.valid_to):
             if len(codes) != depth:
-                continue  # a chain that does not reach the country: refused when loading
+                continue  # a chain that does not reach the country: no figure rolls up there
             for level, ancestor in zip(deployment.levels, reversed(codes), strict=True):
                 records.append(
                     {

@@ -77,12 +77,13 @@ def choose_profile(
 ) -> tuple[Profile, RawTable | UnreadableFile]:
     """Which profile reads a file, and the file read through it (or why it could not be).
 
-    Profiles whose ``files`` pattern fits the name come first; among the candidates, the one
-    whose contract finds the largest share of its required fields among the headers wins.
+    Profiles whose ``files`` pattern fits the name are the candidates (else every profile);
+    among them, the one whose contract finds the largest share of its required fields among
+    the headers wins.
     Raises ProfileError for a broken profile (the ministry's to fix)."""
     profiles = [p for p in _profiles(observatory) if dataset is None or p.dataset == dataset]
-    named = [p for p in profiles if p.files and p.matches_file(file_name)]
-    candidates = named or [p for p in profiles if not p.files]
+    # A file renamed by hand still finds its profile by its headers.
+    candidates = [p for p in profiles if p.files and p.matches_file(file_name)] or profiles
     best, best_share, best_table = None, -1.0, None
     for profile in candidates:
         contract = load_contract(profile.dataset)

@@ -297,7 +297,12 @@ def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
 def _unpivot(raw: pd.DataFrame, spec, key_header: str):
     """One record per non-blank month cell; returns the long table (internal row numbers) and,
     per internal row, its source row and its month column. Ids get the year and month added."""
-    month_headers = [h for h in spec.months if h in raw.columns]
+    # A month column as the profile names it, whatever its case and accents (SEPTIEMBRE).
+    by_label = {normalise_label(h): n for h, n in spec.months.items()}
+    months = {
+        c: by_label[normalise_label(c)] for c in raw.columns if normalise_label(c) in by_label
+    }
+    month_headers = list(months)
     kept = [c for c in raw.columns if c not in month_headers]
     order = {h: i for i, h in enumerate(month_headers)}
     long = (
@@ -318,7 +323,7 @@ def _unpivot(raw: pd.DataFrame, spec, key_header: str):
         long[spec.year_column] if spec.year_column else pd.Series(str(spec.year), index=long.index)
     )
     year = year.astype("str")
-    month = long["__month_header"].map(spec.months).astype("int64").astype("str").str.zfill(2)
+    month = long["__month_header"].map(months).astype("int64").astype("str").str.zfill(2)
     frame = long[kept].copy()
     frame[spec.date_field] = year + "-" + month + "-01"
     frame[spec.value_field] = long["__cell"]
