@@ -25,6 +25,8 @@ from obsx.warehouse import (
 )
 
 PERIOD_COLUMNS = {"month": "period_month", "year": "period_year"}
+# Rows that count victims (not cases): what per-victim indicators add up.
+VICTIMS = "coalesce(i.count_unit, 'VICTIMS') = 'VICTIMS'"
 SEX_CODES = ("F", "M")
 
 
@@ -266,6 +268,7 @@ SELECT :code, :geo_level, g.geo_code, :period_type, i.{period},
 FROM records i"""
     + _ROLLUP_JOIN.format(alias="i")
     + """
+WHERE {where}
 GROUP BY g.geo_code, i.{period}{group_extra}"""
 )
 
@@ -460,7 +463,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
     for period_type, period in PERIOD_COLUMNS.items():
         for level in levels:
             for sex in (None, *SEX_CODES):
-                where = "i.crime_code LIKE :crime_prefix" + (
+                where = f"{VICTIMS} AND i.crime_code LIKE :crime_prefix" + (
                     " AND i.victim_sex = :sex" if sex else ""
                 )
                 run(
@@ -483,6 +486,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     "disaggregation": disaggregation,
                     "group_extra": group_extra,
                     "count": victims,
+                    "where": VICTIMS,
                 }
                 run(COUNT_SQL, INCIDENT_COUNT, level, period_type, shape)
             if level != levels[-1]:

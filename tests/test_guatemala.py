@@ -324,3 +324,21 @@ def test_a_wrong_column_in_a_profile_stops_the_file_before_any_row(tmp_path, con
     assert errors[0].value == "Anio" and "incidentes.yaml:8" in errors[0].message("en")
     unused = [p for p in result.problems if p.code == "profile-column-unused"]
     assert [p.value for p in unused] == ["Zona vieja"]
+
+
+def test_a_file_that_counts_cases_is_not_added_to_victims(gt_warehouse, tmp_path, monkeypatch):
+    folder = tmp_path / "profiles"
+    shutil.copytree(DEPLOYMENTS_DIR / "gt" / "profiles", folder)
+    profile = folder / "gt_inacif" / "homicidios.yaml"
+    text = profile.read_text(encoding="utf-8")
+    profile.write_text(text.replace("derive:\n", "derive:\n  count_unit: {value: CASES}\n"))
+    deployment = current_deployment()
+    moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
+    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+    outcome = submit(
+        gt_warehouse, tmp_path, "gt_inacif", FIXTURES / "homicidios_nacional_2024_01.csv"
+    )
+    assert outcome.status == "accepted"
+    compute_indicators(gt_warehouse)
+    assert national(gt_warehouse, "SDG_16_1_1", "2024-01").numerator == 0  # cases, not victims
+    assert national(gt_warehouse, "INCIDENT_COUNT", "2024-01") is None
