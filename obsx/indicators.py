@@ -181,6 +181,21 @@ def records_sql(dataset: str, as_of: bool) -> str:
     )
 
 
+def population_sql(as_of: bool) -> str:
+    """The population figures: today's, or those loaded by a past moment (before the first
+    load, the first ones: a rate is better reproduced with them than left without)."""
+    if not as_of:
+        return "SELECT geo_code, year, sex, age_group, population FROM population"
+    columns = "geo_code, year, sex, age_group, population"
+    return (
+        f"SELECT {columns} FROM population_revision"
+        " WHERE loaded_at <= :as_of AND (replaced_at IS NULL OR replaced_at > :as_of)"
+        f" UNION ALL SELECT {columns} FROM population_revision"
+        " WHERE loaded_at = (SELECT min(loaded_at) FROM population_revision)"
+        " AND NOT EXISTS (SELECT 1 FROM population_revision WHERE loaded_at <= :as_of)"
+    )
+
+
 def coverage_sql(as_of: bool) -> str:
     """Units declared covered by a file (their contributor's units, each month of the file)."""
     merged = (
@@ -212,7 +227,7 @@ pop AS (SELECT geo_code, year, coalesce(
           sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group = 'T' THEN population END),
           sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group <> 'T' THEN population END)
         ) AS pop
-        FROM population GROUP BY geo_code, year),
+        FROM ({{population}}) population_known GROUP BY geo_code, year),
 wanted AS (SELECT DISTINCT unit_code, year FROM {units}),
 pop_year AS (SELECT w.unit_code, w.year,
                     coalesce(max(CASE WHEN p.year <= w.year THEN p.year END), min(p.year)) AS py
@@ -401,8 +416,8 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     """Every indicator value as it stood at ``as_of``: computed from the record versions valid
     then, so a published figure can be reproduced. Writes nothing (a temporary table).
 
-    Reference data (geography, population) are today's: a corrected population changes
-    reproduced rates, which is then visible in their denominators.
+    Population figures are those loaded by then (each load is a version); the geography is
+    today's, whose validity dates already keep its history.
     """
     columns = [
         sa.Column(c.name, c.type, primary_key=c.primary_key) for c in indicator_value.columns
@@ -440,6 +455,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
             target=target,
             records=records_sql(dataset, as_of),
             coverage=coverage_sql(as_of),
+            population=population_sql(as_of),
             **shape,
         )
         used = {k: v for k, v in fixed.items() if f":{k}" in sql}

@@ -18,7 +18,14 @@ from obsx.profiles import load_reference_profile
 from obsx.reading import UnreadableFile, read_submission
 from obsx.sourceyaml import SourceError, load_yaml
 from obsx.validation import Observatory, ReferenceDataError, apply_profile, validate_reference
-from obsx.warehouse import geography, geography_rollup, observatory, observatory_unit, population
+from obsx.warehouse import (
+    geography,
+    geography_rollup,
+    observatory,
+    observatory_unit,
+    population,
+    population_revision,
+)
 
 CONTRIBUTOR_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 CONTRIBUTOR_KINDS = ("observatory", "institution")
@@ -312,8 +319,15 @@ def load_geography(
         return count
 
 
-def load_population(engine: sa.Engine, frame: pd.DataFrame) -> int:
-    """Replace the population table in one transaction; every unit must be in the geography."""
+POPULATION_KEY = ["geo_code", "year", "sex", "age_group"]
+
+
+def load_population(engine: sa.Engine, frame: pd.DataFrame, now: dt.datetime | None = None) -> int:
+    """Replace the population table in one transaction; every unit must be in the geography.
+
+    Each load is a version: figures that changed or went are closed in ``population_revision``
+    and the new ones added, so indicators as of a past moment use the denominators known then."""
+    now = now or dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         known = set(conn.scalars(sa.select(geography.c.geo_code)))
         unknown = set(frame["geo_code"]) - known
@@ -321,7 +335,44 @@ def load_population(engine: sa.Engine, frame: pd.DataFrame) -> int:
             raise ReferenceDataError(
                 f"population: units missing from the geography: {sorted(unknown)[:20]}"
             )
+        _version_population(conn, frame, now)
         return _replace(conn, population, frame)
+
+
+def _version_population(conn: sa.Connection, frame: pd.DataFrame, now: dt.datetime) -> None:
+    r = population_revision.c
+    held = pd.read_sql(
+        sa.select(*[r[c] for c in (*POPULATION_KEY, "population", "source")]).where(
+            r.replaced_at.is_(None)
+        ),
+        conn,
+    )
+    new = frame[[*POPULATION_KEY, "population", "source"]].astype(object)
+    both = held.astype(object).merge(new, on=POPULATION_KEY, how="outer", suffixes=("_old", "_new"))
+    same = (both["population_old"] == both["population_new"]) & (
+        both["source_old"] == both["source_new"]
+    )
+    gone = both[both["population_old"].notna() & ~same]
+    for row in gone[POPULATION_KEY].to_dict("records"):
+        conn.execute(
+            population_revision.update()
+            .where(r.replaced_at.is_(None), *[r[k] == v for k, v in row.items()])
+            .values(replaced_at=now)
+        )
+    added = both[both["population_new"].notna() & ~same]
+    if len(added):
+        conn.execute(
+            population_revision.insert(),
+            [
+                {
+                    **{k: row[k] for k in POPULATION_KEY},
+                    "population": int(row["population_new"]),
+                    "source": row["source_new"],
+                    "loaded_at": now,
+                }
+                for row in added.to_dict("records")
+            ],
+        )
 
 
 def load_observatories(

@@ -101,6 +101,21 @@ population = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
 )
 
+# Every figure ever loaded, with when it was loaded and replaced: indicators as of a past moment
+# divide by the population known then.
+population_revision = sa.Table(
+    "population_revision",
+    metadata,
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("year", sa.Integer, primary_key=True),
+    sa.Column("sex", sa.String(2), primary_key=True),
+    sa.Column("age_group", sa.String(16), primary_key=True),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("replaced_at", sa.DateTime(timezone=True), index=True),
+    sa.Column("population", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+)
+
 submission = sa.Table(
     "submission",
     metadata,

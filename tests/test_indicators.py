@@ -14,7 +14,7 @@ from obsx.indicators import (
     units_without_population,
 )
 from obsx.validation import Observatory
-from obsx.warehouse import indicator_value, merge_records, population
+from obsx.warehouse import indicator_value, merge_records, population, population_revision
 from tests.conftest import PANAMA, typed_rows
 
 COLON = Observatory("pa_colon", "Colón", ("0301",))
@@ -208,3 +208,34 @@ def test_withdrawn_records_count_nowhere_but_stay_in_the_past(warehouse):
         " and disaggregation == ''"
     )
     assert national["numerator"].item() == 4
+
+
+def test_a_corrected_population_is_a_version_and_as_of_uses_the_one_known_then(warehouse):
+    before = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
+    corrected = reference.read_population()
+    corrected.loc[corrected["geo_code"] == "0804", "population"] *= 2
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    reference.load_population(warehouse, corrected, now=later)
+    compute_indicators(warehouse, later)
+    now_value = value(warehouse, "SDG_16_1_1", "national", "PA", "2025")
+    assert now_value.denominator > before.denominator
+
+    def national(frame):
+        row = frame.query(
+            "indicator_code == 'SDG_16_1_1' and geo_level == 'national' and period == '2025'"
+            " and disaggregation == ''"
+        )
+        return row["denominator"].item()
+
+    assert national(indicator_values_as_of(warehouse, later - dt.timedelta(hours=1))) == (
+        before.denominator
+    )
+    assert national(indicator_values_as_of(warehouse, later + dt.timedelta(hours=1))) == (
+        now_value.denominator
+    )
+    reference.load_population(warehouse, corrected, now=later + dt.timedelta(days=1))
+    with warehouse.connect() as conn:  # the same figures again make no new version
+        versions = conn.scalar(
+            sa.select(sa.func.count(sa.distinct(population_revision.c.loaded_at)))
+        )
+    assert versions == 2
