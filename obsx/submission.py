@@ -28,7 +28,6 @@ from obsx.warehouse import (
     geography_rollup,
     merge_records,
     population,
-    possible_duplicates,
     quarantine,
     record_tables,
     submission,
@@ -226,12 +225,15 @@ def _merge(
         counts["warnings"] += len(warnings)
         if covers_all:
             _declare_coverage(conn, dataset, code, sha, result.accepted)
-        lookalikes = possible_duplicates(conn, dataset, code, result.accepted)
+        lookalikes: dict[int, str] = {}
+        counts |= merge_records(
+            conn, dataset, code, sha, result.accepted, now, lookalikes=lookalikes
+        )
         result.problems += [
-            problem("possible-duplicate", row=row, value=other) for row, other in lookalikes.items()
+            problem("possible-duplicate", row=row, value=other)
+            for row, other in sorted(lookalikes.items())
         ]
         counts["warnings"] += len(lookalikes)
-        counts |= merge_records(conn, dataset, code, sha, result.accepted, now)
     if counts["rows_held"]:
         pending = record_tables(dataset).pending
         held = conn.execute(

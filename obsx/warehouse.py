@@ -242,6 +242,8 @@ def record_tables(dataset: str) -> RecordTables:
         sa.Column("row_hash", sa.String(64), nullable=False),
         sa.Column("revision", sa.Integer, nullable=False),
         sa.Column("submission_id", sa.String(64), nullable=False, index=True),
+        # Finds records of the same observatory and date (look-alikes of new records).
+        sa.Index(f"ix_{dataset}_observatory_date", "observatory_code", contract.period_field),
     )
     revision = sa.Table(
         f"{dataset}_revision",
@@ -370,47 +372,35 @@ def typed_frame(contract: Contract, records: list[dict], index: list[int] | None
     )
 
 
-def possible_duplicates(
-    conn: sa.Connection, dataset: str, observatory_code: str, accepted: pd.DataFrame
-) -> dict[int, str]:
-    """New records identical in every field but the id to a record already held.
+def _lookalikes(conn: sa.Connection, stage: sa.Table, current: sa.Table, contract) -> dict:
+    """Staged records not held yet that are identical in every field but the id (and fields
+    with a default) to a record already held: source row -> the id it may duplicate.
 
-    Returns source row -> the id it may duplicate. Two victims of one event can look alike, so
-    this is a warning for the observatory to look at, never a rejection.
-    """
-    contract = load_contract(dataset)
+    One query inside the database, on the new rows only (equal dates use the period index).
+    Two victims of one event can look alike, so this is a warning, never a rejection."""
     (key,) = [k for k in contract.primary_key if k != "observatory_code"]
     content = [f for f in contract.record_fields if f != key and f not in contract.defaults]
-    current = record_tables(dataset).current
-    dates = accepted[contract.period_field].dropna() if len(accepted) else accepted.index
-    if len(dates) == 0:  # nothing, or only withdrawals
-        return {}
-    held = typed_frame(
-        contract,
-        [
-            dict(r)
-            for r in conn.execute(
-                sa.select(*[current.c[f] for f in contract.record_fields]).where(
-                    current.c.observatory_code == observatory_code,
-                    current.c[contract.period_field].between(
-                        dates.min().date(), dates.max().date()
-                    ),
-                )
-            ).mappings()
-        ],
-        index=None,
+    s, c = stage.c, current.c
+    h = current.alias("held").c
+    held = sa.select(sa.literal(1)).where(
+        h.observatory_code == s.observatory_code, h[key] == s[key]
     )
-    if held.empty:
-        return {}
-    known_ids = set(held[key])
-    fresh = accepted[~accepted[key].isin(known_ids)]
-    by_content = dict(zip(row_hashes(held, content), held[key], strict=True))
-    hashes = row_hashes(fresh, content) if len(fresh) else pd.Series(dtype="str")
-    return {
-        int(row): by_content[h]
-        for row, h in zip(fresh.index, hashes, strict=True)
-        if h in by_content
-    }
+    query = (
+        sa.select(s.source_row, sa.func.min(c[key]))
+        .select_from(
+            stage.join(
+                current,
+                sa.and_(
+                    c.observatory_code == s.observatory_code,
+                    c[key] != s[key],
+                    *[c[f].is_not_distinct_from(s[f]) for f in content],
+                ),
+            )
+        )
+        .where(~held.exists())
+        .group_by(s.source_row)
+    )
+    return {int(row): other for row, other in conn.execute(query)}
 
 
 def _withdrawals(
@@ -518,13 +508,15 @@ def merge_records(
     accepted: pd.DataFrame,
     now: dt.datetime,
     respect_closed_periods: bool = True,
+    lookalikes: dict[int, str] | None = None,
 ) -> dict[str, int]:
     """Upsert accepted rows by natural key inside the caller's transaction.
 
     A changed record gets a new revision (the previous one is closed at ``now``); an identical one
     is left alone, so merging the same rows twice changes nothing. A new or changed record that
     touches a closed period (its new or its old month) is held as a pending correction instead,
-    unless ``respect_closed_periods`` is false (an approval). Returns the counts.
+    unless ``respect_closed_periods`` is false (an approval). Returns the counts; new records
+    that look like held ones are added to ``lookalikes`` when given (source row -> held id).
     """
     contract = load_contract(dataset)
     current, revision, manifest, pending = record_tables(dataset)
@@ -558,6 +550,8 @@ def merge_records(
     if len(rows):
         _bulk_load(conn, stage, _records(rows))
 
+    if lookalikes is not None and len(rows):
+        lookalikes.update(_lookalikes(conn, stage, current, contract))
     s, c = stage.c, current.c
     joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
     changed = sa.and_(c.row_hash.is_not(None), c.row_hash != s.row_hash)
