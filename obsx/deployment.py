@@ -7,18 +7,22 @@ currency and language, and where its reference files, contributor registry and p
 is the default. No country, level count or code length lives in code.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from obsx.config import REPO_ROOT
 from obsx.contract import normalise_label
 from obsx.sourceyaml import SourceError, load_yaml
+
+if TYPE_CHECKING:  # pandas is imported where codes are padded, not by an idle run
+    import pandas as pd
 
 DEPLOYMENTS_DIR = REPO_ROOT / "deployments"
 DEFAULT_DEPLOYMENT = "pa"

@@ -44,6 +44,10 @@ class SourceError(ValueError):
         return f"{self.path}:{self.line}" if self.line else self.path
 
 
+class ReferenceDataError(ValueError):
+    """Reference data (ministry files) that break their contract: fix the file, then reload."""
+
+
 def load_yaml(path: Path) -> LineDict:
     """Read a YAML file whose mappings know their lines; a syntax error names its line."""
     try:

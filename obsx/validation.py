@@ -18,6 +18,7 @@ from obsx.places import Places
 from obsx.problems import ERROR, Problem, problem
 from obsx.profiles import MONTHS, ROW_NUMBER, Derivation, Profile
 from obsx.reading import RawTable
+from obsx.sourceyaml import ReferenceDataError
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 # The two date spellings the contract accepts; Excel dates arrive as ISO text, maybe with a time.
@@ -648,10 +649,6 @@ def apply_profile(
             )
     mapped.raw, mapped.mapping, mapped.problems = raw, mapping, problems
     return mapped
-
-
-class ReferenceDataError(ValueError):
-    """Reference data (ministry files) that break their contract: fix the file, then reload."""
 
 
 def validate_reference(
