@@ -239,3 +239,43 @@ def test_a_corrected_population_is_a_version_and_as_of_uses_the_one_known_then(w
             sa.select(sa.func.count(sa.distinct(population_revision.c.loaded_at)))
         )
     assert versions == 2
+
+
+def test_each_period_rolls_up_on_the_hierarchy_valid_then(loaded_engine):
+    """District 0899 belonged to province 08 until 2019 and to 13 since: its 2018 homicide stays
+    in 08's 2018 figures, its 2019 homicide goes to 13; nothing moves when the boundary changes."""
+    geography = reference.read_geography()
+    moved = pd.DataFrame(
+        [
+            (
+                "0899",
+                "district",
+                "Distrito que cambió",
+                "08",
+                dt.date(1990, 1, 1),
+                dt.date(2019, 1, 1),
+            ),
+            ("0899", "district", "Distrito que cambió", "13", dt.date(2019, 1, 1), None),
+        ],
+        columns=["geo_code", "geo_level", "name", "parent_code", "valid_from", "valid_to"],
+    ).assign(source="test")
+    reference.load_geography(loaded_engine, pd.concat([geography, moved], ignore_index=True))
+    mover = Observatory("pa_panama", "Panamá", ("0899",))
+    with loaded_engine.begin() as conn:
+        rows = typed_rows(
+            "A1,2018-06-01,0899,0101,M,30,FIREARM",
+            "A2,2019-06-01,0899,0101,F,30,FIREARM",
+            observatory=mover,
+        )
+        merge_records(conn, "incidents", "pa_panama", "s-moved", rows, NOW)
+    compute_indicators(loaded_engine, NOW)
+
+    def count(province, year):
+        found = value(loaded_engine, "INCIDENT_COUNT", "province", province, year)
+        return None if found is None else found.numerator
+
+    assert (count("08", "2018"), count("13", "2018")) == (1, None)
+    assert (count("08", "2019"), count("13", "2019")) == (None, 1)
+    assert value(loaded_engine, "INCIDENT_COUNT", "national", "PA", "2018").numerator == 1
+    with loaded_engine.connect() as conn:
+        assert unbalanced_aggregates(conn) == []
