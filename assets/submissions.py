@@ -1,6 +1,7 @@
 """Per-submission asset: one dynamic partition per uploaded file, many files per run."""
 
 import datetime as dt
+import time
 import warnings
 
 import dagster as dg
@@ -10,7 +11,7 @@ from assets.reference import reference_observatories
 from obsx.contract import load_contract
 from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
 from obsx.reference import observatories
-from obsx.submission import process_submission
+from obsx.submission import STAGES, process_submission
 from obsx.warehouse import record_tables, submission
 from pipelines.resources import DropzoneResource, WarehouseResource
 
@@ -102,6 +103,7 @@ def submissions(
         by_status[o.status] = by_status.get(o.status, 0) + 1
         context.log.info(f"{o.key} {o.file_name!r}: {o.status} {o.counts}")
     merged_now = [o for o in outcomes if not o.already_merged]
+    checks_started = time.perf_counter()
     with engine.connect() as conn:
         gaps = missing_from_warehouse(conn, {o.submission_id: o.dataset for o in outcomes})
         volumes = unusual_volumes(conn, [o.submission_id for o in merged_now])
@@ -116,8 +118,11 @@ def submissions(
                 suites[dataset] = SuiteOutcome(
                     False, 0, [{"error": f"{type(exc).__name__}: {exc}"}]
                 )
+    seconds = {s: sum(o.seconds.get(s, 0.0) for o in outcomes) for s in STAGES}
+    seconds["checks"] = time.perf_counter() - checks_started
     yield dg.MaterializeResult(
         metadata={
+            **{f"seconds {stage}": round(value, 2) for stage, value in seconds.items()},
             "submissions": len(outcomes),
             **{f"status {k}": v for k, v in sorted(by_status.items())},
             "rows accepted": sum(o.counts["rows_accepted"] for o in outcomes),

@@ -7,7 +7,8 @@ commands can call it too.
 import datetime as dt
 import hashlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +50,9 @@ COUNT_COLUMNS = (
 )
 
 
+STAGES = ("read", "validate", "merge", "feedback")
+
+
 @dataclass
 class Outcome:
     key: str
@@ -60,6 +64,20 @@ class Outcome:
     feedback: list[Path]
     already_merged: bool
     dataset: str
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent in each stage
+
+
+class Stopwatch:
+    """Seconds spent in each stage of a submission, for the run's metadata and benchmarks."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now
 
 
 def _profiles(observatory: Observatory) -> list[Profile]:
@@ -281,10 +299,12 @@ def process_submission(
     run_id: str | None = None,
 ) -> Outcome:
     """Process one submission key. Idempotent: a rerun of a merged submission changes nothing."""
+    clock = Stopwatch()
     code, _ = parse_partition_key(key)
     observatory = observatories[code]
     data, file_name, inbox_path = dropzone.find_key(key)
     chosen = choose_profile(data, file_name, observatory)
+    clock.lap("read")
     dataset = chosen[0].dataset
     sha = hashlib.sha256(data).hexdigest()
     now = dt.datetime.now(dt.UTC)
@@ -294,6 +314,7 @@ def process_submission(
             uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
             file_name = conn.scalar(uploaded_as) or file_name
     result, info = check_file(data, file_name, observatory, dataset, today, chosen)
+    clock.lap("validate")
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"
     archive_path = dropzone.archive(code, sha, data, file_name)
     with engine.begin() as conn:
@@ -347,6 +368,7 @@ def process_submission(
                 )
             )
 
+    clock.lap("merge")
     feedback_dir = dropzone.feedback_dir(code)
     report = Report(
         submission_id=sha,
@@ -368,4 +390,7 @@ def process_submission(
     # Only now, with the warehouse committed and the feedback written, is the upload consumed.
     for path in dropzone.inbox_copies(code, sha):
         path.unlink(missing_ok=True)
-    return Outcome(key, sha, code, file_name, status, counts, paths, already_merged, dataset)
+    clock.lap("feedback")
+    return Outcome(
+        key, sha, code, file_name, status, counts, paths, already_merged, dataset, clock.seconds
+    )

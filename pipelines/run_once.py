@@ -4,6 +4,7 @@ Registers the new files as dynamic partitions in the Dagster instance and execut
 the sensor starts, so the runs show in the UI afterwards.
 """
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class RunReport:
     plan_execution: list[dict] = field(default_factory=list)
     victimization: list[dict] = field(default_factory=list)
     arrests: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # time by stage, over every run
+    wall_seconds: float = 0.0
 
     @property
     def all_processed(self) -> bool:
@@ -69,6 +72,12 @@ class RunReport:
             ),
             f"Warehouse: {self.warehouse}",
         ]
+        if self.seconds:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items())
+            other = self.wall_seconds - sum(self.seconds.values())
+            lines.append(
+                f"Time: {self.wall_seconds:.1f} s ({stages}; Dagster and the rest {other:.1f})"
+            )
         for rate in self.homicide_rates:
             value = "n/a (no population)" if rate["value"] is None else f"{rate['value']:.1f}"
             coverage = self.coverage.get(rate["period"])
@@ -116,6 +125,15 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
     )
     if not result.success:
         report.failed_runs.append(result.run_id)
+    seen = set()  # a batch's metadata is repeated on each of its partitions: count it once
+    for event in result.get_asset_materialization_events():
+        if event.asset_key in seen:
+            continue
+        seen.add(event.asset_key)
+        for name, value in event.materialization.metadata.items():
+            if name.startswith("seconds "):
+                stage = name.removeprefix("seconds ")
+                report.seconds[stage] = report.seconds.get(stage, 0.0) + float(value.value)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
@@ -148,6 +166,7 @@ def national_yearly(conn: sa.Connection, indicator_code: str) -> list[dict]:
 
 
 def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunReport:
+    started = time.perf_counter()
     instance = dg.DagsterInstance.get()
     report = RunReport()
     dropzone_resource = DropzoneResource(data_dir=str(root), settle_seconds=settle_seconds)
@@ -181,6 +200,7 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
         report.coverage = {
             r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")
         }
+    report.wall_seconds = time.perf_counter() - started
     done = {s["partition_key"] for s in report.submissions}
     report.unprocessed_keys = [k for k in keys if k not in done]
     report.left_in_inbox = [
