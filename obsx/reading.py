@@ -56,6 +56,28 @@ class RawTable:
     problems: list[Problem] = field(default_factory=list)
 
 
+@dataclass
+class Cells:
+    """A file's cells as text, before its header row is found: what a reader produces once and
+    every candidate profile (one per dataset) then looks at."""
+
+    rows: list[list[str]]
+    file_format: str
+    first_row: int = 1  # the number of the first row (SPSS numbers cases from 0: the header)
+    info: dict = field(default_factory=dict)  # encoding, encoding_guessed, delimiter
+
+    def table(self, layout: Layout) -> RawTable:
+        """The table under ``layout``'s header rules (SPSS: the variable names, always)."""
+        if self.file_format == "sav":
+            layout = Layout(header_row=0)
+        table = _table(
+            self.rows, layout, first_row=self.first_row, file_format=self.file_format, **self.info
+        )
+        if self.info.get("encoding_guessed"):
+            table.problems.insert(0, problem("encoding-guessed", encoding=self.info["encoding"]))
+        return table
+
+
 def decode(data: bytes) -> tuple[str, str, bool]:
     """Decode text bytes: UTF-8 (with or without BOM), else cp1252, else latin-1.
 
@@ -149,6 +171,10 @@ def _table(rows: list[list[str]], layout: Layout, first_row: int = 1, **info) ->
 
 
 def read_csv_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    return _csv_cells(data, layout).table(layout)
+
+
+def _csv_cells(data: bytes, layout: Layout) -> Cells:
     if b"\x00" in data[:8192]:
         raise UnreadableFile(
             problem(
@@ -181,17 +207,8 @@ def read_csv_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
                 reason_en=f"malformed CSV ({exc})",
             )
         ) from exc
-    table = _table(
-        rows,
-        layout,
-        file_format="csv",
-        encoding=encoding,
-        encoding_guessed=guessed,
-        delimiter=delimiter,
-    )
-    if guessed:
-        table.problems.insert(0, problem("encoding-guessed", encoding=encoding))
-    return table
+    info = {"encoding": encoding, "encoding_guessed": guessed, "delimiter": delimiter}
+    return Cells(rows, "csv", info=info)
 
 
 def _missing_sheet(sheet, available: list[str]) -> UnreadableFile:
@@ -206,6 +223,10 @@ def _missing_sheet(sheet, available: list[str]) -> UnreadableFile:
 
 
 def read_xlsx_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    return _xlsx_cells(data, layout).table(layout)
+
+
+def _xlsx_cells(data: bytes, layout: Layout) -> Cells:
     """Excel workbooks through calamine (Rust): a 45,000-row export reads in about 0.6 s, where
     openpyxl took 6 s. Cells are the values Excel last computed, never formulas."""
     from python_calamine import CalamineWorkbook
@@ -243,11 +264,14 @@ def read_xlsx_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
                 reason_en=f"sheet '{name}' is damaged ({kind})",
             )
         ) from exc
-    rows = [[_cell_text(v) for v in row] for row in cells]
-    return _table(rows, layout, file_format="xlsx")
+    return Cells([[_cell_text(v) for v in row] for row in cells], "xlsx")
 
 
 def read_xls_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    return _xls_cells(data, layout).table(layout)
+
+
+def _xls_cells(data: bytes, layout: Layout) -> Cells:
     """Legacy Excel 97-2003 workbooks (xlrd); date cells become ISO text like in .xlsx."""
     import xlrd
 
@@ -278,11 +302,14 @@ def read_xls_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
             return ""
         return _cell_text(c.value)
 
-    rows = [[cell(c) for c in sheet.row(r)] for r in range(sheet.nrows)]
-    return _table(rows, layout, file_format="xls")
+    return Cells([[cell(c) for c in sheet.row(r)] for r in range(sheet.nrows)], "xls")
 
 
 def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
+    return _sav_cells(data, layout).table(layout)
+
+
+def _sav_cells(data: bytes, layout: Layout) -> Cells:
     """SPSS .sav microdata: variable names as headers, value labels as cell text.
 
     Rows are numbered as SPSS's Data View numbers cases (1 = first case).
@@ -307,14 +334,20 @@ def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
         [_cell_text(None if pd.isna(v) else v) for v in record]
         for record in frame.itertuples(index=False)
     ]
-    return _table(rows, Layout(header_row=0), first_row=0, file_format="sav")
+    return Cells(rows, "sav", first_row=0)
 
 
 def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> RawTable:
     """Read an uploaded file's bytes; the format comes from its content, then its extension."""
+    return read_cells(data, file_name, layout).table(layout)
+
+
+def read_cells(data: bytes, file_name: str, layout: Layout = Layout()) -> Cells:
+    """A file's cells, before any header is looked for (see Cells.table). Only the layout's
+    sheet, encoding, delimiter and value_labels matter here."""
     suffix = Path(file_name).suffix.lower()
     if data.startswith(SPSS_MAGIC):
-        return read_sav_bytes(data, layout)
+        return _sav_cells(data, layout)
     if data.startswith(ZIP_MAGIC):
         if suffix in CSV_EXTENSIONS:
             raise UnreadableFile(
@@ -324,9 +357,9 @@ def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> R
                     reason_en="it has a CSV name but is a compressed file",
                 )
             )
-        return read_xlsx_bytes(data, layout)
+        return _xlsx_cells(data, layout)
     if data.startswith(OLE_MAGIC):
-        return read_xls_bytes(data, layout)
+        return _xls_cells(data, layout)
     if suffix in EXCEL_EXTENSIONS:
         raise UnreadableFile(
             problem(
@@ -337,4 +370,4 @@ def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> R
         )
     if suffix and suffix not in CSV_EXTENSIONS:
         raise UnreadableFile(problem("unsupported-format", detail=suffix))
-    return read_csv_bytes(data, layout)
+    return _csv_cells(data, layout)

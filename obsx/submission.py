@@ -20,7 +20,7 @@ from obsx.dropzone import Dropzone, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
 from obsx.problems import ERROR, WARNING, problem
 from obsx.profiles import Profile, contributor_profiles
-from obsx.reading import RawTable, UnreadableFile, read_submission
+from obsx.reading import Cells, RawTable, UnreadableFile, read_cells
 from obsx.validation import Observatory, ValidationResult, validate
 from obsx.warehouse import (
     DATASETS,
@@ -102,22 +102,18 @@ def choose_profile(
     # A file renamed by hand still finds its profile by its headers.
     candidates = [p for p in profiles if p.files and p.matches_file(file_name)] or profiles
     best, best_share, best_table = None, -1.0, None
+    read: dict[tuple, Cells | UnreadableFile] = {}  # the file is read once per distinct layout
     for profile in candidates:
         contract = load_contract(profile.dataset)
+        layout = profile.layout(contract)
+        how = (layout.sheet, layout.encoding, layout.delimiter, layout.value_labels)
         try:
-            table = read_submission(data, file_name, profile.layout(contract))
+            if how not in read:
+                read[how] = _read_cells(data, file_name, layout)
+            cells = read[how]
+            table = cells if isinstance(cells, UnreadableFile) else cells.table(layout)
         except UnreadableFile as exc:
             table = exc
-        except Exception as exc:  # a hostile file may break a reader in ways we cannot list
-            log.warning("reader failed on %s: %r", file_name, exc)
-            kind = type(exc).__name__
-            table = UnreadableFile(
-                problem(
-                    "unreadable-file",
-                    reason_es=f"formato dañado ({kind})",
-                    reason_en=f"damaged format ({kind})",
-                )
-            )
         share = 0.0
         if isinstance(table, RawTable):
             mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
@@ -127,6 +123,24 @@ def choose_profile(
         if share > best_share:
             best, best_share, best_table = profile, share, table
     return best, best_table
+
+
+def _read_cells(data: bytes, file_name: str, layout) -> Cells | UnreadableFile:
+    """The file's cells, or why they cannot be read (never raises for bad input)."""
+    try:
+        return read_cells(data, file_name, layout)
+    except UnreadableFile as exc:
+        return exc
+    except Exception as exc:  # a hostile file may break a reader in ways we cannot list
+        log.warning("reader failed on %s: %r", file_name, exc)
+        kind = type(exc).__name__
+        return UnreadableFile(
+            problem(
+                "unreadable-file",
+                reason_es=f"formato dañado ({kind})",
+                reason_en=f"damaged format ({kind})",
+            )
+        )
 
 
 def detect_dataset(data: bytes, file_name: str, observatory: Observatory) -> str:

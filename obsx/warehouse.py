@@ -500,6 +500,24 @@ def _hold_closed_period_changes(conn, stage, current, pending, key, submission_i
     return held
 
 
+@functools.cache
+def stage_table(dataset: str) -> sa.Table:
+    """The temporary table a merge stages its rows in. One object per dataset, so that the
+    statements built on it are compiled once per process, not once per file."""
+    current = record_tables(dataset).current
+    return sa.Table(
+        f"stage_{dataset}",
+        sa.MetaData(),
+        *[
+            sa.Column(c.name, c.type, primary_key=c.primary_key)
+            for c in current.columns
+            if c.name not in ("revision", "submission_id")
+        ],
+        sa.Column("source_row", sa.Integer),
+        prefixes=["TEMPORARY"],
+    )
+
+
 def merge_records(
     conn: sa.Connection,
     dataset: str,
@@ -534,17 +552,7 @@ def merge_records(
         source_row=accepted.index.astype(int),
     )
 
-    stage = sa.Table(
-        f"stage_{dataset}",
-        sa.MetaData(),
-        *[
-            sa.Column(c.name, c.type, primary_key=c.primary_key)
-            for c in current.columns
-            if c.name not in ("revision", "submission_id")
-        ],
-        sa.Column("source_row", sa.Integer),
-        prefixes=["TEMPORARY"],
-    )
+    stage = stage_table(dataset)
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
     if len(rows):
