@@ -47,6 +47,7 @@ ACTION_FIELD = "record_action"
 DELETE = "DELETE"
 
 
+@functools.lru_cache(maxsize=65536)  # headers, aliases and code labels repeat file after file
 def normalise_label(text: str) -> str:
     """Fold a header or code label for comparison: case, accents, spaces and punctuation."""
     text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")

@@ -476,7 +476,13 @@ def _hold_closed_period_changes(conn, stage, current, pending, key, submission_i
         .where(p.status == "pending", same_record)
         .values(status="superseded", decided_at=now, reason=f"superseded by {submission_id}")
     )
-    held = conn.scalar(sa.select(sa.func.count()).select_from(joined).where(touches_closed))
+    if conn.scalar(sa.select(sa.func.count()).select_from(period_lock)) == 0:
+        return 0  # no month is closed: nothing to hold
+    held = conn.scalar(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((touches_closed, 1), else_=0)), 0)
+        ).select_from(joined)
+    )
     if not held:
         return 0
     columns = [col.name for col in stage.columns]
@@ -566,13 +572,15 @@ def merge_records(
     held = 0
     if respect_closed_periods:
         held = _hold_closed_period_changes(conn, stage, current, pending, key, submission_id, now)
-    counts = {
-        "rows_inserted": conn.scalar(
-            sa.select(sa.func.count()).select_from(joined).where(c.row_hash.is_(None))
-        ),
-        "rows_updated": conn.scalar(sa.select(sa.func.count()).select_from(joined).where(changed)),
-        "rows_held": held,
-    }
+    # One pass over the staged rows, each looked up by key (a WHERE on the held table's columns
+    # let SQLite turn the join around and scan every record held: quadratic over files).
+    inserted, updated = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((c.row_hash.is_(None), 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((changed, 1), else_=0)), 0),
+        ).select_from(joined)
+    ).one()
+    counts = {"rows_inserted": int(inserted), "rows_updated": int(updated), "rows_held": held}
     counts["rows_ignored"] = ignored
     counts["rows_unchanged"] = len(rows) - held - counts["rows_inserted"] - counts["rows_updated"]
 
@@ -583,9 +591,13 @@ def merge_records(
         .select_from(stage.join(current, sa.and_(*[s[k] == c[k] for k in key])))
         .where(*[s[k] == r[k] for k in key], c.row_hash != s.row_hash, c.revision == r.revision)
     )
-    conn.execute(
-        revision.update().where(r.valid_to.is_(None), superseded.exists()).values(valid_to=now)
-    )
+    if counts["rows_updated"]:  # a file of new records closes nothing: skip the scan
+        staged = sa.tuple_(*[r[k] for k in key]).in_(sa.select(*[s[k] for k in key]))
+        conn.execute(
+            revision.update()
+            .where(staged, r.valid_to.is_(None), superseded.exists())  # staged: uses the key
+            .values(valid_to=now)
+        )
     conn.execute(
         revision.insert().from_select(
             [
