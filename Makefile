@@ -65,3 +65,4 @@ clean:
 bench: install
 	$(BIN)/python bench/bench_submission.py $(BENCH_URL)
 	$(BIN)/python bench/bench_real_shapes.py $(BENCH_URL)
+	$(BIN)/python bench/bench_national.py $(BENCH_URL)

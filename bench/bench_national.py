@@ -26,11 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import openpyxl
 import sqlalchemy as sa
+from databases import database
 
 REPO = Path(__file__).resolve().parent.parent
 MUNICIPIOS = REPO / "tests" / "fixtures" / "gt" / "municipios.csv"
@@ -178,37 +178,27 @@ def baseline(url: str, rows: list[list]) -> float:
     return seconds
 
 
-def one_case(database: str, server: str | None, total: int, seed: int = 11) -> dict:
+def one_case(database_kind: str, server: str | None, total: int, seed: int = 11) -> dict:
     codes = municipios()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         deployment = make_deployment(tmp / "deployment", codes)
         root = tmp / "data"
-        url, admin, name = f"sqlite:///{root / 'warehouse.db'}", None, None
-        if database == "postgres":
-            admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-            name = f"obsx_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            url = admin.url.set(database=name).render_as_string(hide_password=False)
-        rows = drop_month(root, codes, total, seed)
-        env = {
-            **os.environ,
-            "OBSX_DEPLOYMENT": str(deployment),
-            "OBSX_DATA_DIR": str(root),
-            "WAREHOUSE_URL": url,
-            "DAGSTER_HOME": str(tmp / "dagster"),
-        }
-        run = obsx_run(env)
-        bare = baseline(url, rows)
-        idle = obsx_run(env)
-        extra = month_rows(codes[0], 100, random.Random(seed + 1), tag="new")
-        write_file(root / "dropzone" / f"m{codes[0]}" / "inbox", "nuevo", extra, STYLES[0])
-        small = obsx_run(env)
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+        with database(server if database_kind == "postgres" else None, tmp) as url:
+            rows = drop_month(root, codes, total, seed)
+            env = {
+                **os.environ,
+                "OBSX_DEPLOYMENT": str(deployment),
+                "OBSX_DATA_DIR": str(root),
+                "WAREHOUSE_URL": url,
+                "DAGSTER_HOME": str(tmp / "dagster"),
+            }
+            run = obsx_run(env)
+            bare = baseline(url, rows)
+            idle = obsx_run(env)
+            extra = month_rows(codes[0], 100, random.Random(seed + 1), tag="new")
+            write_file(root / "dropzone" / f"m{codes[0]}" / "inbox", "nuevo", extra, STYLES[0])
+            small = obsx_run(env)
     return {
         "rows": total,
         "files": len(codes),
@@ -234,19 +224,19 @@ def main() -> None:
         f"{'database':<9} {'rows':>9} {'pipeline s':>10} {'bare s':>7} {'ratio':>6} "
         f"{'rows/s':>8} {'peak MB':>8} {'idle s':>6} {'1 file s':>8}  stages (s)"
     )
-    for database, url in cases:
+    for kind, url in cases:
         for total in sizes:
-            case = one_case(database, url, total)
-            results.setdefault(database, {})[str(total)] = case
+            case = one_case(kind, url, total)
+            results.setdefault(kind, {})[str(total)] = case
             stages = ", ".join(f"{k} {v:.1f}" for k, v in case["stages_s"].items())
             print(
-                f"{database:<9} {total:>9,} {case['pipeline_s']:>10.1f} {case['baseline_s']:>7.2f}"
+                f"{kind:<9} {total:>9,} {case['pipeline_s']:>10.1f} {case['baseline_s']:>7.2f}"
                 f" {case['ratio']:>6.1f} {case['rows_per_s']:>8,} {case['peak_rss_mb']:>8,}"
                 f" {case['idle_s']:>6.2f} {case['one_submission_s']:>8.1f}  {stages}",
                 flush=True,
             )
-        largest = results[database][str(max(sizes))]
-        results[database] |= {k: largest[k] for k in ("pipeline_s", "baseline_s", "ratio", "rows")}
+        largest = results[kind][str(max(sizes))]
+        results[kind] |= {k: largest[k] for k in ("pipeline_s", "baseline_s", "ratio", "rows")}
     first = results["sqlite"][str(max(sizes))]
     results["idle_tick_s"] = first["idle_s"]
     results["one_submission_s"] = first["one_submission_s"]

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +36,7 @@ def _fixtures():
 
 def measure(task: str, path: str, url: str) -> dict:
     """Run one task in this process (called in a child) and return what was measured."""
-    import sqlalchemy as sa
+    from databases import database
 
     from obsx import reference
     from obsx.dropzone import Dropzone, file_sha256, partition_key
@@ -57,31 +56,20 @@ def measure(task: str, path: str, url: str) -> dict:
         }
     else:
         root = Path(tempfile.mkdtemp())
-        admin = None
-        if url.startswith("postgresql"):
-            admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-            name = f"obsx_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            target = admin.url.set(database=name).render_as_string(hide_password=False)
-        else:
-            target = f"sqlite:///{root / 'warehouse.db'}"
-        engine = get_engine(target)
-        upgrade(engine)
-        reference.load_geography(engine, reference.read_geography())
-        reference.load_population(engine, reference.read_population())
-        reference.load_observatories(engine)
-        zone = Dropzone(root, registry)
-        zone.ensure_folders()
-        shutil.copy(source, zone.inbox("gt_pnc") / source.name)
-        key = partition_key("gt_pnc", file_sha256(zone.inbox("gt_pnc") / source.name))
-        start = time.perf_counter()
-        outcome = process_submission(key, zone, engine, registry, TODAY)
-        counts = dict(outcome.counts)
-        engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with database(url if url.startswith("postgresql") else None, root) as target:
+            engine = get_engine(target)
+            upgrade(engine)
+            reference.load_geography(engine, reference.read_geography())
+            reference.load_population(engine, reference.read_population())
+            reference.load_observatories(engine)
+            zone = Dropzone(root, registry)
+            zone.ensure_folders()
+            shutil.copy(source, zone.inbox("gt_pnc") / source.name)
+            key = partition_key("gt_pnc", file_sha256(zone.inbox("gt_pnc") / source.name))
+            start = time.perf_counter()
+            outcome = process_submission(key, zone, engine, registry, TODAY)
+            counts = dict(outcome.counts)
+            engine.dispose()
         shutil.rmtree(root, ignore_errors=True)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

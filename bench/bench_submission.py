@@ -1,8 +1,9 @@
 """How fast one large submission goes through reading, validation, merge and indicators.
 
 Run with `make bench` (a temporary SQLite warehouse) or
-`make bench BENCH_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<an empty database>`.
-Prints rows per second per stage and the peak memory.
+`make bench BENCH_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres` (a server: a
+database is created for the measurement and dropped after). Prints rows per second per stage and
+the peak memory.
 """
 
 import datetime as dt
@@ -12,6 +13,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from databases import database
 
 from obsx import reference
 from obsx.contract import load_contract
@@ -40,8 +43,8 @@ def main(years: int = 10) -> None:
     ]
     data = render(style, rows, rng, spoil=False)
     print(f"file: {len(rows):,} rows, {len(data) / 1e6:.1f} MB ({style.file_format})")
-    with tempfile.TemporaryDirectory() as tmp:
-        url = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path(tmp) / 'warehouse.db'}"
+    server = sys.argv[1] if len(sys.argv) > 1 else None
+    with tempfile.TemporaryDirectory() as tmp, database(server, Path(tmp)) as url:
         engine = get_engine(url)
         upgrade(engine)
         reference.load_geography(engine, reference.read_geography())

@@ -49,6 +49,10 @@ TEXT = {
         "truncated": "Se muestran los primeros {shown} problemas de {total}; la lista completa "
         "está en el archivo JSON.",
         "none": "No se encontraron problemas.",
+        "by_kind": "Problemas por tipo",
+        "times": "Veces",
+        "first_rows": "Primeras filas",
+        "example": "Ejemplo",
         "rejected_suffix": "rechazadas",
     },
     "en": {
@@ -87,6 +91,10 @@ TEXT = {
         "warning": "Warning",
         "truncated": "The first {shown} problems of {total} are shown; the JSON file has them all.",
         "none": "No problems found.",
+        "by_kind": "Problems by kind",
+        "times": "Times",
+        "first_rows": "First rows",
+        "example": "Example",
         "rejected_suffix": "rejected",
     },
 }
@@ -162,6 +170,16 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 <h2>{{ t.problems }}</h2>
 <p>{{ t.explain }}</p>
 {% if rejected_file %}<p>{{ t.resend }} <code>{{ rejected_file }}</code>.</p>{% endif %}
+{% if kinds %}
+<h3>{{ t.by_kind }}</h3>
+<table>
+<tr><th>{{ t.kind }}</th><th>{{ t.column }}</th><th>{{ t.times }}</th><th>{{ t.first_rows }}</th><th>{{ t.example }}</th></tr>
+{% for k in kinds %}
+<tr class="{{ k.severity }}"><td>{{ t[k.severity] }}</td><td>{{ k.column or "" }}</td>
+<td>{{ k.count }}</td><td>{{ k.rows }}</td><td>{{ k.example }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
 <table>
 <tr><th>{{ t.row }}</th><th>{{ t.column }}</th><th>{{ t.value }}</th><th>{{ t.kind }}</th><th>{{ t.message }}</th></tr>
 {% for p in problems %}
@@ -178,13 +196,40 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 """
 )
 
-HTML_PROBLEM_LIMIT = 1000
+HTML_PROBLEM_LIMIT = 500
+SUMMARY_FROM = 20  # more problems than this: a table by kind first, so a national file reads well
+
+
+def _kinds(problems: list[Problem], lang: str) -> list[dict]:
+    """Problems grouped by kind: how many, in which columns, the first rows, one example."""
+    groups: dict[tuple, dict] = {}
+    for p in problems:
+        group = groups.setdefault(
+            (p.severity != ERROR, p.code),
+            {"severity": p.severity, "count": 0, "columns": {}, "rows": {}, "first": p},
+        )
+        group["count"] += 1
+        if p.column and len(group["columns"]) < 6:
+            group["columns"][p.column] = None
+        if p.row is not None and len(group["rows"]) < 5:
+            group["rows"][p.row] = None
+    return [
+        {
+            "severity": g["severity"],
+            "count": g["count"],
+            "column": ", ".join(list(g["columns"])[:5]) + (" …" if len(g["columns"]) > 5 else ""),
+            "rows": ", ".join(map(str, g["rows"])),
+            "example": g["first"].message(lang),
+        }
+        for _, g in sorted(groups.items(), key=lambda item: (item[0][0], -item[1]["count"]))
+    ]
 
 
 def render_html(report: Report, rejected_file: str | None = None) -> str:
     ordered = sorted(report.problems, key=lambda p: (p.severity != ERROR, p.row or 0))
     shown = ordered[:HTML_PROBLEM_LIMIT]
     return PAGE.render(
+        kinds=_kinds(ordered, report.lang) if len(ordered) > SUMMARY_FROM else [],
         r=report,
         t=TEXT[report.lang],
         lang=report.lang,
