@@ -18,13 +18,20 @@ from databases import database
 
 from obsx import reference
 from obsx.contract import load_contract
+from obsx.deployment import load_deployment
 from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
 from obsx.reading import read_submission
 from obsx.reference import observatories
-from obsx.seed import STYLES, incidents_for_year, render
 from obsx.validation import validate
 from obsx.warehouse import get_engine, merge_records
+
+PANAMA_DEMO = load_deployment("pa").demo()
+STYLES, incidents_for_year, render = (
+    PANAMA_DEMO.STYLES,
+    PANAMA_DEMO.incidents_for_year,
+    PANAMA_DEMO.render,
+)
 
 
 def timed(label, rows, fn):

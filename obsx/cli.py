@@ -28,10 +28,10 @@ def _prepare_environment(data_dir: str | None) -> Path:
 
 
 def cmd_seed(args) -> int:
-    from obsx.seed import seed_demo
+    from obsx.deployment import current_deployment
 
     root = _prepare_environment(args.data_dir)
-    written = seed_demo(root, year=args.year)
+    written = current_deployment().demo().seed_demo(root, year=args.year)
     print(f"Seeded {len(written)} files into {root / 'dropzone'}")
     return OK
 

@@ -10,8 +10,10 @@ is the default. No country, level count or code length lives in code.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
+import sys
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,20 @@ class Deployment:
             if level.code == code:
                 return level
         raise KeyError(code)
+
+    def demo(self):
+        """The deployment's demo generator (``demo/seed.py``: what ``obsx seed`` writes), loaded
+        from the deployment's folder: demo data is the deployment's, not the product's."""
+        path = self.root / "demo" / "seed.py"
+        if not path.exists():
+            raise SourceError(path, None, "this deployment has no demo to seed")
+        name = f"obsx_demo_{self.root.name}"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up while it loads
+            spec.loader.exec_module(module)
+        return sys.modules[name]
 
     def reference_file(self, dataset: str) -> Path:
         if dataset not in self.reference:

@@ -2,7 +2,7 @@
 
 Each observatory exports in its own layout (CSV or Excel, UTF-8 or cp1252, comma or semicolon,
 its own Spanish headers, labels and crime names, title rows, totals, a cover sheet, aggregated
-counts), read through its profile in profiles/; with a few bad rows, as real exports have; one
+counts), read through its profile in deployments/pa/profiles/; with a few bad rows, as real exports have; one
 file is unreadable. Magnitudes follow ../shared/DOMAIN.md (Colón high, San Miguelito above the mean).
 All people and events are invented.
 """
