@@ -440,6 +440,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
     """
     as_of = "as_of" in fixed
     levels = current_deployment().level_codes
+    summed = _sum_records(conn, fixed)
 
     def run(
         template: str,
@@ -453,7 +454,9 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
         """One statement: ``shape`` fills the SQL template, ``params`` are bound values."""
         sql = template.format(
             target=target,
-            records=records_sql(dataset, as_of),
+            records=f"SELECT * FROM {summed[dataset]}"
+            if dataset in summed
+            else records_sql(dataset, as_of),
             coverage=coverage_sql(as_of),
             population=population_sql(as_of),
             **shape,
@@ -522,7 +525,7 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     period_type,
                     {
                         "period": period,
-                        "count": "count(*)",
+                        "count": "sum(i.arrests)",
                         "where": "i.offence_group = :group" if group else "1 = 1",
                     },
                     dataset="arrests",
@@ -556,6 +559,41 @@ def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> No
                     disaggregation=disaggregation,
                     **extra,
                 )
+    for name in summed.values():  # temporary tables outlive the transaction in a pooled connection
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+# The datasets that come by the million: summed once per unit, month and the columns their
+# indicators read, so that each of the hundred-odd indicator statements reads thousands of sums,
+# not every record (PostgreSQL, 300k records: indicators 59 s before).
+SUMMED = {
+    "incidents": (
+        "unit_code, period_month, period_year, crime_code, victim_sex, count_unit",
+        "sum(victim_count) AS victim_count",
+    ),
+    "arrests": ("unit_code, period_month, period_year, offence_group", "count(*) AS arrests"),
+}
+
+
+def _sum_records(conn: sa.Connection, fixed: dict) -> dict[str, str]:
+    """Temporary tables of summed records (see SUMMED); returns dataset -> table name."""
+    as_of = "as_of" in fixed
+    tables = {}
+    for dataset, (columns, total) in SUMMED.items():
+        if dataset not in DATASETS:
+            continue
+        name = f"summed_{dataset}"
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        sql = (
+            f"CREATE TEMPORARY TABLE {name} AS SELECT {columns}, {total}"
+            f" FROM ({records_sql(dataset, as_of)}) r GROUP BY {columns}"
+        )
+        timestamps = [sa.bindparam("as_of", type_=sa.DateTime(timezone=True))] if as_of else []
+        conn.execute(
+            sa.text(sql).bindparams(*timestamps), {"as_of": fixed["as_of"]} if as_of else {}
+        )
+        tables[dataset] = name
+    return tables
 
 
 def _definition(ind: Indicator) -> dict:
