@@ -66,6 +66,24 @@ class Cells:
     first_row: int = 1  # the number of the first row (SPSS numbers cases from 0: the header)
     info: dict = field(default_factory=dict)  # encoding, encoding_guessed, delimiter
 
+    def headers(self, layout: Layout) -> list[str]:
+        """The header row's cells under ``layout``, looking at the first rows only."""
+        if self.file_format == "sav":
+            layout = Layout(header_row=0)
+        numbered = []
+        for n, row in enumerate(self.rows, start=self.first_row):
+            cells = [c.strip() for c in row]
+            if any(cells):
+                numbered.append((n, cells))
+            wanted = layout.header_row
+            if (wanted is not None and n >= wanted) or (
+                wanted is None and len(numbered) >= HEADER_SEARCH_ROWS
+            ):
+                break
+        if not numbered:
+            raise UnreadableFile(problem("empty-file"))
+        return [c for c in numbered[_find_header(numbered, layout)][1] if c]
+
     def table(self, layout: Layout) -> RawTable:
         """The table under ``layout``'s header rules (SPSS: the variable names, always)."""
         if self.file_format == "sav":

@@ -101,28 +101,32 @@ def choose_profile(
     profiles = [p for p in _profiles(observatory) if dataset is None or p.dataset == dataset]
     # A file renamed by hand still finds its profile by its headers.
     candidates = [p for p in profiles if p.files and p.matches_file(file_name)] or profiles
-    best, best_share, best_table = None, -1.0, None
+    best, best_share, best_cells = None, -1.0, None
     read: dict[tuple, Cells | UnreadableFile] = {}  # the file is read once per distinct layout
     for profile in candidates:
         contract = load_contract(profile.dataset)
         layout = profile.layout(contract)
         how = (layout.sheet, layout.encoding, layout.delimiter, layout.value_labels)
-        try:
-            if how not in read:
-                read[how] = _read_cells(data, file_name, layout)
-            cells = read[how]
-            table = cells if isinstance(cells, UnreadableFile) else cells.table(layout)
-        except UnreadableFile as exc:
-            table = exc
-        share = 0.0
-        if isinstance(table, RawTable):
-            mapping, _ = contract.match_headers(list(table.frame.columns), extra=profile.columns)
+        if how not in read:
+            read[how] = _read_cells(data, file_name, layout)
+        cells, share = read[how], 0.0
+        if isinstance(cells, Cells):
+            try:  # only the header row: the table is built once, for the profile chosen
+                headers = cells.headers(layout)
+            except UnreadableFile as exc:
+                cells, headers = exc, []
+            mapping, _ = contract.match_headers(headers, extra=profile.columns)
             found = set(mapping.values()) | {d.field for d in profile.derive}
             required = {f.name for f in contract.fields if f.required}
             share = len(required & found) / len(required)
         if share > best_share:
-            best, best_share, best_table = profile, share, table
-    return best, best_table
+            best, best_share, best_cells = profile, share, cells
+    if isinstance(best_cells, UnreadableFile):
+        return best, best_cells
+    try:
+        return best, best_cells.table(best.layout(load_contract(best.dataset)))
+    except UnreadableFile as exc:
+        return best, exc
 
 
 def _read_cells(data: bytes, file_name: str, layout) -> Cells | UnreadableFile:
