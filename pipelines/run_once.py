@@ -30,6 +30,7 @@ class RunReport:
     submissions: list[dict] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
+    warning_checks: list[str] = field(default_factory=list)
     unprocessed_keys: list[str] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     left_in_inbox: list[Path] = field(default_factory=list)
@@ -103,6 +104,8 @@ class RunReport:
                 f"Victimization {row['period']} (surveys, weighted): {row['value']:.1f}% of people "
                 "aged 15+ in the surveyed units were victims in the last 12 months"
             )
+        if self.warning_checks:
+            lines.append("Warnings (checks): " + ", ".join(self.warning_checks))
         for name, items in (
             ("Runs that failed", self.failed_runs),
             ("Checks that failed", self.failed_checks),
@@ -143,7 +146,10 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
                 name += f" ({error.value})"
             elif failed is not None and failed.value:
                 name += " (" + "; ".join(f"{k}: {v}" for k, v in failed.value.items()) + ")"
-            report.failed_checks.append(name)
+            if evaluation.severity == dg.AssetCheckSeverity.WARN:
+                report.warning_checks.append(name)  # worth a look, not a failed run
+            else:
+                report.failed_checks.append(name)
     return result
 
 
