@@ -240,6 +240,25 @@ def render_html(report: Report, rejected_file: str | None = None) -> str:
     )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = r"^[+-]?\d+([.,]\d+)?$"
+
+
+def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells a spreadsheet would run as a formula (``=HYPERLINK(…)``, ``+cmd|…``, ``@SUM(…)``)
+    get a leading apostrophe, so that the file observatories are told to open and fix shows them
+    as text; plain numbers such as ``-2`` stay as they are."""
+    out = frame.copy()
+    for column in out.columns:
+        text = out[column].astype("str")
+        risky = text.str.startswith(FORMULA_START).fillna(False) & ~text.str.match(NUMBER).fillna(
+            False
+        )
+        if risky.any():
+            out[column] = text.where(~risky, "'" + text)
+    return out
+
+
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     partial.write_text(text, encoding="utf-8")
@@ -255,7 +274,7 @@ def write_feedback(folder: Path, stem: str, report: Report) -> list[Path]:
     if report.rejected_rows is not None and not report.rejected_rows.empty:
         rejected_name = f"{stem}.{TEXT[report.lang]['rejected_suffix']}.csv"
         # UTF-8 with BOM so that Excel opens accents correctly.
-        csv_text = report.rejected_rows.to_csv(index=False)
+        csv_text = defuse_formulas(report.rejected_rows).to_csv(index=False)
         _write_atomically(folder / rejected_name, "\ufeff" + csv_text)
         paths.append(folder / rejected_name)
     _write_atomically(paths[0], json.dumps(report.as_document(), ensure_ascii=False, indent=2))

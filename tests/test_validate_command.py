@@ -9,6 +9,7 @@ import pytest
 
 from obsx import cli
 from obsx.dropzone import Dropzone, file_sha256, partition_key
+from obsx.feedback import defuse_formulas
 from obsx.reference import observatories
 from obsx.submission import process_submission
 from tests.conftest import TODAY
@@ -90,3 +91,20 @@ def test_feedback_in_english_on_request(tmp_path):
     page = next(tmp_path.glob("*.html")).read_text()
     assert "Partly accepted" in page and "Aceptado" not in page
     assert next(tmp_path.glob("*.rejected.csv")).read_text(encoding="utf-8-sig").startswith("row,")
+
+
+def test_formulas_in_rejected_rows_come_back_as_text_not_as_formulas():
+    rows = pd.DataFrame(
+        {
+            "id": ['=HYPERLINK("http://x","clic")', "+cmd|' /C calc'!A0", "@SUM(A1)", "A4"],
+            "edad": ["-2", "12", "-cmd", "1.5"],
+        }
+    )
+    safe = defuse_formulas(rows)
+    assert safe["id"].tolist() == [
+        '\'=HYPERLINK("http://x","clic")',
+        "'+cmd|' /C calc'!A0",
+        "'@SUM(A1)",
+        "A4",
+    ]
+    assert safe["edad"].tolist() == ["-2", "12", "'-cmd", "1.5"]
