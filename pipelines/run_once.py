@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from assets.submissions import submission_partitions
 from obsx.deployment import current_deployment
+from obsx.dropzone import parse_partition_key
+from obsx.submission import COUNT_COLUMNS
 from obsx.warehouse import indicator_value, submission
 from pipelines.definitions import defs
 from pipelines.planning import plan, range_tags
@@ -153,6 +155,27 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
     return result
 
 
+def _refused_as_sent_by_another(conn: sa.Connection, keys: list[str], found: list[dict]):
+    """Keys whose bytes another observatory had already sent: refused with feedback, so
+    processed (as rejected), not left behind."""
+    done = {s["partition_key"] for s in found}
+    refused = []
+    for key in keys:
+        if key in done:
+            continue
+        code, sha16 = parse_partition_key(key)
+        first = conn.execute(
+            sa.select(submission.c.observatory_code).where(
+                submission.c.submission_id.like(f"{sha16}%"), submission.c.observatory_code != code
+            )
+        ).first()
+        if first is not None:
+            refused.append(
+                {"partition_key": key, "status": "rejected"} | dict.fromkeys(COUNT_COLUMNS, 0)
+            )
+    return refused
+
+
 def national_yearly(conn: sa.Connection, indicator_code: str) -> list[dict]:
     """An indicator's national totals by year, oldest first."""
     deployment = current_deployment()
@@ -199,6 +222,7 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
             sa.select(submission).where(submission.c.partition_key.in_(keys))
         ).mappings()
         report.submissions = [dict(r) for r in rows]
+        report.submissions += _refused_as_sent_by_another(conn, keys, report.submissions)
         report.homicide_rates = national_yearly(conn, "SDG_16_1_1")
         report.plan_execution = national_yearly(conn, "PLAN_EXECUTION")
         report.victimization = national_yearly(conn, "VICTIMIZATION_PREVALENCE")

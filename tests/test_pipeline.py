@@ -264,3 +264,21 @@ def test_a_broken_reference_file_or_profile_stops_no_one_else(
     assert (root / "dropzone" / "pa_colon" / "inbox" / "enero.csv").exists()
     assert not (root / "dropzone" / "pa_panama" / "inbox" / "febrero.csv").exists()
     assert "Traceback" not in out
+
+
+def test_the_same_file_from_a_second_observatory_is_refused_not_left_behind(
+    root, tmp_path, monkeypatch, capsys, warehouse_url
+):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    drop(root, "pa_panama", "enero.csv", PANAMA_CSV)
+    assert cli.main(["run", "--settle-seconds", "0"]) == 0
+    drop(root, "pa_colon", "copia.csv", PANAMA_CSV)
+
+    assert cli.main(["run", "--settle-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Submissions processed: 1 (0 accepted, 0 partly accepted, 1 rejected)" in out
+    assert "NEEDS ATTENTION" not in out
+    feedback = json.loads(
+        next((root / "dropzone" / "pa_colon" / "feedback").glob("*.json")).read_text()
+    )
+    assert [p["code"] for p in feedback["problems"]] == ["sent-by-another-observatory"]
