@@ -72,6 +72,28 @@ def cmd_run(args) -> int:
     return OK if report.all_processed else ATTENTION
 
 
+def _moment(text: str):
+    """``--as-of``: an ISO date or time (UTC unless it gives an offset)."""
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or time (e.g. 2026-01-15 or 2026-01-15T08:00)"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _dataset(name: str) -> str:
+    from obsx.contract import observatory_datasets
+
+    if name not in observatory_datasets():
+        known = ", ".join(observatory_datasets())
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r} (known: {known})")
+    return name
+
+
 def _engine(args, migrate: bool = True):
     """The warehouse of the data root, brought to this release's schema unless told not to."""
     from obsx.config import warehouse_url
@@ -110,7 +132,6 @@ def cmd_db_roles(args) -> int:
 
 
 def cmd_indicators(args) -> int:
-    import datetime as dt
 
     import pandas as pd
     import sqlalchemy as sa
@@ -120,9 +141,7 @@ def cmd_indicators(args) -> int:
 
     engine = _engine(args)
     if args.as_of:
-        as_of = dt.datetime.fromisoformat(args.as_of)
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=dt.UTC)
+        as_of = args.as_of
         frame = indicator_values_as_of(engine, as_of)
     else:
         with engine.connect() as conn:
@@ -298,14 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("file")
     check.add_argument("--observatory", required=True, help="observatory code, e.g. pa_colon")
-    check.add_argument("--dataset", help="default: recognised from the file (profile, headers)")
+    check.add_argument(
+        "--dataset", type=_dataset, help="default: recognised from the file (profile, headers)"
+    )
     check.add_argument("--lang", choices=["es", "en"], help="default: the profile's language")
     check.add_argument("--out", help="folder for the feedback files (default: ./<file>_validacion)")
     check.add_argument("--show", type=int, default=20, help="problems to print")
     check.set_defaults(func=cmd_validate)
 
     template = commands.add_parser("template", help="an Excel template to fill in for a dataset")
-    template.add_argument("dataset")
+    template.add_argument("dataset", type=_dataset)
     template.add_argument("--lang", choices=["es", "en"], default="es")
     template.add_argument("--out", help="default: ./plantilla_<dataset>.xlsx")
     template.set_defaults(func=cmd_template)
@@ -318,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ind = commands.add_parser(
         "indicators", help="indicator values as CSV, now or as of a past moment"
     )
-    ind.add_argument("--as-of", help="ISO date or time (UTC unless an offset is given)")
+    ind.add_argument(
+        "--as-of", type=_moment, help="ISO date or time (UTC unless an offset is given)"
+    )
     ind.add_argument("--indicator", dest="indicator_code")
     ind.add_argument("--geo", dest="geo_code")
     ind.add_argument("--period")
@@ -365,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SourceError, ReferenceDataError) as exc:  # a deployment file to fix: no traceback
         print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)
+        return ATTENTION
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"obsx: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return ATTENTION
 
 

@@ -108,3 +108,20 @@ def test_formulas_in_rejected_rows_come_back_as_text_not_as_formulas():
         "A4",
     ]
     assert safe["edad"].tolist() == ["-2", "12", "'-cmd", "1.5"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["validate", "/no/such/file.csv", "--observatory", "pa_colon"], "No such file"),
+        (["template", "crimes"], "unknown dataset 'crimes'"),
+        (["indicators", "--as-of", "yesterday"], "is not an ISO date or time"),
+    ],
+)
+def test_command_mistakes_get_a_message_not_a_traceback(argv, said, capsys):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # argparse refuses the argument itself
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code != 0 and said in err and "Traceback" not in err
