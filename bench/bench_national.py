@@ -10,6 +10,7 @@ and reports the ratio. Then: an idle run, and one new 100-row file to refreshed 
 
     make bench                                   # SQLite, and PostgreSQL when BENCH_URL is set
     BENCH_ROWS=100000,300000,1000000 make bench  # the growth curve (default: 1,000,000)
+    BENCH_BIG_ROWS=0 make bench                  # skip the one 2,000,000-row file
 
 Writes bench/results.json and prints a table.
 """
@@ -215,6 +216,29 @@ def one_case(database_kind: str, server: str | None, total: int, seed: int = 11)
     }
 
 
+def big_file(total: int, seed: int = 5) -> dict:
+    """One CSV of ``total`` rows from one observatory, through `obsx run` on SQLite."""
+    codes = municipios()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        deployment = make_deployment(tmp / "deployment", codes)
+        root = tmp / "data"
+        inbox = root / "dropzone" / f"m{codes[0]}" / "inbox"
+        inbox.mkdir(parents=True)
+        write_file(inbox, "grande", month_rows(codes[0], total, random.Random(seed)), STYLES[0])
+        env = {
+            **os.environ,
+            "OBSX_DEPLOYMENT": str(deployment),
+            "OBSX_DATA_DIR": str(root),
+            "WAREHOUSE_URL": f"sqlite:///{root / 'warehouse.db'}",
+            "DAGSTER_HOME": str(tmp / "dagster"),
+        }
+        run = obsx_run(env)
+    return {"rows": total, "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"]} | {
+        "stages_s": run["stages"]
+    }
+
+
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_ROWS", "1000000").split(",")]
     server = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
@@ -237,6 +261,15 @@ def main() -> None:
             )
         largest = results[kind][str(max(sizes))]
         results[kind] |= {k: largest[k] for k in ("pipeline_s", "baseline_s", "ratio", "rows")}
+    big_rows = int(os.environ.get("BENCH_BIG_ROWS", "2000000"))
+    if big_rows:
+        results["big_file"] = big_file(big_rows)
+        big = results["big_file"]
+        print(
+            f"one file of {big_rows:,} rows (SQLite): {big['seconds']:.1f} s,"
+            f" peak {big['peak_rss_mb']:,} MB",
+            flush=True,
+        )
     first = results["sqlite"][str(max(sizes))]
     results["idle_tick_s"] = first["idle_s"]
     results["one_submission_s"] = first["one_submission_s"]
