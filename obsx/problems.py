@@ -47,6 +47,11 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Column '{column}' is not part of the data contract and was dropped "
         "(it is not stored in the national warehouse).",
     ),
+    "more-unknown-columns": (
+        WARNING,
+        "Otras {count} columnas no forman parte del contrato de datos y se descartaron.",
+        "{count} more columns are not part of the data contract and were dropped.",
+    ),
     "row-dropped": (
         WARNING,
         "La fila no contiene datos ({reason_es}) y se ignoró.",

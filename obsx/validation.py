@@ -29,6 +29,7 @@ TRAILER_RE = r"^\s*(total|totales|subtotal|sub-total|fuente|nota|notas|elaborado
 # Larger whole numbers lose precision as floats; no contract integer is anywhere near this.
 MAX_WHOLE_NUMBER = 10**15
 MAX_LISTED_CODES = 12
+MAX_NAMED_COLUMNS = 50  # unknown columns named one by one; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -629,11 +630,10 @@ def apply_profile(
     mapping, unknown = contract.match_headers(columns, extra=profile.columns)
     mapping = {h: name for h, name in mapping.items() if name not in derived}
     mapping |= {name: name for name in derived}
-    problems += [
-        problem("unknown-column", column=h)
-        for h in unknown
-        if h not in consumed and h not in derived
-    ]
+    dropped = [h for h in unknown if h not in consumed and h not in derived]
+    problems += [problem("unknown-column", column=h) for h in dropped[:MAX_NAMED_COLUMNS]]
+    if len(dropped) > MAX_NAMED_COLUMNS:  # 100,000 columns must not make 100,000 warnings
+        problems.append(problem("more-unknown-columns", count=len(dropped) - MAX_NAMED_COLUMNS))
     for f in contract.fields:
         if f.required and f.name not in mapping.values():
             aliases = ", ".join(dict.fromkeys([f.title["es"], *f.aliases]))

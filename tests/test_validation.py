@@ -229,3 +229,15 @@ def test_a_national_contributor_is_told_how_many_units_not_all_of_them():
         "Territorial unit '9999' (read as 9999) is not this contributor's"
         " (it may report 340 units of level district)."
     )
+
+
+def test_thousands_of_unknown_columns_make_a_short_feedback():
+    headers = HEADERS | {f"x{i}": f"Columna extra {i}" for i in range(120)}
+    result = check(row() | {f"x{i}": "1" for i in range(120)}, headers=headers)
+    codes = [p.code for p in result.problems]
+    assert codes.count("unknown-column") == 50 and codes.count("more-unknown-columns") == 1
+    (more,) = [p for p in result.problems if p.code == "more-unknown-columns"]
+    assert more.message("es") == (
+        "Otras 70 columnas no forman parte del contrato de datos y se descartaron."
+    )
+    assert result.status == "accepted"
