@@ -46,12 +46,16 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
     zone.ensure_folders()  # registering a contributor creates its folders
     if next(iter(zone.finished_files(settle_seconds=settle_seconds)), None) is not None:
         return None
-    unknown = zone.unknown_folders()
+    unknown, never = zone.unknown_folders(), zone.never_processed()
     print(f"Nothing waiting in the inboxes of {len(zone.observatory_codes)} contributors.")
     if unknown:
         print("NEEDS ATTENTION - Drop folders of no registered observatory: " + ", ".join(unknown))
-        return ATTENTION
-    return OK
+    if never:
+        print(
+            "NEEDS ATTENTION - In an inbox but never processed (rename or remove): "
+            + ", ".join(never)
+        )
+    return ATTENTION if unknown or never else OK
 
 
 def cmd_run(args) -> int:

@@ -115,6 +115,32 @@ class Dropzone:
             p.name for p in base.iterdir() if p.is_dir() and p.name not in self.observatory_codes
         )
 
+    def never_processed(self) -> list[str]:
+        """What lies in an inbox but will never be processed: links, folders, and names hidden
+        with a leading dot (``..%2Fetc%2Fpasswd.csv``) that are not an upload in progress
+        (``.name.part``). Said in the run summary, so nobody waits for them."""
+        found = []
+        for code in self.observatory_codes:
+            inbox = self.inbox(code)
+            if not inbox.is_dir():
+                continue
+            for path in sorted(inbox.iterdir()):
+                name = path.name
+                if name.lower().endswith(PARTIAL_SUFFIXES) or name.startswith("~$"):
+                    continue  # an upload in progress, or an editor's lock file
+                kind = (
+                    "link"
+                    if path.is_symlink()
+                    else "folder"
+                    if path.is_dir()
+                    else "hidden name"
+                    if name.startswith(".")
+                    else None
+                )
+                if kind:
+                    found.append(f"{code}/{display_name(path)} ({kind})")
+        return found
+
     def finished_files(self, settle_seconds: float, now: float | None = None, codes=None):
         """Yield ``(observatory, path, stat)`` for uploads that look complete.
 

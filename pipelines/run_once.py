@@ -35,6 +35,7 @@ class RunReport:
     warning_checks: list[str] = field(default_factory=list)
     unprocessed_keys: list[str] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
+    never_processed: list[str] = field(default_factory=list)  # links, folders, hidden names
     left_in_inbox: list[Path] = field(default_factory=list)
     warehouse: str = ""
     homicide_rates: list[dict] = field(default_factory=list)
@@ -52,6 +53,7 @@ class RunReport:
             or self.failed_checks
             or self.unprocessed_keys
             or self.unknown_folders
+            or self.never_processed
             or self.left_in_inbox
         )
 
@@ -113,6 +115,7 @@ class RunReport:
             ("Checks that failed", self.failed_checks),
             ("Submissions not processed", self.unprocessed_keys),
             ("Drop folders of no registered observatory", self.unknown_folders),
+            ("In an inbox but never processed (rename or remove)", self.never_processed),
             ("Files still waiting in an inbox", [str(p) for p in self.left_in_inbox]),
         ):
             if items:
@@ -203,6 +206,7 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
     engine = WarehouseResource(data_dir=str(root)).engine()
     report.warehouse = engine.url.render_as_string(hide_password=True)
     report.unknown_folders = zone.unknown_folders()
+    report.never_processed = zone.never_processed()
 
     files = zone.scan(settle_seconds=settle_seconds, limit=10**9)
     registered = set(instance.get_dynamic_partitions(submission_partitions.name))

@@ -282,3 +282,23 @@ def test_the_same_file_from_a_second_observatory_is_refused_not_left_behind(
         next((root / "dropzone" / "pa_colon" / "feedback").glob("*.json")).read_text()
     )
     assert [p["code"] for p in feedback["problems"]] == ["sent-by-another-observatory"]
+
+
+def test_links_folders_and_hidden_names_in_an_inbox_are_named_not_ignored_forever(
+    root, tmp_path, monkeypatch, capsys, warehouse_url
+):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    inbox = root / "dropzone" / "pa_colon" / "inbox"
+    drop(root, "pa_colon", "..%2F..%2Fetc%2Fpasswd.csv", COLON_CSV)
+    drop(root, "pa_colon", "subiendo.csv.part", b"half")  # an upload in progress: not named
+    (inbox / "carpeta").mkdir()
+    (inbox / "enlace.csv").symlink_to(tmp_path)
+
+    assert cli.main(["run", "--settle-seconds", "0"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "NEEDS ATTENTION - In an inbox but never processed (rename or remove): "
+        "pa_colon/..%2F..%2Fetc%2Fpasswd.csv (hidden name), pa_colon/carpeta (folder), "
+        "pa_colon/enlace.csv (link)"
+    ) in out
+    assert "subiendo" not in out
