@@ -47,6 +47,13 @@ ACTION_FIELD = "record_action"
 DELETE = "DELETE"
 
 
+def pad_digits(values, width: int):
+    """Restore the leading zeros of all-digit codes stored as numbers (101 -> 0101); other
+    values, and blanks, unchanged. ``values``: a pandas Series of text."""
+    digits = values.str.fullmatch(r"\d+").fillna(False)
+    return values.where(~digits, values.str.zfill(width))
+
+
 @functools.lru_cache(maxsize=65536)  # headers, aliases and code labels repeat file after file
 def normalise_label(text: str) -> str:
     """Fold a header or code label for comparison: case, accents, spaces and punctuation."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from obsx.config import REPO_ROOT
-from obsx.contract import normalise_label
+from obsx.contract import normalise_label, pad_digits
 from obsx.sourceyaml import SourceError, load_yaml
 
 if TYPE_CHECKING:  # pandas is imported where codes are padded, not by an idle run
@@ -54,11 +54,7 @@ class Level:
 
     def pad(self, codes: pd.Series) -> pd.Series:
         """Restore leading zeros of all-digit codes (Excel and SPSS keep codes as numbers)."""
-        if not self.zero_pad:
-            return codes
-        text = codes.astype("str")
-        digits = text.str.fullmatch(r"\d+").fillna(False)
-        return text.where(~digits, text.str.zfill(self.zero_pad))
+        return pad_digits(codes.astype("str"), self.zero_pad) if self.zero_pad else codes
 
     def matches(self, code: str) -> bool:
         return self.pattern is None or re.fullmatch(self.pattern, code) is not None

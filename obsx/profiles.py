@@ -119,13 +119,6 @@ class Derivation:
 class ProfileError(SourceError):
     """A profile that cannot be used: said with the file, the line and the key at fault."""
 
-    def __init__(self, path, line_or_message, message: str | None = None):
-        if message is None:  # ProfileError("where: message") as before
-            ValueError.__init__(self, line_or_message)
-            self.path, self.line = "", None
-        else:
-            super().__init__(path, line_or_message, message)
-
 
 @dataclass(frozen=True)
 class Profile:

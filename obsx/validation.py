@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from obsx.contract import ACTION_FIELD, DELETE, PANDAS_DTYPES, Contract, Field, normalise_label
+from obsx.contract import (
+    ACTION_FIELD,
+    DELETE,
+    PANDAS_DTYPES,
+    Contract,
+    Field,
+    normalise_label,
+    pad_digits,
+)
 from obsx.deployment import Level, current_deployment
 from obsx.places import Places
 from obsx.problems import ERROR, Problem, problem
@@ -148,9 +156,8 @@ def _coerce(
         values = values.map(canonical)
     if f.default is not None:
         values = values.astype("str").fillna(f.default)
-    pad = f.constraints.get("zero_pad")
-    if pad:
-        values = values.where(~values.str.fullmatch(r"\d+").fillna(False), values.str.zfill(pad))
+    if f.constraints.get("zero_pad"):
+        values = pad_digits(values, f.constraints["zero_pad"])
     if units_level is not None:
         values = units_level.pad(values).where(values.notna())
     return values.astype("str"), pd.Series(False, index=raw.index)
@@ -524,8 +531,7 @@ def _derive(
     if d.kind == "slice":
         cells = raw[d.column].astype("str").str.strip()
         if d.pad:
-            digits = cells.str.fullmatch(r"\d+").fillna(False)
-            cells = cells.where(~digits, cells.str.zfill(d.pad))
+            cells = pad_digits(cells, d.pad)
         return cells.str.slice(d.start, d.end).astype("str"), [], set()
     places = observatory.places if observatory is not None else None
     if places is None:
