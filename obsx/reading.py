@@ -66,15 +66,16 @@ class Cells:
     first_row: int = 1  # the number of the first row (SPSS numbers cases from 0: the header)
     info: dict = field(default_factory=dict)  # encoding, encoding_guessed, delimiter
 
+    def _layout(self, layout: Layout) -> Layout:
+        """SPSS: the variable names are the header, whatever the profile says."""
+        return Layout(header_row=0) if self.file_format == "sav" else layout
+
     def headers(self, layout: Layout) -> list[str]:
         """The header row's cells under ``layout``, looking at the first rows only."""
-        if self.file_format == "sav":
-            layout = Layout(header_row=0)
+        layout = self._layout(layout)
         numbered = []
-        for n, row in enumerate(self.rows, start=self.first_row):
-            cells = [c.strip() for c in row]
-            if any(cells):
-                numbered.append((n, cells))
+        for n, cells in _nonblank(self.rows, self.first_row):
+            numbered.append((n, cells))
             wanted = layout.header_row
             if (wanted is not None and n >= wanted) or (
                 wanted is None and len(numbered) >= HEADER_SEARCH_ROWS
@@ -86,8 +87,7 @@ class Cells:
 
     def table(self, layout: Layout) -> RawTable:
         """The table under ``layout``'s header rules (SPSS: the variable names, always)."""
-        if self.file_format == "sav":
-            layout = Layout(header_row=0)
+        layout = self._layout(layout)
         table = _table(
             self.rows, layout, first_row=self.first_row, file_format=self.file_format, **self.info
         )
@@ -160,10 +160,17 @@ def _find_header(numbered: list[tuple[int, list[str]]], layout: Layout) -> int:
     return 0
 
 
+def _nonblank(rows: list[list[str]], first_row: int):
+    """``(row number, trimmed cells)`` of every row that is not blank, lazily."""
+    for n, row in enumerate(rows, start=first_row):
+        cells = [c.strip() for c in row]
+        if any(cells):
+            yield n, cells
+
+
 def _table(rows: list[list[str]], layout: Layout, first_row: int = 1, **info) -> RawTable:
     """Turn numbered rows into a RawTable: header found, rows above it and blank rows dropped."""
-    numbered = [(n, [c.strip() for c in row]) for n, row in enumerate(rows, start=first_row)]
-    numbered = [(n, row) for n, row in numbered if any(row)]
+    numbered = list(_nonblank(rows, first_row))
     if not numbered:
         raise UnreadableFile(problem("empty-file"))
     numbered = numbered[_find_header(numbered, layout) :]

@@ -545,25 +545,17 @@ def _derive(
     for row in index[resolved.failures.notna()]:
         code = resolved.failures[row]
         failed.add(row)
-        if code == "unknown-parent-place":
-            found.append(
-                problem(
-                    code,
-                    row=int(row),
-                    column=d.parent,
-                    value=parents[row],
-                    parent_es=parent_es,
-                    parent_en=parent_en,
-                )
-            )
-            continue
+        # An unknown parent is the parent's cell at fault; otherwise the place's.
+        column, value = (
+            (d.parent, parents[row]) if code == "unknown-parent-place" else (d.place, names[row])
+        )
         within = f" ({parents[row]})" if parents is not None and parents[row] else ""
         found.append(
             problem(
                 code,
                 row=int(row),
-                column=d.place,
-                value=names[row],
+                column=column,
+                value=value,
                 within_es=within,
                 within_en=within,
                 parent_es=parent_es,
