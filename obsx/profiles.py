@@ -440,10 +440,29 @@ def contributor_profiles(
 ) -> list[Profile]:
     """Every profile of a contributor (``<profiles>/<contributor>/*.yaml``), checked.
 
-    A file names its dataset (``dataset:``), else its name does (``incidents.yaml``)."""
+    A file names its dataset (``dataset:``), else its name does (``incidents.yaml``). Read
+    once per process while the files stay as they are: a run of 340 files from one national
+    institution parses its profiles once, and an edited profile is read again."""
     folder = profiles_dir / observatory
+    paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    state = (
+        str(folder),
+        tuple(sorted(contracts)),
+        tuple((p.name, p.stat().st_mtime_ns) for p in paths),
+    )
+    if state not in _READ:
+        if len(_READ) > 1000:  # a long-lived process: forget old states rather than grow
+            _READ.clear()
+        _READ[state] = _read_profiles(observatory, contracts, paths)
+    return _READ[state]
+
+
+_READ: dict[tuple, list[Profile]] = {}
+
+
+def _read_profiles(observatory: str, contracts: dict[str, Contract], paths: list[Path]):
     found = []
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+    for path in paths:
         spec = load_yaml(path)
         dataset = str(spec.get("dataset", path.stem))
         if dataset not in contracts:
