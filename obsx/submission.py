@@ -321,16 +321,15 @@ def process_submission(
     code, _ = parse_partition_key(key)
     observatory = observatories[code]
     data, file_name, inbox_path = dropzone.find_key(key)
+    sha = hashlib.sha256(data).hexdigest()
+    now = dt.datetime.now(dt.UTC)
+    if inbox_path is None:  # reprocessing from the archive: the name it was uploaded with, which
+        with engine.connect() as conn:  # also chooses the profile (``files`` patterns)
+            uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
+            file_name = conn.scalar(uploaded_as) or file_name
     chosen = choose_profile(data, file_name, observatory)
     clock.lap("read")
     dataset = chosen[0].dataset
-    sha = hashlib.sha256(data).hexdigest()
-    now = dt.datetime.now(dt.UTC)
-
-    if inbox_path is None:  # reprocessing from the archive: keep the name it was uploaded with
-        with engine.connect() as conn:
-            uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
-            file_name = conn.scalar(uploaded_as) or file_name
     result, info = check_file(data, file_name, observatory, dataset, today, chosen)
     clock.lap("validate")
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"

@@ -6,6 +6,7 @@ date in parts, months as columns) are in tests/fixtures/gt/ with their expected 
 """
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -342,3 +343,28 @@ def test_a_file_that_counts_cases_is_not_added_to_victims(gt_warehouse, tmp_path
     compute_indicators(gt_warehouse)
     assert national(gt_warehouse, "SDG_16_1_1", "2024-01").numerator == 0  # cases, not victims
     assert national(gt_warehouse, "INCIDENT_COUNT", "2024-01") is None
+
+
+def test_a_file_replayed_from_the_archive_is_read_through_the_profile_its_name_chose(
+    gt_warehouse, tmp_path, monkeypatch
+):
+    folder = tmp_path / "profiles"
+    (folder / "gt_mixco").mkdir(parents=True)
+    mixco = MIXCO.read_text(encoding="utf-8")
+    # Two profiles alike but for their file names: only the name tells them apart.
+    (folder / "gt_mixco" / "a_otro.yaml").write_text(mixco + 'files: ["otro_*"]\n')
+    (folder / "gt_mixco" / "z_mixco.yaml").write_text(mixco + 'files: ["mixco_*"]\n')
+    deployment = current_deployment()
+    moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
+    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+    first = submit(gt_warehouse, tmp_path, "gt_mixco", FIXTURES / "mixco_incidentes_2024.csv")
+
+    registry = reference.observatories()
+    again = process_submission(
+        first.key, Dropzone(tmp_path, registry), gt_warehouse, registry, TODAY
+    )
+
+    profiles = [
+        json.loads(outcome.feedback[0].read_text())["file"]["profile"] for outcome in (first, again)
+    ]
+    assert [p.rsplit("/", 1)[-1] for p in profiles] == ["z_mixco.yaml", "z_mixco.yaml"]
