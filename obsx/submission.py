@@ -203,40 +203,44 @@ def _declare_coverage(conn, dataset, code, sha, accepted: pd.DataFrame) -> None:
 
 def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
     """Units of accepted rows that no rate or no indicator can use: without population, or not
-    in the geography in the month of the record."""
+    in the geography in the month of the record. Nothing is said before reference data exist."""
     if accepted.empty:
         return []
     contract = load_contract(dataset)
     units = accepted[contract.geography_field].astype("str")
-    months = pd.to_datetime(accepted[contract.period_field]).dt.strftime("%Y-%m")
-    found = []
+    dates = pd.to_datetime(accepted[contract.period_field])
     distinct = sorted(set(units.dropna()))
-    with_population = set(
-        conn.scalars(
-            sa.select(population.c.geo_code).where(population.c.geo_code.in_(distinct)).distinct()
+    found = []
+    if conn.scalar(sa.select(sa.func.count()).select_from(population)):
+        with_population = set(
+            conn.scalars(
+                sa.select(population.c.geo_code).where(population.c.geo_code.in_(distinct))
+            )
         )
-    )
-    years = pd.to_datetime(accepted[contract.period_field]).dt.year
-    loaded = conn.scalar(sa.select(sa.func.count()).select_from(population)) > 0
-    for unit in distinct if loaded else ():  # no reference loaded yet: nothing to say
-        if unit not in with_population:
-            year = int(years[units == unit].min())
-            found.append(problem("unit-without-population", value=unit, year=year))
-    r = geography_rollup.c
-    spans: dict[str, list] = {}
-    for unit, start, end in conn.execute(
-        sa.select(r.unit_code, r.from_month, r.to_month).where(r.unit_code.in_(distinct)).distinct()
-    ):
-        spans.setdefault(unit, []).append((start, end))
-    if conn.scalar(sa.select(sa.func.count()).select_from(geography_rollup)) == 0:
-        return found
-    pairs = pd.DataFrame({"unit": units, "month": months}).value_counts().sort_index()
-    for (unit, month), count in pairs.items():
-        placed = any(
-            (s is None or s <= month) and (e is None or e > month) for s, e in spans.get(unit, [])
-        )
-        if not placed:
-            found.append(problem("unit-outside-geography", value=unit, month=month, count=count))
+        first_year = dates.dt.year.groupby(units).min()
+        found += [
+            problem("unit-without-population", value=unit, year=int(first_year[unit]))
+            for unit in distinct
+            if unit not in with_population
+        ]
+    if conn.scalar(sa.select(sa.func.count()).select_from(geography_rollup)):
+        r = geography_rollup.c
+        spans: dict[str, list] = {}
+        for unit, start, end in conn.execute(
+            sa.select(r.unit_code, r.from_month, r.to_month).where(r.unit_code.in_(distinct))
+        ):
+            spans.setdefault(unit, []).append((start, end))
+        months = dates.dt.strftime("%Y-%m")
+        pairs = pd.DataFrame({"unit": units, "month": months}).value_counts().sort_index()
+        for (unit, month), count in pairs.items():
+            placed = any(
+                (s is None or s <= month) and (e is None or e > month)
+                for s, e in spans.get(unit, [])
+            )
+            if not placed:
+                found.append(
+                    problem("unit-outside-geography", value=unit, month=month, count=count)
+                )
     return found
 
 

@@ -22,7 +22,13 @@ from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
 from obsx.profiles import ProfileError, contributor_profiles, parse_profile
 from obsx.submission import check_file, process_submission
-from obsx.warehouse import declared_coverage, get_engine, indicator_value, record_tables
+from obsx.warehouse import (
+    declared_coverage,
+    get_engine,
+    indicator_value,
+    population,
+    record_tables,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gt"
 PNC = FIXTURES / "pnc"
@@ -368,3 +374,13 @@ def test_a_file_replayed_from_the_archive_is_read_through_the_profile_its_name_c
         json.loads(outcome.feedback[0].read_text())["file"]["profile"] for outcome in (first, again)
     ]
     assert [p.rsplit("/", 1)[-1] for p in profiles] == ["z_mixco.yaml", "z_mixco.yaml"]
+
+
+def test_a_unit_without_population_is_named_in_the_feedback(gt_warehouse, tmp_path):
+    with gt_warehouse.begin() as conn:
+        conn.execute(population.delete().where(population.c.geo_code == "0108"))
+    outcome = submit(gt_warehouse, tmp_path, "gt_mixco", FIXTURES / "mixco_incidentes_2024.csv")
+    problems = json.loads(outcome.feedback[0].read_text())["problems"]
+    said = [(p["code"], p["value"]) for p in problems if p["row"] is None]
+    assert ("unit-without-population", "0108") in said
+    assert outcome.status == "accepted"  # a warning: the rows are kept
