@@ -21,7 +21,9 @@ from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
 from obsx.profiles import ProfileError, contributor_profiles, parse_profile
+from obsx.reading import read_submission
 from obsx.submission import check_file, process_submission
+from obsx.validation import apply_profile
 from obsx.warehouse import (
     declared_coverage,
     get_engine,
@@ -384,3 +386,30 @@ def test_a_unit_without_population_is_named_in_the_feedback(gt_warehouse, tmp_pa
     said = [(p["code"], p["value"]) for p in problems if p["row"] is None]
     assert ("unit-without-population", "0108") in said
     assert outcome.status == "accepted"  # a warning: the rows are kept
+
+
+def test_unhcrs_municipal_table_reads_through_a_profile_and_agrees_with_ines_codes():
+    """A second real source: four metadata rows above the header, OCHA p-codes (GT + INE code)."""
+    path = FIXTURES / "unhcr" / "A2SIT_data_input_template_GTM.xlsx"
+    contract = load_contract("geography")
+    profile = parse_profile(
+        {
+            "sheet": "Data",
+            "header_row": 5,
+            "columns": {"Name": "name"},
+            "derive": {
+                "geo_code": {"column": "admin2Pcode", "slice": [2, 6]},  # GT0108 -> 0108
+                "geo_level": {"value": "municipality"},
+                "valid_from": {"value": "1900-01-01"},
+                "source": {"value": "UNHCR A2SIT"},
+            },
+        },
+        contract,
+    )
+    table = read_submission(path.read_bytes(), path.name, profile.layout(contract))
+    mapped = apply_profile(table, contract, profile, None)
+    units = mapped.raw.set_index("geo_code")
+    ine = reference.read_geography().query("geo_level == 'municipality'")
+    assert len(units) == 340 and set(units.index) == set(ine["geo_code"])
+    assert round(float(units.loc["0101", "Delitos"]), 3) == 697.645  # crimes per 100,000
+    assert round(float(units.loc["0108", "Delitos"]), 3) == 357.256
