@@ -5,12 +5,12 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.reference import reference_geography, reference_population
+from assets.reference import reference_contracts, reference_geography, reference_population
 from assets.submissions import submissions
 from obsx.deployment import current_deployment
 from obsx.indicators import (
-    compute_indicators,
     records_outside_geography,
+    refresh_indicators,
     unbalanced_aggregates,
     units_without_population,
 )
@@ -25,7 +25,7 @@ GEOGRAPHY_CHECK = "records_placed_in_geography"
 @dg.asset(
     group_name="indicators",
     kinds={"sql"},
-    deps=[submissions, reference_population, reference_geography],
+    deps=[submissions, reference_population, reference_geography, reference_contracts],
     check_specs=[
         dg.AssetCheckSpec(
             ADD_UP_CHECK,
@@ -45,10 +45,12 @@ GEOGRAPHY_CHECK = "records_placed_in_geography"
     ],
 )
 def indicator_value(warehouse: WarehouseResource):
-    """Homicide rate (SDG 16.1.1), incident counts by ICCS section and reporting coverage."""
+    """Every indicator of the catalogue (indicators/catalogue.yaml), recomputed for the years
+    whose records changed since the last refresh (all years when a definition or reference
+    changed), with survey precision and disclosure control."""
     engine = warehouse.engine()
     started = time.perf_counter()
-    count = compute_indicators(engine)
+    refresh = refresh_indicators(engine)
     seconds = time.perf_counter() - started
     v = indicator_value_table
     with engine.connect() as conn:
@@ -74,7 +76,10 @@ def indicator_value(warehouse: WarehouseResource):
     )
     yield dg.MaterializeResult(
         metadata={
-            "indicator values": count,
+            "indicator values written": refresh["values"],
+            "years recomputed": "all"
+            if refresh["years"] is None
+            else ", ".join(refresh["years"]) or "none (nothing changed)",
             "seconds indicators": round(seconds, 2),
             "national homicide rate": dg.MetadataValue.md(preview),
         }

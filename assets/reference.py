@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from obsx import reference
 from obsx.deployment import current_deployment
 from obsx.sourceyaml import ReferenceDataError, SourceError
-from obsx.warehouse import geography, observatory, population
+from obsx.warehouse import cooperation_contract, geography, observatory, population
 from pipelines.resources import WarehouseResource
 
 GROUP = "reference"
@@ -70,6 +70,14 @@ def _population(engine: sa.Engine) -> dict:
     return {"rows": rows, "years": ", ".join(str(y) for y in years), "source": sources}
 
 
+def _contracts(engine: sa.Engine) -> dict:
+    frame = reference.read_contracts()
+    rows = reference.load_contracts(engine, frame)
+    if not rows:
+        return {"contracts": 0, "note": "no register declared (reference.cooperation_contracts)"}
+    return {"contracts": rows, "amount": float(frame["amount"].sum())}
+
+
 def _contributors(engine: sa.Engine) -> dict:
     return {"contributors": reference.load_observatories(engine)}
 
@@ -93,4 +101,11 @@ reference_observatories = _reference_asset(
     _contributors,
     deps=[reference_geography],
     doc="The contributors taking part and the units each may report for.",
+)
+reference_contracts = _reference_asset(
+    "reference_contracts",
+    cooperation_contract,
+    _contracts,
+    deps=[reference_geography],
+    doc="The grant fund's cooperation contracts financing local prevention plans.",
 )

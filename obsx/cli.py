@@ -158,6 +158,39 @@ def cmd_indicators(args) -> int:
     return OK
 
 
+def cmd_explain(args) -> int:
+    import pandas as pd
+
+    from obsx.lineage import explain
+
+    engine = _engine(args)
+    try:
+        found = explain(engine, args.indicator, args.geo, args.period, args.disaggregation)
+    except (LookupError, KeyError) as exc:
+        print(f"obsx explain: {exc.args[0]}", file=sys.stderr)
+        return ATTENTION
+    if args.csv:
+        found.records.to_csv(sys.stdout, index=False)
+        return OK
+    v = found.value
+    print(
+        f"{v['indicator_code']} {v['geo_level']} {v['geo_code']} {v['period']}"
+        f" {v['disaggregation'] or '(total)'}: value {v['value']}, numerator {v['numerator']},"
+        f" denominator {v['denominator']}, {v['unit']}; disclosure {v['conf_status']},"
+        f" computed {v['computed_at']}"
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        for side, rows in found.records.groupby("side", sort=False) if len(found.records) else []:
+            print(f"\n{side}: {len(rows)} records")
+            print(rows.drop(columns="side").head(args.show).to_string(index=False))
+            if len(rows) > args.show:
+                print(f"... {len(rows) - args.show} more (--show N, or --csv for all)")
+        if len(found.population):
+            print(f"\ndenominator: population of {found.population['geo_code'].nunique()} units")
+            print(found.population.head(args.show).to_string(index=False))
+    return OK
+
+
 def _who(args) -> str:
     return args.by or os.environ.get("USER") or "unknown"
 
@@ -350,6 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     ind.add_argument("--geo", dest="geo_code")
     ind.add_argument("--period")
     ind.set_defaults(func=cmd_indicators)
+
+    why = commands.add_parser(
+        "explain", help="the records, files, rows and population behind one indicator value"
+    )
+    why.add_argument("indicator", help="indicator code, e.g. SDG_16_1_1")
+    why.add_argument("--geo", required=True, help="area code at any level")
+    why.add_argument("--period", required=True, help="YYYY, YYYY-Qn or YYYY-MM")
+    why.add_argument("--disaggregation", default="", help="e.g. sex=F (default: the total)")
+    why.add_argument("--show", type=int, default=30, help="records to print per side")
+    why.add_argument("--csv", action="store_true", help="every record as CSV")
+    why.set_defaults(func=cmd_explain)
 
     period = commands.add_parser("period", help="close or reopen published periods")
     period.add_argument("action", choices=["close", "reopen", "list"])

@@ -13,7 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import load_contract
-from obsx.indicators import compute_indicators, insert_indicator_values
+from obsx.indicators import insert_indicator_values, refresh_indicators
 from obsx.warehouse import (
     indicator_value,
     merge_records,
@@ -199,7 +199,7 @@ def approve(engine: sa.Engine, ids: list[int], by: str, dataset: str = "incident
             .values(status="approved", decided_at=now, decided_by=by)
         )
     if applied:
-        compute_indicators(engine, now)
+        refresh_indicators(engine, now)
     return applied
 
 

@@ -39,7 +39,9 @@ KNOWN_KEYS = {
     "reference",
     "contributors",
     "profiles",
+    "reporting_calendar",
 }
+CALENDAR_KEYS = {"every", "due_day", "since", "from"}
 LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
 
 
@@ -73,6 +75,10 @@ class Deployment:
     reference: dict[str, Path] = field(default_factory=dict)  # dataset -> file
     contributors_path: Path | None = None
     profiles_dir: Path | None = None
+    # dataset -> what each contributor owes: every (month, quarter, year), due_day (of the month
+    # after the period ends), since (YYYY-MM: the first period owed), from (observatory,
+    # institution or all: which contributors owe it)
+    reporting_calendar: dict[str, dict] = field(default_factory=dict)
 
     @property
     def units_level(self) -> Level:
@@ -183,6 +189,31 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
     language = str(spec.get("language", "es"))
     if language not in ("es", "en"):
         raise SourceError(path, spec.line("language"), "language is es or en")
+    calendar = {}
+    for dataset, entry in (spec.get("reporting_calendar") or {}).items():
+        line = spec["reporting_calendar"].line(dataset)
+        unknown = set(entry) - CALENDAR_KEYS
+        if unknown:
+            raise SourceError(
+                path, line, f"reporting_calendar.{dataset}: unknown {sorted(unknown)}"
+            )
+        every = entry.get("every", "month")
+        due = entry.get("due_day", 10)
+        since = str(entry.get("since", ""))
+        owed_by = entry.get("from", "observatory")
+        if every not in ("month", "quarter", "year"):
+            raise SourceError(
+                path, line, f"reporting_calendar.{dataset}: every is month, quarter or year"
+            )
+        if not (isinstance(due, int) and 1 <= due <= 28):
+            raise SourceError(path, line, f"reporting_calendar.{dataset}: due_day is 1 to 28")
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", since):
+            raise SourceError(path, line, f"reporting_calendar.{dataset}: since is YYYY-MM")
+        if owed_by not in ("observatory", "institution", "all"):
+            raise SourceError(
+                path, line, f"reporting_calendar.{dataset}: from is observatory, institution or all"
+            )
+        calendar[str(dataset)] = {"every": every, "due_day": due, "since": since, "from": owed_by}
     return Deployment(
         name=name,
         root=root,
@@ -195,6 +226,7 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         reference=reference,
         contributors_path=root / str(spec.get("contributors", "contributors.yaml")),
         profiles_dir=root / str(spec.get("profiles", "profiles")),
+        reporting_calendar=calendar,
     )
 
 

@@ -1,166 +1,61 @@
-"""Indicators, defined as data and computed in SQL inside the warehouse.
+"""Indicators: every entry of the catalogue (``indicators/catalogue.yaml``) computed in SQL
+inside the warehouse, at every level the deployment declares and for every period it lists.
 
 Rates use, as denominator, the population of the units that reported in the period, so that a
-unit that sent nothing is "not reported", never "zero crimes" (unless a file declared it covered:
-then it reported zero). ``REPORTING_COVERAGE`` says which share of each area's population that
-is. Every level the deployment declares gets values, rolled up on the hierarchy valid in the
-period.
+unit that sent nothing is "not reported" (no value), never "zero crimes"; a unit that reported
+without events — or that a file declared covered — counts zero. Every level rolls up on the
+hierarchy valid in the period. Survey shares carry their design-based precision; counts of
+persons carry their disclosure status (see ``obsx.disclosure``).
+
+Recomputing is by year: a submission recomputes the years its records touch (months, quarters
+and the year), and leaves every other value — and its ``computed_at`` — as it was.
 """
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
+from obsx.catalogue import (
+    Catalogue,
+    Indicator,
+    condition_mask,
+    condition_sql,
+    fact_column,
+    load_catalogue,
+    side_where,
+)
 from obsx.contract import ACTION_FIELD, DELETE, load_contract
 from obsx.deployment import current_deployment
 from obsx.warehouse import (
     DATASETS,
     geography_rollup,
     indicator,
+    indicator_refresh,
     indicator_value,
     population,
     record_tables,
 )
 
-PERIOD_COLUMNS = {"month": "period_month", "year": "period_year"}
-# Rows that count victims (not cases): what per-victim indicators add up.
-VICTIMS = "coalesce(i.count_unit, 'VICTIMS') = 'VICTIMS'"
-SEX_CODES = ("F", "M")
+# The period a record falls in, by period type, as columns of the facts tables.
+PERIOD_COLUMNS = {"month": "period_month", "quarter": "period_quarter", "year": "period_year"}
+QUARTER_SQL = (
+    "{a}period_year || '-Q' || "
+    "CAST((CAST(substr({a}period_month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1))"
+)
+VALUE_COLUMNS = (
+    "indicator_code, geo_level, geo_code, period_type, period, disaggregation, numerator, "
+    "denominator, value, unit, conf_status, quality_flag, computed_at"
+)
 
 
-@dataclass(frozen=True)
-class Indicator:
-    code: str
-    name_es: str
-    name_en: str
-    numerator: str
-    denominator: str | None
-    unit: str
-    multiplier: int | None
-    standard: str | None
-    crime_prefix: str | None = None
+def catalogue() -> Catalogue:
+    return load_catalogue()
 
 
-SDG_16_1_1 = Indicator(
-    code="SDG_16_1_1",
-    name_es="Víctimas de homicidio intencional por 100.000 habitantes",
-    name_en="Victims of intentional homicide per 100,000 population",
-    numerator="Victims of intentional homicide (ICCS 0101 and its subcategories) in the period",
-    denominator="Resident population of the reporting districts, same year (same sex when disaggregated)",
-    unit="per 100,000",
-    multiplier=100_000,
-    standard="SDG 16.1.1 (VC_IHR_PSRC); monthly values are not annualized",
-    crime_prefix="0101",
-)
-INCIDENT_COUNT = Indicator(
-    code="INCIDENT_COUNT",
-    name_es="Incidentes registrados por sección de la ICCS",
-    name_en="Recorded incidents by ICCS section",
-    numerator="Incident records (victims) in the period, total and by ICCS section (iccs_section=NN)",
-    denominator=None,
-    unit="count",
-    multiplier=None,
-    standard="UNODC ICCS v1.0 sections 01-11",
-)
-REPORTING_COVERAGE = Indicator(
-    code="REPORTING_COVERAGE",
-    name_es="Población cubierta por observatorios que reportaron",
-    name_en="Population covered by reporting observatories",
-    numerator="Population of the districts with at least one record in the period",
-    denominator="Population of all districts of the area, same year",
-    unit="%",
-    multiplier=100,
-    standard="Observatory Exchange completeness",
-)
-PLAN_EXECUTION = Indicator(
-    code="PLAN_EXECUTION",
-    name_es="Ejecución del plan local de prevención (actividades)",
-    name_en="Local prevention plan execution (activities)",
-    numerator="Activities executed in the period",
-    denominator="Activities of the plan in the period (planned, executed or cancelled)",
-    unit="%",
-    multiplier=100,
-    standard="Observatory Exchange; DOMAIN.md prevention-plan execution",
-)
-BUDGET_EXECUTION = Indicator(
-    code="BUDGET_EXECUTION",
-    name_es="Ejecución presupuestaria del plan de prevención",
-    name_en="Prevention plan budget execution",
-    numerator="Budget executed (B/.) of activities with a planned budget",
-    denominator="Budget planned (B/.)",
-    unit="%",
-    multiplier=100,
-    standard="Observatory Exchange",
-)
-PREVENTION_PARTICIPANTS = Indicator(
-    code="PREVENTION_PARTICIPANTS",
-    name_es="Participantes en actividades de prevención ejecutadas",
-    name_en="Participants in executed prevention activities",
-    numerator="Participants of executed activities (total, or women plus men); sex=F / sex=M",
-    denominator=None,
-    unit="count",
-    multiplier=None,
-    standard="Observatory Exchange",
-)
-VICTIMIZATION_PREVALENCE = Indicator(
-    code="VICTIMIZATION_PREVALENCE",
-    name_es="Prevalencia de victimización en los últimos 12 meses",
-    name_en="Victimization prevalence in the last 12 months",
-    numerator="Weighted respondents victimized in the last 12 months",
-    denominator="Weighted respondents who answered yes or no",
-    unit="%",
-    multiplier=100,
-    standard="Victimization survey (SDG 16.1.3 related); design-weighted, no variance yet",
-)
-FEELS_SAFE_NIGHT = Indicator(
-    code="SDG_16_1_4",
-    name_es="Personas que se sienten seguras caminando solas de noche",
-    name_en="People who feel safe walking alone around their area after dark",
-    numerator="Weighted respondents who feel safe",
-    denominator="Weighted respondents who answered yes or no",
-    unit="%",
-    multiplier=100,
-    standard="SDG 16.1.4 (VC_SNS_WALN)",
-)
-CRIME_REPORTING_RATE = Indicator(
-    code="CRIME_REPORTING_RATE",
-    name_es="Víctimas que denunciaron a la policía",
-    name_en="Victims who reported to the police",
-    numerator="Weighted victims who reported the crime to the police",
-    denominator="Weighted victims who answered whether they reported it",
-    unit="%",
-    multiplier=100,
-    standard="Victimization survey (dark figure of crime)",
-)
-ARRESTS_RATE = Indicator(
-    code="ARRESTS_RATE",
-    name_es="Personas detenidas por 100.000 habitantes, por grupo de delito",
-    name_en="Persons arrested per 100,000 population, by offence group",
-    numerator="Arrest records (one per person detained) in the period; offence_group=CODE",
-    denominator="Resident population of the reporting units, same year (latest earlier census)",
-    unit="per 100,000",
-    multiplier=100_000,
-    standard="IDB SES-style rate (events / population x 100,000)",
-)
-INDICATORS = (
-    SDG_16_1_1,
-    INCIDENT_COUNT,
-    REPORTING_COVERAGE,
-    PLAN_EXECUTION,
-    BUDGET_EXECUTION,
-    PREVENTION_PARTICIPANTS,
-    VICTIMIZATION_PREVALENCE,
-    FEELS_SAFE_NIGHT,
-    CRIME_REPORTING_RATE,
-    *((ARRESTS_RATE,) if "arrests" in DATASETS else ()),
-)
-ARREST_GROUPS = (
-    tuple(load_contract("arrests").field("offence_group").codelist.labels)
-    if "arrests" in DATASETS
-    else ()
-)
+def indicators() -> tuple[Indicator, ...]:
+    return catalogue().indicators
 
 
 # What indicators read of each dataset: the current records, or the versions valid at a past
@@ -170,7 +65,13 @@ def records_sql(dataset: str, as_of: bool) -> str:
     contract = load_contract(dataset)
     fields = [f for f in contract.record_fields if f != contract.geography_field]
     columns = ", ".join(
-        [f"{contract.geography_field} AS unit_code", *fields, "period_month", "period_year"]
+        [
+            f"{contract.geography_field} AS unit_code",
+            "observatory_code",
+            *fields,
+            "period_month",
+            "period_year",
+        ]
     )
     live = f" AND {ACTION_FIELD} <> '{DELETE}'" if contract.has_deletions else ""
     if not as_of:
@@ -211,194 +112,453 @@ def coverage_sql(as_of: bool) -> str:
     )
 
 
-# The unit a record's unit belongs to at the level computed, in the record's month.
+# The area a record's unit belongs to at the level computed, in the record's month.
 _ROLLUP_JOIN = """
 JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level = :geo_level
  AND (g.from_month IS NULL OR g.from_month <= {alias}.period_month)
  AND (g.to_month IS NULL OR g.to_month > {alias}.period_month)"""
 
-# Population of a unit and year: by sex where asked; totals from the finest rows given (a
-# both-sexes all-ages figure, else the sum of its parts). A year without figures takes the
-# latest earlier year's (a census), else the earliest later one's.
-_POPULATION = """
-pop AS (SELECT geo_code, year, coalesce(
-          sum(CASE WHEN sex = :pop_sex AND age_group = 'T' THEN population END),
-          sum(CASE WHEN sex = :pop_sex AND age_group <> 'T' THEN population END),
-          sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group = 'T' THEN population END),
-          sum(CASE WHEN :pop_sex = 'T' AND sex <> 'T' AND age_group <> 'T' THEN population END)
-        ) AS pop
-        FROM ({{population}}) population_known GROUP BY geo_code, year),
-wanted AS (SELECT DISTINCT unit_code, year FROM {units}),
-pop_year AS (SELECT w.unit_code, w.year,
-                    coalesce(max(CASE WHEN p.year <= w.year THEN p.year END), min(p.year)) AS py
-             FROM wanted w JOIN pop p ON p.geo_code = w.unit_code AND p.pop IS NOT NULL
-             GROUP BY w.unit_code, w.year),
-den AS (SELECT y.unit_code, y.year, p.pop FROM pop_year y
-        JOIN pop p ON p.geo_code = y.unit_code AND p.year = y.py)"""
 
-# Units that reported in each period, rolled up to the level computed: a unit reported when it
-# has a record in the period or a file declared it covered (then it reported zero).
+def _timestamps(sql: str, fixed: dict) -> tuple[sa.TextClause, dict]:
+    used = {k: v for k, v in fixed.items() if f":{k}" in sql}
+    stamps = [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k in used]
+    return sa.text(sql).bindparams(*stamps), used
+
+
+def _years_clause(years: list[str] | None, alias: str = "") -> str:
+    if years is None:
+        return ""
+    quoted = ", ".join(f"'{int(y):04d}'" for y in years) or "''"
+    return f" AND {alias}period_year IN ({quoted})"
+
+
+def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> None:
+    """Per dataset, a temporary table ``facts_<dataset>`` of its records summed by unit, month
+    and every column the catalogue reads (so the several hundred indicator statements read
+    thousands of sums, not millions of records), and ``reporting_<dataset>``: the units that
+    reported in each month (a record, or a file that declared them covered)."""
+    cat = catalogue()
+    as_of = "as_of" in fixed
+    for dataset, spec in cat.datasets.items():
+        if dataset == "survey_responses":
+            continue  # read as microdata: its precision needs every respondent
+        columns = cat.columns(dataset)
+        measures = [f"{m.expression('r')} AS m_{m.name}" for m in spec.measures.values()]
+        select = ", ".join(
+            [
+                "r.unit_code",
+                "r.period_month",
+                "r.period_year",
+                QUARTER_SQL.format(a="r.") + " AS period_quarter",
+                *(f"{fact_column(spec, c)} AS {c}" for c in columns),
+                *measures,
+            ]
+        )
+        group = ", ".join(str(i) for i in range(1, 5 + len(columns)))
+        for name in (f"facts_{dataset}", f"reporting_{dataset}"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        sql = (
+            f"CREATE TEMPORARY TABLE facts_{dataset} AS SELECT {select}"
+            f" FROM ({records_sql(dataset, as_of)}) r WHERE 1 = 1{_years_clause(years, 'r.')}"
+            f" GROUP BY {group}"
+        )
+        statement, used = _timestamps(sql, fixed)
+        conn.execute(statement, used)
+        quarter = QUARTER_SQL.format(a="c.")
+        sql = (
+            f"CREATE TEMPORARY TABLE reporting_{dataset} AS"
+            f" SELECT unit_code, period_month, period_quarter, period_year FROM facts_{dataset}"
+            f" UNION SELECT c.unit_code, c.period_month, {quarter}, c.period_year"
+            f" FROM ({coverage_sql(as_of)}) c WHERE 1 = 1{_years_clause(years, 'c.')}"
+        )
+        statement, used = _timestamps(sql, fixed)
+        conn.execute(statement, used | {"dataset": dataset})
+
+
+def _build_population(conn: sa.Connection, fixed: dict) -> None:
+    """``pop_cube``: the population of every unit and year by sex (T, F, M…) and age group (T
+    and the groups given), from the finest figures published (a total, else the sum of its
+    parts). A year without figures takes the latest earlier year's (a census), else the
+    earliest later one's; years run to the latest year with records."""
+    statement, used = _timestamps(population_sql("as_of" in fixed), fixed)
+    known = pd.DataFrame(
+        conn.execute(statement, used).all(),
+        columns=["geo_code", "year", "sex", "age_group", "population"],
+    )
+    conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE pop_cube (geo_code VARCHAR(16), year INTEGER, sex VARCHAR(2),"
+        " age_group VARCHAR(16), pop FLOAT)"
+    )
+    if known.empty:
+        return
+    known["year"] = known["year"].astype(int)
+    known["population"] = known["population"].astype(float)
+    cells = []
+    for sex_wanted in ("T", *sorted(set(known["sex"]) - {"T"})):
+        for age_wanted in ("T", *sorted(set(known["age_group"]) - {"T"})):
+            cells.append(_population_cell(known, sex_wanted, age_wanted))
+    cube = pd.concat(cells, ignore_index=True).dropna(subset=["pop"])
+    spans = [int(y) for y in conn.execute(sa.text(_record_years_sql())).scalars() if y]
+    first = min([int(cube["year"].min()), *spans])
+    last = max([int(cube["year"].max()), *spans])
+    wide = cube.pivot_table(
+        index=["geo_code", "sex", "age_group"], columns="year", values="pop", aggfunc="first"
+    )
+    wide = wide.reindex(columns=range(first, last + 1)).ffill(axis=1).bfill(axis=1)
+    cube = wide.stack().rename("pop").reset_index()
+    conn.execute(
+        sa.text("INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop)"),
+        cube.to_dict("records"),
+    )
+
+
+def _record_years_sql() -> str:
+    return " UNION ".join(
+        f"SELECT {f}(period_year) FROM {d}" for d in DATASETS for f in ("min", "max")
+    )
+
+
+def _population_cell(known: pd.DataFrame, sex: str, age: str) -> pd.DataFrame:
+    """The population of one sex and age group (either may be T) from the finest rows given."""
+    keys = ["geo_code", "year"]
+    candidates = []
+    for s_rows, a_rows in (
+        (known["sex"] == sex, known["age_group"] == age),
+        (known["sex"] == sex, known["age_group"] != "T") if age == "T" else (None, None),
+        (known["sex"] != "T", known["age_group"] == age) if sex == "T" else (None, None),
+        (known["sex"] != "T", known["age_group"] != "T") if sex == age == "T" else (None, None),
+    ):
+        if s_rows is None:
+            continue
+        rows = known[s_rows & a_rows]
+        candidates.append(rows.groupby(keys)["population"].sum().rename("pop"))
+    combined = candidates[0]
+    for other in candidates[1:]:
+        combined = combined.combine_first(other)
+    frame = combined.reset_index()
+    frame["sex"], frame["age_group"] = sex, age
+    return frame
+
+
+# Areas at the level computed that reported in each period (a unit reported when it has a
+# record in the period or a file declared it covered), with the year of their population.
 _REPORTING = (
-    """
-records AS ({records}),
-rep AS (SELECT unit_code, period_month, period_year FROM records
-        UNION SELECT unit_code, period_month, period_year FROM ({coverage}) cov),
-rep_l AS (SELECT DISTINCT g.geo_code, r.{period} AS period, r.unit_code,
-                 CAST(r.period_year AS INTEGER) AS year
-          FROM rep r"""
+    """rep_l AS (SELECT DISTINCT g.geo_code, r.{period} AS period, r.unit_code,
+                   CAST(r.period_year AS INTEGER) AS year
+            FROM reporting_{dataset} r"""
     + _ROLLUP_JOIN.format(alias="r")
     + ")"
 )
-
-_COLUMNS = (
-    "indicator_code, geo_level, geo_code, period_type, period, disaggregation, numerator, "
-    "denominator, value, unit, computed_at"
-)
-
-# A rate over the reporting units that have a population: a unit without one is named by a
-# check and left out of the rate (its records still count in INCIDENT_COUNT), never a NULL for
-# the whole area.
-RATE_SQL = (
-    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},{_POPULATION.format(units='rep_l')},"
-    + """
-num AS (SELECT g.geo_code, i.{period} AS period, i.unit_code, {count} AS n FROM records i"""
+_SIDE = (
+    """{name} AS (SELECT g.geo_code, i.{period} AS period, i.unit_code, {dim} AS dim,
+                     sum(i.m_{measure}) AS n
+              FROM facts_{dataset} i"""
     + _ROLLUP_JOIN.format(alias="i")
     + """
-        WHERE {where} GROUP BY g.geo_code, i.{period}, i.unit_code),
-unit AS (SELECT rep_l.geo_code, rep_l.period, coalesce(num.n, 0) AS n, den.pop
-         FROM rep_l
-         JOIN den ON den.unit_code = rep_l.unit_code AND den.year = rep_l.year
-         LEFT JOIN num ON num.geo_code = rep_l.geo_code AND num.period = rep_l.period
-                      AND num.unit_code = rep_l.unit_code)
-SELECT :code, :geo_level, geo_code, :period_type, period, :disaggregation, sum(n), sum(pop),
-       CASE WHEN sum(pop) > 0 THEN sum(n) * :multiplier / sum(pop) END, :unit, :computed_at
-FROM unit GROUP BY geo_code, period"""
+              WHERE {where} GROUP BY g.geo_code, i.{period}, i.unit_code{dim_group})"""
 )
 
-COUNT_SQL = (
-    f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
-    + """
-SELECT :code, :geo_level, g.geo_code, :period_type, i.{period},
-       {disaggregation}, {count}, NULL, {count}, :unit, :computed_at
-FROM records i"""
-    + _ROLLUP_JOIN.format(alias="i")
-    + """
-WHERE {where}
-GROUP BY g.geo_code, i.{period}{group_extra}"""
-)
 
-# Prevention and survey indicators: one statement shape; the arithmetic is fixed SQL fragments
-# (MEASURES below), never anything from file content.
-RATIO_SQL = (
-    f"INSERT INTO {{target}} ({_COLUMNS}) WITH records AS ({{records}})"
-    + """
-SELECT :code, :geo_level, g.geo_code, :period_type, i.{period}, :disaggregation,
-       {numerator}, {denominator}, {value}, :unit, :computed_at
-FROM records i"""
-    + _ROLLUP_JOIN.format(alias="i")
-    + """
-WHERE {where}
-GROUP BY g.geo_code, i.{period}"""
-)
-EXECUTED = "i.activity_status = 'EXECUTED'"
-PARTICIPANTS = (
-    "coalesce(i.participants_total, coalesce(i.participants_female, 0)"
-    " + coalesce(i.participants_male, 0))"
-)
-ANSWERED = "IN ('YES', 'NO')"
-
-
-def _weighted(condition: str) -> str:
-    return f"sum(CASE WHEN {condition} THEN i.weight ELSE 0 END)"
-
-
-def _survey_measures() -> list[tuple]:
-    """Weighted shares, in total and by sex (the sex filter narrows the rows, not the sum)."""
-    shares = [
-        (VICTIMIZATION_PREVALENCE, "i.victimized_12m = 'YES'", f"i.victimized_12m {ANSWERED}"),
-        (FEELS_SAFE_NIGHT, "i.feels_safe_night = 'YES'", f"i.feels_safe_night {ANSWERED}"),
-        (
-            CRIME_REPORTING_RATE,
-            "i.victimized_12m = 'YES' AND i.reported_to_police = 'YES'",
-            f"i.victimized_12m = 'YES' AND i.reported_to_police {ANSWERED}",
-        ),
-    ]
-    return [
-        (
-            "survey_responses",
-            ind,
-            f"sex={sex}" if sex else "",
-            _weighted(yes),
-            _weighted(asked),
-            f"i.sex = '{sex}'" if sex else "1 = 1",
+def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: str) -> str:
+    """One INSERT computing ``ind`` at one level and period type, in total (``dim_name`` None)
+    or by one dimension; every unit that reported gets a cell, zero when it had no event."""
+    cat = catalogue()
+    dataset = ind.dataset
+    dim = cat.dimension(dataset, dim_name) if dim_name else None
+    period = PERIOD_COLUMNS[period_type]
+    dim_sql, dim_group = (f"i.{dim_name}", f", i.{dim_name}") if dim else ("''", "")
+    ctes = [_REPORTING.format(period=period, dataset=dataset)]
+    sides = [("num", ind.numerator)] + ([("den", ind.denominator)] if ind.denominator else [])
+    for name, side in sides:
+        ctes.append(
+            _SIDE.format(
+                name=name,
+                period=period,
+                dataset=dataset,
+                dim=dim_sql,
+                dim_group=dim_group,
+                measure=side.measure,
+                where=condition_sql(side_where(cat, side)),
+            )
         )
-        for ind, yes, asked in shares
-        for sex in (None, *SEX_CODES)
-    ]
+    if dim is None:
+        cells = "SELECT rep_l.*, '' AS dim FROM rep_l"
+    elif dim.values:
+        values = " UNION ALL ".join(f"SELECT '{v}' AS dim" for v in dim.values)
+        cells = f"SELECT rep_l.*, d.dim FROM rep_l CROSS JOIN ({values}) d"
+    else:  # values present in the data (cooperation contracts): no cell where none was
+        source = "den" if ind.denominator else "num"
+        cells = (
+            f"SELECT DISTINCT rep_l.*, s.dim FROM rep_l JOIN {source} s ON s.geo_code ="
+            " rep_l.geo_code AND s.period = rep_l.period AND s.unit_code = rep_l.unit_code"
+            " WHERE s.dim IS NOT NULL"
+        )
+    ctes.append(f"cells AS ({cells})")
+    on = (
+        "ON {x}.geo_code = c.geo_code AND {x}.period = c.period"
+        " AND {x}.unit_code = c.unit_code AND {x}.dim = c.dim"
+    )
+    joins = [f"LEFT JOIN num {on.format(x='num')}"]
+    if ind.kind == "rate":
+        sex = "c.dim" if dim and dim.population == "sex" else f"'{ind.population.get('sex', 'T')}'"
+        age = (
+            "c.dim"
+            if dim and dim.population == "age_group"
+            else f"'{ind.population.get('age_group', 'T')}'"
+        )
+        joins.insert(
+            0,
+            "JOIN pop_cube p ON p.geo_code = c.unit_code AND p.year = c.year"
+            f" AND p.sex = {sex} AND p.age_group = {age}",
+        )
+        den = "p.pop"
+    elif ind.denominator:
+        joins.append(f"LEFT JOIN den {on.format(x='den')}")
+        den = "coalesce(den.n, 0)"
+    else:
+        den = "NULL"
+    ctes.append(
+        "unit AS (SELECT c.geo_code, c.period, c.dim, coalesce(num.n, 0) AS n,"
+        f" {den} AS d FROM cells c {' '.join(joins)})"
+    )
+    if ind.kind == "count":
+        value, having = "sum(n)", ""
+    else:
+        value = "CASE WHEN sum(d) > 0 THEN sum(n) * :multiplier / sum(d) END"
+        having = " HAVING sum(d) > 0" if ind.kind == "ratio" else ""
+    label = f"'{dim_name}=' || dim" if dim else "''"
+    conf = "'F'"
+    if ind.suppress_below:
+        small = f"sum(n) > 0 AND sum(n) < {int(ind.suppress_below)}"
+        if ind.kind == "ratio":
+            small += f" OR sum(d) > 0 AND sum(d) < {int(ind.suppress_below)}"
+        conf = f"CASE WHEN {small} THEN 'C' ELSE 'F' END"
+    flag = (
+        f"CASE WHEN sum(n) < {int(ind.min_events)} THEN 'unstable' ELSE '' END"
+        if ind.min_events and ind.kind == "rate"
+        else "''"
+    )
+    return (
+        f"INSERT INTO {target} ({VALUE_COLUMNS}) WITH {', '.join(ctes)}"
+        f" SELECT :code, :geo_level, geo_code, :period_type, period, {label}, sum(n),"
+        f" {'sum(d)' if ind.kind != 'count' else 'NULL'}, {value}, :unit, {conf}, {flag},"
+        f" :computed_at FROM unit GROUP BY geo_code, period, dim{having}"
+    )
 
 
-def _executed(amount: str) -> str:
-    return f"sum(CASE WHEN {EXECUTED} THEN {amount} ELSE 0 END)"
-
-
-MEASURES = [
-    # dataset, indicator, disaggregation, numerator, denominator (None: a count), row filter
-    ("prevention_activities", PLAN_EXECUTION, "", _executed("1"), "count(*)", "1 = 1"),
-    (
-        "prevention_activities",
-        BUDGET_EXECUTION,
-        "",
-        "sum(CASE WHEN i.budget_planned IS NOT NULL THEN coalesce(i.budget_executed, 0) ELSE 0 END)",
-        "sum(i.budget_planned)",
-        "1 = 1",
-    ),
-    ("prevention_activities", PREVENTION_PARTICIPANTS, "", _executed(PARTICIPANTS), None, "1 = 1"),
-    (
-        "prevention_activities",
-        PREVENTION_PARTICIPANTS,
-        "sex=F",
-        _executed("coalesce(i.participants_female, 0)"),
-        None,
-        "1 = 1",
-    ),
-    (
-        "prevention_activities",
-        PREVENTION_PARTICIPANTS,
-        "sex=M",
-        _executed("coalesce(i.participants_male, 0)"),
-        None,
-        "1 = 1",
-    ),
-    *_survey_measures(),
-]
-
-COVERAGE_SQL = (
-    f"INSERT INTO {{target}} ({_COLUMNS}) WITH {_REPORTING},"
-    + """
+# Reporting coverage: the population of the units that reported over that of all units of the
+# area valid in the period.
+_COVERAGE = (
+    "INSERT INTO {target} ("
+    + VALUE_COLUMNS
+    + """) WITH """
+    + _REPORTING
+    + """,
 periods AS (SELECT r.{period} AS period, CAST(r.period_year AS INTEGER) AS year,
                    max(r.period_month) AS month
-            FROM rep r GROUP BY r.{period}, r.period_year),
+            FROM reporting_{dataset} r GROUP BY r.{period}, r.period_year),
 all_l AS (SELECT DISTINCT g.geo_code, pr.period, g.unit_code, pr.year
           FROM periods pr JOIN geography_rollup g ON g.geo_level = :geo_level
            AND (g.from_month IS NULL OR g.from_month <= pr.month)
-           AND (g.to_month IS NULL OR g.to_month > pr.month)),"""
-    + _POPULATION.format(units="all_l")
-    + """,
-unit AS (SELECT a.geo_code, a.period, den.pop,
-                CASE WHEN rep_l.unit_code IS NULL THEN 0 ELSE den.pop END AS covered
+           AND (g.to_month IS NULL OR g.to_month > pr.month)),
+unit AS (SELECT a.geo_code, a.period, p.pop,
+                CASE WHEN rep_l.unit_code IS NULL THEN 0 ELSE p.pop END AS covered
          FROM all_l a
-         JOIN den ON den.unit_code = a.unit_code AND den.year = a.year
+         JOIN pop_cube p ON p.geo_code = a.unit_code AND p.year = a.year
+          AND p.sex = 'T' AND p.age_group = 'T'
          LEFT JOIN rep_l ON rep_l.geo_code = a.geo_code AND rep_l.period = a.period
                         AND rep_l.unit_code = a.unit_code)
 SELECT :code, :geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
-       sum(covered) * :multiplier / sum(pop), :unit, :computed_at
+       sum(covered) * :multiplier / sum(pop), :unit, 'F', '', :computed_at
 FROM unit GROUP BY geo_code, period HAVING sum(pop) > 0"""
 )
 
 
-def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int:
-    """Recompute every indicator value in one transaction; returns the number of values."""
+def insert_indicator_values(
+    conn: sa.Connection, target: str, fixed: dict, years: Iterable[str] | None = None
+) -> None:
+    """Compute every catalogue entry into ``target``, at every level the deployment declares.
+
+    ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
+    as_of (then the records are the versions valid at that moment). ``years``: only the periods
+    of these years (None: all).
+    """
+    years = None if years is None else sorted({str(y) for y in years})
+    levels = current_deployment().level_codes
+    _build_facts(conn, fixed, years)
+    _build_population(conn, fixed)
+    for ind in indicators():
+        if ind.kind == "survey":
+            _insert_survey(conn, target, ind, fixed, years)
+            continue
+        if ind.kind not in ("rate", "count", "ratio", "coverage"):
+            continue
+        bound = {"code": ind.code, "unit": ind.unit, "multiplier": float(ind.multiplier or 1)}
+        for period_type in ind.periods:
+            for level in levels:
+                params = bound | {"geo_level": level, "period_type": period_type}
+                if ind.kind == "coverage":
+                    if level == levels[-1]:
+                        continue  # a unit either reported or did not: 0 or 100 says nothing
+                    sql = _COVERAGE.format(
+                        target=target, period=PERIOD_COLUMNS[period_type], dataset=ind.dataset
+                    )
+                    statements = [sql]
+                else:
+                    statements = [
+                        _statement(ind, period_type, dim, target)
+                        for dim in (None, *ind.disaggregations)
+                    ]
+                for sql in statements:
+                    statement, used = _timestamps(sql, fixed)
+                    conn.execute(
+                        statement, {k: v for k, v in params.items() if f":{k}" in sql} | used
+                    )
+    for dataset in catalogue().datasets:
+        for name in (f"facts_{dataset}", f"reporting_{dataset}"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
+
+
+def _insert_survey(
+    conn: sa.Connection, target: str, ind: Indicator, fixed: dict, years: list[str] | None
+) -> None:
+    """A weighted share for every area, year and disaggregation, with its standard error,
+    95% confidence interval and coefficient of variation from the survey design (strata and
+    PSUs of each observatory's survey, Taylor linearisation; see ``obsx.survey``)."""
+    cat = catalogue()
+    sql = records_sql(ind.dataset, "as_of" in fixed) + _years_clause(years)
+    statement, used = _timestamps(sql, fixed)
+    sample = pd.DataFrame(conn.execute(statement, used).mappings().all())
+    if sample.empty:
+        return
+    from obsx.survey import estimate_shares  # the survey stack loads only when there are surveys
+
+    sample = _with_conditions(cat, ind, sample)
+    design = sample["observatory_code"] + "|" + sample["survey_code"]
+    sample["stratum"] = design + "|" + sample["stratum"].astype(str)
+    sample["psu"] = sample["stratum"] + "|" + sample["psu"].astype(str)
+    sample["weight"] = sample["weight"].astype(float)
+    rollup = pd.read_sql(sa.select(geography_rollup), conn)
+    rows = []
+    for level in current_deployment().level_codes:
+        areas = rollup[rollup["geo_level"] == level]
+        placed = sample.merge(areas, on="unit_code")
+        placed = placed[
+            (placed["from_month"].isna() | (placed["from_month"] <= placed["period_month"]))
+            & (placed["to_month"].isna() | (placed["to_month"] > placed["period_month"]))
+        ]
+        for period_type in ind.periods:
+            placed["period"] = placed[PERIOD_COLUMNS[period_type]]
+            for dim_name in (None, *ind.disaggregations):
+                domains = ["geo_code", "period"]
+                frame = placed
+                if dim_name:
+                    dim = cat.dimension(ind.dataset, dim_name)
+                    frame = placed.assign(dim=placed[dim.field])
+                    domains.append("dim")
+                shares = estimate_shares(frame, yes="_yes", asked="_asked", domains=domains)
+                if dim_name:
+                    shares = shares[shares["dim"].isin(dim.values or shares["dim"])]
+                    labels = f"{dim_name}=" + shares["dim"].astype(str)
+                else:
+                    labels = ""
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "indicator_code": ind.code,
+                            "geo_level": level,
+                            "geo_code": shares["geo_code"],
+                            "period_type": period_type,
+                            "period": shares["period"],
+                            "disaggregation": labels,
+                            "numerator": shares["numerator"],
+                            "denominator": shares["denominator"],
+                            "value": shares["estimate"] * ind.multiplier,
+                            "unit": ind.unit,
+                            "conf_status": "F",
+                            "quality_flag": shares["flag"],
+                            "standard_error": shares["se"] * ind.multiplier,
+                            "ci_low": shares["ci_low"] * ind.multiplier,
+                            "ci_high": shares["ci_high"] * ind.multiplier,
+                            "cv": shares["cv"],
+                            "computed_at": fixed["computed_at"],
+                        }
+                    )
+                )
+    values = pd.concat(rows, ignore_index=True)
+    values = values[values["denominator"] > 0]
+    values = values.astype(object).where(values.notna(), None)
+    columns = list(values.columns)
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {target} ({', '.join(columns)})"
+            f" VALUES ({', '.join(':' + c for c in columns)})"
+        ).bindparams(sa.bindparam("computed_at", type_=sa.DateTime(timezone=True))),
+        values.to_dict("records"),
+    )
+
+
+def _with_conditions(cat: Catalogue, ind: Indicator, sample: pd.DataFrame) -> pd.DataFrame:
+    """The sample with 0/1 columns ``_yes`` (numerator) and ``_asked`` (denominator)."""
+    return sample.assign(
+        _yes=condition_mask(side_where(cat, ind.numerator), sample).astype(int),
+        _asked=condition_mask(side_where(cat, ind.denominator), sample).astype(int),
+    )
+
+
+def _previous(period_type: str, expr: str, year_ago: bool) -> str:
+    """SQL for the period before ``expr`` (or the same period a year before)."""
+    year = f"CAST(CAST(substr({expr}, 1, 4) AS INTEGER) - 1 AS VARCHAR(4))"
+    if period_type == "year":
+        return year
+    if year_ago:
+        return f"{year} || substr({expr}, 5)"
+    if period_type == "month":
+        months = " ".join(f"WHEN '{m:02d}' THEN '{m - 1:02d}'" for m in range(2, 13))
+        return (
+            f"CASE WHEN substr({expr}, 6, 2) = '01' THEN {year} || '-12'"
+            f" ELSE substr({expr}, 1, 5) || CASE substr({expr}, 6, 2) {months} END END"
+        )
+    quarters = " ".join(f"WHEN '{q}' THEN '{q - 1}'" for q in range(2, 5))
+    return (
+        f"CASE WHEN substr({expr}, 7, 1) = '1' THEN {year} || '-Q4'"
+        f" ELSE substr({expr}, 1, 6) || CASE substr({expr}, 7, 1) {quarters} END END"
+    )
+
+
+def _update_changes(conn: sa.Connection, target: str, years: list[str] | None) -> None:
+    """Percent change of each published value against the previous period and the same period
+    a year before (NULL when either is withheld, missing or zero)."""
+    scope = ""
+    if years is not None:
+        later = sorted({*years, *(str(int(y) + 1) for y in years)})
+        scope = " AND substr(period, 1, 4) IN (" + ", ".join(f"'{y}'" for y in later) + ")"
+    for column, year_ago in (("change_previous", False), ("change_year_ago", True)):
+        for period_type in PERIOD_COLUMNS:
+            before = _previous(period_type, f"{target}.period", year_ago)
+            conn.exec_driver_sql(
+                f"UPDATE {target} SET {column} = (SELECT CASE WHEN p.value <> 0"
+                f" AND {target}.conf_status = 'F' AND {target}.value IS NOT NULL"
+                f" THEN 100.0 * ({target}.value - p.value) / p.value END"
+                f" FROM {target} p WHERE p.indicator_code = {target}.indicator_code"
+                f" AND p.geo_level = {target}.geo_level AND p.geo_code = {target}.geo_code"
+                f" AND p.period_type = {target}.period_type"
+                f" AND p.disaggregation = {target}.disaggregation"
+                f" AND p.conf_status = 'F' AND p.period = {before})"
+                f" WHERE period_type = '{period_type}'{scope}"
+            )
+
+
+def compute_indicators(
+    engine: sa.Engine, now: dt.datetime | None = None, years: Iterable[str] | None = None
+) -> int:
+    """Recompute the indicator values of ``years`` (None: all) in one transaction, with their
+    disclosure status and changes; values of other years are left untouched. Returns the
+    number of values written."""
     now = now or dt.datetime.now(dt.UTC)
+    years = None if years is None else sorted({str(y) for y in years})
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Tables that just grew by a merge still carry the planner's empty-table estimates,
@@ -406,10 +566,43 @@ def compute_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> int
             tables = ", ".join([*DATASETS, "geography_rollup", "declared_coverage", "population"])
             conn.exec_driver_sql(f"ANALYZE {tables}")
         conn.execute(indicator.delete())
-        conn.execute(indicator.insert(), [_definition(ind) for ind in INDICATORS])
-        conn.execute(indicator_value.delete())
-        insert_indicator_values(conn, indicator_value.name, {"computed_at": now})
-        return conn.scalar(sa.select(sa.func.count()).select_from(indicator_value))
+        conn.execute(indicator.insert(), [_definition(ind) for ind in indicators()])
+        delete = indicator_value.delete()
+        if years is not None:
+            delete = delete.where(sa.func.substr(indicator_value.c.period, 1, 4).in_(years))
+        conn.execute(delete)
+        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years)
+        from obsx.suppression import apply_secondary_suppression
+
+        apply_secondary_suppression(conn, indicator_value.name, years)
+        _update_changes(conn, indicator_value.name, years)
+        refresh_reporting_values(conn, now)
+        written = sa.select(sa.func.count()).where(indicator_value.c.computed_at == now)
+        return conn.scalar(written)
+
+
+REPORTING_KINDS = ("completeness", "timeliness")
+
+
+def refresh_reporting_values(conn: sa.Connection, now: dt.datetime) -> pd.DataFrame:
+    """The reporting status of every contributor and the completeness and timeliness values:
+    recomputed at every refresh, since a period falls due with the calendar, not with a file."""
+    from obsx.reporting import refresh_contract_execution, refresh_reporting, reporting_values
+
+    status = refresh_reporting(conn, now)
+    refresh_contract_execution(conn, now)
+    codes = [i.code for i in indicators() if i.kind in REPORTING_KINDS]
+    if codes:
+        conn.execute(indicator_value.delete().where(indicator_value.c.indicator_code.in_(codes)))
+    values = [
+        v
+        for ind in indicators()
+        if ind.kind in REPORTING_KINDS
+        for v in reporting_values(conn, status, ind, now)
+    ]
+    if values:
+        conn.execute(indicator_value.insert(), values)
+    return status
 
 
 def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFrame:
@@ -419,10 +612,7 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     Population figures are those loaded by then (each load is a version); the geography is
     today's, whose validity dates already keep its history.
     """
-    columns = [
-        sa.Column(c.name, c.type, primary_key=c.primary_key) for c in indicator_value.columns
-    ]
-    scratch = sa.Table("indicator_value_as_of", sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    scratch = scratch_values_table("indicator_value_as_of")
     with engine.begin() as conn:
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
@@ -432,180 +622,47 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     return frame
 
 
-def insert_indicator_values(conn: sa.Connection, target: str, fixed: dict) -> None:
-    """Run every indicator statement into ``target``, at every level the deployment declares.
-
-    ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
-    as_of (then the records are the versions valid at that moment).
-    """
-    as_of = "as_of" in fixed
-    levels = current_deployment().level_codes
-    summed = _sum_records(conn, fixed)
-
-    def run(
-        template: str,
-        ind: Indicator,
-        level: str,
-        period_type: str,
-        shape: dict,
-        dataset: str = "incidents",
-        **params,
-    ):
-        """One statement: ``shape`` fills the SQL template, ``params`` are bound values."""
-        sql = template.format(
-            target=target,
-            records=f"SELECT * FROM {summed[dataset]}"
-            if dataset in summed
-            else records_sql(dataset, as_of),
-            coverage=coverage_sql(as_of),
-            population=population_sql(as_of),
-            **shape,
-        )
-        used = {k: v for k, v in fixed.items() if f":{k}" in sql}
-        timestamps = [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k in used]
-        bound = {
-            "code": ind.code,
-            "geo_level": level,
-            "period_type": period_type,
-            "unit": ind.unit,
-            "dataset": dataset,
-            "pop_sex": "T",
-        }
-        conn.execute(
-            sa.text(sql).bindparams(*timestamps),
-            {k: v for k, v in (bound | used | params).items() if f":{k}" in sql},
-        )
-
-    victims = "sum(i.victim_count)"
-    sections = "'iccs_section=' || substr(i.crime_code, 1, 2)"
-    arrests = "arrests" in DATASETS
-    for period_type, period in PERIOD_COLUMNS.items():
-        for level in levels:
-            for sex in (None, *SEX_CODES):
-                where = f"{VICTIMS} AND i.crime_code LIKE :crime_prefix" + (
-                    " AND i.victim_sex = :sex" if sex else ""
-                )
-                run(
-                    RATE_SQL,
-                    SDG_16_1_1,
-                    level,
-                    period_type,
-                    {"period": period, "count": victims, "where": where},
-                    crime_prefix=f"{SDG_16_1_1.crime_prefix}%",
-                    multiplier=float(SDG_16_1_1.multiplier),
-                    disaggregation=f"sex={sex}" if sex else "",
-                    **({"sex": sex, "pop_sex": sex} if sex else {}),
-                )
-            for disaggregation, group_extra in (
-                ("''", ""),
-                (sections, ", substr(i.crime_code, 1, 2)"),
-            ):
-                shape = {
-                    "period": period,
-                    "disaggregation": disaggregation,
-                    "group_extra": group_extra,
-                    "count": victims,
-                    "where": VICTIMS,
-                }
-                run(COUNT_SQL, INCIDENT_COUNT, level, period_type, shape)
-            if level != levels[-1]:
-                run(
-                    COVERAGE_SQL,
-                    REPORTING_COVERAGE,
-                    level,
-                    period_type,
-                    {"period": period},
-                    multiplier=float(REPORTING_COVERAGE.multiplier),
-                )
-            for group in (None, *ARREST_GROUPS) if arrests else ():
-                run(
-                    RATE_SQL,
-                    ARRESTS_RATE,
-                    level,
-                    period_type,
-                    {
-                        "period": period,
-                        "count": "sum(i.arrests)",
-                        "where": "i.offence_group = :group" if group else "1 = 1",
-                    },
-                    dataset="arrests",
-                    multiplier=float(ARRESTS_RATE.multiplier),
-                    disaggregation=f"offence_group={group}" if group else "",
-                    **({"group": group} if group else {}),
-                )
-            for dataset, ind, disaggregation, numerator, denominator, where in MEASURES:
-                if denominator is None:
-                    value, denominator = numerator, "NULL"
-                else:
-                    value = (
-                        f"CASE WHEN {denominator} > 0"
-                        f" THEN {numerator} * :multiplier / {denominator} END"
-                    )
-                shape = {
-                    "period": period,
-                    "numerator": numerator,
-                    "denominator": denominator,
-                    "value": value,
-                    "where": where,
-                }
-                extra = {"multiplier": float(ind.multiplier)} if ind.multiplier else {}
-                run(
-                    RATIO_SQL,
-                    ind,
-                    level,
-                    period_type,
-                    shape,
-                    dataset=dataset,
-                    disaggregation=disaggregation,
-                    **extra,
-                )
-    for name in summed.values():  # temporary tables outlive the transaction in a pooled connection
-        conn.exec_driver_sql(f"DROP TABLE {name}")
+def scratch_values_table(name: str) -> sa.Table:
+    """A temporary table shaped like ``indicator_value``."""
+    columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, server_default=c.server_default)
+        for c in indicator_value.columns
+    ]
+    return sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
 
 
-# The datasets that come by the million: summed once per unit, month and the columns their
-# indicators read, so that each of the hundred-odd indicator statements reads thousands of sums,
-# not every record (PostgreSQL, 300k records: indicators 59 s before).
-SUMMED = {
-    "incidents": (
-        "unit_code, period_month, period_year, crime_code, victim_sex, count_unit",
-        "sum(victim_count) AS victim_count",
-    ),
-    "arrests": ("unit_code, period_month, period_year, offence_group", "count(*) AS arrests"),
-}
-
-
-def _sum_records(conn: sa.Connection, fixed: dict) -> dict[str, str]:
-    """Temporary tables of summed records (see SUMMED); returns dataset -> table name."""
-    as_of = "as_of" in fixed
-    tables = {}
-    for dataset, (columns, total) in SUMMED.items():
-        if dataset not in DATASETS:
-            continue
-        name = f"summed_{dataset}"
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-        sql = (
-            f"CREATE TEMPORARY TABLE {name} AS SELECT {columns}, {total}"
-            f" FROM ({records_sql(dataset, as_of)}) r GROUP BY {columns}"
-        )
-        timestamps = [sa.bindparam("as_of", type_=sa.DateTime(timezone=True))] if as_of else []
-        conn.execute(
-            sa.text(sql).bindparams(*timestamps), {"as_of": fixed["as_of"]} if as_of else {}
-        )
-        tables[dataset] = name
-    return tables
+def describe_side(side) -> str:
+    """A side of an indicator in words an analyst can check against the catalogue."""
+    if side is None:
+        return ""
+    conditions = "; ".join(f"{k}: {v}" for k, v in side.where.items())
+    return f"{side.dataset}.{side.measure or 'records'}" + (
+        f" where {conditions}" if conditions else ""
+    )
 
 
 def _definition(ind: Indicator) -> dict:
+    denominator = describe_side(ind.denominator) or (
+        "population" + (f" ({ind.population})" if ind.population else "")
+        if ind.kind in ("rate", "coverage")
+        else None
+    )
     return {
         "indicator_code": ind.code,
         "name_es": ind.name_es,
         "name_en": ind.name_en,
-        "numerator": ind.numerator,
-        "denominator": ind.denominator,
+        "definition_es": ind.definition_es,
+        "definition_en": ind.definition_en,
+        "kind": ind.kind,
+        "numerator": describe_side(ind.numerator),
+        "denominator": denominator,
         "multiplier": ind.multiplier,
         "unit": ind.unit,
         "standard": ind.standard,
+        "disaggregations": ", ".join(ind.disaggregations),
+        "periods": ", ".join(ind.periods),
+        "min_events": ind.min_events,
+        "suppress_below": ind.suppress_below,
     }
 
 
@@ -618,8 +675,11 @@ def unbalanced_aggregates(conn: sa.Connection) -> list[dict]:
     levels = current_deployment().level_codes
     below = " ".join(f"WHEN '{a}' THEN '{b}'" for a, b in zip(levels, levels[1:], strict=False))
     upper = ", ".join(f"'{level}'" for level in levels[:-1])
-    start = (
-        "CASE parent.period_type WHEN 'month' THEN parent.period ELSE parent.period || '-12' END"
+    start = (  # the last month of the period: the parts valid then
+        "CASE parent.period_type WHEN 'month' THEN parent.period"
+        " WHEN 'quarter' THEN substr(parent.period, 1, 5) || CASE substr(parent.period, 7, 1)"
+        " WHEN '1' THEN '03' WHEN '2' THEN '06' WHEN '3' THEN '09' ELSE '12' END"
+        " ELSE parent.period || '-12' END"
     )
     sql = sa.text(
         f"""
@@ -635,13 +695,13 @@ def unbalanced_aggregates(conn: sa.Connection) -> list[dict]:
          AND child.period_type = parent.period_type AND child.period = parent.period
          AND child.disaggregation = parent.disaggregation
          AND child.geo_level = CASE parent.geo_level {below} END
-        WHERE parent.geo_level IN ({upper}) AND parent.indicator_code <> :coverage
+        WHERE parent.geo_level IN ({upper}) AND parent.indicator_code IN (SELECT indicator_code FROM indicator WHERE kind <> :coverage)
         GROUP BY parent.indicator_code, parent.geo_level, parent.geo_code, parent.period_type,
                  parent.period, parent.disaggregation, parent.numerator
         HAVING abs(parent.numerator - coalesce(sum(child.numerator), 0)) > 1e-9
         """
     )
-    return [dict(r) for r in conn.execute(sql, {"coverage": REPORTING_COVERAGE.code}).mappings()]
+    return [dict(r) for r in conn.execute(sql, {"coverage": "coverage"}).mappings()]
 
 
 def units_without_population(conn: sa.Connection) -> list[dict]:
@@ -684,3 +744,86 @@ def records_outside_geography(conn: sa.Connection) -> list[dict]:
         )
         found += [dict(x, dataset=dataset) for x in conn.execute(outside).mappings()]
     return found
+
+
+# --- Refreshing only what changed -------------------------------------------------------------
+
+_DEFINITION_FILES = ("indicators.py", "suppression.py", "catalogue.py")
+
+
+def _fingerprint(conn: sa.Connection) -> str:
+    """What every value depends on besides the records: the catalogue and the code computing
+    it, the geography and its levels, the population loads, the contributors' units."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256(catalogue().path.read_bytes())
+    here = Path(__file__).resolve().parent
+    for name in _DEFINITION_FILES:
+        digest.update((here / name).read_bytes())
+    deployment = current_deployment()
+    digest.update(repr((deployment.level_codes, deployment.reporting_calendar)).encode())
+    for sql in (
+        "SELECT geo_code, valid_from, valid_to, geo_level, parent_code FROM geography"
+        " ORDER BY geo_code, valid_from",
+        "SELECT max(loaded_at), max(replaced_at), count(*) FROM population_revision",
+        "SELECT observatory_code, geo_code FROM observatory_unit ORDER BY 1, 2",
+        "SELECT * FROM cooperation_contract ORDER BY contract_code",
+    ):
+        digest.update(repr(conn.execute(sa.text(sql)).all()).encode())
+    return digest.hexdigest()
+
+
+def years_to_refresh(conn: sa.Connection) -> tuple[list[str] | None, str]:
+    """The years whose values are stale, and the fingerprint to record: every year (None)
+    when nothing was computed yet or a definition or reference changed; else the years of the
+    record versions merged or replaced since the last refresh, and of the files that declared
+    coverage since (an empty list: nothing to do)."""
+    fingerprint = _fingerprint(conn)
+    last = conn.execute(
+        sa.select(indicator_refresh.c.refreshed_at, indicator_refresh.c.fingerprint)
+        .order_by(indicator_refresh.c.refreshed_at.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.fingerprint != fingerprint:
+        return None, fingerprint
+    since = sa.bindparam("since", last.refreshed_at, type_=sa.DateTime(timezone=True))
+    changed = [
+        f"SELECT DISTINCT period_year FROM {d}_revision"
+        " WHERE valid_from > :since OR valid_to > :since"
+        for d in DATASETS
+    ] + [
+        "SELECT DISTINCT substr(c.period_month, 1, 4) FROM declared_coverage c"
+        " JOIN submission s ON s.submission_id = c.submission_id WHERE s.merged_at > :since"
+    ]
+    years = conn.execute(sa.text(" UNION ".join(changed)).bindparams(since)).scalars()
+    return sorted({str(y) for y in years if y}), fingerprint
+
+
+def refresh_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> dict:
+    """Recompute the years that changed since the last refresh (see ``years_to_refresh``);
+    returns what was done: years (None: all), values written, seconds."""
+    import time
+
+    now = now or dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        years, fingerprint = years_to_refresh(conn)
+    written = 0
+    if years is None or years:
+        written = compute_indicators(engine, now, years)
+    else:
+        with engine.begin() as conn:
+            refresh_reporting_values(conn, now)
+    seconds = time.perf_counter() - started
+    with engine.begin() as conn:
+        conn.execute(
+            indicator_refresh.insert().values(
+                refreshed_at=now,
+                years=None if years is None else ",".join(years),
+                fingerprint=fingerprint,
+                values_written=written,
+                seconds=seconds,
+            )
+        )
+    return {"years": years, "values": written, "seconds": seconds}

@@ -19,6 +19,7 @@ from obsx.reading import UnreadableFile, read_submission
 from obsx.sourceyaml import SourceError
 from obsx.validation import Observatory, ReferenceDataError, apply_profile, validate_reference
 from obsx.warehouse import (
+    cooperation_contract,
     geography,
     geography_rollup,
     observatory,
@@ -195,6 +196,37 @@ def read_population(path: Path | None = None, deployment: Deployment | None = No
     frame["year"] = frame["year"].astype(int)
     frame["population"] = frame["population"].astype(int)
     return frame.reset_index(drop=True)
+
+
+def read_contracts(path: Path | None = None, deployment: Deployment | None = None) -> pd.DataFrame:
+    """The grant fund's cooperation contracts (``reference.cooperation_contracts``); empty when
+    the deployment declares no register."""
+    deployment = deployment or current_deployment()
+    if path is None and "cooperation_contracts" not in deployment.reference:
+        return pd.DataFrame()
+    path = path or deployment.reference_file("cooperation_contracts")
+    frame = _read_reference(path, "cooperation_contracts", deployment)
+    frame["geo_code"] = deployment.units_level.pad(frame["geo_code"])
+    for column in ("starts_on", "ends_on"):
+        frame[column] = [v.date() for v in frame[column]]
+    wrong = frame[frame["ends_on"] < frame["starts_on"]]
+    if len(wrong):
+        raise ReferenceDataError(
+            f"{path}: contracts ending before they start: {wrong['contract_code'].tolist()[:10]}"
+        )
+    return frame.reset_index(drop=True)
+
+
+def load_contracts(engine: sa.Engine, frame: pd.DataFrame) -> int:
+    """Replace the contract register; every contract's unit must be in the geography."""
+    with engine.begin() as conn:
+        known = set(conn.scalars(sa.select(geography.c.geo_code)))
+        unknown = set(frame.get("geo_code", [])) - known
+        if unknown:
+            raise ReferenceDataError(
+                f"cooperation contracts: units missing from the geography: {sorted(unknown)[:20]}"
+            )
+        return _replace(conn, cooperation_contract, frame)
 
 
 def _replace(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:

@@ -181,6 +181,14 @@ indicator = sa.Table(
     sa.Column("multiplier", sa.Integer),
     sa.Column("unit", sa.String(40), nullable=False),
     sa.Column("standard", sa.String(200)),
+    # From indicators/catalogue.yaml, for analysts' SQL (the catalogue is the definition).
+    sa.Column("kind", sa.String(16)),
+    sa.Column("definition_es", sa.Text),
+    sa.Column("definition_en", sa.Text),
+    sa.Column("disaggregations", sa.String(200)),
+    sa.Column("periods", sa.String(40)),
+    sa.Column("min_events", sa.Integer),
+    sa.Column("suppress_below", sa.Integer),
 )
 
 indicator_value = sa.Table(
@@ -196,7 +204,90 @@ indicator_value = sa.Table(
     sa.Column("denominator", sa.Float),
     sa.Column("value", sa.Float),
     sa.Column("unit", sa.String(40), nullable=False),
+    sa.Column(
+        "conf_status",
+        sa.String(1),
+        nullable=False,
+        server_default="F",
+        comment="SDMX CONF_STATUS: F free, C withheld (small count), D withheld (would reveal one)",
+    ),
+    sa.Column(
+        "quality_flag",
+        sa.String(16),
+        nullable=False,
+        server_default="",
+        comment="unstable (rate on few events); survey: caution (CV > 15%), unreliable (CV > 30%)",
+    ),
+    sa.Column("standard_error", sa.Float, comment="surveys: design-based (Taylor)"),
+    sa.Column("ci_low", sa.Float, comment="surveys: 95% confidence interval"),
+    sa.Column("ci_high", sa.Float),
+    sa.Column("cv", sa.Float, comment="surveys: coefficient of variation (SE / estimate)"),
+    sa.Column("change_previous", sa.Float, comment="% change against the previous period"),
+    sa.Column("change_year_ago", sa.Float, comment="% change against a year before"),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The grant fund's cooperation contracts (reference data) and what each has executed per quarter.
+cooperation_contract = sa.Table(
+    "cooperation_contract",
+    metadata,
+    sa.Column("contract_code", sa.String(64), primary_key=True),
+    sa.Column("geo_code", sa.String(16), nullable=False, index=True),
+    sa.Column("programme", sa.String(200), nullable=False),
+    sa.Column("amount", sa.Float, nullable=False),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("ends_on", sa.Date, nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+)
+contract_execution = sa.Table(
+    "contract_execution",
+    metadata,
+    sa.Column("contract_code", sa.String(64), primary_key=True),
+    sa.Column("period", sa.String(10), primary_key=True, comment="YYYY-Qn"),
+    sa.Column("geo_code", sa.String(16), nullable=False),
+    sa.Column("activities", sa.Integer, nullable=False),
+    sa.Column("executed", sa.Integer, nullable=False),
+    sa.Column("budget_planned", sa.Float),
+    sa.Column("budget_executed", sa.Float),
+    sa.Column("participants", sa.Float),
+    sa.Column("participants_female", sa.Float),
+    sa.Column("participants_male", sa.Float),
+    sa.Column("participants_youth", sa.Float),
+    sa.Column(
+        "municipality_reported",
+        sa.Boolean,
+        nullable=False,
+        comment="the contract's unit sent prevention activities of the quarter",
+    ),
+    sa.Column("flag", sa.String(16), nullable=False, comment="no_report when it sent nothing"),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What each contributor owed under the deployment's reporting calendar, and when it arrived.
+reporting_status = sa.Table(
+    "reporting_status",
+    metadata,
+    sa.Column("observatory_code", sa.String(64), primary_key=True),
+    sa.Column("dataset", sa.String(64), primary_key=True),
+    sa.Column("period_type", sa.String(8), nullable=False),
+    sa.Column("period", sa.String(10), primary_key=True),
+    sa.Column("due_on", sa.Date, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), comment="first accepted file of it"),
+    sa.Column("status", sa.String(10), nullable=False, comment="on_time, late, missing, not_due"),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Each refresh of the indicators: which years it recomputed and what it read, so the next one
+# recomputes only the years whose records changed since (all of them when the catalogue or the
+# reference data changed).
+indicator_refresh = sa.Table(
+    "indicator_refresh",
+    metadata,
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("years", sa.Text, comment="comma-separated; NULL: every year"),
+    sa.Column("fingerprint", sa.String(64), nullable=False, comment="catalogue and reference"),
+    sa.Column("values_written", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
 )
 
 

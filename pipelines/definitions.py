@@ -3,7 +3,12 @@
 import dagster as dg
 
 from assets.indicators import indicator_value
-from assets.reference import reference_geography, reference_observatories, reference_population
+from assets.reference import (
+    reference_contracts,
+    reference_geography,
+    reference_observatories,
+    reference_population,
+)
 from assets.submissions import submissions
 from pipelines.jobs import load_reference_job, nightly_refresh_job, process_submissions_job
 from pipelines.resources import DropzoneResource, WarehouseResource
@@ -15,6 +20,7 @@ defs = dg.Definitions(
         reference_geography,
         reference_population,
         reference_observatories,
+        reference_contracts,
         submissions,
         indicator_value,
     ],

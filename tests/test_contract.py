@@ -35,7 +35,15 @@ def test_incidents_contract_loads_with_its_fields_key_and_code_lists(contract):
     assert contract.geography_field == "district_code"
     assert contract.period_field == "occurred_on"
     assert contract.record_fields[:2] == ("incident_id", "occurred_on")
-    assert set(contract.codelists) == {"action", "count_unit", "iccs", "sex", "weapon"}
+    assert set(contract.codelists) == {
+        "action",
+        "count_unit",
+        "iccs",
+        "relationship",
+        "sex",
+        "weapon",
+        "yes_no",
+    }
     assert contract.field("crime_code").codelist is contract.codelists["iccs"]
     assert contract.field("occurred_on").required
     assert not contract.field("victim_age").required

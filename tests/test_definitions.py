@@ -16,10 +16,11 @@ def test_asset_graph_keys_groups_and_dependencies():
         "reference_geography": ("reference", []),
         "reference_population": ("reference", ["reference_geography"]),
         "reference_observatories": ("reference", ["reference_geography"]),
+        "reference_contracts": ("reference", ["reference_geography"]),
         "submissions": ("submissions", ["reference_observatories"]),
         "indicator_value": (
             "indicators",
-            ["reference_geography", "reference_population", "submissions"],
+            ["reference_contracts", "reference_geography", "reference_population", "submissions"],
         ),
     }
 
@@ -38,6 +39,7 @@ def test_asset_checks():
         ("reference_geography", "reference_file_valid"),
         ("reference_population", "reference_file_valid"),
         ("reference_observatories", "reference_file_valid"),
+        ("reference_contracts", "reference_file_valid"),
     }
 
 
@@ -48,7 +50,12 @@ def test_jobs_sensor_and_nightly_schedule():
         )
         for name in ("process_submissions", "nightly_refresh", "load_reference")
     }
-    reference = ["reference_geography", "reference_observatories", "reference_population"]
+    reference = [
+        "reference_contracts",
+        "reference_geography",
+        "reference_observatories",
+        "reference_population",
+    ]
     assert jobs == {
         "process_submissions": sorted([*reference, "submissions", "indicator_value"]),
         "nightly_refresh": sorted([*reference, "indicator_value"]),

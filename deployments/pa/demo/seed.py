@@ -389,6 +389,11 @@ def _drop(zone: Dropzone, code: str, name: str, data: bytes, mtime: float) -> Pa
 
 
 # Prevention plans: (observatory, activity names in its own words, how it exports)
+CONTRACTS = {  # as in reference/contracts.csv
+    "0804": ["CONV-2025-0804-01", "CONV-2025-0804-02"],
+    "0805": ["CONV-2025-02", "CONV-2025-03"],
+    "0301": ["CONV-2025-0301-01"],
+}
 PREVENTION = {
     "pa_panama": {"prefix": "PAN-ACT", "district": "0804", "activities": 48},
     "pa_san_miguelito": {"prefix": "SMG-ACT", "district": "0805", "activities": 30},
@@ -426,7 +431,8 @@ def prevention_plan(code: str, year: int, rng: random.Random) -> list[dict]:
             {
                 "id": f"{plan['prefix']}-{year}-{n:03d}",
                 "plan": f"PLAN-{plan['district']}-{year}",
-                "contract": rng.choice(["", f"CONV-{year}-{rng.randrange(1, 4):02d}"]),
+                # the grant fund's contracts with this municipality (reference/contracts.csv)
+                "contract": rng.choice(["", *CONTRACTS[plan["district"]]]),
                 "type": kind,
                 "date": day,
                 "status": status,

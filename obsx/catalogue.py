@@ -1,0 +1,401 @@
+"""The indicator catalogue (``indicators/catalogue.yaml``): read, checked, and turned into SQL.
+
+The catalogue is the only place an indicator is defined. Everything here is derived from it:
+the conditions become SQL over a dataset's *facts* (its records summed by unit, month and the
+columns the catalogue reads), the measures become sums, the dimensions become disaggregations.
+Field names and codes are checked against the contracts when the catalogue is read, so a typo
+is a load error with its line, never a silently empty indicator; values reach SQL only as
+quoted literals of codes the contract declares or numbers the catalogue gives.
+"""
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from obsx.contract import Contract, load_contract
+from obsx.sourceyaml import SourceError, load_yaml
+
+CATALOGUE = Path(__file__).resolve().parent.parent / "indicators" / "catalogue.yaml"
+KINDS = ("rate", "count", "ratio", "survey", "coverage", "completeness", "timeliness")
+PERIOD_TYPES = ("month", "quarter", "year")
+# Dimensions whose values split the population (the rate's denominator follows them).
+POPULATION_DIMENSIONS = ("sex", "age_group")
+CODE = re.compile(r"^[A-Za-z0-9_.+\- ]{1,40}$")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    field: str
+    values: tuple[str, ...] | None  # None: the values present in the data
+    bands: dict[str, tuple[int, int | None]] | None = None
+    prefix: int | None = None
+    population: str | None = None  # the population column it splits: sex or age_group
+
+    def expression(self, alias: str = "r") -> str:
+        """The SQL that gives a record's value of this dimension."""
+        column = f"{alias}.{self.field}"
+        if self.bands:
+            cases = " ".join(
+                f"WHEN {column} >= {low}"
+                + (f" AND {column} <= {high}" if high is not None else "")
+                + f" THEN '{code}'"
+                for code, (low, high) in self.bands.items()
+            )
+            return f"CASE {cases} END"
+        if self.prefix:
+            return f"substr({column}, 1, {self.prefix})"
+        return column
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    sum: str | None  # None: count the records
+    else_sum_of: tuple[str, ...] = ()
+    where: dict = field(default_factory=dict)
+
+    def expression(self, alias: str = "r") -> str:
+        if self.sum is None:
+            return "count(*)"
+        value = f"{alias}.{self.sum}"
+        if self.else_sum_of:
+            parts = " + ".join(f"coalesce({alias}.{f}, 0)" for f in self.else_sum_of)
+            value = f"coalesce({value}, {parts})"
+        return f"sum({value})"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    measures: dict[str, Measure]
+    dimensions: dict[str, Dimension]
+
+
+@dataclass(frozen=True)
+class Side:
+    """A numerator or denominator: a measure of a dataset over the records matching ``where``."""
+
+    dataset: str
+    measure: str | None
+    where: dict
+
+
+@dataclass(frozen=True)
+class Indicator:
+    code: str
+    name_es: str
+    name_en: str
+    definition_es: str
+    definition_en: str
+    standard: str
+    kind: str
+    numerator: Side
+    denominator: Side | None
+    population: dict
+    multiplier: int | None
+    unit: str
+    disaggregations: tuple[str, ...]
+    periods: tuple[str, ...]
+    min_events: int | None
+    suppress_below: int | None
+    line: int
+
+    @property
+    def dataset(self) -> str:
+        return self.numerator.dataset
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    datasets: dict[str, DatasetSpec]
+    indicators: tuple[Indicator, ...]
+    path: Path
+
+    def indicator(self, code: str) -> Indicator:
+        for ind in self.indicators:
+            if ind.code == code:
+                return ind
+        raise KeyError(code)
+
+    def dimension(self, dataset: str, name: str) -> Dimension:
+        return self.datasets[dataset].dimensions[name]
+
+    def columns(self, dataset: str) -> list[str]:
+        """The columns a dataset's facts keep: every field or dimension a condition or a
+        disaggregation reads (not-null conditions keep a 0/1 column ``<field>__known``)."""
+        spec = self.datasets[dataset]
+        wanted: list[str] = []
+        for ind in self.indicators:
+            for side in (ind.numerator, ind.denominator):
+                if side is None or side.dataset != dataset:
+                    continue
+                measure = spec.measures.get(side.measure) if side.measure else None
+                for where in (side.where, measure.where if measure else {}):
+                    wanted += _condition_columns(where)
+            if ind.dataset == dataset:
+                wanted += list(ind.disaggregations)
+        return list(dict.fromkeys(wanted))
+
+
+def _condition_columns(where: dict) -> list[str]:
+    columns = []
+    for name, rule in where.items():
+        if name == "any":
+            for alternative in rule:
+                columns += _condition_columns(alternative)
+        elif isinstance(rule, dict) and "not_null" in rule:
+            columns.append(f"{name}__known")
+        else:
+            columns.append(name)
+    return columns
+
+
+def fact_column(spec: DatasetSpec, name: str) -> str:
+    """The SQL computing a facts column from a record (alias ``r``)."""
+    if name.endswith("__known"):
+        return f"CASE WHEN r.{name.removesuffix('__known')} IS NULL THEN 0 ELSE 1 END"
+    if name in spec.dimensions:
+        return spec.dimensions[name].expression("r")
+    return f"r.{name}"
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def condition_sql(where: dict, alias: str = "i") -> str:
+    """A catalogue condition as SQL over a facts table (codes were checked at load)."""
+    parts = []
+    for name, rule in where.items():
+        if name == "any":
+            parts.append("(" + " OR ".join(condition_sql(a, alias) for a in rule) + ")")
+        elif isinstance(rule, list):
+            parts.append(f"{alias}.{name} IN ({', '.join(_quote(v) for v in rule)})")
+        elif "prefix" in rule:
+            likes = " OR ".join(f"{alias}.{name} LIKE {_quote(p + '%')}" for p in rule["prefix"])
+            parts.append(f"({likes})")
+        elif "not" in rule:
+            quoted = ", ".join(_quote(v) for v in rule["not"])
+            parts.append(f"({alias}.{name} IS NULL OR {alias}.{name} NOT IN ({quoted}))")
+        elif "not_null" in rule:
+            parts.append(f"{alias}.{name}__known = {1 if rule['not_null'] else 0}")
+    return " AND ".join(parts) or "1 = 1"
+
+
+def side_where(catalogue: Catalogue, side: Side) -> dict:
+    """A side's conditions with its measure's own (e.g. victims: rows that count victims)."""
+    measure = catalogue.datasets[side.dataset].measures.get(side.measure or "")
+    return {**(measure.where if measure else {}), **side.where}
+
+
+# --- Reading and checking -------------------------------------------------------------------
+
+
+def _fail(path: Path, line: int | None, message: str):
+    raise SourceError(path, line, message)
+
+
+def _codes(contract: Contract, field_name: str) -> set[str] | None:
+    f = contract.field(field_name)
+    return set(f.codelist.labels) if f.codelist is not None else None
+
+
+def _check_where(path, line, where, contract: Contract, dims: dict[str, Dimension]) -> None:
+    if not isinstance(where, dict):
+        _fail(path, line, f"'where' must be a mapping of field to condition, not {where!r}")
+    for name, rule in where.items():
+        if name == "any":
+            if not isinstance(rule, list) or not rule:
+                _fail(path, line, "'any' takes a list of conditions")
+            for alternative in rule:
+                _check_where(path, line, alternative, contract, dims)
+            continue
+        if name in dims:
+            known = set(dims[name].values or ()) or None
+        elif name in set(contract.record_fields):
+            known = _codes(contract, name)
+        else:
+            _fail(path, line, f"{contract.dataset} has no field or dimension {name!r}")
+        if isinstance(rule, dict):
+            [(op, values)] = rule.items() if len(rule) == 1 else _fail(path, line, f"{rule!r}")
+            if op == "not_null":
+                continue
+            if op not in ("prefix", "not"):
+                _fail(path, line, f"{name}: unknown condition {op!r} (use prefix, not, not_null)")
+            rule = values
+        if not isinstance(rule, list) or not rule:
+            _fail(path, line, f"{name}: give a list of codes")
+        if known is not None:
+            prefixes = isinstance(where[name], dict) and "prefix" in where[name]
+            for value in rule:
+                ok = any(k.startswith(str(value)) for k in known) if prefixes else value in known
+                if not ok:
+                    _fail(path, line, f"{name}: {value!r} is not a code of {contract.dataset}")
+
+
+def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
+    contract = load_contract(name)
+    measures = {}
+    for m, spec in (raw.get("measures") or {}).items():
+        summed = spec.get("sum")
+        for f in [summed, *spec.get("else_sum_of", [])]:
+            if f is not None and f not in set(contract.record_fields):
+                _fail(path, line, f"measure {m}: {name} has no field {f!r}")
+        if summed is None and spec.get("count") != "records":
+            _fail(path, line, f"measure {m}: give sum: FIELD or count: records")
+        measures[m] = Measure(m, summed, tuple(spec.get("else_sum_of", [])), spec.get("where", {}))
+    dims = {}
+    for d, spec in (raw.get("dimensions") or {}).items():
+        f = spec.get("field")
+        if f not in set(contract.record_fields):
+            _fail(path, line, f"dimension {d}: {name} has no field {f!r}")
+        values = spec.get("values")
+        bands = spec.get("bands")
+        if values == "codelist":
+            if _codes(contract, f) is None:
+                _fail(path, line, f"dimension {d}: {f} has no code list")
+            values = list(contract.field(f).codelist.labels)
+        if bands:
+            values = list(bands)
+            bands = {k: (int(v[0]), None if v[1] is None else int(v[1])) for k, v in bands.items()}
+        elif values is not None and spec.get("prefix") is None:
+            known = _codes(contract, f)
+            for v in values:
+                if known is not None and v not in known:
+                    _fail(path, line, f"dimension {d}: {v!r} is not a code of {f}")
+        population = spec.get("population")
+        if population not in (None, *POPULATION_DIMENSIONS):
+            _fail(path, line, f"dimension {d}: population is sex or age_group")
+        dims[d] = Dimension(
+            d, f, tuple(values) if values else None, bands, spec.get("prefix"), population
+        )
+    for m in measures.values():
+        _check_where(path, line, m.where, contract, dims)
+    return DatasetSpec(name, measures, dims)
+
+
+def _text(path, line, raw: dict, key: str) -> tuple[str, str]:
+    value = raw.get(key)
+    if not isinstance(value, dict) or not value.get("es") or not value.get("en"):
+        _fail(path, line, f"{key}: give es and en")
+    return value["es"], value["en"]
+
+
+def _side(path, line, raw, datasets: dict[str, DatasetSpec], available: set[str]) -> Side | None:
+    if raw is None:
+        return None
+    dataset = raw.get("dataset")
+    if dataset not in datasets:
+        _fail(path, line, f"dataset {dataset!r} is not described under datasets:")
+    measure = raw.get("measure")
+    if measure is not None and measure not in datasets[dataset].measures:
+        _fail(path, line, f"{dataset} has no measure {measure!r}")
+    where = raw.get("where") or {}
+    if dataset in available:
+        _check_where(path, line, where, load_contract(dataset), datasets[dataset].dimensions)
+    return Side(dataset, measure, where)
+
+
+@functools.cache
+def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
+    """Read and check the catalogue; an entry about a dataset this installation's contracts
+    lack is skipped (a deployment without arrests has no arrest rate)."""
+    from obsx.contract import observatory_datasets
+
+    available = set(observatory_datasets())
+    raw = load_yaml(path)
+    described = raw.get("datasets") or {}
+    datasets = {
+        name: _dataset_spec(path, name, spec or {}, described.line(name))
+        for name, spec in described.items()
+        if name in available
+    }
+    indicators, seen = [], set()
+    for entry in raw.get("indicators") or []:
+        line = entry.line("code")
+        code = entry.get("code")
+        if not isinstance(code, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]{1,39}", code):
+            _fail(path, line, f"code {code!r}: capitals, digits and '_' (at most 40)")
+        if code in seen:
+            _fail(path, line, f"{code} is defined twice")
+        seen.add(code)
+        unknown = set(entry) - {
+            "code", "name", "definition", "standard", "kind", "numerator", "denominator",
+            "population", "multiplier", "unit", "disaggregations", "periods", "min_events",
+            "suppress_below", "calendar",
+        }  # fmt: skip
+        if unknown:
+            _fail(path, line, f"{code}: unknown key(s) {sorted(unknown)}")
+        kind = entry.get("kind")
+        if kind not in KINDS:
+            _fail(path, line, f"{code}: kind is one of {', '.join(KINDS)}")
+        dataset = (entry.get("numerator") or {}).get("dataset")
+        if dataset not in available:
+            continue
+        numerator = _side(path, line, entry.get("numerator"), datasets, available)
+        denominator = _side(path, line, entry.get("denominator"), datasets, available)
+        if kind in ("ratio", "survey") and denominator is None:
+            _fail(path, line, f"{code}: a {kind} needs a denominator")
+        if denominator and denominator.dataset != numerator.dataset:
+            _fail(path, line, f"{code}: numerator and denominator read different datasets")
+        dims = tuple(entry.get("disaggregations") or ())
+        for d in dims:
+            if d not in datasets[dataset].dimensions:
+                _fail(path, line, f"{code}: {dataset} has no dimension {d!r}")
+        periods = tuple(entry.get("periods") or PERIOD_TYPES)
+        if set(periods) - set(PERIOD_TYPES):
+            _fail(path, line, f"{code}: periods are {', '.join(PERIOD_TYPES)}")
+        population = entry.get("population") or {}
+        if set(population) - set(POPULATION_DIMENSIONS):
+            _fail(path, line, f"{code}: population narrows by sex or age_group only")
+        name_es, name_en = _text(path, line, entry, "name")
+        definition_es, definition_en = _text(path, line, entry, "definition")
+        multiplier = entry.get("multiplier")
+        if kind in ("rate", "ratio", "survey", "coverage") and not multiplier:
+            _fail(path, line, f"{code}: a {kind} needs a multiplier (100 or 100000)")
+        indicators.append(
+            Indicator(
+                code=code,
+                name_es=name_es,
+                name_en=name_en,
+                definition_es=definition_es,
+                definition_en=definition_en,
+                standard=str(entry.get("standard") or ""),
+                kind=kind,
+                numerator=numerator,
+                denominator=denominator,
+                population=population,
+                multiplier=multiplier,
+                unit=str(entry.get("unit") or _fail(path, line, f"{code}: give a unit")),
+                disaggregations=dims,
+                periods=periods,
+                min_events=entry.get("min_events"),
+                suppress_below=entry.get("suppress_below"),
+                line=line or 0,
+            )
+        )
+    return Catalogue(datasets, tuple(indicators), path)
+
+
+def condition_mask(where: dict, frame: pd.DataFrame) -> pd.Series:
+    """The same condition as ``condition_sql``, over a DataFrame of records (survey microdata)."""
+    mask = pd.Series(True, index=frame.index)
+    for name, rule in where.items():
+        if name == "any":
+            alternatives = [condition_mask(a, frame) for a in rule]
+            mask &= pd.concat(alternatives, axis=1).any(axis=1)
+            continue
+        column = frame[name]
+        if isinstance(rule, list):
+            mask &= column.isin(rule)
+        elif "prefix" in rule:
+            mask &= column.astype("string").str.startswith(tuple(rule["prefix"])).fillna(False)
+        elif "not" in rule:
+            mask &= ~column.isin(rule["not"])
+        elif "not_null" in rule:
+            mask &= column.notna() if rule["not_null"] else column.isna()
+    return mask.astype(bool)

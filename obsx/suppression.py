@@ -1,0 +1,208 @@
+"""Disclosure control of the published indicator values: which cells are withheld.
+
+A count of persons from 1 to the catalogue's ``suppress_below`` minus one is withheld (primary,
+``conf_status`` C). Every other published cell that would let it be recovered by adding or
+subtracting published cells is withheld too (secondary, D): the margins are the sums the tables
+themselves make — a total over sex, age group or weapon; an area over its parts one level down;
+a year over its quarters, a quarter over its months — and the same count published by two
+indicators (the firearm homicides of a rate and of a share). The choice is made by
+``obsx.disclosure``; this module builds the cells and margins from the warehouse and writes the
+status back.
+
+A cell here is an *atom*: one count of one set of records (a dataset's measure under one set of
+conditions) in one area and period. Indicator rows point at atoms — one (numerator), or two for
+a share (numerator and denominator: a share's denominator is a count too).
+"""
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
+from obsx.disclosure import secondary_suppression
+
+KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
+
+
+def _signature(cat: Catalogue, ind: Indicator, side, disaggregation: str) -> tuple:
+    """What an atom counts, independent of the indicator that publishes it."""
+    where = dict(side_where(cat, side))
+    if disaggregation:
+        name, value = disaggregation.split("=", 1)
+        dim = cat.dimension(ind.dataset, name)
+        key = dim.field if not (dim.bands or dim.prefix) else dim.name
+        where[key] = [value]
+    rules = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in where.items()))
+    return (side.dataset, side.measure, rules)
+
+
+def _split(signature: tuple) -> list[list[tuple]]:
+    """Partitions of an atom's records: a condition ``field: [A, B]`` is the sum of the atoms
+    ``field: [A]`` and ``field: [B]`` under the other conditions."""
+    dataset, measure, rules = signature
+    partitions = []
+    for i, (key, rule) in enumerate(rules):
+        values = json.loads(rule)
+        if key == "any" or not isinstance(values, list) or len(values) < 2:
+            continue
+        partitions.append(
+            [
+                (dataset, measure, rules[:i] + ((key, json.dumps([v])),) + rules[i + 1 :])
+                for v in values
+            ]
+        )
+    return partitions
+
+
+def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | None):
+    """The rows subject to disclosure control and the atoms they show."""
+    suppressible = {i.code: i for i in cat.indicators if i.suppress_below}
+    if not suppressible:
+        return pd.DataFrame(), pd.DataFrame()
+    codes = ", ".join(f"'{c}'" for c in suppressible)
+    scope = ""
+    if years is not None:
+        scope = " AND substr(period, 1, 4) IN (" + ", ".join(f"'{y}'" for y in years) + ")"
+    rows = pd.read_sql(
+        sa.text(
+            f"SELECT {', '.join(KEY)}, numerator, denominator, conf_status FROM {target}"
+            f" WHERE indicator_code IN ({codes}){scope}"
+        ),
+        conn,
+    )
+    if rows.empty:
+        return rows, pd.DataFrame()
+    links = []
+    for (code, disaggregation), group in rows.groupby(["indicator_code", "disaggregation"]):
+        ind = suppressible[code]
+        sides = [("numerator", ind.numerator)]
+        if ind.kind == "ratio":
+            sides.append(("denominator", ind.denominator))
+        for column, side in sides:
+            links.append(
+                pd.DataFrame(
+                    {
+                        "row": group.index,
+                        "signature": [_signature(cat, ind, side, disaggregation)] * len(group),
+                        "value": group[column].to_numpy(),
+                        "threshold": ind.suppress_below,
+                    }
+                )
+            )
+    link = pd.concat(links, ignore_index=True)
+    for c in ("geo_level", "geo_code", "period_type", "period"):
+        link[c] = rows.loc[link["row"], c].to_numpy()
+    place = ["signature", "geo_level", "geo_code", "period_type", "period"]
+    link["atom"] = link.groupby(place, sort=False).ngroup()
+    return rows, link
+
+
+def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[int]]]:
+    """Every additive identity among the atoms that holds exactly in the data."""
+    index = {
+        (r.signature, r.geo_level, r.geo_code, r.period_type, r.period): r.atom
+        for r in atoms.itertuples()
+    }
+    value = atoms.set_index("atom")["value"]
+    relations: set[tuple[int, tuple[int, ...]]] = set()
+
+    def add(total, parts):
+        if total is None or not parts or any(p is None for p in parts):
+            return
+        if abs(value[total] - sum(value[p] for p in parts)) < 1e-9:
+            relations.add((total, tuple(sorted(set(parts)))))
+
+    # Parts of a condition (a total over sex or weapon is the sum of its values, a share's
+    # denominator "known age" the sum of the age groups), in every area and period.
+    refinements = defaultdict(lambda: defaultdict(list))  # signature -> key -> one-value sigs
+    for sig in atoms["signature"].unique():
+        dataset, measure, rules = sig
+        for key, rule in rules:
+            if key != "any" and len(json.loads(rule)) == 1:
+                reduced = (dataset, measure, tuple(r for r in rules if r[0] != key))
+                refinements[reduced][key].append(sig)
+    for r in atoms.itertuples():
+        where = (r.geo_level, r.geo_code, r.period_type, r.period)
+        for parts in _split(r.signature):
+            add(r.atom, [index.get((p, *where)) for p in parts])
+        for sigs in refinements.get(r.signature, {}).values():
+            if len(sigs) > 1:
+                add(r.atom, [index.get((s, *where)) for s in sigs])
+    # Areas over their parts one level down.
+    parents = dict(
+        conn.execute(
+            sa.text(
+                "SELECT DISTINCT geo_code, parent_code FROM geography WHERE parent_code IS NOT NULL"
+            )
+        ).all()
+    )
+    children = defaultdict(list)
+    for r in atoms.itertuples():
+        parent = parents.get(r.geo_code)
+        if parent is not None:
+            children[(r.signature, parent, r.period_type, r.period)].append(r.atom)
+    for r in atoms.itertuples():
+        kids = children.get((r.signature, r.geo_code, r.period_type, r.period))
+        if kids:
+            add(r.atom, kids)
+    # Years over quarters, quarters over months.
+    by_period = defaultdict(list)
+    for r in atoms.itertuples():
+        if r.period_type == "month":
+            month = int(r.period[5:7])
+            by_period[
+                (r.signature, r.geo_level, r.geo_code, f"{r.period[:4]}-Q{(month + 2) // 3}")
+            ].append(r.atom)
+        elif r.period_type == "quarter":
+            by_period[(r.signature, r.geo_level, r.geo_code, r.period[:4])].append(r.atom)
+    for r in atoms.itertuples():
+        if r.period_type in ("quarter", "year"):
+            parts = by_period.get((r.signature, r.geo_level, r.geo_code, r.period))
+            if parts:  # a period nobody reported in has no cell and adds nothing
+                add(r.atom, parts)
+    return sorted(relations)
+
+
+def apply_secondary_suppression(conn: sa.Connection, target: str, years: list[str] | None) -> int:
+    """Set ``conf_status`` of the rows of ``years`` (None: all) in ``target``: C for small
+    counts, D for the cells withheld so that none of them can be recovered. Returns the number
+    of rows withheld."""
+    cat = load_catalogue()
+    rows, link = _atoms(conn, target, cat, years)
+    if link.empty:
+        return 0
+    atoms = (
+        link.groupby("atom", sort=True)
+        .agg(
+            signature=("signature", "first"),
+            geo_level=("geo_level", "first"),
+            geo_code=("geo_code", "first"),
+            period_type=("period_type", "first"),
+            period=("period", "first"),
+            value=("value", "first"),
+            threshold=("threshold", "min"),
+        )
+        .reset_index()
+    )
+    values = atoms["value"].fillna(0).to_numpy(dtype=float)
+    primary = (values > 0) & (values < atoms["threshold"].to_numpy())
+    relations = _margins(conn, atoms)
+    withheld = secondary_suppression(values, primary, relations)
+    link["primary"] = primary[link["atom"].to_numpy()]
+    link["withheld"] = withheld[link["atom"].to_numpy()]
+    per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))
+    status = np.where(per_row["primary"], "C", np.where(per_row["withheld"], "D", "F"))
+    rows.loc[per_row.index, "new_status"] = status
+    changed = rows[rows["new_status"] != rows["conf_status"]]
+    if not changed.empty:
+        conn.execute(
+            sa.text(
+                f"UPDATE {target} SET conf_status = :new_status WHERE "
+                + " AND ".join(f"{k} = :{k}" for k in KEY)
+            ),
+            changed[[*KEY, "new_status"]].to_dict("records"),
+        )
+    return int((rows["new_status"] != "F").sum())
