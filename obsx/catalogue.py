@@ -399,3 +399,106 @@ def condition_mask(where: dict, frame: pd.DataFrame) -> pd.Series:
         elif "not_null" in rule:
             mask &= column.notna() if rule["not_null"] else column.isna()
     return mask.astype(bool)
+
+
+# --- The catalogue for analysts (docs/indicators*.md) ---------------------------------------
+
+DOC_WORDS = {
+    "es": {
+        "title": "Catálogo de indicadores",
+        "intro": (
+            "Generado a partir de `indicators/catalogue.yaml`; no lo edite a mano. Cada indicador"
+            " se calcula en SQL dentro del almacén para cada nivel geográfico del despliegue."
+            " Una unidad que reportó sin hechos cuenta cero; una que no reportó no tiene valor."
+        ),
+        "code": "Código", "kind": "Tipo", "unit": "Unidad", "standard": "Norma",
+        "numerator": "Numerador", "denominator": "Denominador", "dis": "Desagregaciones",
+        "periods": "Períodos", "min": "Eventos mínimos para una tasa estable",
+        "suppress": "Conteos retenidos", "population": "población de las unidades que reportaron",
+        "below": "de 1 a {n} (supresión primaria y secundaria)", "none": "—",
+        "kinds": {"rate": "tasa", "count": "conteo", "ratio": "proporción", "survey": "encuesta",
+                  "coverage": "cobertura", "completeness": "completitud", "timeliness": "oportunidad"},
+        "survey": "con error estándar, IC 95 %, CV y alerta (CV > 15 % precaución, > 30 % no confiable)",
+    },
+    "en": {
+        "title": "Indicator catalogue",
+        "intro": (
+            "Generated from `indicators/catalogue.yaml`; do not edit by hand. Every indicator is"
+            " computed in SQL inside the warehouse at every geographic level of the deployment."
+            " A unit that reported without events counts zero; one that did not report has no value."
+        ),
+        "code": "Code", "kind": "Kind", "unit": "Unit", "standard": "Standard",
+        "numerator": "Numerator", "denominator": "Denominator", "dis": "Disaggregations",
+        "periods": "Periods", "min": "Minimum events for a stable rate",
+        "suppress": "Counts withheld", "population": "population of the reporting units",
+        "below": "1 to {n} (primary and secondary suppression)", "none": "—",
+        "kinds": {"rate": "rate", "count": "count", "ratio": "share", "survey": "survey",
+                  "coverage": "coverage", "completeness": "completeness", "timeliness": "timeliness"},
+        "survey": "with standard error, 95% CI, CV and a flag (CV > 15% caution, > 30% unreliable)",
+    },
+}  # fmt: skip
+
+
+def _side_text(side: Side | None) -> str:
+    if side is None:
+        return ""
+    conditions = "; ".join(
+        f"`{k}` {json_text(v)}" for k, v in side.where.items()
+    )  # e.g. crime_code {"prefix": ["0101"]}
+    measure = f"`{side.dataset}.{side.measure}`" if side.measure else f"`{side.dataset}`"
+    return measure + (f" — {conditions}" if conditions else "")
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def catalogue_markdown(cat: Catalogue, lang: str) -> str:
+    """The catalogue as an analyst reads it, one section per indicator."""
+    w = DOC_WORDS[lang]
+    lines = [f"# {w['title']}", "", w["intro"], ""]
+    lines += [f"| {w['code']} | {w['kind']} | {w['unit']} |", "|---|---|---|"]
+    for ind in cat.indicators:
+        name = ind.name_es if lang == "es" else ind.name_en
+        lines.append(
+            f"| [`{ind.code}`](#{ind.code.lower()}) {name} | {w['kinds'][ind.kind]} | {ind.unit} |"
+        )
+    for ind in cat.indicators:
+        name = ind.name_es if lang == "es" else ind.name_en
+        definition = ind.definition_es if lang == "es" else ind.definition_en
+        denominator = _side_text(ind.denominator)
+        if ind.kind == "rate":
+            denominator = w["population"] + (
+                f" ({json_text(ind.population)})" if ind.population else ""
+            )
+        if ind.kind == "survey":
+            definition += f" ({w['survey']})"
+        rows = [
+            (w["kind"], w["kinds"][ind.kind]),
+            (w["standard"], ind.standard),
+            (w["numerator"], _side_text(ind.numerator)),
+            (w["denominator"], denominator or w["none"]),
+            (w["unit"], f"{ind.unit}" + (f" (× {ind.multiplier:,})" if ind.multiplier else "")),
+            (w["dis"], ", ".join(f"`{d}`" for d in ind.disaggregations) or w["none"]),
+            (w["periods"], ", ".join(ind.periods)),
+            (w["min"], str(ind.min_events or w["none"])),
+            (
+                w["suppress"],
+                w["below"].format(n=ind.suppress_below - 1) if ind.suppress_below else w["none"],
+            ),
+        ]
+        lines += ["", f"## {ind.code}", "", f"**{name}**. {definition}", ""]
+        lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(lines) + "\n"
+
+
+def write_catalogue_docs(cat: Catalogue, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for lang, suffix in (("es", ""), ("en", ".en")):
+        path = out / f"indicators{suffix}.md"
+        path.write_text(catalogue_markdown(cat, lang), encoding="utf-8")
+        written.append(path)
+    return written

@@ -328,6 +328,14 @@ def cmd_schema_docs(args) -> int:
     return OK
 
 
+def cmd_catalogue_docs(args) -> int:
+    from obsx.catalogue import load_catalogue, write_catalogue_docs
+
+    for path in write_catalogue_docs(load_catalogue(), Path(args.out)):
+        print(path)
+    return OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
@@ -372,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--lang", choices=["es", "en"], default="es")
     docs.add_argument("--out", default="docs/contract")
     docs.set_defaults(func=cmd_schema_docs)
+
+    cat = commands.add_parser(
+        "catalogue-docs", help="the indicator catalogue as Markdown for analysts (es and en)"
+    )
+    cat.add_argument("--out", default="docs")
+    cat.set_defaults(func=cmd_catalogue_docs)
 
     ind = commands.add_parser(
         "indicators", help="indicator values as CSV, now or as of a past moment"

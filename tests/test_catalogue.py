@@ -342,3 +342,11 @@ def test_completeness_and_timeliness_follow_when_files_arrived(warehouse):
     assert rate(warehouse, "COMPLETENESS", "PA", "2025") == pytest.approx((5, 25, 20))
     assert rate(warehouse, "TIMELINESS", "PA", "2025") == pytest.approx((4, 25, 16))
     assert rate(warehouse, "COMPLETENESS", "0804", "2025-05") == (0, 1, 0)
+
+
+@pytest.mark.parametrize(("lang", "name"), [("es", "indicators.md"), ("en", "indicators.en.md")])
+def test_committed_catalogue_docs_are_up_to_date(lang, name):
+    from obsx.catalogue import catalogue_markdown
+
+    committed = (Path(__file__).parent.parent / "docs" / name).read_text(encoding="utf-8")
+    assert committed == catalogue_markdown(load_catalogue(), lang), "run: obsx catalogue-docs"
