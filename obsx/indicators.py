@@ -114,7 +114,7 @@ def coverage_sql(as_of: bool) -> str:
 
 # The area a record's unit belongs to at the level computed, in the record's month.
 _ROLLUP_JOIN = """
-JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level = :geo_level
+JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level IN (__LEVELS__)
  AND (g.from_month IS NULL OR g.from_month <= {alias}.period_month)
  AND (g.to_month IS NULL OR g.to_month > {alias}.period_month)"""
 
@@ -130,6 +130,10 @@ def _years_clause(years: list[str] | None, alias: str = "") -> str:
         return ""
     quoted = ", ".join(f"'{int(y):04d}'" for y in years) or "''"
     return f" AND {alias}period_year IN ({quoted})"
+
+
+def _quoted(codes) -> str:
+    return ", ".join(f"'{c}'" for c in codes)  # level codes: checked lowercase identifiers
 
 
 def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> None:
@@ -244,19 +248,19 @@ def _population_cell(known: pd.DataFrame, sex: str, age: str) -> pd.DataFrame:
 # Areas at the level computed that reported in each period (a unit reported when it has a
 # record in the period or a file declared it covered), with the year of their population.
 _REPORTING = (
-    """rep_l AS (SELECT DISTINCT g.geo_code, r.{period} AS period, r.unit_code,
+    """rep_l AS (SELECT DISTINCT g.geo_level, g.geo_code, r.{period} AS period, r.unit_code,
                    CAST(r.period_year AS INTEGER) AS year
             FROM reporting_{dataset} r"""
     + _ROLLUP_JOIN.format(alias="r")
     + ")"
 )
 _SIDE = (
-    """{name} AS (SELECT g.geo_code, i.{period} AS period, i.unit_code, {dim} AS dim,
+    """{name} AS (SELECT g.geo_level, g.geo_code, i.{period} AS period, i.unit_code, {dim} AS dim,
                      sum(i.m_{measure}) AS n
               FROM facts_{dataset} i"""
     + _ROLLUP_JOIN.format(alias="i")
     + """
-              WHERE {where} GROUP BY g.geo_code, i.{period}, i.unit_code{dim_group})"""
+              WHERE {where} GROUP BY g.geo_level, g.geo_code, i.{period}, i.unit_code{dim_group})"""
 )
 
 
@@ -290,13 +294,14 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
     else:  # values present in the data (cooperation contracts): no cell where none was
         source = "den" if ind.denominator else "num"
         cells = (
-            f"SELECT DISTINCT rep_l.*, s.dim FROM rep_l JOIN {source} s ON s.geo_code ="
-            " rep_l.geo_code AND s.period = rep_l.period AND s.unit_code = rep_l.unit_code"
+            f"SELECT DISTINCT rep_l.*, s.dim FROM rep_l JOIN {source} s ON s.geo_level ="
+            " rep_l.geo_level AND s.geo_code = rep_l.geo_code AND s.period = rep_l.period"
+            " AND s.unit_code = rep_l.unit_code"
             " WHERE s.dim IS NOT NULL"
         )
     ctes.append(f"cells AS ({cells})")
     on = (
-        "ON {x}.geo_code = c.geo_code AND {x}.period = c.period"
+        "ON {x}.geo_level = c.geo_level AND {x}.geo_code = c.geo_code AND {x}.period = c.period"
         " AND {x}.unit_code = c.unit_code AND {x}.dim = c.dim"
     )
     joins = [f"LEFT JOIN num {on.format(x='num')}"]
@@ -319,7 +324,7 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
     else:
         den = "NULL"
     ctes.append(
-        "unit AS (SELECT c.geo_code, c.period, c.dim, coalesce(num.n, 0) AS n,"
+        "unit AS (SELECT c.geo_level, c.geo_code, c.period, c.dim, coalesce(num.n, 0) AS n,"
         f" {den} AS d FROM cells c {' '.join(joins)})"
     )
     if ind.kind == "count":
@@ -341,9 +346,9 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
     )
     return (
         f"INSERT INTO {target} ({VALUE_COLUMNS}) WITH {', '.join(ctes)}"
-        f" SELECT :code, :geo_level, geo_code, :period_type, period, {label}, sum(n),"
+        f" SELECT :code, geo_level, geo_code, :period_type, period, {label}, sum(n),"
         f" {'sum(d)' if ind.kind != 'count' else 'NULL'}, {value}, :unit, {conf}, {flag},"
-        f" :computed_at FROM unit GROUP BY geo_code, period, dim{having}"
+        f" :computed_at FROM unit GROUP BY geo_level, geo_code, period, dim{having}"
     )
 
 
@@ -358,20 +363,21 @@ _COVERAGE = (
 periods AS (SELECT r.{period} AS period, CAST(r.period_year AS INTEGER) AS year,
                    max(r.period_month) AS month
             FROM reporting_{dataset} r GROUP BY r.{period}, r.period_year),
-all_l AS (SELECT DISTINCT g.geo_code, pr.period, g.unit_code, pr.year
-          FROM periods pr JOIN geography_rollup g ON g.geo_level = :geo_level
+all_l AS (SELECT DISTINCT g.geo_level, g.geo_code, pr.period, g.unit_code, pr.year
+          FROM periods pr JOIN geography_rollup g ON g.geo_level IN (__LEVELS__)
            AND (g.from_month IS NULL OR g.from_month <= pr.month)
            AND (g.to_month IS NULL OR g.to_month > pr.month)),
-unit AS (SELECT a.geo_code, a.period, p.pop,
+unit AS (SELECT a.geo_level, a.geo_code, a.period, p.pop,
                 CASE WHEN rep_l.unit_code IS NULL THEN 0 ELSE p.pop END AS covered
          FROM all_l a
          JOIN pop_cube p ON p.geo_code = a.unit_code AND p.year = a.year
           AND p.sex = 'T' AND p.age_group = 'T'
-         LEFT JOIN rep_l ON rep_l.geo_code = a.geo_code AND rep_l.period = a.period
+         LEFT JOIN rep_l ON rep_l.geo_level = a.geo_level AND rep_l.geo_code = a.geo_code
+                        AND rep_l.period = a.period
                         AND rep_l.unit_code = a.unit_code)
-SELECT :code, :geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
+SELECT :code, geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
        sum(covered) * :multiplier / sum(pop), :unit, 'F', '', :computed_at
-FROM unit GROUP BY geo_code, period HAVING sum(pop) > 0"""
+FROM unit GROUP BY geo_level, geo_code, period HAVING sum(pop) > 0"""
 )
 
 
@@ -396,25 +402,25 @@ def insert_indicator_values(
             continue
         bound = {"code": ind.code, "unit": ind.unit, "multiplier": float(ind.multiplier or 1)}
         for period_type in ind.periods:
-            for level in levels:
-                params = bound | {"geo_level": level, "period_type": period_type}
-                if ind.kind == "coverage":
-                    if level == levels[-1]:
-                        continue  # a unit either reported or did not: 0 or 100 says nothing
-                    sql = _COVERAGE.format(
+            params = bound | {"period_type": period_type}
+            if ind.kind == "coverage":
+                # above the units only: a unit either reported or did not, 0 or 100 says nothing
+                shape = {"levels": _quoted(levels[:-1])}
+                statements = [
+                    _COVERAGE.format(
                         target=target, period=PERIOD_COLUMNS[period_type], dataset=ind.dataset
                     )
-                    statements = [sql]
-                else:
-                    statements = [
-                        _statement(ind, period_type, dim, target)
-                        for dim in (None, *ind.disaggregations)
-                    ]
-                for sql in statements:
-                    statement, used = _timestamps(sql, fixed)
-                    conn.execute(
-                        statement, {k: v for k, v in params.items() if f":{k}" in sql} | used
-                    )
+                ]
+            else:
+                shape = {"levels": _quoted(levels)}
+                statements = [
+                    _statement(ind, period_type, dim, target)
+                    for dim in (None, *ind.disaggregations)
+                ]
+            for sql in statements:  # every level at once: the roll-up joins each unit to each
+                sql = sql.replace("__LEVELS__", shape["levels"])
+                statement, used = _timestamps(sql, fixed)
+                conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in sql} | used)
     for dataset in catalogue().datasets:
         for name in (f"facts_{dataset}", f"reporting_{dataset}"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")

@@ -28,7 +28,10 @@ def _lineage_sql(dataset: str, period_type: str, condition: str) -> str:
     cat = load_catalogue()
     spec = cat.datasets[dataset]
     contract = load_contract(dataset)
-    derived = ", ".join(f"{fact_column(spec, c)} AS {c}" for c in cat.columns(dataset))
+    own = {*contract.record_fields, "unit_code"}  # a record's own columns are there already
+    derived = ", ".join(
+        f"{fact_column(spec, c)} AS {c}" for c in cat.columns(dataset) if c not in own
+    )
     key = [k for k in contract.primary_key if k != "observatory_code"]
     manifest = " AND ".join(f"m.{k} = i.{k}" for k in key)
     measure_cols = ", ".join(

@@ -43,6 +43,7 @@ class RunReport:
     plan_execution: list[dict] = field(default_factory=list)
     victimization: list[dict] = field(default_factory=list)
     arrests: list[dict] = field(default_factory=list)
+    highlights: list[dict] = field(default_factory=list)  # the latest year of HIGHLIGHTS
     seconds: dict[str, float] = field(default_factory=dict)  # time by stage, over every run
     wall_seconds: float = 0.0
 
@@ -108,6 +109,10 @@ class RunReport:
                 f"Victimization {row['period']} (surveys, weighted): {row['value']:.1f}% of people "
                 "aged 15+ in the surveyed units were victims in the last 12 months"
             )
+        if self.highlights:
+            lines.append("More indicators, national, latest year (indicators/catalogue.yaml):")
+        for row in self.highlights:
+            lines.append("  " + _highlight(row))
         if self.warning_checks:
             lines.append("Warnings (checks): " + ", ".join(self.warning_checks))
         for name, items in (
@@ -121,6 +126,31 @@ class RunReport:
             if items:
                 lines.append(f"NEEDS ATTENTION - {name}: " + ", ".join(items))
         return "\n".join(lines)
+
+
+# A few catalogue indicators the run summary shows (code, disaggregation).
+HIGHLIGHTS = [
+    ("SDG_16_1_1", "sex=F"),
+    ("FIREARM_HOMICIDE_SHARE", ""),
+    ("HOMICIDE_YOUTH_SHARE", ""),
+    ("ROBBERY_RATE", ""),
+    ("SDG_16_1_4", ""),
+    ("COMPLETENESS", ""),
+    ("TIMELINESS", ""),
+]
+
+
+def _highlight(row: dict) -> str:
+    what = row["indicator_code"] + (f" {row['disaggregation']}" if row["disaggregation"] else "")
+    if row["conf_status"] != "F" or row["value"] is None:
+        return f"{what} {row['period']}: withheld (disclosure control)"
+    text = f"{what} {row['period']}: {row['value']:.1f} {row['unit']}"
+    text += f" ({row['numerator']:,.0f} / {row['denominator'] or 0:,.0f})"
+    if row["ci_low"] is not None:
+        text += f", 95% CI {row['ci_low']:.1f}-{row['ci_high']:.1f}"
+    if row["quality_flag"]:
+        text += f" [{row['quality_flag']}]"
+    return text
 
 
 # The command prints its own summary; Dagster's step-by-step log stays in the instance (and UI).
@@ -179,18 +209,32 @@ def _refused_as_sent_by_another(conn: sa.Connection, keys: list[str], found: lis
     return refused
 
 
-def national_yearly(conn: sa.Connection, indicator_code: str) -> list[dict]:
+def national_yearly(
+    conn: sa.Connection, indicator_code: str, disaggregation: str = ""
+) -> list[dict]:
     """An indicator's national totals by year, oldest first."""
     deployment = current_deployment()
     v = indicator_value.c
     query = (
-        sa.select(v.period, v.numerator, v.denominator, v.value)
+        sa.select(
+            v.indicator_code,
+            v.disaggregation,
+            v.period,
+            v.numerator,
+            v.denominator,
+            v.value,
+            v.unit,
+            v.ci_low,
+            v.ci_high,
+            v.quality_flag,
+            v.conf_status,
+        )
         .where(
             v.indicator_code == indicator_code,
             v.geo_level == deployment.levels[0].code,
             v.geo_code == deployment.country_code,
             v.period_type == "year",
-            v.disaggregation == "",
+            v.disaggregation == disaggregation,
         )
         .order_by(v.period)
     )
@@ -231,6 +275,9 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
         report.plan_execution = national_yearly(conn, "PLAN_EXECUTION")
         report.victimization = national_yearly(conn, "VICTIMIZATION_PREVALENCE")
         report.arrests = national_yearly(conn, "ARRESTS_RATE")
+        report.highlights = [
+            row for code, split in HIGHLIGHTS for row in national_yearly(conn, code, split)[-1:]
+        ]
         report.coverage = {
             r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")
         }

@@ -10,14 +10,20 @@ from obsx.access import grant_roles
 from obsx.indicators import compute_indicators
 from obsx.migrations import upgrade
 from obsx.warehouse import get_engine, merge_records
-from tests.conftest import load_reference, typed_rows
+from tests.conftest import load_reference, postgres_database, typed_rows
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def pg_engine(postgres_url):
-    engine = get_engine(postgres_url)
+@pytest.fixture(scope="module")
+def pg_engine():
+    """One warehouse for the module: the tests read it, and write only in rolled-back
+    transactions."""
+    with postgres_database() as url:
+        yield _filled(get_engine(url))
+
+
+def _filled(engine):
     upgrade(engine)
     load_reference(engine)
     rows = typed_rows(
@@ -53,15 +59,23 @@ def as_role(engine, role, sql):
 
 def test_analyst_reads_analytics_views(pg_engine, roles):
     _, analyst = roles
-    rows = as_role(
-        pg_engine,
-        analyst,
-        "SELECT numerator, value, conf_status, quality_flag FROM analytics.indicator_value"
-        " WHERE indicator_code = 'SDG_16_1_1' AND geo_level = 'national' AND period = '2025'"
-        " AND disaggregation = ''",
+    sql = (
+        "SELECT indicator_code, geo_code, period, disaggregation, numerator, value, conf_status,"
+        " quality_flag FROM {table} WHERE period_type = 'year'"
     )
-    assert rows[0].numerator == 7 and rows[0].conf_status == "F"
-    assert rows[0].quality_flag == "unstable"  # 20 events or fewer
+    with pg_engine.connect() as conn:
+        raw = {tuple(r[:4]): r for r in conn.execute(sa.text(sql.format(table="indicator_value")))}
+    seen = as_role(pg_engine, analyst, sql.format(table="analytics.indicator_value"))
+    assert len(seen) == len(raw) > 0
+    for row in seen:
+        truth = raw[tuple(row[:4])]
+        if row.conf_status == "F":
+            assert (row.numerator, row.value) == (truth.numerator, truth.value)
+        else:  # withheld, primary (C) or secondary (D): no count, no rate
+            assert (row.numerator, row.value) == (None, None) and truth.numerator is not None
+    assert {r.conf_status for r in seen} >= {"F", "C"}
+    unstable = [r for r in seen if r.indicator_code == "SDG_16_1_1" and r.conf_status == "F"]
+    assert all(r.quality_flag == "unstable" for r in unstable)  # fewer than 20 events
 
 
 def test_small_counts_are_suppressed_for_analysts(pg_engine, roles):
