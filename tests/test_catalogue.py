@@ -350,3 +350,14 @@ def test_committed_catalogue_docs_are_up_to_date(lang, name):
 
     committed = (Path(__file__).parent.parent / "docs" / name).read_text(encoding="utf-8")
     assert committed == catalogue_markdown(load_catalogue(), lang), "run: obsx catalogue-docs"
+
+
+def test_authorised_users_read_the_same_lineage_in_sql(warehouse):
+    with warehouse.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT file_name, source_row, revision FROM record_lineage_incidents"
+                " WHERE observatory_code = 'pa_panama' AND incident_id = 'H3'"
+            )
+        ).one()
+    assert tuple(row) == ("incidentes_panama.csv", 4, 1)
