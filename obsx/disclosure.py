@@ -39,7 +39,9 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 import scipy.sparse as sp
+import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components
 
 # Tolerances, for the SVD of what exact elimination leaves (see ``_determined``): matrices of
@@ -62,6 +64,10 @@ RELATION_RTOL = 1e-9
 # this many coefficients; the null space is carried back on this many random directions.
 _MAX_FILL = 64
 _PROJECTION = 8
+# Sizes (cells) of the LPs of ``_protection``: the whole connected part up to _LP_WHOLE, else
+# rings from the first of _LP_SMALL cells.
+_LP_WHOLE = 5000
+_LP_SMALL = 400
 
 
 class Relation(NamedTuple):
@@ -106,6 +112,12 @@ def _as_relation(rel: RelationLike) -> Relation:
     return Relation(int(total), tuple(int(p) for p in parts))
 
 
+def _split(indptr: np.ndarray, indices: np.ndarray) -> list[list[int]]:
+    """The rows of a compressed sparse matrix's structure, as lists."""
+    idx, ptr = indices.tolist(), indptr.tolist()
+    return [idx[a:b] for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
+
+
 class _System:
     """The relations as a sparse matrix M (one row per relation): M @ values == 0."""
 
@@ -128,23 +140,33 @@ class _System:
         )
         csr = coo.tocsr()  # sums duplicates
         csr.eliminate_zeros()
+        self.relations: list[Relation] | None = rels
+        self._setup(csr)
+
+    @classmethod
+    def _of_matrix(cls, csr: sp.csr_array) -> _System:
+        system = cls.__new__(cls)
+        system.relations = None  # a part of another system: ``check`` and ``heights`` not needed
+        system._setup(csr)
+        return system
+
+    def _setup(self, csr: sp.csr_array) -> None:
         csr.sort_indices()
-        self.n, self.m = n, m
-        self.relations = rels
+        self.m, self.n = csr.shape
         self.csr = csr
         self.csc = csr.tocsc()
         self.csc.sort_indices()
         self.pattern = (csr != 0).astype(np.int64)
+        self.pattern_t = self.pattern.T.tocsr()
         self.positive = (csr > 0).astype(np.int64)
         self.negative = (csr < 0).astype(np.int64)
+        # The same, as Python lists: the greedy loops read them one cell or equation at a time.
+        self.row_cells = _split(csr.indptr, csr.indices)
+        self.cell_rows = _split(self.csc.indptr, self.csc.indices)
 
     def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.csr.indptr[r], self.csr.indptr[r + 1]
         return self.csr.indices[a:b], self.csr.data[a:b]
-
-    def rows_of(self, j: int) -> np.ndarray:
-        a, b = self.csc.indptr[j], self.csc.indptr[j + 1]
-        return self.csc.indices[a:b]
 
     def check(self, values: np.ndarray) -> None:
         residual = np.abs(self.csr @ values)
@@ -158,6 +180,25 @@ class _System:
                 f"parts {list(rel.parts)} add up to {values[list(rel.parts)].sum():g} "
                 f"({bad.size} relation(s) off)"
             )
+
+    def components(self):
+        """(cells, relations) of each connected component that has a relation, in cell order."""
+        graph = sp.block_array([[None, self.pattern.T], [self.pattern, None]], format="csr")
+        ncomp, labels = connected_components(graph, directed=False)
+        cell_labels, row_labels = labels[: self.n], labels[self.n :]
+        order_c = np.argsort(cell_labels, kind="stable")
+        order_r = np.argsort(row_labels, kind="stable")
+        bounds_c = np.searchsorted(cell_labels[order_c], np.arange(ncomp + 1))
+        bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
+        for lab in range(ncomp):
+            rows = order_r[bounds_r[lab] : bounds_r[lab + 1]]
+            if rows.size:
+                yield order_c[bounds_c[lab] : bounds_c[lab + 1]], rows
+
+    def subsystem(self, cells: np.ndarray, rows: np.ndarray) -> _System:
+        """The relations ``rows`` (sorted), over the cells ``cells`` (sorted; renumbered
+        0..len(cells) - 1)."""
+        return type(self)._of_matrix(self.csr[rows][:, cells].tocsr())
 
     def heights(self) -> np.ndarray:
         """How many levels of totals lie under each cell (0: a cell that totals nothing)."""
@@ -189,7 +230,11 @@ def _validate(values, mask, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _audit(
-    values: np.ndarray, withheld: np.ndarray, system: _System, combine: bool = True
+    values: np.ndarray,
+    withheld: np.ndarray,
+    system: _System,
+    combine: bool = True,
+    cache: dict | None = None,
 ) -> dict[int, Finding]:
     """The attacker: every withheld cell it recovers, in the order it recovers them."""
     unknown = withheld.copy()
@@ -207,10 +252,10 @@ def _audit(
             findings[c] = Finding(c, method, (r,), published, via)
             unknown[c] = False
         for c in cells:
-            for s in system.rows_of(c):
+            for s in system.cell_rows[c]:
                 count[s] -= 1
                 if count[s] >= 1:
-                    queue.append(int(s))
+                    queue.append(s)
 
     def propagate() -> None:
         while queue:
@@ -232,17 +277,17 @@ def _audit(
     queue: deque[int] = deque(int(r) for r in np.flatnonzero(start))
     propagate()
     while combine:
-        new = _combinations(system, unknown, count, withheld)
+        new = _combinations(system, unknown, count, withheld, cache)
         if not new:
             break
         for f in new:
             findings[f.cell] = f
             unknown[f.cell] = False
         for f in new:
-            for s in system.rows_of(f.cell):
+            for s in system.cell_rows[f.cell]:
                 count[s] -= 1
                 if count[s] >= 1:
-                    queue.append(int(s))
+                    queue.append(s)
         # Within the linear closure nothing new is single; only the zero rule can fire again.
         before = len(findings)
         propagate()
@@ -252,7 +297,11 @@ def _audit(
 
 
 def _combinations(
-    system: _System, unknown: np.ndarray, count: np.ndarray, withheld: np.ndarray
+    system: _System,
+    unknown: np.ndarray,
+    count: np.ndarray,
+    withheld: np.ndarray,
+    cache: dict | None = None,
 ) -> list[Finding]:
     """Unknown cells determined by combining equations (e_i in the row space of A).
 
@@ -260,30 +309,47 @@ def _combinations(
     equation has 0 or at least 2 unknowns). A finding's ``relations`` are the equations of its
     connected group (cells linked by shared equations: the attacker's formula uses some of them),
     its ``published`` cells those of the equations that contain it.
+
+    Each connected group is solved on its own (``_determined``). Its answer depends on its set of
+    unknown cells alone (its equations are those of ``system`` that hold two or more of them), so
+    ``cache`` (a dict kept by the caller across audits of one system) maps that set to the
+    answer: secondary suppression re-audits after each round, and most groups have not changed.
     """
     cells = np.flatnonzero(unknown)
     rows = np.flatnonzero(count >= 2)
     if cells.size == 0 or rows.size == 0:
         return []
     A = system.csr[rows][:, cells].tocsr()
-    determined = np.flatnonzero(_determined(A))
-    if determined.size == 0:
-        return []
     k = cells.size
-    _, labels = connected_components(
+    ncomp, labels = connected_components(
         sp.block_array([[None, A.T], [A, None]], format="csr"), directed=False
     )
-    group_rows: dict[int, tuple[int, ...]] = {}
+    col_labels, row_labels = labels[:k], labels[k:]
+    order_c = np.argsort(col_labels, kind="stable")
+    order_r = np.argsort(row_labels, kind="stable")
+    bounds_c = np.searchsorted(col_labels[order_c], np.arange(ncomp + 1))
+    bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
     found = []
-    for d in determined:
-        lab = int(labels[d])
-        if lab not in group_rows:
-            group_rows[lab] = tuple(int(r) for r in rows[np.flatnonzero(labels[k:] == lab)])
-        cell = int(cells[d])
-        own = system.rows_of(cell)
-        near = np.unique(np.concatenate([system.row(int(r))[0] for r in own]))
-        published = tuple(int(j) for j in near if not withheld[j])
-        found.append(Finding(cell, "combination", group_rows[lab], published, ()))
+    for lab in range(ncomp):
+        C = order_c[bounds_c[lab] : bounds_c[lab + 1]]
+        R = order_r[bounds_r[lab] : bounds_r[lab + 1]]
+        if R.size == 0 or C.size == 0:
+            continue
+        group = cells[C]
+        key = group.tobytes()
+        determined = None if cache is None else cache.get(key)
+        if determined is None:
+            determined = group[_determined(A[R][:, C].tocsr())].tolist()
+            if cache is not None:
+                cache[key] = determined
+        if not determined:
+            continue
+        group_rows = tuple(int(r) for r in rows[R])
+        for cell in determined:
+            near = {j for r in system.cell_rows[cell] for j in system.row_cells[r]}
+            published = tuple(sorted(j for j in near if not withheld[j]))
+            found.append(Finding(cell, "combination", group_rows, published, ()))
+    found.sort(key=lambda f: f.cell)
     return found
 
 
@@ -307,13 +373,11 @@ def _determined(A: sp.csr_array) -> np.ndarray:
     m, k = A.shape
     rows: list[dict[int, int]] = []
     occ: list[set[int]] = [set() for _ in range(k)]
+    ptr, idx = A.indptr.tolist(), A.indices.tolist()
+    coef = np.rint(A.data).astype(np.int64).tolist()
     for r in range(m):
-        a, b = A.indptr[r], A.indptr[r + 1]
-        row = {
-            int(c): int(round(v))
-            for c, v in zip(A.indices[a:b].tolist(), A.data[a:b].tolist(), strict=True)
-            if round(v) != 0
-        }
+        a, b = ptr[r], ptr[r + 1]
+        row = {c: v for c, v in zip(idx[a:b], coef[a:b], strict=True) if v != 0}
         rows.append(row)
         for c in row:
             occ[c].add(r)
@@ -388,10 +452,25 @@ def _determined(A: sp.csr_array) -> np.ndarray:
     free = ~(fixed | in_core | done)
     basis[free] = rng.standard_normal((int(free.sum()), _PROJECTION))
     basis[fixed] = 0.0
-    for x, expr in reversed(eliminated):
-        ys = [y for y, _ in expr]
-        cs = np.array([c for _, c in expr], dtype=np.float64)
-        basis[x] = cs @ basis[ys]
+    if eliminated:
+        # basis[x] = sum(c * basis[y]) for each eliminated x, last eliminated first: a y is
+        # eliminated after x or not at all, so (I - L) basis[E] = L' basis is upper triangular.
+        where = {x: t for t, (x, _) in enumerate(eliminated)}
+        inner: tuple[list, list, list] = ([], [], [])
+        outer: tuple[list, list, list] = ([], [], [])
+        for t, (_, expr) in enumerate(eliminated):
+            for y, c in expr:
+                part, col = (inner, where[y]) if y in where else (outer, y)
+                part[0].append(t)
+                part[1].append(col)
+                part[2].append(float(c))
+        p = len(eliminated)
+        L = sp.csr_array((inner[2], (inner[0], inner[1])), shape=(p, p))
+        rhs = sp.csr_array((outer[2], (outer[0], outer[1])), shape=(p, k)) @ basis
+        U = (sp.eye_array(p, format="csr") - L).tocsr()
+        basis[[x for x, _ in eliminated]] = scipy.sparse.linalg.spsolve_triangular(
+            U, rhs, lower=False
+        )
     return np.linalg.norm(basis, axis=1) <= DETERMINED_TOL
 
 
@@ -462,28 +541,45 @@ def secondary_suppression(
     withholding (default: the value, the usual information-loss measure). Returns a new boolean
     mask (primary | secondary) for which ``recoverable`` is empty.
 
-    Greedy and correct by construction. Repeat:
+    Correct by construction: it returns only when the full audit finds nothing. Each connected
+    component of the relations is solved alone (the attacker cannot link two; the answer is the
+    same as for that component alone). In a component, repeat:
 
     1. audit, with the cheap attacker (single-unknown equations, the zero rule) until it finds
-       nothing, then with the full one (combinations); nothing found by the full one: done;
-    2. for each recovered cell (by index), withhold one published cell of its formula: of the
-       equation that gave it (``single``, ``zero``), of the equations containing it
-       (``combination``), else of the equations around its group of withheld cells. Preferred,
-       in this order: a positive cell before a zero (a withheld zero protects little: an attacker
-       who knows a cell is structurally zero learns nothing from its suppression, and see the
-       zero rule), then the fewest *exposures* (the candidate's equations where nothing is
-       withheld yet, in which it would itself be the single unknown and need another cell: this
-       closes suppressions into rectangles and cubes instead of chains — ordered by value alone,
-       the 20,000-cell test block had 7,500 cells withheld and growing after 20 rounds against
-       2,837 in all), then the cost, then parts before totals (fewer levels of totals beneath:
-       a district before its province, the province before the nation), then the index. Once a
-       cell is withheld, the other recovered cells of its equations wait for the next audit
-       (often protected already); so do the other cells of a combination's group of equations.
+       nothing, then with the full one (combinations); nothing found by the full one: done. The
+       full audit remembers its answer for each group of unknown cells (``_combinations``):
+       only the groups this round changed are solved again;
+    2. for each cell recovered from one equation (``single``, ``zero``; by index), withhold one
+       published cell of that equation (or of the formulas of its ``via`` cells, else of the
+       equations around its group of withheld cells). Preferred, in this order: a positive cell
+       before a zero (a withheld zero protects little: an attacker who knows a cell is
+       structurally zero learns nothing from its suppression, and see the zero rule), then the
+       fewest *exposures* (the candidate's equations where nothing is withheld yet, in which it
+       would itself be the single unknown and need another cell: this closes suppressions into
+       rectangles and cubes instead of chains — ordered by value alone, the 20,000-cell test
+       block had 7,500 cells withheld and growing after 20 rounds against about 2,800 in all),
+       then the cost, then parts before totals (fewer levels of totals beneath: a district
+       before its province, the province before the nation), then the index. A recovered cell
+       waits for the next audit (often protected by then) when one of its equations changed
+       this round, or when a cell of its formula was withheld this round;
+    3. for each cell recovered by combination, withhold the cheapest set of published cells
+       that leaves it undetermined, found by a linear program (``_protection``: the fewest
+       cells, then the cheapest by the order above; zeros only if nothing else does). The LP's
+       answer is a direction in which the unknown cells can move together without changing
+       anything published; it stays one as more cells are withheld, so a later recovered cell
+       that it moves needs nothing more this round.
 
-    Deterministic. Each round withholds at least one more cell, so it ends. A withheld cell that
-    the relations alone determine (a structural zero: ``a = b`` and ``a = b + c`` make ``c`` 0)
-    cannot be protected: a secondary one is published again, a primary one raises ValueError.
-    The result is a good choice, not an optimal one (that is an integer program).
+    A cell that the relations alone determine, with the zero rule (a structural zero: ``a = b``
+    and ``a = b + c`` make ``c`` 0), cannot be protected and protects nothing. The first time a
+    formula runs out of published cells or an LP has no solution, those cells are computed
+    (an audit with every cell withheld): a secondary one is published again and never chosen,
+    a primary one raises ValueError.
+
+    Deterministic. Each round withholds one more cell or publishes one for good, so it ends.
+    The result is a good choice, not an optimal one (that is an integer program). On the demo
+    warehouse's published tables (9,599 cells, 18% primary, 11 components) it takes 1.2 to 2 s
+    on the 2-core machine and withholds 4,450 cells (the version before components, the LP and
+    the waiting rule: about 20 s, 5,373 cells).
     """
     values, primary = _validate(values, primary, "primary")
     system = _System(values.size, relations)
@@ -492,64 +588,245 @@ def secondary_suppression(
     cost = values if cost is None else np.asarray(cost, dtype=np.float64)
     if cost.shape != values.shape:
         raise ValueError("cost must have one entry per cell")
-    zero = np.abs(values) <= ZERO_TOL
     order = np.lexsort((np.arange(n), system.heights(), cost))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     withheld = primary.copy()
-    never = np.zeros(n, dtype=bool)  # structural zeros: withholding them protects nothing
-    wcount = system.pattern @ withheld.astype(np.int64)  # withheld cells per relation
+    for cells, rows in system.components():
+        if primary[cells].any():
+            sub = system.subsystem(cells, rows)
+            withheld[cells] = _suppress(values[cells], primary[cells], sub, rank[cells], cells)
+    return withheld
+
+
+def _suppress(
+    values: np.ndarray,
+    primary: np.ndarray,
+    system: _System,
+    rank: np.ndarray,
+    names: np.ndarray,
+) -> np.ndarray:
+    """``secondary_suppression`` on one connected component (``names``: the caller's indices)."""
+    n = values.size
+    zero_mask = np.abs(values) <= ZERO_TOL
+    zero, rank_l, cell_rows = zero_mask.tolist(), rank.tolist(), system.cell_rows
+    withheld = primary.copy()
+    never = np.zeros(n, dtype=bool)  # cells whose suppression protects nothing
+    wcount = (system.pattern @ withheld.astype(np.int64)).tolist()  # withheld cells per relation
+    structural_known = False  # see ``unprotectable``
+    cache: dict = {}  # the full audit's answers, per group of unknown cells
+    # LP prices: 1 per cell, plus the cell's place in the cost order (< 1); a zero, 1000 more.
+    lp_price = 1.0 + (rank - rank.min()) / (np.ptp(rank) + 1.0) + 1000.0 * zero_mask
+    changes = 0
 
     def key(j: int):
-        exposure = int(np.count_nonzero(wcount[system.rows_of(j)] == 0))
-        return (bool(zero[j]), exposure, int(rank[j]))
+        exposure = sum(1 for r in cell_rows[j] if wcount[r] == 0)
+        return (zero[j], exposure, rank_l[j])
 
     def cheapest(candidates) -> int | None:
-        c = [int(j) for j in candidates if j is not None and not never[j] and not withheld[j]]
+        c = [j for j in candidates if j is not None and not never[j] and not withheld[j]]
         return min(c, key=key) if c else None
 
     def withhold(j: int, flag: bool) -> None:
+        nonlocal changes
+        changes += 1
         withheld[j] = flag
-        wcount[system.rows_of(j)] += 1 if flag else -1
+        for r in cell_rows[j]:
+            wcount[r] += 1 if flag else -1
+
+    def unprotectable() -> None:
+        # The cells an attacker recovers with every cell withheld, from the relations and the
+        # zero rule alone: no suppression protects them, and withholding them protects nothing.
+        nonlocal structural_known
+        structural_known = True
+        found = _audit(values, np.ones(n, dtype=bool), system)
+        mask = np.zeros(n, dtype=bool)
+        mask[list(found)] = True
+        bad = np.flatnonzero(mask & primary)
+        if bad.size:
+            raise ValueError(
+                f"cell {int(names[bad[0]])} is determined by the relations alone (its value must "
+                "be 0): it cannot be protected"
+            )
+        never[mask] = True
+        for j in np.flatnonzero(mask & withheld).tolist():
+            withhold(j, False)  # a secondary cell the attacker knows anyway: published again
 
     combine = False
     for _ in range(4 * n + 4):
-        findings = _audit(values, withheld, system, combine=combine)
+        findings = _audit(values, withheld, system, combine=combine, cache=cache)
         if not findings:
             if combine:
                 return withheld
             combine = True  # clean for the cheap attacker: now the full audit
             continue
         combine = False
+        known_before = _known_before(findings, n)
+        start = changes
 
         def candidate(cell: int, depth: int = 0, findings=findings) -> int | None:
+            # -1: a cell of the formula was withheld this round (it was published at the audit):
+            # the formula may be broken already, the next audit will tell.
             f = findings[cell]
+            if any(withheld[j] for j in f.published):
+                return -1
             j = cheapest(f.published)
             if j is None and depth < 50:  # the formula's published cells sit behind `via`
-                j = cheapest(candidate(v, depth + 1) for v in f.via if v in findings)
+                js = [candidate(v, depth + 1) for v in f.via if v in findings]
+                if -1 in js:
+                    return -1
+                j = cheapest(js)
             return j
 
         touched = np.zeros(system.m, dtype=bool)
+        moves: list[np.ndarray] = []  # the LPs' null vectors, this round
         for cell in sorted(findings):
             f = findings[cell]
-            if touched[system.rows_of(cell)].any() or touched[list(f.relations)].any():
-                continue  # its equations changed this round: the next audit will tell
+            if not withheld[cell]:
+                continue  # published again this round (``unprotectable``)
+            if f.method == "combination":
+                if any(abs(x[cell]) > DETERMINED_TOL for x in moves):
+                    continue  # protected by what this round withheld already
+                unknown = withheld & ~known_before[cell]
+                protect = None
+                for allowed in (~zero_mask, np.ones(n, dtype=bool)):  # zeros if need be
+                    price = np.where(withheld | never | ~allowed, np.inf, lp_price)
+                    protect = _protection(system, unknown, cell, price)
+                    if protect is not None:
+                        break
+                if protect is not None and (protect[0] or changes > start):
+                    for j in protect[0]:
+                        withhold(j, True)
+                        touched[cell_rows[j]] = True
+                    moves.append(protect[1])
+                    continue
+                if protect is None and not structural_known:  # nothing protects it: the sign
+                    unprotectable()
+                    touched[:] = True  # cells were published again: audit anew
+                    continue
+                # Else (it rests on cells recovered before it, or rounding made the LP disagree
+                # with the audit): one cell at a time, as below.
+            elif touched[list(f.relations)].any():
+                continue  # its equation changed this round: the next audit will tell
+            if touched[cell_rows[cell]].any():
+                continue  # one of its equations changed this round: the next audit will tell
             j = candidate(cell)
+            if j == -1:
+                continue
+            if j is None and not structural_known:
+                unprotectable()
+                touched[:] = True  # cells were published again: audit anew
+                continue
             if j is None:
                 j = cheapest(_published_around(system, withheld, cell))
             if j is None:
                 if primary[cell]:
                     raise ValueError(
-                        f"cell {cell} is determined by the relations alone (its value must be "
-                        "0): it cannot be protected"
+                        f"cell {int(names[cell])} is determined by the relations alone (its "
+                        "value must be 0): it cannot be protected"
                     )
                 withhold(cell, False)
                 never[cell] = True
-                touched[system.rows_of(cell)] = True
+                touched[cell_rows[cell]] = True
                 continue
             withhold(j, True)
-            touched[system.rows_of(j)] = True
+            touched[cell_rows[j]] = True
     raise RuntimeError("secondary suppression did not converge")  # cannot happen: each round acts
+
+
+def _known_before(findings: dict[int, Finding], n: int) -> dict[int, np.ndarray]:
+    """For each combination, the cells the attacker had recovered before it (a mask).
+
+    ``_audit`` reports in the order it recovers, and its combinations come in batches (runs);
+    a batch is computed with the cells recovered before it known.
+    """
+    known_before: dict[int, np.ndarray] = {}
+    known = np.zeros(n, dtype=bool)
+    batch: list[int] = []
+    for c, f in findings.items():
+        if f.method == "combination":
+            batch.append(c)
+            continue
+        if batch:
+            for b in batch:
+                known_before[b] = known
+            known = known.copy()
+            known[batch] = True
+            batch = []
+        known[c] = True
+    for b in batch:
+        known_before[b] = known
+    return known_before
+
+
+def _protection(
+    system: _System, unknown: np.ndarray, cell: int, price: np.ndarray, reach: int = 2
+) -> tuple[list[int], np.ndarray] | None:
+    """The cheapest published cells whose suppression leaves ``cell`` undetermined (an LP).
+
+    ``cell`` is undetermined iff the system has a null vector x with x_cell != 0 (then
+    ``values + x`` agrees with everything published). Withholding a set S of published cells
+    adds their columns: the LP looks for x with x_cell = 1 over the unknown cells and S,
+    minimising sum(price[j] * |x_j|) over published j (``price``: ``inf`` for a cell that may
+    not be used). Its support on published cells is S; every equation that holds a cell of the
+    support is a constraint, so x is a null vector of the whole system and S protects ``cell``
+    (and each cell of S: x_j != 0) from any linear combination.
+
+    To stay small, the published cells allowed are those of the equations within a few rings of
+    ``cell`` (one ring more while the LP is infeasible), the unknown cells those and the ones
+    ``reach`` rings further through unknown cells (so that a cycle of unknown cells closed by
+    cells withheld a moment ago costs nothing). Returns S (empty: already protected) and x (over
+    all cells: it stays a null vector when more cells are withheld), or ``None`` (infeasible on
+    the whole component: nothing published protects it).
+    """
+    pattern, pattern_t = system.pattern, system.pattern_t
+    usable = unknown | np.isfinite(price)
+    rings = [np.zeros(unknown.size, dtype=bool)]
+    rings[0][cell] = True
+    while True:  # all the rings, to the whole connected part
+        grown = (pattern_t @ (pattern @ rings[-1])).astype(bool) & usable
+        if np.array_equal(grown, rings[-1]):
+            break
+        rings.append(grown)
+    # One LP of a few thousand variables takes tens of milliseconds: the whole part at once when
+    # it is that small, else ring by ring from the smallest ring that is not tiny.
+    sizes = [int(r.sum()) for r in rings]
+    first = next((k for k, s in enumerate(sizes) if s >= _LP_SMALL or k == len(rings) - 1), 0)
+    if sizes[-1] <= _LP_WHOLE:
+        first = len(rings) - 1
+    for ring in rings[max(first, 1) :]:
+        free = ring & unknown
+        for _ in range(reach):
+            free |= (pattern_t @ (pattern @ free)).astype(bool) & unknown
+        free_a = np.flatnonzero(free)
+        pub = np.flatnonzero(ring & ~unknown)
+        cols = system.csc[:, np.concatenate([free_a, pub])].tocsr()
+        used = np.flatnonzero(np.diff(cols.indptr))
+        cols = cols[used]
+        target = sp.csr_array(
+            ([1.0], ([0], [int(np.searchsorted(free_a, cell))])), shape=(1, free_a.size)
+        )
+        A_eq = sp.block_array(
+            [
+                [cols[:, : free_a.size], cols[:, free_a.size :], -cols[:, free_a.size :]],
+                [target, None, None],
+            ],
+            format="csr",
+        )
+        b_eq = np.zeros(A_eq.shape[0])
+        b_eq[-1] = 1.0
+        c = np.concatenate([np.zeros(free_a.size), price[pub], price[pub]])
+        bounds = np.zeros((free_a.size + 2 * pub.size, 2))
+        bounds[:, 1] = np.inf
+        bounds[: free_a.size, 0] = -np.inf
+        res = scipy.optimize.linprog(c, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs-ds")
+        if res.status == 0:
+            t = res.x[free_a.size : free_a.size + pub.size] - res.x[free_a.size + pub.size :]
+            x = np.zeros(unknown.size)
+            x[free_a] = res.x[: free_a.size]
+            x[pub] = t
+            return pub[np.abs(t) > DETERMINED_TOL].tolist(), x
+    return None
 
 
 def _published_around(system: _System, withheld: np.ndarray, cell: int) -> list[int]:
@@ -560,14 +837,11 @@ def _published_around(system: _System, withheld: np.ndarray, cell: int) -> list[
     published: set[int] = set()
     while stack:
         c = stack.pop()
-        for r in system.rows_of(c):
-            r = int(r)
+        for r in system.cell_rows[c]:
             if r in seen_rows:
                 continue
             seen_rows.add(r)
-            idx, _ = system.row(r)
-            for j in idx:
-                j = int(j)
+            for j in system.row_cells[r]:
                 if not withheld[j]:
                     published.add(j)
                 elif j not in seen_cells:

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from obsx import disclosure
 from obsx.disclosure import (
@@ -374,6 +375,153 @@ def test_ministry_block_of_twenty_thousand_cells_in_seconds():
     assert np.all(withheld[primary])
     assert withheld.sum() < 4 * primary.sum() + primary.sum() * 3  # not a runaway chain
     assert elapsed < 20, f"{elapsed:.1f} s"  # about 0.5 s on the 2-core machine
+
+
+# --- the warehouse's shape: geography x period x sex, one count in two indicators ---------------
+
+
+def null_space_recoverable(values, withheld, relations):
+    """Every withheld cell the relations determine: a dense SVD per group of withheld cells.
+
+    Independent of the module: cell i is determined iff every null vector of the relations over
+    the unknown cells has x_i = 0, i.e. its row of an orthonormal null-space basis is 0 (a group:
+    unknown cells linked by relations; each is solved alone). Plus the zero rule (unknowns of one
+    sign, remainder 0: all 0). Repeated until nothing new.
+    """
+    values = np.asarray(values, dtype=float)
+    M = np.zeros((len(relations), len(values)))
+    for r, (t, parts) in enumerate(relations):
+        M[r, t] += 1
+        for p in parts:
+            M[r, p] -= 1
+    unknown = np.asarray(withheld, dtype=bool).copy()
+    found = set()
+    while True:
+        cells = np.flatnonzero(unknown)
+        A = M[:, cells]
+        new = set()
+        linked = sp.csr_array((np.abs(A).T @ np.abs(A)) > 0)  # cells sharing a relation
+        _, group = connected_components(linked, directed=False)
+        for g in np.unique(group):
+            cols = np.flatnonzero(group == g)
+            rows = np.flatnonzero(np.abs(A[:, cols]).sum(axis=1))
+            if rows.size == 0:
+                continue
+            _, s, vh = np.linalg.svd(A[np.ix_(rows, cols)], full_matrices=True)
+            rank = int(np.sum(s > 1e-9 * s[0]))
+            norms = np.linalg.norm(vh[rank:], axis=0)
+            new.update(int(cells[cols[k]]) for k in np.flatnonzero(norms < 1e-6))
+        positive, negative = (A > 0).sum(axis=1), (A < 0).sum(axis=1)
+        nonzero = (A != 0) & (values[cells] != 0)
+        zero_rule = ((positive == 0) | (negative == 0)) & ~nonzero.any(axis=1)
+        for r in np.flatnonzero(zero_rule & (positive + negative > 0)):
+            new.update(int(c) for c in cells[A[r] != 0])
+        if not new:
+            return found
+        found |= new
+        unknown[list(new)] = False
+
+
+def warehouse_tables(seed, rate=8.0):
+    """Victims by geography x period x sex and by geography x period x age, as published.
+
+    Nation > 2 provinces > 2 districts each; year > quarters > months; total = women + men;
+    total = known age + unknown age, known age = three bands. The two totals are one count
+    (equalities), and the national known-age count is also published as the national total, so
+    unknown age is 0 by the relations alone (those cells cannot be protected, and protect
+    nothing). District-months are small: about a quarter of the cells are 1 to 4.
+    """
+    rng = np.random.default_rng(seed)
+    geography = tree([2, 2])
+    victims = {}
+
+    def draw(place, month):
+        if (place, month) not in victims:
+            n = int(rng.poisson(rate * rng.uniform(0.2, 1.5)))
+            women = int(rng.binomial(n, 0.3))
+            victims[place, month] = (women, n - women, *rng.multinomial(n, [0.3, 0.5, 0.2]))
+        return victims[place, month]
+
+    _, by_sex, sex_relations, sex_index = product_table(
+        [geography, periods(), flat(2)], lambda key: draw(key[0], key[1])[key[2] - 1]
+    )
+    ages = (6, [(0, [1, 2]), (1, [3, 4, 5])])  # total, known, unknown, three bands
+
+    def by_age_leaf(key):
+        return 0 if key[2] == 2 else int(draw(key[0], key[1])[key[2] - 1])
+
+    _, by_age, age_relations, age_index = product_table([geography, periods(), ages], by_age_leaf)
+    n = by_sex.size
+    values = np.concatenate([by_sex, by_age])
+    relations = list(sex_relations) + [
+        Relation(t + n, tuple(p + n for p in parts)) for t, parts in age_relations
+    ]
+    for (place, period, sex), i in sex_index.items():
+        if sex == 0:
+            relations.append(equal(i, n + age_index[place, period, 0]))
+            if place == 0:
+                relations.append(equal(i, n + age_index[place, period, 1]))
+    return values, relations
+
+
+def test_warehouse_shaped_tables_are_protected():
+    values, relations = warehouse_tables(seed=1)
+    primary = threshold_rule(values)
+    assert values.size == 7 * 17 * (3 + 6) and 0.2 < primary.mean() < 0.3
+    structural = set(audit(values, np.ones(values.size, dtype=bool), relations))
+    assert len(structural) == 7 * 17  # unknown age: 0 by the relations alone
+    start = time.perf_counter()
+    withheld = secondary_suppression(values, primary, relations)
+    elapsed = time.perf_counter() - start
+    assert np.all(withheld[primary])
+    assert recoverable(values, withheld, relations) == set()
+    assert null_space_recoverable(values, withheld, relations) == set()
+    assert not withheld[list(structural)].any()  # withholding them would protect nothing
+    assert np.array_equal(secondary_suppression(values, primary, relations), withheld)
+    # The first version withheld 952 of these 1,071 cells in 2.8 s; now 882, in about 0.3 s.
+    assert withheld.sum() < 0.85 * values.size
+    assert elapsed < 10, f"{elapsed:.1f} s"
+
+
+def test_each_component_is_solved_alone():
+    # Two unrelated tables side by side: the same answer as for each alone.
+    a, a_relations = warehouse_tables(seed=2)
+    b, b_relations = warehouse_tables(seed=3)
+    n = a.size
+    values = np.concatenate([a, b])
+    relations = a_relations + [Relation(t + n, tuple(p + n for p in ps)) for t, ps in b_relations]
+    primary = threshold_rule(values)
+    both = secondary_suppression(values, primary, relations)
+    assert np.array_equal(both[:n], secondary_suppression(a, primary[:n], a_relations))
+    assert np.array_equal(both[n:], secondary_suppression(b, primary[n:], b_relations))
+
+
+def test_protection_lp_frees_the_cell():
+    # _protection's cells S: with them withheld too, the cell is no longer determined (rank
+    # test), and its x is a null vector of the relations over the unknown cells and S.
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(30):
+        values, relations = random_table(rng)
+        system = disclosure._System(values.size, relations)
+        M = system.csr.toarray()
+        withheld = rng.random(values.size) < 0.3
+        for cell in sorted(recoverable(values, withheld, relations)):
+            price = np.where(withheld, np.inf, 1.0 + rng.random(values.size))
+            answer = disclosure._protection(system, withheld, cell, price)
+            if answer is None:  # nothing protects it: determined with every cell withheld
+                assert np.linalg.matrix_rank(M) - np.linalg.matrix_rank(np.delete(M, cell, 1)) == 1
+                continue
+            cells, x = answer
+            assert not withheld[cells].any()
+            cols = np.flatnonzero(withheld | np.isin(np.arange(values.size), cells))
+            assert np.abs(M @ x).max() < 1e-9 and x[cell] == pytest.approx(1)
+            assert np.abs(x[np.setdiff1d(np.arange(values.size), cols)]).max(initial=0) < 1e-9
+            A = M[:, cols]
+            i = int(np.searchsorted(cols, cell))
+            assert np.linalg.matrix_rank(A) == np.linalg.matrix_rank(np.delete(A, i, 1))
+            checked += 1
+    assert checked >= 30
 
 
 @pytest.mark.parametrize("max_fill", [64, 0])  # 0: everything through the SVD core
