@@ -172,9 +172,7 @@ def test_the_attacker_finds_what_primary_suppression_alone_leaves_open(demo):
     naive = cells.assign(shown=cells["count"].where(~small))
     withheld = naive["shown"].isna().to_numpy()
     alone = [  # a margin with a single withheld cell gives it away by subtraction
-        (total, parts)
-        for total, parts in _margins(naive)
-        if withheld[[total, *parts]].sum() == 1
+        (total, parts) for total, parts in _margins(naive) if withheld[[total, *parts]].sum() == 1
     ]
     assert len(alone) > 10
 
