@@ -100,6 +100,7 @@ class Indicator:
     unit: str
     disaggregations: tuple[str, ...]
     periods: tuple[str, ...]
+    disaggregated_periods: tuple[str, ...]  # the periods published by dimension
     min_events: int | None
     suppress_below: int | None
     line: int
@@ -326,7 +327,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         unknown = set(entry) - {
             "code", "name", "definition", "standard", "kind", "numerator", "denominator",
             "population", "multiplier", "unit", "disaggregations", "periods", "min_events",
-            "suppress_below", "calendar",
+            "suppress_below", "calendar", "disaggregated_periods",
         }  # fmt: skip
         if unknown:
             _fail(path, line, f"{code}: unknown key(s) {sorted(unknown)}")
@@ -349,6 +350,9 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         periods = tuple(entry.get("periods") or PERIOD_TYPES)
         if set(periods) - set(PERIOD_TYPES):
             _fail(path, line, f"{code}: periods are {', '.join(PERIOD_TYPES)}")
+        split = tuple(entry.get("disaggregated_periods") or periods)
+        if set(split) - set(periods):
+            _fail(path, line, f"{code}: disaggregated_periods must be among its periods")
         population = entry.get("population") or {}
         if set(population) - set(POPULATION_DIMENSIONS):
             _fail(path, line, f"{code}: population narrows by sex or age_group only")
@@ -373,6 +377,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 unit=str(entry.get("unit") or _fail(path, line, f"{code}: give a unit")),
                 disaggregations=dims,
                 periods=periods,
+                disaggregated_periods=split,
                 min_events=entry.get("min_events"),
                 suppress_below=entry.get("suppress_below"),
                 line=line or 0,
@@ -413,7 +418,7 @@ DOC_WORDS = {
         ),
         "code": "Código", "kind": "Tipo", "unit": "Unidad", "standard": "Norma",
         "numerator": "Numerador", "denominator": "Denominador", "dis": "Desagregaciones",
-        "periods": "Períodos", "min": "Eventos mínimos para una tasa estable",
+        "periods": "Períodos", "split": "Períodos desagregados", "min": "Eventos mínimos para una tasa estable",
         "suppress": "Conteos retenidos", "population": "población de las unidades que reportaron",
         "below": "de 1 a {n} (supresión primaria y secundaria)", "none": "—",
         "kinds": {"rate": "tasa", "count": "conteo", "ratio": "proporción", "survey": "encuesta",
@@ -429,7 +434,7 @@ DOC_WORDS = {
         ),
         "code": "Code", "kind": "Kind", "unit": "Unit", "standard": "Standard",
         "numerator": "Numerator", "denominator": "Denominator", "dis": "Disaggregations",
-        "periods": "Periods", "min": "Minimum events for a stable rate",
+        "periods": "Periods", "split": "Periods disaggregated", "min": "Minimum events for a stable rate",
         "suppress": "Counts withheld", "population": "population of the reporting units",
         "below": "1 to {n} (primary and secondary suppression)", "none": "—",
         "kinds": {"rate": "rate", "count": "count", "ratio": "share", "survey": "survey",
@@ -483,6 +488,10 @@ def catalogue_markdown(cat: Catalogue, lang: str) -> str:
             (w["unit"], f"{ind.unit}" + (f" (× {ind.multiplier:,})" if ind.multiplier else "")),
             (w["dis"], ", ".join(f"`{d}`" for d in ind.disaggregations) or w["none"]),
             (w["periods"], ", ".join(ind.periods)),
+            (
+                w["split"],
+                ", ".join(ind.disaggregated_periods) if ind.disaggregations else w["none"],
+            ),
             (w["min"], str(ind.min_events or w["none"])),
             (
                 w["suppress"],

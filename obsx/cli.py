@@ -12,6 +12,10 @@ from pathlib import Path
 from obsx.config import data_root
 
 ATTENTION, OK = 1, 0
+# The linear algebra here (disclosure audits, survey variance) is many small matrices: threaded
+# BLAS only contends for the cores (one 76x151 SVD: 3 ms single-threaded, up to 0.65 s threaded on
+# a busy 2-core machine). Set before numpy loads; an operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _prepare_environment(data_dir: str | None) -> Path:

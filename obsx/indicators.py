@@ -413,9 +413,10 @@ def insert_indicator_values(
                 ]
             else:
                 shape = {"levels": _quoted(levels)}
+                split = period_type in ind.disaggregated_periods
                 statements = [
                     _statement(ind, period_type, dim, target)
-                    for dim in (None, *ind.disaggregations)
+                    for dim in (None, *(ind.disaggregations if split else ()))
                 ]
             for sql in statements:  # every level at once: the roll-up joins each unit to each
                 sql = sql.replace("__LEVELS__", shape["levels"])

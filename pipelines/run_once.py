@@ -43,7 +43,7 @@ class RunReport:
     plan_execution: list[dict] = field(default_factory=list)
     victimization: list[dict] = field(default_factory=list)
     arrests: list[dict] = field(default_factory=list)
-    highlights: list[dict] = field(default_factory=list)  # the latest year of HIGHLIGHTS
+    highlights: list[dict] = field(default_factory=list)  # HIGHLIGHTS, the homicide rate's year
     seconds: dict[str, float] = field(default_factory=dict)  # time by stage, over every run
     wall_seconds: float = 0.0
 
@@ -110,7 +110,7 @@ class RunReport:
                 "aged 15+ in the surveyed units were victims in the last 12 months"
             )
         if self.highlights:
-            lines.append("More indicators, national, latest year (indicators/catalogue.yaml):")
+            lines.append("More indicators, national, same year (indicators/catalogue.yaml):")
         for row in self.highlights:
             lines.append("  " + _highlight(row))
         if self.warning_checks:
@@ -275,8 +275,12 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
         report.plan_execution = national_yearly(conn, "PLAN_EXECUTION")
         report.victimization = national_yearly(conn, "VICTIMIZATION_PREVALENCE")
         report.arrests = national_yearly(conn, "ARRESTS_RATE")
+        latest = report.homicide_rates[-1]["period"] if report.homicide_rates else None
         report.highlights = [
-            row for code, split in HIGHLIGHTS for row in national_yearly(conn, code, split)[-1:]
+            row
+            for code, split in HIGHLIGHTS
+            for row in national_yearly(conn, code, split)
+            if row["period"] == latest
         ]
         report.coverage = {
             r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")

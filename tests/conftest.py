@@ -7,6 +7,8 @@ Outside CI they skip with a reason when it is unset or unreachable; under ``CI=t
 import contextlib
 import datetime as dt
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as obsx.cli: small matrices, no contention
 import uuid
 
 import pytest

@@ -84,7 +84,7 @@ def test_small_counts_are_suppressed_for_analysts(pg_engine, roles):
         pg_engine,
         analyst,
         "SELECT numerator, value, conf_status FROM analytics.indicator_value"
-        " WHERE indicator_code = 'INCIDENT_COUNT' AND geo_level = 'district' AND period = '2025-02'"
+        " WHERE indicator_code = 'INCIDENT_COUNT' AND geo_level = 'district' AND period = '2025-Q1'"
         " AND disaggregation = 'iccs_section=04'",
     )[0]
     assert (row.numerator, row.value, row.conf_status) == (None, None, "C")

@@ -115,9 +115,14 @@ def test_incident_counts_by_iccs_section(warehouse):
         value(warehouse, "INCIDENT_COUNT", "national", "PA", "2025", "iccs_section=01").value == 4
     )
     assert (
-        value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01", "iccs_section=04").value
+        value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-Q1", "iccs_section=04").value
         == 1
     )
+    # months are published in total only (disaggregated_periods: quarter, year)
+    assert (
+        value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01", "iccs_section=04") is None
+    )
+    assert value(warehouse, "INCIDENT_COUNT", "province", "08", "2025-01").value == 3
 
 
 def test_reporting_coverage_is_the_share_of_population_in_reporting_districts(warehouse):
