@@ -9,6 +9,7 @@ quoted literals of codes the contract declares or numbers the catalogue gives.
 """
 
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,16 @@ class Side:
     dataset: str
     measure: str | None
     where: dict
+
+    def describe(self, markdown: bool = False) -> str:
+        """The side in words an analyst can check against the catalogue (the same text for the
+        same count, whichever indicator publishes it)."""
+        q = "`" if markdown else ""
+        conditions = "; ".join(
+            f"{q}{k}{q} {json.dumps(v, ensure_ascii=False)}" for k, v in self.where.items()
+        )
+        measure = f"{q}{self.dataset}.{self.measure or 'records'}{q}"
+        return measure + (f" — {conditions}" if conditions else "")
 
 
 @dataclass(frozen=True)
@@ -444,22 +455,6 @@ DOC_WORDS = {
 }  # fmt: skip
 
 
-def _side_text(side: Side | None) -> str:
-    if side is None:
-        return ""
-    conditions = "; ".join(
-        f"`{k}` {json_text(v)}" for k, v in side.where.items()
-    )  # e.g. crime_code {"prefix": ["0101"]}
-    measure = f"`{side.dataset}.{side.measure}`" if side.measure else f"`{side.dataset}`"
-    return measure + (f" — {conditions}" if conditions else "")
-
-
-def json_text(value) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
-
-
 def catalogue_markdown(cat: Catalogue, lang: str) -> str:
     """The catalogue as an analyst reads it, one section per indicator."""
     w = DOC_WORDS[lang]
@@ -473,17 +468,17 @@ def catalogue_markdown(cat: Catalogue, lang: str) -> str:
     for ind in cat.indicators:
         name = ind.name_es if lang == "es" else ind.name_en
         definition = ind.definition_es if lang == "es" else ind.definition_en
-        denominator = _side_text(ind.denominator)
+        denominator = ind.denominator.describe(markdown=True) if ind.denominator else ""
         if ind.kind == "rate":
             denominator = w["population"] + (
-                f" ({json_text(ind.population)})" if ind.population else ""
+                f" ({json.dumps(ind.population)})" if ind.population else ""
             )
         if ind.kind == "survey":
             definition += f" ({w['survey']})"
         rows = [
             (w["kind"], w["kinds"][ind.kind]),
             (w["standard"], ind.standard),
-            (w["numerator"], _side_text(ind.numerator)),
+            (w["numerator"], ind.numerator.describe(markdown=True)),
             (w["denominator"], denominator or w["none"]),
             (w["unit"], f"{ind.unit}" + (f" (× {ind.multiplier:,})" if ind.multiplier else "")),
             (w["dis"], ", ".join(f"`{d}`" for d in ind.disaggregations) or w["none"]),

@@ -394,9 +394,12 @@ def insert_indicator_values(
     levels = current_deployment().level_codes
     _build_facts(conn, fixed, years)
     _build_population(conn, fixed)
+    designs: dict[str, dict[str, pd.DataFrame]] = {}  # survey dataset -> level -> respondents
     for ind in indicators():
         if ind.kind == "survey":
-            _insert_survey(conn, target, ind, fixed, years)
+            if ind.dataset not in designs:  # read once for all the dataset's indicators
+                designs[ind.dataset] = _survey_design(conn, ind.dataset, fixed, years)
+            _insert_survey(conn, target, ind, fixed, designs[ind.dataset])
             continue
         if ind.kind not in ("rate", "count", "ratio", "coverage"):
             continue
@@ -428,34 +431,45 @@ def insert_indicator_values(
     conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
 
 
-def _insert_survey(
-    conn: sa.Connection, target: str, ind: Indicator, fixed: dict, years: list[str] | None
-) -> None:
-    """A weighted share for every area, year and disaggregation, with its standard error,
-    95% confidence interval and coefficient of variation from the survey design (strata and
-    PSUs of each observatory's survey, Taylor linearisation; see ``obsx.survey``)."""
-    cat = catalogue()
-    sql = records_sql(ind.dataset, "as_of" in fixed) + _years_clause(years)
+def _survey_design(
+    conn: sa.Connection, dataset: str, fixed: dict, years: list[str] | None
+) -> dict[str, pd.DataFrame]:
+    """The respondents of ``years``, placed in their area at each level (in their month), with
+    strata and PSUs made unique per observatory and survey; empty when there are none."""
+    sql = records_sql(dataset, "as_of" in fixed) + _years_clause(years)
     statement, used = _timestamps(sql, fixed)
     sample = pd.DataFrame(conn.execute(statement, used).mappings().all())
     if sample.empty:
-        return
-    from obsx.survey import estimate_shares  # the survey stack loads only when there are surveys
-
-    sample = _with_conditions(cat, ind, sample)
+        return {}
     design = sample["observatory_code"] + "|" + sample["survey_code"]
     sample["stratum"] = design + "|" + sample["stratum"].astype(str)
     sample["psu"] = sample["stratum"] + "|" + sample["psu"].astype(str)
     sample["weight"] = sample["weight"].astype(float)
     rollup = pd.read_sql(sa.select(geography_rollup), conn)
-    rows = []
+    placed_by_level = {}
     for level in current_deployment().level_codes:
-        areas = rollup[rollup["geo_level"] == level]
-        placed = sample.merge(areas, on="unit_code")
-        placed = placed[
+        placed = sample.merge(rollup[rollup["geo_level"] == level], on="unit_code")
+        placed_by_level[level] = placed[
             (placed["from_month"].isna() | (placed["from_month"] <= placed["period_month"]))
             & (placed["to_month"].isna() | (placed["to_month"] > placed["period_month"]))
         ]
+    return placed_by_level
+
+
+def _insert_survey(
+    conn: sa.Connection, target: str, ind: Indicator, fixed: dict, design: dict
+) -> None:
+    """A weighted share for every area, year and disaggregation, with its standard error,
+    95% confidence interval and coefficient of variation from the survey design (strata and
+    PSUs of each observatory's survey, Taylor linearisation; see ``obsx.survey``)."""
+    if not design:
+        return
+    from obsx.survey import estimate_shares  # the survey stack loads only when there are surveys
+
+    cat = catalogue()
+    rows = []
+    for level, respondents in design.items():
+        placed = _with_conditions(cat, ind, respondents)
         for period_type in ind.periods:
             placed["period"] = placed[PERIOD_COLUMNS[period_type]]
             for dim_name in (None, *ind.disaggregations):
@@ -581,7 +595,7 @@ def compute_indicators(
         insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years)
         from obsx.suppression import apply_secondary_suppression
 
-        apply_secondary_suppression(conn, indicator_value.name, years)
+        apply_secondary_suppression(conn, indicator_value.name, years, catalogue())
         _update_changes(conn, indicator_value.name, years)
         refresh_reporting_values(conn, now)
         written = sa.select(sa.func.count()).where(indicator_value.c.computed_at == now)
@@ -638,18 +652,8 @@ def scratch_values_table(name: str) -> sa.Table:
     return sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
 
 
-def describe_side(side) -> str:
-    """A side of an indicator in words an analyst can check against the catalogue."""
-    if side is None:
-        return ""
-    conditions = "; ".join(f"{k}: {v}" for k, v in side.where.items())
-    return f"{side.dataset}.{side.measure or 'records'}" + (
-        f" where {conditions}" if conditions else ""
-    )
-
-
 def _definition(ind: Indicator) -> dict:
-    denominator = describe_side(ind.denominator) or (
+    denominator = (ind.denominator.describe() if ind.denominator else "") or (
         "population" + (f" ({ind.population})" if ind.population else "")
         if ind.kind in ("rate", "coverage")
         else None
@@ -661,7 +665,7 @@ def _definition(ind: Indicator) -> dict:
         "definition_es": ind.definition_es,
         "definition_en": ind.definition_en,
         "kind": ind.kind,
-        "numerator": describe_side(ind.numerator),
+        "numerator": ind.numerator.describe(),
         "denominator": denominator,
         "multiplier": ind.multiplier,
         "unit": ind.unit,

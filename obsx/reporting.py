@@ -19,7 +19,6 @@ from obsx.deployment import current_deployment
 from obsx.warehouse import DATASETS, reporting_status
 
 ACCEPTED = ("accepted", "partly_accepted")
-STATUSES = ("on_time", "late", "missing", "not_due")
 NOTHING = pd.Series([], index=pd.Index([], dtype=object), dtype=object)  # no arrival yet
 
 
@@ -69,7 +68,7 @@ def reporting_frame(conn: sa.Connection, today: dt.date) -> pd.DataFrame:
             sa.text(
                 f"SELECT DISTINCT s.observatory_code, r.period_month, s.received_at"
                 f" FROM {dataset}_revision r JOIN submission s ON s.submission_id = r.submission_id"
-                " WHERE s.status IN ('accepted', 'partly_accepted')"
+                f" WHERE s.status IN ({', '.join(repr(a) for a in ACCEPTED)})"
                 " UNION SELECT s.observatory_code, c.period_month, s.received_at"
                 " FROM declared_coverage c JOIN submission s ON s.submission_id = c.submission_id"
                 " WHERE c.dataset = :dataset"

@@ -180,11 +180,13 @@ def _cost(atoms: pd.DataFrame, values: np.ndarray) -> np.ndarray:
     return np.maximum(values, 1.0) * weight
 
 
-def apply_secondary_suppression(conn: sa.Connection, target: str, years: list[str] | None) -> int:
+def apply_secondary_suppression(
+    conn: sa.Connection, target: str, years: list[str] | None, cat: Catalogue | None = None
+) -> int:
     """Set ``conf_status`` of the rows of ``years`` (None: all) in ``target``: C for small
     counts, D for the cells withheld so that none of them can be recovered. Returns the number
-    of rows withheld."""
-    cat = load_catalogue()
+    of rows withheld. ``cat``: the catalogue the values were computed from (default: the file's)."""
+    cat = cat or load_catalogue()
     rows, link = _atoms(conn, target, cat, years)
     if link.empty:
         return 0
