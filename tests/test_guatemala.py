@@ -19,6 +19,7 @@ from obsx.contract import load_contract
 from obsx.deployment import DEPLOYMENTS_DIR, current_deployment
 from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
+from obsx.lineage import explain
 from obsx.migrations import upgrade
 from obsx.profiles import ProfileError, contributor_profiles, parse_profile
 from obsx.reading import read_submission
@@ -250,6 +251,21 @@ def test_real_arrests_reach_the_warehouse_and_a_rate_per_offence_group(gt_wareho
         held = conn.scalar(sa.select(sa.func.count()).select_from(record_tables("arrests").current))
     assert levels == {"national": 1, "department": 22, "municipality": 340}
     assert held == 10_874
+    # on the real file: the homicide arrests trace to their rows of the PNC workbook, and the
+    # quarter's small municipal cells are withheld with whatever would reveal them
+    found = explain(gt_warehouse, "ARRESTS_RATE", "GT", "2024", "offence_group=HOMICIDE")
+    assert len(found.records) == 45
+    assert set(found.records["file_name"]) == {"Detenidos1T2024.xlsx"}
+    assert found.records["source_row"].notna().all()
+    with gt_warehouse.connect() as conn:
+        status = dict(
+            conn.execute(
+                sa.select(v.conf_status, sa.func.count())
+                .where(v.indicator_code == "ARRESTS_RATE", v.geo_level == "municipality")
+                .group_by(v.conf_status)
+            ).all()
+        )
+    assert status["C"] > 0 and status["D"] > 0 and status["F"] > 0
 
 
 def test_rollup_follows_the_hierarchy_valid_in_each_period():
