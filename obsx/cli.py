@@ -332,6 +332,25 @@ def cmd_schema_docs(args) -> int:
     return OK
 
 
+def _month(text: str) -> str:
+    """``--period``: a month, YYYY-MM."""
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month YYYY-MM (e.g. 2025-10)")
+    return text
+
+
+def cmd_report(args) -> int:
+    from obsx.bulletin import build_report, last_closed_month
+
+    engine = _engine(args)
+    period = args.period or last_closed_month()
+    built = build_report(engine, data_root(args.data_dir), period, lang=args.lang)
+    print(built.summary())
+    return OK
+
+
 def cmd_catalogue_docs(args) -> int:
     from obsx.catalogue import load_catalogue, write_catalogue_docs
 
@@ -412,6 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     why.add_argument("--show", type=int, default=30, help="records to print per side")
     why.add_argument("--csv", action="store_true", help="every record as CSV")
     why.set_defaults(func=cmd_explain)
+
+    report = commands.add_parser(
+        "report",
+        help="the monthly bulletin (HTML, PDF), each contributor's pack and the open-data files",
+    )
+    report.add_argument(
+        "--period", type=_month, help="YYYY-MM (default: the last month that has ended)"
+    )
+    report.add_argument("--lang", choices=["es", "en"], default="es")
+    report.set_defaults(func=cmd_report)
 
     period = commands.add_parser("period", help="close or reopen published periods")
     period.add_argument("action", choices=["close", "reopen", "list"])
