@@ -25,6 +25,9 @@ PERIOD_TYPES = ("month", "quarter", "year")
 # Dimensions whose values split the population (the rate's denominator follows them).
 POPULATION_DIMENSIONS = ("sex", "age_group")
 CODE = re.compile(r"^[A-Za-z0-9_.+\- ]{1,40}$")
+# An SDMX code (SDG series, unit of measure, age): what SDMX's IDType allows, as the SDG codes use.
+SDMX_CODE = re.compile(r"^[A-Za-z0-9_@$\-]{1,50}$")
+SDMX_KEYS = {"series", "unit_measure", "age"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,17 @@ class Side:
 
 
 @dataclass(frozen=True)
+class SdmxSeries:
+    """The SDG series an indicator reports, in the SDG data structure's codes (IAEG-SDGs
+    SDG_DSD): SERIES, UNIT_MEASURE, and the AGE of the population it covers when the value is
+    not split by age (``_T``: all ages)."""
+
+    series: str
+    unit_measure: str
+    age: str = "_T"
+
+
+@dataclass(frozen=True)
 class Indicator:
     code: str
     name_es: str
@@ -115,6 +129,7 @@ class Indicator:
     min_events: int | None
     suppress_below: int | None
     line: int
+    sdmx: SdmxSeries | None = None  # the SDG series it is published as (SDMX-CSV), if any
 
     @property
     def dataset(self) -> str:
@@ -312,6 +327,31 @@ def _side(path, line, raw, datasets: dict[str, DatasetSpec], available: set[str]
     return Side(dataset, measure, where)
 
 
+def _sdmx(path, entry, code: str, taken: dict[str, str]) -> SdmxSeries | None:
+    """An indicator's ``sdmx`` block, checked: each SDG series is reported by one indicator."""
+    raw = entry.get("sdmx")
+    if raw is None:
+        return None
+    line = entry.line("sdmx")
+    if not isinstance(raw, dict):
+        _fail(path, line, f"{code}: sdmx is {{series: ..., unit_measure: ...}}")
+    unknown = set(raw) - SDMX_KEYS
+    if unknown:
+        _fail(path, line, f"{code}: sdmx: unknown key(s) {sorted(unknown)}")
+    values = {}
+    for key in ("series", "unit_measure", "age"):
+        value = raw.get(key, "_T" if key == "age" else None)
+        if value is None:
+            _fail(path, line, f"{code}: sdmx needs {key} (a code of the SDG data structure)")
+        if not isinstance(value, str) or not SDMX_CODE.match(value):
+            _fail(path, line, f"{code}: sdmx {key} {value!r} is not an SDMX code")
+        values[key] = value
+    if values["series"] in taken:
+        _fail(path, line, f"{code}: SDG series {values['series']} is {taken[values['series']]}'s")
+    taken[values["series"]] = code
+    return SdmxSeries(**values)
+
+
 @functools.cache
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     """Read and check the catalogue; an entry about a dataset this installation's contracts
@@ -327,6 +367,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         if name in available
     }
     indicators, seen = [], set()
+    sdmx_series: dict[str, str] = {}  # SDG series -> the indicator reporting it
     for entry in raw.get("indicators") or []:
         line = entry.line("code")
         code = entry.get("code")
@@ -338,7 +379,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         unknown = set(entry) - {
             "code", "name", "definition", "standard", "kind", "numerator", "denominator",
             "population", "multiplier", "unit", "disaggregations", "periods", "min_events",
-            "suppress_below", "calendar", "disaggregated_periods",
+            "suppress_below", "calendar", "disaggregated_periods", "sdmx",
         }  # fmt: skip
         if unknown:
             _fail(path, line, f"{code}: unknown key(s) {sorted(unknown)}")
@@ -372,6 +413,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         multiplier = entry.get("multiplier")
         if kind in ("rate", "ratio", "survey", "coverage") and not multiplier:
             _fail(path, line, f"{code}: a {kind} needs a multiplier (100 or 100000)")
+        sdmx = _sdmx(path, entry, code, sdmx_series)
         indicators.append(
             Indicator(
                 code=code,
@@ -392,6 +434,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 min_events=entry.get("min_events"),
                 suppress_below=entry.get("suppress_below"),
                 line=line or 0,
+                sdmx=sdmx,
             )
         )
     return Catalogue(datasets, tuple(indicators), path)
@@ -431,6 +474,7 @@ DOC_WORDS = {
         "numerator": "Numerador", "denominator": "Denominador", "dis": "Desagregaciones",
         "periods": "Períodos", "split": "Períodos desagregados", "min": "Eventos mínimos para una tasa estable",
         "suppress": "Conteos retenidos", "population": "población de las unidades que reportaron",
+        "sdmx": "Serie ODS (SDMX-CSV)",
         "below": "de 1 a {n} (supresión primaria y secundaria)", "none": "—",
         "kinds": {"rate": "tasa", "count": "conteo", "ratio": "proporción", "survey": "encuesta",
                   "coverage": "cobertura", "completeness": "completitud", "timeliness": "oportunidad"},
@@ -447,6 +491,7 @@ DOC_WORDS = {
         "numerator": "Numerator", "denominator": "Denominator", "dis": "Disaggregations",
         "periods": "Periods", "split": "Periods disaggregated", "min": "Minimum events for a stable rate",
         "suppress": "Counts withheld", "population": "population of the reporting units",
+        "sdmx": "SDG series (SDMX-CSV)",
         "below": "1 to {n} (primary and secondary suppression)", "none": "—",
         "kinds": {"rate": "rate", "count": "count", "ratio": "share", "survey": "survey",
                   "coverage": "coverage", "completeness": "completeness", "timeliness": "timeliness"},
@@ -493,6 +538,10 @@ def catalogue_markdown(cat: Catalogue, lang: str) -> str:
                 w["below"].format(n=ind.suppress_below - 1) if ind.suppress_below else w["none"],
             ),
         ]
+        if ind.sdmx:
+            s = ind.sdmx
+            age = f", AGE `{s.age}`" if s.age != "_T" else ""
+            rows.append((w["sdmx"], f"`{s.series}` (UNIT_MEASURE `{s.unit_measure}`{age})"))
         lines += ["", f"## {ind.code}", "", f"**{name}**. {definition}", ""]
         lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"
