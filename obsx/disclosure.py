@@ -531,14 +531,16 @@ def recoverable(values, withheld, relations: Sequence[RelationLike]) -> set[int]
 
 
 def secondary_suppression(
-    values, primary, relations: Sequence[RelationLike], *, cost=None
+    values, primary, relations: Sequence[RelationLike], *, cost=None, protected=None
 ) -> np.ndarray:
     """The cells to withhold: ``primary`` plus secondary cells, so that nothing is recoverable.
 
     ``values``: the true counts of the n cells. ``primary``: boolean mask of the cells withheld by
     the threshold rule (the caller's decision, e.g. ``threshold_rule``; they stay withheld).
     ``relations``: the identities the attacker knows. ``cost``: optional per-cell cost of
-    withholding (default: the value, the usual information-loss measure). Returns a new boolean
+    withholding (default: the value, the usual information-loss measure). ``protected``:
+    optional mask of cells withheld only when no other cell protects (the headline totals a
+    bulletin cannot do without: chosen last, whatever the exposures). Returns a new boolean
     mask (primary | secondary) for which ``recoverable`` is empty.
 
     Correct by construction: it returns only when the full audit finds nothing. Each connected
@@ -588,6 +590,9 @@ def secondary_suppression(
     cost = values if cost is None else np.asarray(cost, dtype=np.float64)
     if cost.shape != values.shape:
         raise ValueError("cost must have one entry per cell")
+    protected = np.zeros(n, dtype=bool) if protected is None else np.asarray(protected, bool)
+    if protected.shape != values.shape:
+        raise ValueError("protected must have one entry per cell")
     order = np.lexsort((np.arange(n), system.heights(), cost))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -595,7 +600,9 @@ def secondary_suppression(
     for cells, rows in system.components():
         if primary[cells].any():
             sub = system.subsystem(cells, rows)
-            withheld[cells] = _suppress(values[cells], primary[cells], sub, rank[cells], cells)
+            withheld[cells] = _suppress(
+                values[cells], primary[cells], sub, rank[cells], cells, protected[cells]
+            )
     return withheld
 
 
@@ -605,23 +612,28 @@ def _suppress(
     system: _System,
     rank: np.ndarray,
     names: np.ndarray,
+    protected: np.ndarray,
 ) -> np.ndarray:
     """``secondary_suppression`` on one connected component (``names``: the caller's indices)."""
     n = values.size
     zero_mask = np.abs(values) <= ZERO_TOL
     zero, rank_l, cell_rows = zero_mask.tolist(), rank.tolist(), system.cell_rows
+    kept = protected.tolist()
     withheld = primary.copy()
     never = np.zeros(n, dtype=bool)  # cells whose suppression protects nothing
     wcount = (system.pattern @ withheld.astype(np.int64)).tolist()  # withheld cells per relation
     structural_known = False  # see ``unprotectable``
     cache: dict = {}  # the full audit's answers, per group of unknown cells
     # LP prices: 1 per cell, plus the cell's place in the cost order (< 1); a zero, 1000 more.
-    lp_price = 1.0 + (rank - rank.min()) / (np.ptp(rank) + 1.0) + 1000.0 * zero_mask
+    # A protected cell, 10^6 more: chosen only where nothing else protects.
+    lp_price = (
+        1.0 + (rank - rank.min()) / (np.ptp(rank) + 1.0) + 1000.0 * zero_mask + 1e6 * protected
+    )
     changes = 0
 
     def key(j: int):
         exposure = sum(1 for r in cell_rows[j] if wcount[r] == 0)
-        return (zero[j], exposure, rank_l[j])
+        return (kept[j], zero[j], exposure, rank_l[j])
 
     def cheapest(candidates) -> int | None:
         c = [j for j in candidates if j is not None and not never[j] and not withheld[j]]

@@ -95,6 +95,8 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
     link = pd.concat(links, ignore_index=True)
     for c in ("geo_level", "geo_code", "period_type", "period"):
         link[c] = rows.loc[link["row"], c].to_numpy()
+    # A total: some indicator publishes the atom without disaggregation (its own total).
+    link["total"] = (rows.loc[link["row"], "disaggregation"] == "").to_numpy()
     place = ["signature", "geo_level", "geo_code", "period_type", "period"]
     link["atom"] = link.groupby(place, sort=False).ngroup()
     return rows, link
@@ -175,9 +177,18 @@ def _cost(atoms: pd.DataFrame, values: np.ndarray) -> np.ndarray:
     levels = current_deployment().level_codes
     depth = atoms["geo_level"].map({lv: len(levels) - 1 - i for i, lv in enumerate(levels)})
     period = atoms["period_type"].map({"month": 0, "quarter": 1, "year": 2})
-    total = atoms["signature"].map(lambda sig: 0 if len(sig[2]) > 1 else 1)
-    weight = 10.0 ** (depth.fillna(0) + period.fillna(0) + total).to_numpy()
+    weight = 10.0 ** (depth.fillna(0) + period.fillna(0) + atoms["total"]).to_numpy()
     return np.maximum(values, 1.0) * weight
+
+
+def _headline(atoms: pd.DataFrame) -> np.ndarray:
+    """The national totals (an indicator's figure without disaggregation): the figures a
+    bulletin leads with. Secondary suppression takes one of them only where no finer cell
+    protects (a national month of 40 victims was withheld to protect one province's 3)."""
+    from obsx.deployment import current_deployment
+
+    top = current_deployment().level_codes[0]
+    return ((atoms["geo_level"] == top) & atoms["total"]).to_numpy()
 
 
 def apply_secondary_suppression(
@@ -200,13 +211,16 @@ def apply_secondary_suppression(
             period=("period", "first"),
             value=("value", "first"),
             threshold=("threshold", "min"),
+            total=("total", "any"),
         )
         .reset_index()
     )
     values = atoms["value"].fillna(0).to_numpy(dtype=float)
     primary = (values > 0) & (values < atoms["threshold"].to_numpy())
     relations = _margins(conn, atoms)
-    withheld = secondary_suppression(values, primary, relations, cost=_cost(atoms, values))
+    withheld = secondary_suppression(
+        values, primary, relations, cost=_cost(atoms, values), protected=_headline(atoms)
+    )
     link["primary"] = primary[link["atom"].to_numpy()]
     link["withheld"] = withheld[link["atom"].to_numpy()]
     per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))
