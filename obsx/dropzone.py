@@ -4,6 +4,7 @@ Layout under the data root::
 
     dropzone/<observatory>/inbox/      what the observatory uploads (and nothing else reads)
     dropzone/<observatory>/feedback/   what we tell it back
+    dropzone/<observatory>/reportes/   its monthly pack: its indicators, reporting record
     archive/<observatory>/<sha256>.<ext>  the immutable copy of every submission
 """
 
@@ -97,6 +98,10 @@ class Dropzone:
 
     def feedback_dir(self, code: str) -> Path:
         return self.root / "dropzone" / code / "feedback"
+
+    def reports_dir(self, code: str) -> Path:
+        """What flows back every month: the contributor's own pack (obsx report)."""
+        return self.root / "dropzone" / code / "reportes"
 
     def archive_dir(self, code: str) -> Path:
         return self.root / "archive" / code

@@ -291,6 +291,39 @@ indicator_refresh = sa.Table(
 )
 
 
+# What flowed back: each bulletin and municipal pack built, and every figure it printed, so the
+# next bulletin can say which published figures were revised since, and why.
+publication = sa.Table(
+    "publication",
+    metadata,
+    sa.Column("publication_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False, comment="bulletin or pack"),
+    sa.Column("period", sa.String(7), nullable=False, comment="the month it reports, YYYY-MM"),
+    sa.Column("lang", sa.String(2), nullable=False),
+    sa.Column("observatory_code", sa.String(64), comment="packs: whose pack"),
+    sa.Column("path", sa.String(500), nullable=False, comment="the HTML file, under the data root"),
+    sa.Column("built_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+publication_figure = sa.Table(
+    "publication_figure",
+    metadata,
+    sa.Column(
+        "publication_id",
+        sa.Integer,
+        sa.ForeignKey("publication.publication_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("indicator_code", sa.String(40), primary_key=True),
+    sa.Column("geo_level", sa.String(16), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("period_type", sa.String(8), primary_key=True),
+    sa.Column("period", sa.String(10), primary_key=True),
+    sa.Column("disaggregation", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Float, comment="as printed; NULL when withheld"),
+    sa.Column("conf_status", sa.String(1), nullable=False),
+)
+
+
 def _contract_columns(contract: Contract, keyed: bool = True) -> list[sa.Column]:
     return [
         sa.Column("observatory_code", sa.String(64), primary_key=keyed, nullable=False),

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.indicators import indicator_value
+from assets.publication import monthly_bulletin
 from assets.reference import (
     reference_contracts,
     reference_geography,
@@ -10,9 +11,14 @@ from assets.reference import (
     reference_population,
 )
 from assets.submissions import submissions
-from pipelines.jobs import load_reference_job, nightly_refresh_job, process_submissions_job
+from pipelines.jobs import (
+    load_reference_job,
+    monthly_bulletin_job,
+    nightly_refresh_job,
+    process_submissions_job,
+)
 from pipelines.resources import DropzoneResource, WarehouseResource
-from pipelines.schedules import nightly_refresh_schedule
+from pipelines.schedules import monthly_bulletin_schedule, nightly_refresh_schedule
 from pipelines.sensors import incident_inbox_sensor
 
 defs = dg.Definitions(
@@ -23,9 +29,10 @@ defs = dg.Definitions(
         reference_contracts,
         submissions,
         indicator_value,
+        monthly_bulletin,
     ],
-    jobs=[process_submissions_job, nightly_refresh_job, load_reference_job],
+    jobs=[process_submissions_job, nightly_refresh_job, load_reference_job, monthly_bulletin_job],
     sensors=[incident_inbox_sensor],
-    schedules=[nightly_refresh_schedule()],
+    schedules=[nightly_refresh_schedule(), monthly_bulletin_schedule()],
     resources={"warehouse": WarehouseResource(), "dropzone": DropzoneResource()},
 )

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.indicators import indicator_value
+from assets.publication import monthly_bulletin
 from assets.submissions import submissions
 
 # The per-submission asset and everything downstream of it, in one run for a batch of files.
@@ -11,7 +12,7 @@ from assets.submissions import submissions
 process_submissions_job = dg.define_asset_job(
     "process_submissions",
     selection=dg.AssetSelection.groups("reference")
-    | dg.AssetSelection.assets(submissions).downstream(),
+    | dg.AssetSelection.assets(submissions).downstream() - dg.AssetSelection.groups("publication"),
     description="Process a batch of uploaded files and refresh the indicators.",
 )
 
@@ -27,4 +28,12 @@ load_reference_job = dg.define_asset_job(
     "load_reference",
     selection=dg.AssetSelection.groups("reference"),
     description="Load geography, population and the observatory registry from reference/.",
+)
+
+# Last month's bulletin, packs and open-data files (one partition per month reported).
+monthly_bulletin_job = dg.define_asset_job(
+    "build_monthly_bulletin",
+    selection=dg.AssetSelection.assets(monthly_bulletin),
+    partitions_def=monthly_bulletin.partitions_def,
+    description="Build the monthly bulletin, every contributor's pack and the open-data files.",
 )
