@@ -2,6 +2,12 @@
 
 ``obsx run`` processes everything waiting in the drop folders once, materializing the same Dagster
 assets the sensor would, recorded in the Dagster instance under the data root.
+
+Exit status: 0 done; 1 (``ATTENTION``) a result that needs a person (a failed run, a file
+rejected, a deployment file to fix); 2 (``USAGE``) the command was used wrongly (a missing file,
+an unknown dataset, observatory, indicator, area or correction, a malformed date or period, a
+warehouse URL that cannot be reached, a data root that is not a folder): one line on stderr, no
+traceback, nothing done.
 """
 
 import argparse
@@ -11,31 +17,53 @@ from pathlib import Path
 
 from obsx.config import data_root
 
-ATTENTION, OK = 1, 0
+ATTENTION, OK, USAGE = 1, 0, 2
 # The linear algebra here (disclosure audits, survey variance) is many small matrices: threaded
 # BLAS only contends for the cores (one 76x151 SVD: 3 ms single-threaded, up to 0.65 s threaded on
 # a busy 2-core machine). Set before numpy loads; an operator's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+class UsageError(Exception):
+    """The command was used wrongly: its message is the one line printed; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its refusals on one line (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: {message} (see {self.prog} -h)\n")
+
+
 def _prepare_environment(data_dir: str | None) -> Path:
     """Point resources and the Dagster instance at the data root before Dagster is imported."""
     root = data_root(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    os.environ["OBSX_DATA_DIR"] = str(root)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    instance_config = home / "dagster.yaml"
-    if not instance_config.exists():  # a local instance: SQLite storage, no telemetry
-        instance_config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    if root.exists() and not root.is_dir():
+        raise UsageError(
+            f"the data root {root} is a file, not a folder (--data-dir, OBSX_DATA_DIR)"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        os.environ["OBSX_DATA_DIR"] = str(root)
+        home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster")))
+        home.mkdir(parents=True, exist_ok=True)
+        instance_config = home / "dagster.yaml"
+        if not instance_config.exists():  # a local instance: SQLite storage, no telemetry
+            instance_config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    except OSError as exc:
+        where = exc.filename or root
+        raise UsageError(f"cannot use the data root {root}: {exc.strerror}: {where}") from exc
     return root
 
 
 def cmd_seed(args) -> int:
-    from obsx.deployment import current_deployment
+    from obsx.deployment import current_deployment, deployment_name
 
     root = _prepare_environment(args.data_dir)
-    written = current_deployment().demo().seed_demo(root, year=args.year)
+    deployment = current_deployment()
+    if not (deployment.root / "demo" / "seed.py").exists():
+        raise UsageError(f"deployment {deployment_name()!r} has no demo to seed")
+    written = deployment.demo().seed_demo(root, year=args.year)
     print(f"Seeded {len(written)} files into {root / 'dropzone'}")
     return OK
 
@@ -69,6 +97,9 @@ def cmd_run(args) -> int:
     idle = _nothing_waiting(root, args.settle_seconds)
     if idle is not None:
         return idle
+    from obsx.config import warehouse_url
+
+    _warehouse(warehouse_url(root=root)).dispose()  # a wrong URL: one line, before Dagster starts
     from pipelines.run_once import run_once
 
     try:
@@ -93,6 +124,64 @@ def _moment(text: str):
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+PERIOD = r"\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?"
+
+
+def _period(text: str) -> str:
+    """``--period`` of an indicator value: YYYY, YYYY-Qn or YYYY-MM."""
+    import re
+
+    if not re.fullmatch(PERIOD, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a period: YYYY, YYYY-Qn or YYYY-MM (e.g. 2025, 2025-Q1, 2025-03)"
+        )
+    return text
+
+
+def _closable(text: str) -> str:
+    """``obsx period close|reopen``: a month YYYY-MM or a year YYYY."""
+    import re
+
+    if not re.fullmatch(r"\d{4}(-(0[1-9]|1[0-2]))?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month YYYY-MM or a year YYYY")
+    return text
+
+
+def _disaggregation(text: str) -> str:
+    if text and "=" not in text.strip("="):
+        raise argparse.ArgumentTypeError(f"{text!r} is not dimension=value (e.g. sex=F)")
+    return text
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _year(text: str) -> int:
+    if not text.isdigit() or not 1900 <= int(text) <= 2100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year from 1900 to 2100")
+    return int(text)
+
+
 def _dataset(name: str) -> str:
     from obsx.contract import observatory_datasets
 
@@ -102,15 +191,41 @@ def _dataset(name: str) -> str:
     return name
 
 
+def _warehouse(url: str):
+    """An engine on ``url`` that has connected once: a URL that cannot be parsed, a driver that
+    is not installed or a server that cannot be reached is a usage error, not a traceback."""
+    import sqlalchemy as sa
+
+    from obsx.warehouse import get_engine
+
+    try:
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError as exc:  # never echoed: it may hold a password
+        raise UsageError(
+            "WAREHOUSE_URL is not a database URL (e.g. postgresql+psycopg://user@host:5432/db"
+            " or sqlite:////path/warehouse.db)"
+        ) from exc
+    try:
+        engine = get_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"WAREHOUSE_URL {shown}: {exc} (PostgreSQL or SQLite)") from exc
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise UsageError(f"cannot reach the warehouse {shown}: {reason}") from exc
+    return engine
+
+
 def _engine(args, migrate: bool = True):
     """The warehouse of the data root, brought to this release's schema unless told not to."""
     from obsx.config import warehouse_url
     from obsx.migrations import ensure_current
-    from obsx.warehouse import get_engine
 
     root = _prepare_environment(args.data_dir)
     url = warehouse_url(root=root)
-    engine = get_engine(url)
+    engine = _warehouse(url)
     if migrate:
         ensure_current(url, engine)
     return engine
@@ -129,14 +244,33 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_db_roles(args) -> int:
-    from obsx.access import grant_roles
+    from obsx.access import AccessError, grant_roles, other_databases
 
-    engine = _engine(args)
-    grant_roles(engine, writer=args.writer, analyst=args.analyst)
+    engine = _engine(args, migrate=False)
+    if engine.dialect.name != "postgresql":
+        raise UsageError("obsx db roles: roles exist on PostgreSQL only (WAREHOUSE_URL is SQLite)")
+    from obsx.migrations import ensure_current
+
+    ensure_current(engine.url.render_as_string(hide_password=False), engine)
+    try:
+        loopholes = grant_roles(
+            engine, writer=args.writer, analyst=args.analyst, revoke_connect=args.revoke_connect
+        )
+    except AccessError as exc:
+        raise UsageError(f"obsx db roles: {exc}") from exc
     print(
         f"roles ready: {args.writer} (pipeline, read-write), {args.analyst} (analytics, read-only)"
     )
-    return OK
+    with engine.connect() as conn:
+        elsewhere = other_databases(conn, args.analyst)
+    if elsewhere:
+        print(
+            f"note: PUBLIC may still connect to {', '.join(elsewhere)} on this server, so may"
+            f" {args.analyst} unless pg_hba.conf refuses it (docs/deploy.md; --revoke-connect)"
+        )
+    for loophole in loopholes:
+        print(f"NEEDS ATTENTION - {loophole}")
+    return ATTENTION if loopholes else OK
 
 
 def cmd_indicators(args) -> int:
@@ -148,6 +282,10 @@ def cmd_indicators(args) -> int:
     from obsx.warehouse import indicator_value
 
     engine = _engine(args)
+    if args.indicator_code:
+        _known_indicator(args.indicator_code)
+    if args.geo_code:
+        _known_area(engine, args.geo_code)
     if args.as_of:
         as_of = args.as_of
         frame = indicator_values_as_of(engine, as_of)
@@ -162,17 +300,48 @@ def cmd_indicators(args) -> int:
     return OK
 
 
+def _known_indicator(code: str) -> None:
+    from obsx.catalogue import load_catalogue
+
+    codes = [ind.code for ind in load_catalogue().indicators]
+    if code not in codes:
+        raise UsageError(f"unknown indicator {code!r} (known: {', '.join(codes)})")
+
+
+def _known_area(engine, code: str) -> None:
+    """An area code of any level the warehouse knows (skipped before reference data loads)."""
+    import sqlalchemy as sa
+
+    from obsx.warehouse import geography_rollup, indicator_value
+
+    with engine.connect() as conn:
+        known = conn.scalar(
+            sa.select(sa.literal(1)).where(
+                sa.or_(
+                    sa.exists().where(geography_rollup.c.geo_code == code),
+                    sa.exists().where(indicator_value.c.geo_code == code),
+                )
+            )
+        )
+        empty = conn.scalar(sa.select(sa.func.count()).select_from(geography_rollup)) == 0
+    if not known and not empty:
+        raise UsageError(f"unknown area code {code!r} (geo_code of the geography, any level)")
+
+
 def cmd_explain(args) -> int:
     import pandas as pd
 
     from obsx.lineage import explain
 
     engine = _engine(args)
+    _known_indicator(args.indicator)
+    _known_area(engine, args.geo)
     try:
         found = explain(engine, args.indicator, args.geo, args.period, args.disaggregation)
-    except (LookupError, KeyError) as exc:
-        print(f"obsx explain: {exc.args[0]}", file=sys.stderr)
-        return ATTENTION
+    except LookupError as exc:
+        if type(exc) is not LookupError:  # a KeyError or IndexError here is a bug: traceback
+            raise
+        raise UsageError(f"obsx explain: {exc.args[0]}") from exc
     if args.csv:
         found.records.to_csv(sys.stdout, index=False)
         return OK
@@ -233,11 +402,18 @@ def cmd_corrections(args) -> int:
         if not items:
             print("no corrections waiting")
         return OK
-    ids = args.ids
-    items = corrections.list_corrections(engine, ids=ids)
-    if not items:
-        print(f"no pending corrections among {ids}")
-        return ATTENTION
+    ids = sorted(set(args.ids))
+    found = {c.correction_id: c for c in corrections.list_corrections(engine, status=None, ids=ids)}
+    unknown = [i for i in ids if i not in found]
+    if unknown:
+        listed = ", ".join(f"#{i}" for i in unknown)
+        raise UsageError(f"no correction {listed} (obsx corrections list --all shows them)")
+    decided = [c for c in found.values() if c.status != "pending"]
+    if decided:
+        listed = ", ".join(f"#{c.correction_id} is {c.status}" for c in decided)
+        done = {"show": "shown", "approve": "approved", "reject": "rejected"}[args.action]
+        raise UsageError(f"only pending corrections can be {done}: {listed}")
+    items = list(found.values())
     _print_corrections(items)
     if args.action == "reject":
         count = corrections.reject(engine, ids, by=_who(args), reason=args.reason)
@@ -264,10 +440,9 @@ def cmd_validate(args) -> int:
 
     registry = observatories()
     if args.observatory not in registry:
-        print(f"unknown observatory {args.observatory!r}; known: {', '.join(registry)}")
-        return ATTENTION
+        raise UsageError(f"unknown observatory {args.observatory!r} (known: {', '.join(registry)})")
     path = Path(args.file)
-    data = path.read_bytes()
+    data = path.read_bytes()  # missing, a folder, unreadable: main() says so in one line
     observatory = registry[args.observatory]
     result, info = check_file(data, path.name, observatory, args.dataset, dt.date.today())
     lang = args.lang or info["language"]
@@ -360,24 +535,26 @@ def cmd_catalogue_docs(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="obsx", description="Observatory Exchange")
+    parser = _Parser(prog="obsx", description="Observatory Exchange")
     parser.add_argument("--data-dir", help="data root (default: $OBSX_DATA_DIR or ./var)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="process every finished file in the drop folders once")
     run.add_argument(
         "--settle-seconds",
-        type=float,
+        type=_seconds,
         default=5.0,
         help="ignore files modified more recently than this (still being written)",
     )
-    run.add_argument("--batch-size", type=int, default=200, help="submissions per Dagster run")
+    run.add_argument(
+        "--batch-size", type=_count(1), default=200, help="submissions per Dagster run"
+    )
     run.set_defaults(func=cmd_run)
 
     seed = commands.add_parser(
         "seed", help="write the demo observatories' files into their inboxes"
     )
-    seed.add_argument("--year", type=int, default=2025)
+    seed.add_argument("--year", type=_year, default=2025)
     seed.set_defaults(func=cmd_seed)
 
     check = commands.add_parser(
@@ -390,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--lang", choices=["es", "en"], help="default: the profile's language")
     check.add_argument("--out", help="folder for the feedback files (default: ./<file>_validacion)")
-    check.add_argument("--show", type=int, default=20, help="problems to print")
+    check.add_argument("--show", type=_count(0), default=20, help="problems to print")
     check.set_defaults(func=cmd_validate)
 
     template = commands.add_parser("template", help="an Excel template to fill in for a dataset")
@@ -418,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ind.add_argument("--indicator", dest="indicator_code")
     ind.add_argument("--geo", dest="geo_code")
-    ind.add_argument("--period")
+    ind.add_argument("--period", type=_period, help="YYYY, YYYY-Qn or YYYY-MM")
     ind.set_defaults(func=cmd_indicators)
 
     why = commands.add_parser(
@@ -426,9 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     why.add_argument("indicator", help="indicator code, e.g. SDG_16_1_1")
     why.add_argument("--geo", required=True, help="area code at any level")
-    why.add_argument("--period", required=True, help="YYYY, YYYY-Qn or YYYY-MM")
-    why.add_argument("--disaggregation", default="", help="e.g. sex=F (default: the total)")
-    why.add_argument("--show", type=int, default=30, help="records to print per side")
+    why.add_argument("--period", required=True, type=_period, help="YYYY, YYYY-Qn or YYYY-MM")
+    why.add_argument(
+        "--disaggregation",
+        default="",
+        type=_disaggregation,
+        help="e.g. sex=F (default: the total)",
+    )
+    why.add_argument("--show", type=_count(0), default=30, help="records to print per side")
     why.add_argument("--csv", action="store_true", help="every record as CSV")
     why.set_defaults(func=cmd_explain)
 
@@ -444,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
 
     period = commands.add_parser("period", help="close or reopen published periods")
     period.add_argument("action", choices=["close", "reopen", "list"])
-    period.add_argument("period", nargs="?", help="YYYY-MM, or YYYY for its twelve months")
+    period.add_argument(
+        "period", nargs="?", type=_closable, help="YYYY-MM, or YYYY for its twelve months"
+    )
     period.add_argument("--by", help="who closes it (default: $USER)")
     period.add_argument("--note")
     period.set_defaults(func=cmd_period)
@@ -455,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     fixes.add_argument("--all", action="store_true", help="list decided ones too")
     fixes.add_argument("--by", help="who decides (default: $USER)")
     fixes.add_argument("--reason", help="why a correction is rejected")
-    fixes.add_argument("--show", type=int, default=40, help="indicator changes to print")
+    fixes.add_argument("--show", type=_count(0), default=40, help="indicator changes to print")
     fixes.set_defaults(func=cmd_corrections)
 
     db = commands.add_parser("db", help="warehouse administration").add_subparsers(
@@ -468,6 +652,14 @@ def main(argv: list[str] | None = None) -> int:
     db_roles = db.add_parser("roles", help="create/grant the writer and analyst roles (PostgreSQL)")
     db_roles.add_argument("--writer", default="obsx_writer")
     db_roles.add_argument("--analyst", default="obsx_analyst")
+    db_roles.add_argument(
+        "--revoke-connect",
+        action="append",
+        default=[],
+        metavar="DATABASE",
+        help="also revoke CONNECT from PUBLIC on this other database of the server (repeatable;"
+        " its owner and superusers keep it, every other role that relied on PUBLIC loses it)",
+    )
     db_roles.set_defaults(func=cmd_db_roles)
 
     args = parser.parse_args(argv)
@@ -481,12 +673,35 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (SourceError, ReferenceDataError) as exc:  # a deployment file to fix: no traceback
+    except UsageError as exc:
+        return _usage(str(exc))
+    except SourceError as exc:
+        if Path(exc.path).name == "deployment.yaml" and not Path(exc.path).exists():
+            from obsx.deployment import deployment_name  # a setting, not a file, is wrong
+
+            return _usage(f"OBSX_DEPLOYMENT={deployment_name()}: {str(exc).split(': ', 1)[-1]}")
+        print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)  # a deployment file to fix
+        return ATTENTION
+    except ReferenceDataError as exc:
         print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)
         return ATTENTION
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"obsx: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return ATTENTION
+    except OSError as exc:  # a path given that is missing, a folder, a file, unreadable…
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError):  # mkdir of an --out folder where a file is
+            reason = "a file is there, a folder is needed"
+        message = f"{reason}{where}"
+        if args.func is cmd_run:  # mid-run (a full disk…): a result that needs a person
+            print(f"NEEDS ATTENTION - {message}", file=sys.stderr)
+            return ATTENTION
+        return _usage(message)
+
+
+def _usage(message: str) -> int:
+    """One line on stderr, exit status 2."""
+    line = " ".join(message.split())
+    print(line if line.startswith("obsx") else f"obsx: {line}", file=sys.stderr)
+    return USAGE
 
 
 if __name__ == "__main__":
