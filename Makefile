@@ -17,11 +17,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+DEMO_YEAR := 2025
 demo: install
-	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx seed
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx seed --year $(DEMO_YEAR)
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run --settle-seconds 0
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx report --period $(DEMO_YEAR)-12
 	@echo
 	@echo "Feedback for each observatory: $(DATA_DIR)/dropzone/<observatory>/feedback/"
+	@echo "Its monthly pack: $(DATA_DIR)/dropzone/<observatory>/reportes/"
+	@echo "The bulletin: $(DATA_DIR)/reports/$(DEMO_YEAR)-12/boletin_$(DEMO_YEAR)-12.html (and .pdf)"
 	@echo "Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)"
 
 # The Guatemala deployment on real files: INE's code list as geography, the 2018 census, the PNC

@@ -32,6 +32,7 @@ LEVEL_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 KNOWN_KEYS = {
     "country_code",
     "country_name",
+    "m49",
     "levels",
     "time_zone",
     "currency",
@@ -69,6 +70,7 @@ class Deployment:
     country_code: str
     country_name: dict[str, str]
     levels: tuple[Level, ...]
+    m49: str | None = None  # UN M49 area code: the SDG data structure's REF_AREA
     time_zone: str = "UTC"
     currency: str | None = None
     language: str = "es"
@@ -137,6 +139,16 @@ def _text(spec, path, key) -> dict[str, str]:
     if not isinstance(value, dict) or "es" not in value:
         raise SourceError(path, spec.line(key), f"{key} needs es (and en) names")
     return {"es": str(value["es"]), "en": str(value.get("en", value["es"]))}
+
+
+def _m49(spec, path: Path) -> str | None:
+    value = spec.get("m49")
+    if value is None:
+        return None
+    text = f"{int(value):03d}" if isinstance(value, int) else str(value)
+    if not re.fullmatch(r"\d{3}", text):
+        raise SourceError(path, spec.line("m49"), f"m49: {value!r} is not a 3-digit UN M49 code")
+    return text
 
 
 def parse_deployment(spec, path: Path, name: str) -> Deployment:
@@ -220,6 +232,7 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         country_code=str(spec["country_code"]),
         country_name=_text(spec, path, "country_name"),
         levels=tuple(levels),
+        m49=_m49(spec, path),
         time_zone=time_zone,
         currency=spec.get("currency"),
         language=language,

@@ -35,12 +35,6 @@ TABLE_PARQUET = "indicator_value.parquet"
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 NUMBERS = [c.name for c in indicator_value.columns if isinstance(c.type, sa.Float)]
 
-# UN M49 (for countries, ISO 3166-1 numeric): the SDG data structure's REF_AREA codes. A
-# deployment's country_code is ISO alpha-2; these are the countries this product serves.
-M49 = {
-    "BZ": "084", "CR": "188", "DO": "214", "SV": "222", "GT": "320", "HN": "340",
-    "MX": "484", "NI": "558", "PA": "591", "CO": "170",
-}  # fmt: skip
 # The SDG data structure, in its order; the breakdowns we never split by are _T (total).
 DIMENSIONS = [
     "FREQ", "REPORTING_TYPE", "SERIES", "REF_AREA", "SEX", "AGE", "URBANISATION",
@@ -184,10 +178,10 @@ def sdg_observations(table: pd.DataFrame, cat: Catalogue | None = None) -> pd.Da
     cat = cat or load_catalogue()
     deployment = current_deployment()
     national = deployment.levels[0].code
-    country = deployment.country_code
-    if country not in M49:
+    if deployment.m49 is None:
         raise ValueError(
-            f"no UN M49 code known for country {country!r}: add it to obsx.opendata.M49"
+            f"deployment {deployment.name!r} has no m49 code (deployment.yaml, e.g. m49: 591):"
+            " the SDG data structure names the country by it"
         )
     rows = []
     for ind in cat.indicators:
@@ -211,7 +205,7 @@ def sdg_observations(table: pd.DataFrame, cat: Catalogue | None = None) -> pd.Da
                     "REPORTING_TYPE": "N",  # national data
                     "SERIES": ind.sdmx.series,
                     "REF_AREA": values["geo_code"].where(
-                        values["geo_level"] != national, M49[country]
+                        values["geo_level"] != national, deployment.m49
                     ),
                     "SEX": sex_age.str[0],
                     "AGE": sex_age.str[1],

@@ -34,6 +34,5 @@ load_reference_job = dg.define_asset_job(
 monthly_bulletin_job = dg.define_asset_job(
     "build_monthly_bulletin",
     selection=dg.AssetSelection.assets(monthly_bulletin),
-    partitions_def=monthly_bulletin.partitions_def,
     description="Build the monthly bulletin, every contributor's pack and the open-data files.",
 )

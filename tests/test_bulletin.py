@@ -247,3 +247,33 @@ def test_last_closed_month_is_in_the_deployment_time_zone():
     # 2026-03-01 03:00 UTC is still February 28 in Panama (UTC-5): January has ended, not Feb.
     assert last_closed_month(dt.datetime(2026, 3, 1, 3, tzinfo=dt.UTC)) == "2026-01"
     assert last_closed_month(dt.datetime(2026, 3, 1, 6, tzinfo=dt.UTC)) == "2026-02"
+
+
+def test_the_dagster_asset_builds_a_month_and_links_its_files(demo):
+    import dagster as dg
+
+    from assets.publication import monthly_bulletin
+    from pipelines.definitions import defs
+    from pipelines.resources import DropzoneResource, WarehouseResource
+
+    root, engine, built = demo
+    result = dg.materialize(
+        [monthly_bulletin],
+        partition_key="2025-11-01",
+        resources={
+            "warehouse": WarehouseResource(url=str(engine.url), data_dir=str(root)),
+            "dropzone": DropzoneResource(data_dir=str(root)),
+        },
+    )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    html = metadata["bulletin (HTML)"].value
+    assert html.endswith("reports/2025-11/boletin_2025-11.html") and os.path.exists(html)
+    assert os.path.exists(metadata["bulletin (PDF)"].value)
+    assert os.path.exists(metadata["open data: sdmx"].value)
+    assert "informe_pa_colon_2025-11.pdf" in metadata["contributors' packs"].value
+    # Built on the 5th at 06:00 in the deployment's time zone, for the month before.
+    schedule = defs.resolve_schedule_def("monthly_bulletin_schedule")
+    assert schedule.cron_schedule == "0 6 5 * *"
+    assert schedule.execution_timezone == current_deployment().time_zone

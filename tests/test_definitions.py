@@ -22,6 +22,12 @@ def test_asset_graph_keys_groups_and_dependencies():
             "indicators",
             ["reference_contracts", "reference_geography", "reference_population", "submissions"],
         ),
+        "monthly_bulletin": ("publication", ["indicator_value"]),
+    }
+    # A batch of files refreshes the indicators, never the bulletin (built monthly, on the 5th).
+    job = defs.resolve_job_def("process_submissions")
+    assert "monthly_bulletin" not in {
+        k.to_user_string() for k in job.asset_layer.executable_asset_keys
     }
 
 
