@@ -282,16 +282,6 @@ def _month_label(period: str, lang: str) -> str:
     return f"{MONTHS[lang][int(period[5:7]) - 1]} {period[:4]}"
 
 
-def _key(row) -> str:
-    return (
-        "|".join(
-            str(row[c] or "")
-            for c in ("indicator_code", "geo_level", "geo_code", "period_type", "period")
-        )
-        + f"|{row['disaggregation']}"
-    )
-
-
 def decimals(unit: str, period_type: str) -> int:
     """Digits printed after the point: counts none, shares one, rates one (two for a month)."""
     if unit.startswith("per "):
@@ -306,7 +296,7 @@ def format_value(value: float, unit: str, period_type: str) -> str:
 class _Values:
     """The published values the report prints, looked up by key (one query)."""
 
-    def __init__(self, conn: sa.Connection, codes, periods, lang: str):
+    def __init__(self, conn: sa.Connection, codes, periods):
         v = indicator_value.c
         query = sa.select(indicator_value).where(
             v.indicator_code.in_(list(codes)), v.disaggregation == "", v.period.in_(list(periods))
@@ -316,7 +306,6 @@ class _Values:
             (r["indicator_code"], r["geo_code"], r["period"]): r
             for r in self.frame.to_dict("records")
         }
-        self.lang = lang
 
     def row(self, code: str, geo: str, period: str) -> dict | None:
         return self.rows.get((code, geo, period))
@@ -389,7 +378,8 @@ def _series(values: _Values, code: str, geo_names: dict[str, str], months: list[
     return pd.DataFrame(rows)
 
 
-def _names(conn: sa.Connection, lang: str, deployment: Deployment) -> pd.DataFrame:
+def _names(conn: sa.Connection) -> pd.DataFrame:
+    """Today's name, level and parent of every area, by code."""
     g = geography.c
     frame = pd.read_sql(
         sa.select(g.geo_code, g.geo_level, g.name, g.parent_code).where(g.valid_to.is_(None)), conn
@@ -473,7 +463,7 @@ def _record(
         conn.execute(publication_figure.insert(), rows)
 
 
-def _revisions(conn, values_now: pd.DataFrame, lang: str, now: dt.datetime, names) -> dict:
+def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
     """What changed in the figures the previous bulletin printed, and the files that changed it."""
     w = WORDS[lang]
     p = publication.c
@@ -486,7 +476,7 @@ def _revisions(conn, values_now: pd.DataFrame, lang: str, now: dt.datetime, name
     if previous is None:
         return {"intro": w["first_edition"], "rows": []}
     built_at = previous.built_at
-    date = pd.Timestamp(built_at).strftime("%Y-%m-%d %H:%M")
+    date = _local(built_at, current_deployment().time_zone)
     printed = pd.read_sql(
         sa.select(publication_figure).where(
             publication_figure.c.publication_id == previous.publication_id
@@ -645,8 +635,14 @@ def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
     return {"summary": summary, "rows": rows}
 
 
+def _local(moment, time_zone: str) -> str:
+    """A stored moment as the deployment's readers tell time (SQLite returns naive UTC)."""
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return stamp.tz_convert(time_zone).strftime("%Y-%m-%d %H:%M")
+
+
 def _common(deployment: Deployment, lang: str, period: str, now: dt.datetime, as_of) -> dict:
-    local = zoneinfo.ZoneInfo(deployment.time_zone)
     return {
         "lang": lang,
         "w": WORDS[lang],
@@ -654,8 +650,8 @@ def _common(deployment: Deployment, lang: str, period: str, now: dt.datetime, as
         "period": period,
         "period_label": _month_label(period, lang),
         "generated": WORDS[lang]["generated"].format(
-            now=now.astimezone(local).strftime("%Y-%m-%d %H:%M"),
-            as_of=pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M") if as_of is not None else "—",
+            now=_local(now, deployment.time_zone),
+            as_of=_local(as_of, deployment.time_zone) if as_of is not None else "—",
         ),
     }
 
@@ -680,10 +676,10 @@ def build_report(
     levels = deployment.level_codes
     top = levels[0]
     with engine.begin() as conn:
-        names_frame = _names(conn, lang, deployment)
+        names_frame = _names(conn)
         names = names_frame["name"].to_dict()
         national = names_frame[names_frame["geo_level"] == top].index[0]
-        values = _Values(conn, codes, [*months, year_ago, period[:4]], lang)
+        values = _Values(conn, codes, [*months, year_ago, period[:4]])
         as_of = conn.scalar(sa.select(sa.func.max(submission.c.merged_at)))
         obs_names = dict(
             conn.execute(sa.select(observatory.c.observatory_code, observatory.c.name)).all()
@@ -771,7 +767,7 @@ def build_report(
             "charts": charts,
             "tables": tables,
             "reporting": _reporting(conn, period, lang, obs_names),
-            "revisions": _revisions(conn, values.frame, lang, now, names),
+            "revisions": _revisions(conn, lang, now, names),
             "compact": False,
             "notes": [n for n in notes if n["code"] in HEADLINE + LEVEL_TABLE],
             "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values())),
