@@ -526,6 +526,46 @@ def cmd_report(args) -> int:
     return OK
 
 
+def cmd_reconcile(args) -> int:
+    from obsx import reconcile
+
+    engine = _engine(args)
+    try:
+        concept = reconcile.get_concept(args.concept)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.action == "decide":
+        if not (args.geo and args.period and args.source and args.reason):
+            raise UsageError("reconcile decide needs GEO PERIOD --source S --reason TEXT")
+        try:
+            decision = reconcile.decide(
+                engine, concept.code, args.geo, args.period, args.source, _who(args), args.reason
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"decision {decision}: {concept.code} {args.geo} {args.period} follows {args.source}")
+        print("The indicators follow it at the next refresh (obsx run, or the nightly run).")
+        return OK
+    with engine.begin() as conn:
+        reconcile.refresh_reconciliation(conn, _now())
+        if args.action == "show":
+            if not (args.geo and args.period):
+                raise UsageError("reconcile show needs GEO PERIOD (e.g. 0805 2025-03)")
+            try:
+                print(reconcile.show_text(conn, concept, args.geo, args.period))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+            return OK
+        print(reconcile.list_text(conn, concept, args.status))
+    return OK
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
 def cmd_catalogue_docs(args) -> int:
     from obsx.catalogue import load_catalogue, write_catalogue_docs
 
@@ -623,6 +663,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.add_argument("--lang", choices=["es", "en"], default="es")
     report.set_defaults(func=cmd_report)
+
+    rec = commands.add_parser(
+        "reconcile", help="sources counting the same victims, side by side; record decisions"
+    )
+    rec.add_argument("action", choices=["list", "show", "decide"])
+    rec.add_argument("geo", nargs="?", help="unit code (show, decide)")
+    rec.add_argument("period", nargs="?", help="YYYY-MM (show, decide)")
+    rec.add_argument("--concept", help="default: the deployment's first")
+    rec.add_argument(
+        "--status",
+        default="needs_decision",
+        help="list: to_reconcile, reopened, decided, agree, … or all (default: needs_decision)",
+    )
+    rec.add_argument("--source", help="decide: the source the figure follows")
+    rec.add_argument("--reason", help="decide: why (kept with the decision)")
+    rec.add_argument("--by", help="decide: who decides (default: $USER)")
+    rec.set_defaults(func=cmd_reconcile)
 
     period = commands.add_parser("period", help="close or reopen published periods")
     period.add_argument("action", choices=["close", "reopen", "list"])

@@ -41,6 +41,7 @@ KNOWN_KEYS = {
     "contributors",
     "profiles",
     "reporting_calendar",
+    "reconciliation",
 }
 CALENDAR_KEYS = {"every", "due_day", "since", "from"}
 LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
@@ -81,6 +82,8 @@ class Deployment:
     # after the period ends), since (YYYY-MM: the first period owed), from (observatory,
     # institution or all: which contributors owe it)
     reporting_calendar: dict[str, dict] = field(default_factory=dict)
+    # concept -> the sources counting it (checked by obsx.reconcile.concepts, which names lines)
+    reconciliation: dict = field(default_factory=dict)
 
     @property
     def units_level(self) -> Level:
@@ -240,6 +243,7 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         contributors_path=root / str(spec.get("contributors", "contributors.yaml")),
         profiles_dir=root / str(spec.get("profiles", "profiles")),
         reporting_calendar=calendar,
+        reconciliation=spec.get("reconciliation") or {},
     )
 
 

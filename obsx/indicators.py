@@ -141,8 +141,12 @@ def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> N
     and every column the catalogue reads (so the several hundred indicator statements read
     thousands of sums, not millions of records), and ``reporting_<dataset>``: the units that
     reported in each month (a record, or a file that declared them covered)."""
+    from obsx.reconcile import build_exclusions, exclusion_sql
+
     cat = catalogue()
     as_of = "as_of" in fixed
+    # Records counted by several sources (reconciliation concepts): only the chosen source's.
+    reconciled = build_exclusions(conn, fixed.get("as_of"))
     for dataset, spec in cat.datasets.items():
         if dataset == "survey_responses":
             continue  # read as microdata: its precision needs every respondent
@@ -164,7 +168,7 @@ def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> N
         sql = (
             f"CREATE TEMPORARY TABLE facts_{dataset} AS SELECT {select}"
             f" FROM ({records_sql(dataset, as_of)}) r WHERE 1 = 1{_years_clause(years, 'r.')}"
-            f" GROUP BY {group}"
+            f"{exclusion_sql(dataset, reconciled)} GROUP BY {group}"
         )
         statement, used = _timestamps(sql, fixed)
         conn.execute(statement, used)
@@ -592,8 +596,12 @@ def compute_indicators(
         if years is not None:
             delete = delete.where(sa.func.substr(indicator_value.c.period, 1, 4).in_(years))
         conn.execute(delete)
-        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years)
+        from obsx.reconcile import mark_indicator_values, refresh_reconciliation
         from obsx.suppression import apply_secondary_suppression
+
+        refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
+        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years)
+        mark_indicator_values(conn, indicator_value.name)
 
         apply_secondary_suppression(conn, indicator_value.name, years, catalogue())
         _update_changes(conn, indicator_value.name, years)
@@ -759,7 +767,7 @@ def records_outside_geography(conn: sa.Connection) -> list[dict]:
 
 # --- Refreshing only what changed -------------------------------------------------------------
 
-_DEFINITION_FILES = ("indicators.py", "suppression.py", "catalogue.py")
+_DEFINITION_FILES = ("indicators.py", "suppression.py", "catalogue.py", "reconcile.py")
 
 
 def _fingerprint(conn: sa.Connection) -> str:
@@ -773,7 +781,11 @@ def _fingerprint(conn: sa.Connection) -> str:
     for name in _DEFINITION_FILES:
         digest.update((here / name).read_bytes())
     deployment = current_deployment()
-    digest.update(repr((deployment.level_codes, deployment.reporting_calendar)).encode())
+    digest.update(
+        repr(
+            (deployment.level_codes, deployment.reporting_calendar, deployment.reconciliation)
+        ).encode()
+    )
     for sql in (
         "SELECT geo_code, valid_from, valid_to, geo_level, parent_code FROM geography"
         " ORDER BY geo_code, valid_from",
@@ -805,7 +817,10 @@ def years_to_refresh(conn: sa.Connection) -> tuple[list[str] | None, str]:
         for d in DATASETS
     ] + [
         "SELECT DISTINCT substr(c.period_month, 1, 4) FROM declared_coverage c"
-        " JOIN submission s ON s.submission_id = c.submission_id WHERE s.merged_at > :since"
+        " JOIN submission s ON s.submission_id = c.submission_id WHERE s.merged_at > :since",
+        # a reconciliation decision taken, superseded or reopened since
+        "SELECT DISTINCT substr(period, 1, 4) FROM reconciliation_decision"
+        " WHERE decided_at > :since OR closed_at > :since",
     ]
     years = conn.execute(sa.text(" UNION ".join(changed)).bindparams(since)).scalars()
     return sorted({str(y) for y in years if y}), fingerprint

@@ -224,6 +224,13 @@ indicator_value = sa.Table(
     sa.Column("cv", sa.Float, comment="surveys: coefficient of variation (SE / estimate)"),
     sa.Column("change_previous", sa.Float, comment="% change against the previous period"),
     sa.Column("change_year_ago", sa.Float, comment="% change against a year before"),
+    sa.Column(
+        "reconciliation",
+        sa.String(16),
+        nullable=False,
+        server_default="",
+        comment="sources reconciled (obsx/reconcile.py): agreed (a decision inside), pending",
+    ),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -321,6 +328,73 @@ publication_figure = sa.Table(
     sa.Column("disaggregation", sa.String(200), primary_key=True),
     sa.Column("value", sa.Float, comment="as printed; NULL when withheld"),
     sa.Column("conf_status", sa.String(1), nullable=False),
+)
+
+
+# Sources counting the same thing, side by side (obsx/reconcile.py): per concept, unit and month,
+# each source's count, the status, the source indicators follow; how their records matched; and
+# the decisions of the reconciliation table, never deleted.
+reconciliation_item = sa.Table(
+    "reconciliation_item",
+    metadata,
+    sa.Column("concept", sa.String(64), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("difference", sa.Float, nullable=False, comment="highest minus lowest count"),
+    sa.Column(
+        "status",
+        sa.String(16),
+        nullable=False,
+        comment="agree, within_tolerance, to_reconcile, decided, reopened, single_source",
+    ),
+    sa.Column("chosen_source", sa.String(64), comment="the source indicators count"),
+    sa.Column("decision_id", sa.Integer),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+reconciliation_count = sa.Table(
+    "reconciliation_count",
+    metadata,
+    sa.Column("concept", sa.String(64), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("count", sa.Float, nullable=False),
+)
+reconciliation_match = sa.Table(
+    "reconciliation_match",
+    metadata,
+    sa.Column("concept", sa.String(64), primary_key=True),
+    sa.Column("geo_code", sa.String(16), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("source_a", sa.String(64), primary_key=True),
+    sa.Column("source_b", sa.String(64), primary_key=True),
+    sa.Column("both", sa.Integer, nullable=False, comment="victims found by both"),
+    sa.Column("only_a", sa.Integer, nullable=False),
+    sa.Column("only_b", sa.Integer, nullable=False),
+    sa.Column("recoded_a", sa.Integer, nullable=False, comment="found by b in a neighbouring unit"),
+    sa.Column("recoded_b", sa.Integer, nullable=False),
+    sa.Column("ambiguous_a", sa.Integer, nullable=False, comment="several candidates: not guessed"),
+    sa.Column("ambiguous_b", sa.Integer, nullable=False),
+    sa.Column("aggregate", sa.Integer, nullable=False, comment="counts of several: not matchable"),
+)
+reconciliation_decision = sa.Table(
+    "reconciliation_decision",
+    metadata,
+    sa.Column("decision_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("concept", sa.String(64), nullable=False),
+    sa.Column("geo_code", sa.String(16), nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False, comment="the source the figure follows"),
+    sa.Column("figure", sa.Float, nullable=False, comment="the agreed figure"),
+    sa.Column(
+        "counts", sa.Text, nullable=False, comment="every source's count when decided (JSON)"
+    ),
+    sa.Column("decided_by", sa.String(100), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True), comment="reopened or superseded"),
+    sa.Column("closed_reason", sa.Text),
+    sa.Index("ix_reconciliation_decision_item", "concept", "geo_code", "period"),
 )
 
 
