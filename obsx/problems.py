@@ -30,6 +30,34 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "This file is byte for byte identical to one observatory {other} already sent; nothing "
         "was stored. Check that you sent the right file.",
     ),
+    "over-limit": (
+        ERROR,
+        "El archivo supera el límite de {limit_name}: {limit}{found}. No se leyó nada; divídalo "
+        "en archivos más pequeños o revise que exportó la hoja correcta.",
+        "The file is over the limit on {limit_name}: {limit}{found}. Nothing was read; split it "
+        "into smaller files or check that you exported the right sheet.",
+    ),
+    "unsafe-file": (
+        ERROR,
+        "El archivo contiene {reason}, que ningún programa de hojas de cálculo escribe; no se "
+        "leyó. Ábralo y guárdelo de nuevo como .xlsx, o envíelo como CSV.",
+        "The file holds {reason}, which no spreadsheet program writes; it was not read. Open it "
+        "and save it again as .xlsx, or send it as CSV.",
+    ),
+    "failed-repeatedly": (
+        ERROR,
+        "El procesamiento de este archivo se interrumpió {attempts} veces; se apartó para que no "
+        "detenga los envíos de nadie. El ministerio lo revisará: no hace falta reenviarlo.",
+        "Processing this file broke off {attempts} times; it was set aside so that it holds up "
+        "no one's submissions. The ministry will look at it: there is no need to send it again.",
+    ),
+    "formula-identifier": (
+        ERROR,
+        "«{value}» en «{title}» empieza como una fórmula de hoja de cálculo ({first}); un código "
+        "no puede empezar con =, +, -, @, tabulación ni retorno de carro.",
+        "'{value}' in '{title}' starts like a spreadsheet formula ({first}); an id cannot start "
+        "with =, +, -, @, tab or carriage return.",
+    ),
     "empty-file": (
         ERROR,
         "El archivo no contiene filas de datos.",
@@ -253,14 +281,27 @@ class Problem:
         return record
 
 
+MAX_SHOWN_CHARS = 200  # a cell or header echoed in a message: a 1 MB cell must not fill pages
+
+
+def shorten(text, limit: int = MAX_SHOWN_CHARS):
+    """``text`` cut to ``limit`` characters, saying how long it was (None stays None)."""
+    if text is None:
+        return None
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} caracteres / characters)"
+
+
 def problem(code: str, row=None, column=None, value=None, **params) -> Problem:
-    """A problem with its message parameters given as keywords."""
+    """A problem with its message parameters given as keywords; long values are shortened."""
     if code not in CATALOGUE:
         raise KeyError(f"unknown problem code {code!r}")
     return Problem(
         code=code,
         row=row,
-        column=column,
-        value=None if value is None else str(value),
-        params=tuple((k, str(v)) for k, v in params.items()),
+        column=shorten(column),
+        value=shorten(value),
+        params=tuple((k, shorten(v, 2000)) for k, v in params.items()),
     )

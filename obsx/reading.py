@@ -7,13 +7,16 @@ cannot be read raises :class:`UnreadableFile` with a problem the observatory can
 import csv
 import datetime as dt
 import io
+import re
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from obsx.limits import LimitExceeded, active
 from obsx.problems import Problem, problem
 
 CSV_EXTENSIONS = {".csv", ".txt", ".tsv"}
@@ -23,6 +26,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls and other MS Office binaries
 SPSS_MAGIC = (b"$FL2", b"$FL3")
 HEADER_SEARCH_ROWS = 30  # how far down a header is looked for (title rows above it)
+SNIFF_CHARS = 8 * 1024  # csv.Sniffer is quadratic on some lines: 64 KB of one took 5 s
+CHECK_EVERY_ROWS = 10_000  # how often a long read looks at the clock
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ def decode(data: bytes) -> tuple[str, str, bool]:
 
 def sniff_delimiter(text: str) -> str:
     """The delimiter of a CSV text among comma, semicolon, tab and pipe."""
-    sample = text[: 64 * 1024]
+    sample = text[:SNIFF_CHARS]
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
@@ -222,9 +227,21 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
     else:
         text, encoding, guessed = decode(data)
     delimiter = layout.delimiter or sniff_delimiter(text)
+    limits, deadline = active()
+    # csv's own limit on a field is process-wide; ours is one more than allowed, so that a
+    # longer cell is told apart from a malformed file.
+    csv.field_size_limit(limits.max_cell_chars + 1)
+    rows, cells = [], 0
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            rows.append(row)
+            cells += len(row)
+            _check_size(len(rows), len(row), cells, limits)
+            if len(rows) % CHECK_EVERY_ROWS == 0:
+                deadline.check()
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise LimitExceeded("max_cell_chars", limits.max_cell_chars) from exc
         raise UnreadableFile(
             problem(
                 "unreadable-file",
@@ -234,6 +251,127 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
         ) from exc
     info = {"encoding": encoding, "encoding_guessed": guessed, "delimiter": delimiter}
     return Cells(rows, "csv", info=info)
+
+
+def _check_size(rows: int, columns: int, cells: int, limits) -> None:
+    """Raise LimitExceeded when a table read so far is over a limit on its shape."""
+    if columns > limits.max_columns:
+        raise LimitExceeded("max_columns", limits.max_columns, columns)
+    if rows > limits.max_rows:
+        raise LimitExceeded("max_rows", limits.max_rows)
+    if cells > limits.max_cells:
+        raise LimitExceeded("max_cells", limits.max_cells)
+
+
+def _check_cell(text: str, limits) -> None:
+    if len(text) > limits.max_cell_chars:
+        raise LimitExceeded("max_cell_chars", limits.max_cell_chars, len(text))
+
+
+UNSAFE_XML = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+# Literal prefixes keep these fast; an attribute that merely ends in "r" only overestimates.
+CELL_COLUMN = re.compile(rb'r="([A-Z]{1,3})[0-9]')  # the letters of every cell reference
+ROW_TAGS = (re.compile(rb"<row[\s>/]"), re.compile(rb":row[\s>/]"))
+CHUNK = 1 << 20
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def inspect_workbook(data: bytes) -> None:
+    """Look inside an .xlsx before any workbook library opens it: its zip directory, then every
+    part inflated as a stream (so memory stays at a chunk), with the limits on inflated size and
+    ratio; no part may declare XML entities (billion laughs); no sheet may reach beyond the
+    limits on rows, columns and cells (one cell at XFD1048576 makes calamine ask for 512 GB).
+
+    Raises LimitExceeded, or UnreadableFile for a damaged or unsafe file."""
+    limits, deadline = active()
+    if len(data) > limits.max_file_bytes:
+        raise LimitExceeded("max_file_bytes", limits.max_file_bytes, len(data))
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise _damaged_workbook(exc) from exc
+    declared = sum(m.file_size for m in members)
+    if declared > limits.max_uncompressed_bytes:
+        raise LimitExceeded("max_uncompressed_bytes", limits.max_uncompressed_bytes, declared)
+    inflated = 0
+    for member in members:
+        if member.is_dir():
+            continue
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > CHUNK and ratio > limits.max_compression_ratio:
+            raise LimitExceeded("max_compression_ratio", limits.max_compression_ratio, ratio)
+        is_xml = member.filename.lower().endswith((".xml", ".rels", ".vml"))
+        is_sheet = is_xml and member.filename.startswith("xl/worksheets/")
+        rows = columns = row_tags = 0
+        tail = b""
+        try:
+            with archive.open(member) as part:
+                while block := part.read(CHUNK):
+                    inflated += len(block)
+                    if inflated > limits.max_uncompressed_bytes:
+                        raise LimitExceeded("max_uncompressed_bytes", limits.max_uncompressed_bytes)
+                    if is_xml:
+                        window = tail + block
+                        if UNSAFE_XML.search(window):
+                            raise UnreadableFile(
+                                problem(
+                                    "unsafe-file",
+                                    reason_es="declaraciones XML (DOCTYPE o ENTITY)",
+                                    reason_en="XML declarations (DOCTYPE or ENTITY)",
+                                )
+                            )
+                        if is_sheet:
+                            # a reference cut by the block's end is read whole in the next window
+                            cut = window.rfind(b"<")
+                            whole, tail = window[:cut], window[cut:]
+                            rows, columns, row_tags = _sheet_extent(
+                                whole, rows, columns, row_tags, limits
+                            )
+                            if len(tail) > 4096:  # no tag is that long: not a reference
+                                tail = tail[-64:]
+                        else:
+                            tail = block[-16:]
+                    deadline.check()
+        except (LimitExceeded, UnreadableFile):
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as exc:
+            raise _damaged_workbook(exc) from exc  # truncated, wrong CRC, encrypted, ...
+        if is_sheet:
+            rows, columns, row_tags = _sheet_extent(tail, rows, columns, row_tags, limits)
+            rows = max(rows, row_tags)
+            _check_size(rows, columns, rows * columns, limits)
+
+
+def _sheet_extent(xml: bytes, rows: int, columns: int, row_tags: int, limits):
+    """The furthest row and column that sheet XML refers to, and its rows counted; fast (a
+    46 MB sheet in about 0.2 s): only references long enough to pass the row limit are read."""
+    row_tags += sum(len(tag.findall(xml)) for tag in ROW_TAGS)
+    letters = set(CELL_COLUMN.findall(xml))
+    if letters:
+        columns = max(columns, max(_column_number(c) for c in letters))
+    digits = len(str(limits.max_rows))
+    long_refs = re.findall(rb'r="[A-Z]{0,3}([0-9]{%d,})"' % digits, xml)
+    if long_refs:
+        rows = max(rows, max(int(n) for n in long_refs))
+    return rows, columns, row_tags
+
+
+def _damaged_workbook(exc: Exception) -> "UnreadableFile":
+    kind = type(exc).__name__
+    return UnreadableFile(
+        problem(
+            "unreadable-file",
+            reason_es=f"el libro de Excel está dañado o incompleto ({kind})",
+            reason_en=f"the Excel workbook is damaged or incomplete ({kind})",
+        )
+    )
 
 
 def _missing_sheet(sheet, available: list[str]) -> UnreadableFile:
@@ -256,6 +394,8 @@ def _xlsx_cells(data: bytes, layout: Layout) -> Cells:
     openpyxl took 6 s. Cells are the values Excel last computed, never formulas."""
     from python_calamine import CalamineWorkbook
 
+    inspect_workbook(data)
+    limits, deadline = active()
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         names = workbook.sheet_names
@@ -279,7 +419,12 @@ def _xlsx_cells(data: bytes, layout: Layout) -> Cells:
         name = names[index]
     try:
         # Some exporters declare a wrong sheet size: calamine reads the cells that are there.
-        cells = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        sheet = workbook.get_sheet_by_name(name)
+        if isinstance(sheet.height, int) and isinstance(sheet.width, int):
+            _check_size(sheet.height, sheet.width, sheet.height * sheet.width, limits)
+        cells = sheet.to_python(skip_empty_area=False)
+    except LimitExceeded:
+        raise
     except Exception as exc:
         kind = type(exc).__name__
         raise UnreadableFile(
@@ -289,7 +434,20 @@ def _xlsx_cells(data: bytes, layout: Layout) -> Cells:
                 reason_en=f"sheet '{name}' is damaged ({kind})",
             )
         ) from exc
-    return Cells([[_cell_text(v) for v in row] for row in cells], "xlsx")
+    return Cells(_texts(cells, limits, deadline), "xlsx")
+
+
+def _texts(rows, limits, deadline) -> list[list[str]]:
+    """Cells as text, row by row, within the limits on a cell's length and on time."""
+    out = []
+    for n, row in enumerate(rows, start=1):
+        texts = [_cell_text(v) for v in row]
+        for text in texts:
+            _check_cell(text, limits)
+        out.append(texts)
+        if n % CHECK_EVERY_ROWS == 0:
+            deadline.check()
+    return out
 
 
 def read_xls_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
@@ -312,6 +470,7 @@ def _xls_cells(data: bytes, layout: Layout) -> Cells:
             )
         ) from exc
     names = book.sheet_names()
+    limits, deadline = active()
     try:
         if isinstance(layout.sheet, str):
             sheet = book.sheet_by_name(layout.sheet)
@@ -327,7 +486,9 @@ def _xls_cells(data: bytes, layout: Layout) -> Cells:
             return ""
         return _cell_text(c.value)
 
-    return Cells([[cell(c) for c in sheet.row(r)] for r in range(sheet.nrows)], "xls")
+    _check_size(sheet.nrows, sheet.ncols, sheet.nrows * sheet.ncols, limits)
+    rows = ([cell(c) for c in sheet.row(r)] for r in range(sheet.nrows))
+    return Cells(_texts(rows, limits, deadline), "xls")
 
 
 def read_sav_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
@@ -341,11 +502,24 @@ def _sav_cells(data: bytes, layout: Layout) -> Cells:
     """
     import pyreadstat
 
+    limits, deadline = active()
     with tempfile.NamedTemporaryFile(suffix=".sav") as handle:
         handle.write(data)
         handle.flush()
         try:
-            frame, _ = pyreadstat.read_sav(handle.name, apply_value_formats=layout.value_labels)
+            # The header says how many cases and variables there are (cases may be unknown:
+            # then at most one case more than allowed is read, to know it is over).
+            _, meta = pyreadstat.read_sav(handle.name, metadataonly=True)
+            columns, cases = meta.number_columns or 0, meta.number_rows
+            _check_size(max(cases or 0, 0), columns, max(cases or 0, 0) * columns, limits)
+            frame, _ = pyreadstat.read_sav(
+                handle.name,
+                apply_value_formats=layout.value_labels,
+                row_limit=limits.max_rows + 1,
+            )
+            _check_size(len(frame), frame.shape[1], frame.size, limits)
+        except LimitExceeded:
+            raise
         except Exception as exc:  # pyreadstat.ReadstatError and friends
             kind = type(exc).__name__
             raise UnreadableFile(
@@ -355,11 +529,11 @@ def _sav_cells(data: bytes, layout: Layout) -> Cells:
                     reason_en=f"the SPSS file is damaged ({kind})",
                 )
             ) from exc
-    rows = [list(frame.columns)] + [
+    records = (
         [_cell_text(None if pd.isna(v) else v) for v in record]
         for record in frame.itertuples(index=False)
-    ]
-    return Cells(rows, "sav", first_row=0)
+    )
+    return Cells([list(frame.columns), *_texts(records, limits, deadline)], "sav", first_row=0)
 
 
 def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> RawTable:
@@ -369,7 +543,12 @@ def read_submission(data: bytes, file_name: str, layout: Layout = Layout()) -> R
 
 def read_cells(data: bytes, file_name: str, layout: Layout = Layout()) -> Cells:
     """A file's cells, before any header is looked for (see Cells.table). Only the layout's
-    sheet, encoding, delimiter and value_labels matter here."""
+    sheet, encoding, delimiter and value_labels matter here.
+
+    Raises UnreadableFile, or LimitExceeded for a file over one of obsx.limits."""
+    limits, _ = active()
+    if len(data) > limits.max_file_bytes:
+        raise LimitExceeded("max_file_bytes", limits.max_file_bytes, len(data))
     suffix = Path(file_name).suffix.lower()
     if data.startswith(SPSS_MAGIC):
         return _sav_cells(data, layout)

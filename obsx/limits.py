@@ -1,0 +1,147 @@
+"""How much one uploaded file may cost us: every limit on bad input, in one place.
+
+A file over a limit is rejected with feedback naming the limit (problem code ``over-limit``), in
+seconds and in bounded memory, and leaves the inbox; nothing else waits for it. Each limit can be
+changed for an installation with an environment variable ``OBSX_LIMIT_<NAME>`` (for example
+``OBSX_LIMIT_MAX_ROWS=2000000``), read when a file is processed, never at import.
+
+The defaults fit every real export seen so far with a wide margin (the largest, the Guatemalan
+police's 2023 register: 3.8 MB, 45,278 rows, 46 MB of sheet XML, compressed 12 times) and keep a
+file's reading under about 2 GB of memory.
+"""
+
+import contextlib
+import contextvars
+import os
+import time
+from dataclasses import dataclass, fields, replace
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    # Bytes of the file as uploaded (compressed size, for a workbook).
+    max_file_bytes: int = 100 * MB
+    # Workbooks (.xlsx are zip files): bytes once inflated, all parts together, and how many
+    # times larger than compressed one part may be (a zip bomb inflates 1,000 times or more).
+    max_uncompressed_bytes: int = 300 * MB
+    max_compression_ratio: int = 200
+    # The table: rows, columns, rows x columns (what a reader holds in memory), one cell's text.
+    max_rows: int = 1_000_000
+    max_columns: int = 1_000
+    max_cells: int = 20_000_000
+    max_cell_chars: int = 32_767  # Excel's own limit: no spreadsheet makes a longer cell
+    # Reading and validating one file (checked as it goes; the work is bounded by the sizes above).
+    max_seconds: float = 300.0
+    # Feedback: problems listed one by one per problem code (the rest are counted), and the
+    # size of the rejected-rows CSV sent back to be fixed.
+    max_problems_per_code: int = 100
+    max_rejected_csv_bytes: int = 2 * MB
+    # A file whose processing died this many times (a killed process, an unexpected error) is
+    # rejected without being read again, so that it can never block anyone.
+    max_failed_attempts: int = 2
+    # A consumed upload is kept aside this long: a writer that was still writing into it (a
+    # paused copy) is noticed and what it wrote becomes a new submission, never lost.
+    hold_seconds: float = 24 * 3600.0
+
+
+# What each limit is called in feedback, in the observatory's words (Spanish, English).
+WORDS: dict[str, tuple[str, str]] = {
+    "max_file_bytes": ("tamaño del archivo", "file size"),
+    "max_uncompressed_bytes": ("tamaño del libro descomprimido", "uncompressed workbook size"),
+    "max_compression_ratio": ("tasa de compresión", "compression ratio"),
+    "max_rows": ("número de filas", "number of rows"),
+    "max_columns": ("número de columnas", "number of columns"),
+    "max_cells": ("número de celdas (filas × columnas)", "number of cells (rows × columns)"),
+    "max_cell_chars": ("caracteres en una celda", "characters in one cell"),
+    "max_seconds": ("tiempo de lectura (segundos)", "reading time (seconds)"),
+}
+
+
+def current_limits(environ=None) -> Limits:
+    """The defaults, overridden by ``OBSX_LIMIT_<NAME>`` variables where set.
+
+    Raises ValueError naming the variable when one is not a positive number."""
+    environ = os.environ if environ is None else environ
+    changes = {}
+    for f in fields(Limits):
+        name = f"OBSX_LIMIT_{f.name.upper()}"
+        text = environ.get(name)
+        if text is None or not text.strip():
+            continue
+        kind = float if f.type in (float, "float") else int
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a {kind.__name__}") from None
+        if value <= 0:
+            raise ValueError(f"{name}={text!r} must be positive")
+        changes[f.name] = value
+    return replace(Limits(), **changes)
+
+
+class LimitExceeded(Exception):
+    """A file goes over one limit: which, the limit, and what was found (when known)."""
+
+    def __init__(self, name: str, limit, found=None):
+        super().__init__(f"{name}: {found} over the limit {limit}")
+        self.name, self.limit, self.found = name, limit, found
+
+    def problem(self):
+        from obsx.problems import problem
+
+        es, en = WORDS.get(self.name, (self.name, self.name))
+        found = "" if self.found is None else _number(self.found)
+        return problem(
+            "over-limit",
+            limit_name_es=es,
+            limit_name_en=en,
+            limit=_number(self.limit),
+            found_es=f" (tiene {found})" if found else "",
+            found_en=f" (it has {found})" if found else "",
+        )
+
+
+def _number(value) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+class Deadline:
+    """The time one file may take, checked by the readers as they go."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise LimitExceeded("max_seconds", self.seconds)
+
+
+_ACTIVE: contextvars.ContextVar[tuple[Limits, Deadline] | None] = contextvars.ContextVar(
+    "obsx_limits", default=None
+)
+
+
+@contextlib.contextmanager
+def bounded(limits: Limits | None = None):
+    """Within this block, readers enforce ``limits`` (default: current_limits()) and its clock."""
+    limits = limits or current_limits()
+    token = _ACTIVE.set((limits, Deadline(limits.max_seconds)))
+    try:
+        yield limits
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> tuple[Limits, Deadline]:
+    """The limits and clock of the file being processed (outside ``bounded``: the defaults and
+    a fresh clock, so that a reader called alone is bounded too)."""
+    found = _ACTIVE.get()
+    if found is None:
+        limits = current_limits()
+        return limits, Deadline(limits.max_seconds)
+    return found
