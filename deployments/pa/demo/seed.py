@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,16 +302,31 @@ def _spoil(cells: list[list], rng: random.Random) -> None:
 REMARKS = ["", "", "", "verificar con DIJ", "caso reabierto", "dato de prensa"]
 
 
-def render(
-    style: ExportStyle, rows: list[dict], rng: random.Random, spoil: bool, extra=()
-) -> bytes:
-    """The bytes of one export. ``extra``: more columns, as (header, value maker) pairs."""
+@dataclass
+class Table:
+    """One export before it is written: lines above the headers, the headers, the data rows,
+    lines below; ``spoiled``: ids of the rows ``_spoil`` broke (the pipeline rejects them)."""
+
+    above: list[list]
+    headers: list[str]
+    cells: list[list]
+    below: list[list]
+    spoiled: frozenset[str]
+
+
+def table(style: ExportStyle, rows: list[dict], rng: random.Random, spoil: bool, extra=()) -> Table:
+    """The cells of one export. ``extra``: more columns, as (header, value maker) pairs."""
     if style.aggregated:
         rows = _aggregate(style, rows)
     headers = list(style.headers)
     cells = [_cells(style, r) for r in rows]
+    spoiled = frozenset()
     if spoil:
+        clean = [list(c) for c in cells]
         _spoil(cells, rng)
+        spoiled = frozenset(
+            c[0] for c, now in zip(clean, cells, strict=False) if c != now
+        )  # the copy _spoil appends repeats an id: the pipeline keeps the first
     for header, make in [*((h, lambda: rng.choice(REMARKS)) for h in style.extra_columns), *extra]:
         headers.append(header)  # not in the contract: dropped (named in the feedback unless the
         for c in cells:  # profile says to ignore it)
@@ -319,6 +335,11 @@ def render(
     below = []
     if style.total_row:
         below = [["TOTAL", "", "", "", "", "", "", len(cells)], [], ["Fuente: Policía Nacional."]]
+    return Table(above, headers, cells, below, spoiled)
+
+
+def encode(style: ExportStyle, t: Table) -> bytes:
+    """The bytes of one export, as the observatory's tool writes them."""
     if style.file_format == "xlsx":
         book = openpyxl.Workbook()
         sheet = book.active
@@ -327,18 +348,40 @@ def render(
             sheet.append(["Informe mensual de incidentes"])
             sheet = book.create_sheet(style.sheet)
         sheet.title = style.sheet
-        for line in [*above, headers, *cells, *below]:
+        for line in [*t.above, t.headers, *t.cells, *t.below]:
             sheet.append(line)
         buffer = io.BytesIO()
         book.save(buffer)
         return buffer.getvalue()
     text = io.StringIO()
     writer = csv.writer(text, delimiter=style.delimiter, lineterminator="\r\n")
-    writer.writerows([*above, headers, *cells, *below])
+    writer.writerows([*t.above, t.headers, *t.cells, *t.below])
     return text.getvalue().encode(style.encoding)
 
 
+def render(
+    style: ExportStyle, rows: list[dict], rng: random.Random, spoil: bool, extra=()
+) -> bytes:
+    """The bytes of one export. ``extra``: more columns, as (header, value maker) pairs."""
+    return encode(style, table(style, rows, rng, spoil, extra))
+
+
 NAMES = ["Ana", "Luis", "María", "José", "Yaritza", "Edwin", "Itzel", "Ricardo"]
+
+
+def incident_exports(year: int, rng: random.Random):
+    """Every observatory's quarterly incident exports, in the order seed_demo writes them and
+    drawing from ``rng`` as it does: (code, quarter, the quarter's victims, the table)."""
+    for code, style in STYLES.items():
+        rows = incidents_for_year(code, year, rng)
+        for quarter in range(1, 5):
+            months = range(3 * quarter - 2, 3 * quarter + 1)
+            part = [r for r in rows if r["date"].month in months]
+            extra = ()
+            if code == "pa_san_miguelito" and quarter == 2:
+                extra = (("Nombre víctima", lambda: rng.choice(NAMES)),)
+            spoil = (quarter + len(code)) % 2 == 0
+            yield code, quarter, part, table(style, part, rng, spoil, extra)
 
 
 def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[Path]:
@@ -349,19 +392,11 @@ def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[P
     zone.ensure_folders()
     written = []
     base_time = time.time() - 3600
-    for code, style in STYLES.items():
-        rows = incidents_for_year(code, year, rng)
-        for quarter in range(1, 5):
-            months = range(3 * quarter - 2, 3 * quarter + 1)
-            part = [r for r in rows if r["date"].month in months]
-            extra = ()
-            if code == "pa_san_miguelito" and quarter == 2:
-                extra = (("Nombre víctima", lambda: rng.choice(NAMES)),)
-            spoil = (quarter + len(code)) % 2 == 0
-            data = render(style, part, rng, spoil, extra)
-            name = f"incidentes_{year}_T{quarter}.{style.file_format}"
-            written.append(_drop(zone, code, name, data, base_time))
-            base_time += 1
+    for code, quarter, _, t in incident_exports(year, rng):
+        style = STYLES[code]
+        name = f"incidentes_{year}_T{quarter}.{style.file_format}"
+        written.append(_drop(zone, code, name, encode(style, t), base_time))
+        base_time += 1
     for code in PREVENTION:
         name, data = render_prevention(code, prevention_plan(code, year, rng))
         written.append(_drop(zone, code, name, data, base_time))
@@ -711,3 +746,367 @@ def render_survey(code: str, rows: list[dict]) -> tuple[str, bytes]:
     buffer = io.BytesIO()
     book.save(buffer)
     return "encuesta_2025.xlsx", buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- forensic medicine
+# IMELCF (Instituto de Medicina Legal y Ciencias Forenses) performs the autopsy of every homicide
+# victim and exports its register as a latin-1, semicolon-separated CSV, one row per necropsy
+# (read through profiles/pa_imelcf/incidents.yaml). Its demo file is derived from the victims the
+# observatories' files above carry and the pipeline accepts (a row _spoil broke is not one), with
+# differences planted on purpose for the reconciliation of sources (issue 12):
+#
+# - most victims are the same: same district, sex and weapon; for about 15% the date of death is
+#   the day after the observatory's date of the incident (never into another month), for about
+#   10% the autopsy's age is one year off;
+# - only_imelcf: three victims the observatories do not have (three districts, three months);
+# - only_observatory: two victims IMELCF does not have (two districts, two months);
+# - recoded: one San Miguelito (0805) victim that IMELCF places in Panamá (0804);
+# - ambiguous: two victims of one day, district and sex whose ages are within MATCH_YEARS in
+#   both sources, IMELCF giving both the same age, equally near to either: a matcher cannot tell
+#   which is which (chosen among the pairs the observatories' data already hold).
+#
+# Date shifts and age changes touch only victims with no other victim of their district and sex
+# within 2 days and 4 years, and the planted victims are chosen among those too, so the only
+# victims a matcher within MATCH_DAYS and MATCH_YEARS cannot tell apart are the ambiguous pair
+# and the close pairs the observatories' own data hold (forensic_differences lists both).
+# forensic_differences(year) is the exact manifest tests assert against.
+
+IMELCF = "pa_imelcf"
+MATCH_DAYS, MATCH_YEARS = 1, 2  # the tolerance under which two victims are "the same"
+IMELCF_HEADERS = [
+    "N° necropsia",
+    "Fecha de defunción",
+    "Sede",
+    "Provincia",
+    "Distrito",
+    "Sexo",
+    "Edad",
+    "Manera de muerte",
+    "Mecanismo",
+]
+IMELCF_PLACES = {  # district -> (IMELCF regional office, province, district) as it writes them
+    "0804": ("Morgue Judicial de Panamá", "Panamá", "Panamá"),
+    "0805": ("Morgue Judicial de Panamá", "Panamá", "San Miguelito"),
+    "0301": ("Sede Regional de Colón", "Colón", "Colón"),
+    "1301": ("Sede Regional de Panamá Oeste", "Panamá Oeste", "Arraiján"),
+    "1304": ("Sede Regional de Panamá Oeste", "Panamá Oeste", "La Chorrera"),
+}
+IMELCF_SEX = {"M": "Masculino", "F": "Femenino"}
+IMELCF_MECHANISM = {
+    "FIREARM": ["Arma de fuego"],
+    "SHARP": ["Arma blanca"],
+    "BLUNT": ["Objeto contundente"],
+    "OTHER": ["Asfixia mecánica", "Otro mecanismo"],
+}
+
+
+def observatory_homicides(year: int = 2025, random_seed: int = 16_1_1) -> list[dict]:
+    """The homicide victims (ICCS 0101) of seed_demo's incident files that the pipeline accepts,
+    one dict per victim: observatory, district, id (the file's row id; an aggregated row's id
+    for each of its victims), date, sex, age (None where the file has none), weapon."""
+    return _observatory_homicides(year, random.Random(random_seed))
+
+
+def _observatory_homicides(year: int, rng: random.Random) -> list[dict]:
+    victims = []
+    for code, _, part, t in incident_exports(year, rng):
+        style = STYLES[code]
+        for r in part:
+            if r["crime"] != "0101":
+                continue
+            row_id = r["id"]
+            if style.aggregated:
+                row_id = f"{style.prefix}-{r['date']:%Y%m%d}-{r['crime']}-{r['sex']}-{r['weapon']}"
+            if row_id in t.spoiled:
+                continue
+            victims.append(
+                {
+                    "observatory": code,
+                    "district": style.district,
+                    "id": row_id,
+                    "date": r["date"],
+                    "sex": r["sex"],
+                    "age": None if style.aggregated else r["age"],
+                    "true_age": r["age"],  # what an autopsy finds, shown or not in the file
+                    "weapon": r["weapon"],
+                }
+            )
+    return victims
+
+
+def _near(a: dict, b: dict, days: int, years: int) -> bool:
+    """Same district and sex, dates within `days`, ages within `years` (an unknown age fits)."""
+    return (
+        a["district"] == b["district"]
+        and a["sex"] == b["sex"]
+        and abs((a["date"] - b["date"]).days) <= days
+        and (a["age"] is None or b["age"] is None or abs(a["age"] - b["age"]) <= years)
+    )
+
+
+def _forensic(year: int, random_seed: int) -> tuple[list[dict], dict]:
+    """IMELCF's records for the year and the manifest of what differs from the observatories."""
+    rng = random.Random(random_seed)  # seed_demo's generator, drawn as seed_demo draws it
+    victims = _observatory_homicides(year, rng)
+    # Who is near whom (2 days, 4 years: wider than MATCH_*, so that a date moved by a day or an
+    # age by a year never brings a victim within a matcher's reach of another).
+    near = {id(v): [w for w in victims if w is not v and _near(v, w, 2, 4)] for v in victims}
+    rows_of = Counter(v["id"] for v in victims)  # an aggregated row holds several victims
+    lone = [v for v in victims if not near[id(v)] and rows_of[v["id"]] == 1]
+    taken: set[tuple[str, str]] = set()  # each planted difference in a (district, month) of its own
+
+    def month(v: dict) -> str:
+        return f"{v['date']:%Y-%m}"
+
+    def pick(candidates: list[dict], n: int) -> list[dict]:
+        chosen: list[dict] = []
+        for v in rng.sample(candidates, len(candidates)):
+            if len(chosen) == n:
+                break
+            if (v["district"], month(v)) in taken or any(
+                v["district"] == c["district"] or month(v) == month(c) for c in chosen
+            ):
+                continue
+            chosen.append(v)
+            taken.add((v["district"], month(v)))
+        if len(chosen) < n:
+            raise ValueError(f"{year}: not {n} victims to plant a difference on")
+        return chosen
+
+    # Ambiguous: a pair of one day, district and sex, ages within MATCH_YEARS, nobody else near;
+    # IMELCF gives both the age halfway, so either assignment is as good as the other.
+    pairs = [
+        (a, b)
+        for a in victims
+        for b in near[id(a)]
+        if near[id(a)] == [b]
+        and near[id(b)] == [a]
+        and a["id"] < b["id"]
+        and a["date"] == b["date"]
+        and None not in (a["age"], b["age"])
+        and abs(a["age"] - b["age"]) <= MATCH_YEARS
+    ]
+    if not pairs:
+        raise ValueError(f"{year}: no two victims alone on one day, district and sex")
+    widest = max(abs(a["age"] - b["age"]) for a, b in pairs)
+    pair = list(rng.choice([(a, b) for a, b in pairs if abs(a["age"] - b["age"]) == widest]))
+    halfway = min(v["age"] for v in pair) + widest // 2
+    taken.add((pair[0]["district"], month(pair[0])))
+
+    only_observatory = pick(lone, 2)
+    # Recoded: a San Miguelito victim IMELCF files under Panamá (0804), nobody near it there.
+    moved = [
+        v
+        for v in lone
+        if v["district"] == "0805"
+        and not any(v is o for o in only_observatory)
+        and (v["district"], month(v)) not in taken
+        and ("0804", month(v)) not in taken
+        and not any(_near({**v, "district": "0804"}, w, 2, 4) for w in victims)
+    ]
+    (recoded,) = pick(moved, 1)
+    taken.add(("0804", month(recoded)))
+
+    only_imelcf: list[dict] = []
+    days = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
+    districts = rng.sample(sorted(IMELCF_PLACES), 3)
+    while len(only_imelcf) < 3:
+        sex, age, weapon = _victim(rng, "0101")
+        new = {
+            "district": districts[len(only_imelcf)],
+            "date": dt.date(year, 1, 1) + dt.timedelta(days=rng.randrange(days)),
+            "sex": sex,
+            "age": age,
+            "weapon": weapon,
+        }
+        if (
+            age is None
+            or (new["district"], month(new)) in taken
+            or any(month(new) == month(o) for o in only_imelcf)
+            or any(_near(new, w, 2, 4) for w in victims)
+        ):
+            continue
+        taken.add((new["district"], month(new)))
+        only_imelcf.append({**new, "true_age": age})
+
+    # Dates a day later, ages a year off: among the victims alone in their neighbourhood.
+    planted = {id(v) for v in [*pair, *only_observatory, recoded]}
+    both = [v for v in victims if id(v) not in planted]
+    steady = [v for v in both if not near[id(v)]]
+    can_move = [v for v in steady if (v["date"] + dt.timedelta(days=1)).month == v["date"].month]
+    later = {id(v) for v in rng.sample(can_move, min(len(can_move), round(0.15 * len(both))))}
+    aged = [v for v in steady if v["age"] is not None]
+    off = {
+        id(v): rng.choice([-1, 1])
+        for v in rng.sample(aged, min(len(aged), round(0.10 * len(both))))
+    }
+
+    records = []
+    for v in victims:
+        if any(v is o for o in only_observatory):
+            continue
+        record = {**v, "age": v["true_age"], "source": v}  # the autopsy finds the age
+        if any(v is w for w in pair):
+            record["age"] = halfway
+        if v is recoded:
+            record["district"] = "0804"
+        if id(v) in later:
+            record["date"] = v["date"] + dt.timedelta(days=1)
+        if id(v) in off:
+            record["age"] = v["age"] + off[id(v)]
+        records.append(record)
+    records += [{**v, "source": None} for v in only_imelcf]
+    records.sort(
+        key=lambda r: (
+            r["date"],
+            r["district"],
+            r["sex"],
+            -1 if r["age"] is None else r["age"],
+            r["weapon"],
+            "" if r["source"] is None else r["source"]["id"],
+        )
+    )
+    for n, record in enumerate(records, start=1):
+        record["id"] = f"NEC-{year}-{n:05d}"
+        record["mechanism"] = rng.choice(IMELCF_MECHANISM[record["weapon"]])
+    imelcf_of = {id(r["source"]): r for r in records if r["source"] is not None}
+
+    def seen(v: dict) -> dict:  # a victim as an observatory's file has it
+        return {
+            "observatory": v["observatory"],
+            "observatory_id": v["id"],
+            "date": v["date"].isoformat(),
+            "sex": v["sex"],
+            "age": v["age"],
+        }
+
+    differences = [
+        {
+            "kind": "ambiguous",
+            "district": pair[0]["district"],
+            "month": month(pair[0]),
+            "observatory": pair[0]["observatory"],
+            "observatory_ids": [v["id"] for v in pair],
+            "observatory_ages": [v["age"] for v in pair],
+            "imelcf_ids": [imelcf_of[id(v)]["id"] for v in pair],
+            "imelcf_ages": [halfway, halfway],
+            "date": pair[0]["date"].isoformat(),
+            "sex": pair[0]["sex"],
+        },
+        *(
+            {"kind": "only_observatory", "district": v["district"], "month": month(v), **seen(v)}
+            for v in only_observatory
+        ),
+        {
+            "kind": "recoded",
+            "district": recoded["district"],
+            "imelcf_district": "0804",
+            "month": month(recoded),
+            **seen(recoded),
+            "imelcf_id": imelcf_of[id(recoded)]["id"],
+        },
+        *(
+            {
+                "kind": "only_imelcf",
+                "district": r["district"],
+                "month": month(r),
+                "imelcf_id": r["id"],
+                "date": r["date"].isoformat(),
+                "sex": r["sex"],
+                "age": r["age"],
+            }
+            for r in records
+            if r["source"] is None
+        ),
+    ]
+    for v in both:
+        r = imelcf_of[id(v)]
+        if id(v) in later:
+            differences.append(
+                {
+                    "kind": "date_shift",
+                    "district": v["district"],
+                    "month": month(v),
+                    **seen(v),
+                    "imelcf_id": r["id"],
+                    "imelcf_date": r["date"].isoformat(),
+                }
+            )
+        if id(v) in off:
+            differences.append(
+                {
+                    "kind": "age",
+                    "district": v["district"],
+                    "month": month(v),
+                    **seen(v),
+                    "imelcf_id": r["id"],
+                    "imelcf_age": r["age"],
+                }
+            )
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for source, rows in (("observatory", victims), ("imelcf", records)):
+        for r in rows:
+            by_month = counts.setdefault(r["district"], {})
+            by_month.setdefault(month(r), {"observatory": 0, "imelcf": 0})[source] += 1
+    close = sorted(
+        [v["id"], w["id"]]
+        for i, v in enumerate(victims)
+        for w in victims[i + 1 :]
+        if _near(v, w, MATCH_DAYS, MATCH_YEARS) and {v["id"], w["id"]} != {x["id"] for x in pair}
+    )
+    manifest = {
+        "year": year,
+        "file": f"necropsias_homicidio_{year}.csv",
+        "tolerance": {"days": MATCH_DAYS, "years": MATCH_YEARS},
+        "victims": {"observatories": len(victims), "imelcf": len(records)},
+        "differences": differences,
+        "counts": {d: dict(sorted(m.items())) for d, m in sorted(counts.items())},
+        "close_pairs": close,
+    }
+    return records, manifest
+
+
+def forensic_differences(year: int = 2025, random_seed: int = 16_1_1) -> dict:
+    """What IMELCF's demo file (seed_forensic) says differently from the observatories' files.
+
+    ``differences``: one dict per planted difference, ``kind`` one of ambiguous,
+    only_observatory, recoded, only_imelcf, date_shift, age; each with the district and month
+    (YYYY-MM) of the observatory's record (of IMELCF's for only_imelcf), the observatory's and
+    IMELCF's ids. ``counts[district][month]``: victims in each source. ``close_pairs``: pairs of
+    observatory ids already within ``tolerance`` of each other in the observatories' own data
+    (IMELCF has them unchanged): a matcher finds them ambiguous too, besides the planted pair.
+    """
+    return _forensic(year, random_seed)[1]
+
+
+def forensic_csv(year: int = 2025, random_seed: int = 16_1_1) -> bytes:
+    """IMELCF's export of its homicide necropsies of the year: latin-1, semicolons, CRLF."""
+    records, _ = _forensic(year, random_seed)
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=";", lineterminator="\r\n")
+    writer.writerow(IMELCF_HEADERS)
+    for r in records:
+        office, province, district = IMELCF_PLACES[r["district"]]
+        writer.writerow(
+            [
+                r["id"],
+                r["date"].strftime("%d/%m/%Y"),
+                office,
+                province,
+                district,
+                IMELCF_SEX[r["sex"]],
+                "Ignorada" if r["age"] is None else r["age"],
+                "Homicidio",
+                r["mechanism"],
+            ]
+        )
+    return text.getvalue().encode("latin-1")
+
+
+def seed_forensic(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> Path:
+    """Drop IMELCF's necropsy file for the year into its inbox (dropzone/pa_imelcf/inbox/);
+    the same bytes on every call. What it says differently: forensic_differences(year)."""
+    zone = Dropzone(root, observatories())
+    zone.ensure_folders()
+    name = f"necropsias_homicidio_{year}.csv"
+    return _drop(zone, IMELCF, name, forensic_csv(year, random_seed), time.time() - 3600)
