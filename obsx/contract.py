@@ -79,6 +79,12 @@ class CodeList:
         return self.lookup.get(normalise_label(value), value)
 
 
+# What a spreadsheet reads as the start of a formula (OWASP CSV injection): an identifier may
+# not start so (obsx.validation, problem formula-identifier); other text is written defused
+# (obsx.feedback.defuse_formulas).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -131,6 +137,13 @@ class Contract:
     @property
     def has_deletions(self) -> bool:
         return any(f.name == ACTION_FIELD for f in self.fields)
+
+    @property
+    def identifier_fields(self) -> tuple[str, ...]:
+        """The fields that identify a record (its key, without the contributor): text that a
+        spreadsheet must never mistake for a formula (see FORMULA_START)."""
+        key = self.primary_key[1:] if self.kind == "observatory" else self.primary_key
+        return tuple(name for name in key if self.field(name).type == "string")
 
     @property
     def record_fields(self) -> tuple[str, ...]:

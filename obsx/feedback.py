@@ -8,6 +8,8 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from obsx.contract import FORMULA_START
+from obsx.limits import Limits, current_limits
 from obsx.problems import ERROR, Problem
 
 # What the page says, in the observatory's language (its profile's `language`, Spanish first).
@@ -54,6 +56,10 @@ TEXT = {
         "first_rows": "Primeras filas",
         "example": "Ejemplo",
         "rejected_suffix": "rechazadas",
+        "not_listed": "Además, {count} problemas más del mismo tipo que no se listan uno por uno "
+        "(se muestran los primeros {shown} de cada tipo).",
+        "csv_cut": "El archivo de filas rechazadas trae las primeras {shown} de {total}; corrija "
+        "esas, reenvíe, y recibirá las siguientes.",
     },
     "en": {
         "title": "Submission result",
@@ -96,6 +102,10 @@ TEXT = {
         "first_rows": "First rows",
         "example": "Example",
         "rejected_suffix": "rejected",
+        "not_listed": "Also {count} more problems of the same kinds that are not listed one by one "
+        "(the first {shown} of each kind are shown).",
+        "csv_cut": "The rejected-rows file holds the first {shown} of {total}; fix those, send "
+        "them again, and you will get the next ones.",
     },
 }
 
@@ -118,8 +128,18 @@ class Report:
     lang: str = "es"
     dry_run: bool = False
     rejected_rows: pd.DataFrame | None = None  # for resending: see ValidationResult
+    max_problems_per_code: int | None = None  # None: every problem listed
+
+    def listed(self) -> tuple[list[Problem], dict[str, int]]:
+        """The problems listed one by one (the first ``max_problems_per_code`` of each code),
+        and how many of each code are left unlisted."""
+        return bound_problems(self.problems, self.max_problems_per_code)
 
     def as_document(self) -> dict:
+        listed, unlisted = self.listed()
+        counts: dict[str, int] = {}
+        for p in self.problems:
+            counts[p.code] = counts.get(p.code, 0) + 1
         return {
             "submission_id": self.submission_id,
             "observatory_code": self.observatory_code,
@@ -131,8 +151,25 @@ class Report:
             "dry_run": self.dry_run,
             "summary": self.counts,
             "file": self.file_info,
-            "problems": [p.as_record() for p in self.problems],
+            "problem_counts": counts,
+            "problems_not_listed": unlisted,
+            "problems": [p.as_record() for p in listed],
         }
+
+
+def bound_problems(
+    problems: list[Problem], per_code: int | None
+) -> tuple[list[Problem], dict[str, int]]:
+    """The first ``per_code`` problems of each code, in order, and the count of the rest."""
+    if per_code is None:
+        return list(problems), {}
+    seen: dict[str, int] = {}
+    listed = []
+    for p in problems:
+        seen[p.code] = seen.get(p.code, 0) + 1
+        if seen[p.code] <= per_code:
+            listed.append(p)
+    return listed, {code: n - per_code for code, n in seen.items() if n > per_code}
 
 
 PAGE = jinja2.Environment(autoescape=True).from_string(
@@ -189,6 +226,8 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 {% endfor %}
 </table>
 {% if truncated %}<p>{{ t.truncated.format(shown=problems|length, total=total) }}</p>{% endif %}
+{% if not_listed %}<p>{{ t.not_listed.format(count=not_listed, shown=per_code) }}</p>{% endif %}
+{% if csv_cut %}<p>{{ t.csv_cut.format(shown=csv_cut[0], total=csv_cut[1]) }}</p>{% endif %}
 {% else %}
 <p>{{ t.none }}</p>
 {% endif %}
@@ -225,22 +264,29 @@ def _kinds(problems: list[Problem], lang: str) -> list[dict]:
     ]
 
 
-def render_html(report: Report, rejected_file: str | None = None) -> str:
-    ordered = sorted(report.problems, key=lambda p: (p.severity != ERROR, p.row or 0))
+def render_html(
+    report: Report, rejected_file: str | None = None, csv_cut: tuple[int, int] | None = None
+) -> str:
+    """The page; the table by kind counts every problem, the list shows the bounded ones."""
+    listed, unlisted = report.listed()
+    ordered = sorted(listed, key=lambda p: (p.severity != ERROR, p.row or 0))
     shown = ordered[:HTML_PROBLEM_LIMIT]
+    everything = len(report.problems)
     return PAGE.render(
-        kinds=_kinds(ordered, report.lang) if len(ordered) > SUMMARY_FROM else [],
+        kinds=_kinds(report.problems, report.lang) if everything > SUMMARY_FROM else [],
         r=report,
         t=TEXT[report.lang],
         lang=report.lang,
         problems=shown,
         truncated=len(shown) < len(ordered),
         total=len(ordered),
+        not_listed=sum(unlisted.values()),
+        per_code=report.max_problems_per_code,
         rejected_file=rejected_file,
+        csv_cut=csv_cut,
     )
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = r"^[+-]?\d+([.,]\d+)?$"
 
 
@@ -259,24 +305,76 @@ def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def defuse_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """defuse_formulas on the text columns only: numbers and dates keep their types (for a CSV
+    of figures, where ``-1.5e-05`` is a number, not a formula)."""
+    text = [
+        c
+        for c in frame.columns
+        if not (
+            pd.api.types.is_numeric_dtype(frame[c])
+            or pd.api.types.is_datetime64_any_dtype(frame[c])
+        )
+    ]
+    out = frame.copy()
+    if text:
+        out[text] = defuse_formulas(frame[text].fillna(""))
+        out[text] = out[text].where(frame[text].notna(), None)
+    return out
+
+
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
 
-def write_feedback(folder: Path, stem: str, report: Report) -> list[Path]:
+def bounded_csv(frame: pd.DataFrame, max_bytes: int, max_cell_chars: int = 1000) -> tuple[str, int]:
+    """The rows of ``frame`` as formula-safe CSV text, as many as fit in ``max_bytes`` (cells
+    longer than ``max_cell_chars`` shortened); returns the text and how many rows it holds."""
+    safe = defuse_formulas(frame)
+    for column in safe.columns:
+        text = safe[column].astype("str")
+        long = text.str.len() > max_cell_chars
+        if long.any():
+            safe[column] = text.where(~long, text.str.slice(0, max_cell_chars) + "…")
+    header = safe.iloc[0:0].to_csv(index=False)
+    parts, size, rows, step = [header], len(header.encode()), 0, 1000
+    while rows < len(safe):
+        chunk = safe.iloc[rows : rows + step].to_csv(index=False, header=False)
+        if size + len(chunk.encode()) > max_bytes:
+            if step == 1:
+                break
+            step = max(1, step // 10)
+            continue
+        parts.append(chunk)
+        size += len(chunk.encode())
+        rows += min(step, len(safe) - rows)
+    return "".join(parts), rows
+
+
+def write_feedback(
+    folder: Path, stem: str, report: Report, limits: Limits | None = None
+) -> list[Path]:
     """Write ``<stem>.json``, ``<stem>.html`` and, when rows were rejected, a CSV of them (with a
-    reason column) to fix and send again; a rerun overwrites them with the same content."""
+    reason column) to fix and send again; a rerun overwrites them with the same content.
+
+    Bounded whatever the file: at most ``max_problems_per_code`` problems of each code are
+    listed (the rest counted), the CSV holds the rows that fit in ``max_rejected_csv_bytes``."""
+    limits = limits or current_limits()
+    if report.max_problems_per_code is None:
+        report.max_problems_per_code = limits.max_problems_per_code
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.json", folder / f"{stem}.html"]
-    rejected_name = None
+    rejected_name, csv_cut = None, None
     if report.rejected_rows is not None and not report.rejected_rows.empty:
         rejected_name = f"{stem}.{TEXT[report.lang]['rejected_suffix']}.csv"
+        csv_text, rows = bounded_csv(report.rejected_rows, limits.max_rejected_csv_bytes)
+        if rows < len(report.rejected_rows):
+            csv_cut = (rows, len(report.rejected_rows))
         # UTF-8 with BOM so that Excel opens accents correctly.
-        csv_text = defuse_formulas(report.rejected_rows).to_csv(index=False)
         _write_atomically(folder / rejected_name, "\ufeff" + csv_text)
         paths.append(folder / rejected_name)
     _write_atomically(paths[0], json.dumps(report.as_document(), ensure_ascii=False, indent=2))
-    _write_atomically(paths[1], render_html(report, rejected_name))
+    _write_atomically(paths[1], render_html(report, rejected_name, csv_cut))
     return paths

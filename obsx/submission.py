@@ -5,7 +5,6 @@ commands can call it too.
 """
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,8 +15,9 @@ import sqlalchemy as sa
 
 from obsx.contract import load_contract
 from obsx.deployment import current_deployment
-from obsx.dropzone import Dropzone, parse_partition_key, safe_stem
+from obsx.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
+from obsx.limits import LimitExceeded, Limits, active, bounded, current_limits
 from obsx.problems import ERROR, WARNING, problem
 from obsx.profiles import Profile, contributor_profiles
 from obsx.reading import Cells, RawTable, UnreadableFile, read_cells
@@ -103,7 +103,9 @@ def choose_profile(
     candidates = [p for p in profiles if p.files and p.matches_file(file_name)] or profiles
     best, best_share, best_cells = None, -1.0, None
     read: dict[tuple, Cells | UnreadableFile] = {}  # the file is read once per distinct layout
+    _, deadline = active()
     for profile in candidates:
+        deadline.check()
         contract = load_contract(profile.dataset)
         layout = profile.layout(contract)
         how = (layout.sheet, layout.encoding, layout.delimiter, layout.value_labels)
@@ -130,11 +132,14 @@ def choose_profile(
 
 
 def _read_cells(data: bytes, file_name: str, layout) -> Cells | UnreadableFile:
-    """The file's cells, or why they cannot be read (never raises for bad input)."""
+    """The file's cells, or why they cannot be read (never raises for bad input; a file over
+    a limit is unreadable with the problem naming the limit)."""
     try:
         return read_cells(data, file_name, layout)
     except UnreadableFile as exc:
         return exc
+    except LimitExceeded as exc:
+        return UnreadableFile(exc.problem())
     except Exception as exc:  # a hostile file may break a reader in ways we cannot list
         log.warning("reader failed on %s: %r", file_name, exc)
         kind = type(exc).__name__
@@ -181,7 +186,11 @@ def check_file(
         "delimiter": table.delimiter,
         "header_row": str(table.header_row),
     }
-    return validate(table, contract, observatory, today, profile), info
+    try:
+        active()[1].check()
+        return validate(table, contract, observatory, today, profile), info
+    except LimitExceeded as exc:
+        return _rejected(exc.problem()), info
 
 
 def _declare_coverage(conn, dataset, code, sha, accepted: pd.DataFrame) -> None:
@@ -312,6 +321,11 @@ def _rejected(p) -> ValidationResult:
     return ValidationResult(accepted=pd.DataFrame(), rows_read=0, problems=[p])
 
 
+# Failures that are not the file's fault (a full disk, a lost database): they do not count
+# against it when deciding that a file keeps breaking its run (Dropzone.end_attempt).
+NOT_THE_FILES_FAULT = (OSError, sa.exc.DBAPIError)
+
+
 def process_submission(
     key: str,
     dropzone: Dropzone,
@@ -319,25 +333,82 @@ def process_submission(
     observatories: dict[str, Observatory],
     today: dt.date,
     run_id: str | None = None,
+    limits: Limits | None = None,
 ) -> Outcome:
-    """Process one submission key. Idempotent: a rerun of a merged submission changes nothing."""
-    clock = Stopwatch()
+    """Process one submission key. Idempotent: a rerun of a merged submission changes nothing.
+
+    Bad input never raises: a file over a limit (obsx.limits), unreadable or invalid is
+    rejected with feedback and leaves the inbox. A file whose processing died
+    ``max_failed_attempts`` times before (a killed process, an unexpected error) is rejected
+    unread, so that it cannot hold up anyone's later runs."""
+    limits = limits or current_limits()
     code, _ = parse_partition_key(key)
-    observatory = observatories[code]
-    data, file_name, inbox_path = dropzone.find_key(key)
-    sha = hashlib.sha256(data).hexdigest()
+    upload = dropzone.find_upload(key, limits.max_file_bytes)
+    failed_before = dropzone.start_attempt(code, upload.sha256)
+    try:
+        outcome = _process(
+            key, upload, failed_before, dropzone, engine, observatories[code], today, run_id, limits
+        )
+    except NOT_THE_FILES_FAULT:
+        dropzone.end_attempt(code, upload.sha256, failed_before)
+        raise
+    dropzone.end_attempt(code, upload.sha256)
+    return outcome
+
+
+def _unread(observatory: Observatory, file_name: str) -> tuple[Profile, dict]:
+    """The profile a file would be read through, chosen by name alone (for a file not read)."""
+    profiles = _profiles(observatory)
+    profile = next((p for p in profiles if p.files and p.matches_file(file_name)), profiles[0])
+    info = {
+        "profile": profile.where if profile.path else None,
+        "language": profile.language,
+        "dataset": profile.dataset,
+        "complete_coverage": False,
+    }
+    return profile, info
+
+
+def _process(
+    key: str,
+    upload: Upload,
+    failed_before: int,
+    dropzone: Dropzone,
+    engine: sa.Engine,
+    observatory: Observatory,
+    today: dt.date,
+    run_id: str | None,
+    limits: Limits,
+) -> Outcome:
+    clock = Stopwatch()
+    code = observatory.code
+    data, file_name, inbox_path, sha = upload.data, upload.file_name, upload.path, upload.sha256
     now = dt.datetime.now(dt.UTC)
     if inbox_path is None:  # reprocessing from the archive: the name it was uploaded with, which
         with engine.connect() as conn:  # also chooses the profile (``files`` patterns)
             uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
             file_name = conn.scalar(uploaded_as) or file_name
-    chosen = choose_profile(data, file_name, observatory)
-    clock.lap("read")
-    dataset = chosen[0].dataset
-    result, info = check_file(data, file_name, observatory, dataset, today, chosen)
+    if failed_before >= limits.max_failed_attempts or data is None:
+        profile, info = _unread(observatory, file_name)
+        if data is None:
+            refused = LimitExceeded("max_file_bytes", limits.max_file_bytes, upload.size).problem()
+        else:
+            log.warning("%s: processing died %d times, set aside unread", key, failed_before)
+            refused = problem("failed-repeatedly", attempts=failed_before)
+        dataset, result = profile.dataset, _rejected(refused)
+        clock.lap("read")
+    else:
+        with bounded(limits):
+            chosen = choose_profile(data, file_name, observatory)
+            clock.lap("read")
+            dataset = chosen[0].dataset
+            result, info = check_file(data, file_name, observatory, dataset, today, chosen)
     clock.lap("validate")
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"
-    archive_path = dropzone.archive(code, sha, data, file_name)
+    if data is not None:
+        archive_path = str(dropzone.archive(code, sha, data, file_name).relative_to(dropzone.root))
+    else:  # too large to keep: the feedback says so, the inbox copy goes
+        archive_path = "(not archived: over max_file_bytes)"
     with engine.begin() as conn:
         # Claim the submission row, then decide under its lock: a sensor run and a command run
         # over the same file merge it once, and the second reports what the first did.
@@ -346,8 +417,8 @@ def process_submission(
             "observatory_code": code,
             "dataset": dataset,
             "file_name": file_name,
-            "archive_path": str(archive_path.relative_to(dropzone.root)),
-            "size_bytes": len(data),
+            "archive_path": archive_path,
+            "size_bytes": upload.size,
         }
         claim = dialect_insert(conn)(submission).values(
             submission_id=sha, received_at=now, status="received", **identity
@@ -391,6 +462,9 @@ def process_submission(
 
     clock.lap("merge")
     feedback_dir = dropzone.feedback_dir(code)
+    # The same bytes uploaded again, once the first upload was told what happened to it: not a
+    # rerun from the archive, nor a retry of an upload whose feedback a crash prevented.
+    told_before = any(feedback_dir.glob(f"*__{sha[:16]}.json"))
     report = Report(
         submission_id=sha,
         observatory_code=code,
@@ -402,15 +476,15 @@ def process_submission(
         counts=counts,
         problems=result.problems,
         file_info=info,
-        # The same bytes uploaded again (a rerun from the archive is no new upload).
-        duplicate_of_earlier_upload=already_merged and inbox_path is not None,
+        duplicate_of_earlier_upload=already_merged and inbox_path is not None and told_before,
         lang=info["language"],
         rejected_rows=result.rejected_for_resending(info["language"]),
     )
-    paths = write_feedback(feedback_dir, feedback_stem, report)
-    # Only now, with the warehouse committed and the feedback written, is the upload consumed.
-    for path in dropzone.inbox_copies(code, sha):
-        path.unlink(missing_ok=True)
+    paths = write_feedback(feedback_dir, feedback_stem, report, limits)
+    # Only now, with the warehouse committed and the feedback written, is the upload consumed,
+    # and only if its bytes are still those processed (else it is a new submission).
+    for back in dropzone.consume_copies(code, upload):
+        log.warning("%s changed after it was read: back in the inbox as %s", key, back.name)
     clock.lap("feedback")
     return Outcome(
         key, sha, code, file_name, status, counts, paths, already_merged, dataset, clock.seconds

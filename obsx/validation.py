@@ -15,6 +15,7 @@ import pandera.pandas as pa
 from obsx.contract import (
     ACTION_FIELD,
     DELETE,
+    FORMULA_START,
     PANDAS_DTYPES,
     Contract,
     Field,
@@ -173,6 +174,10 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
         checks.append(pa.Check(lambda s, p=c["pattern"]: s.str.match(p), name="pattern"))
     if "max_length" in c:
         checks.append(pa.Check(lambda s, n=c["max_length"]: s.str.len() <= n, name="max-length"))
+    if f.name in contract.identifier_fields:
+        checks.append(
+            pa.Check(lambda s: ~s.str.startswith(FORMULA_START), name="formula-identifier")
+        )
     if f.type == "date":
         if "min" in c:
             low = pd.Timestamp(c["min"])
@@ -236,7 +241,9 @@ def _owned_hint(observatory: Observatory) -> dict:
     }
 
 
-def _problem_params(code: str, f: Field, observatory: Observatory, profile: Profile) -> dict:
+def _problem_params(
+    code: str, f: Field, observatory: Observatory, profile: Profile, value: str = ""
+) -> dict:
     params = {"title_es": f.title["es"], "title_en": f.title["en"]}
     if code == "codelist":
         params["allowed"] = _allowed_codes(f)
@@ -246,6 +253,8 @@ def _problem_params(code: str, f: Field, observatory: Observatory, profile: Prof
         params |= _owned_hint(observatory)
     elif code == "before-observatory":
         params["opened"] = observatory.opened_on.isoformat()
+    elif code == "formula-identifier":
+        params["first"] = {"\t": "\\t", "\r": "\\r"}.get(value[:1], value[:1])
     elif code in ("min", "max", "max-length"):
         key = {"max-length": "max_length"}.get(code, code)
         params["limit"] = f.constraints[key]
@@ -761,7 +770,7 @@ def validate(
             failed_cells.add((row, column))
             code = PANDERA_CHECK_CODES.get(check, check)
             f = contract.field(column)
-            params = _problem_params(code, f, observatory, profile)
+            params = _problem_params(code, f, observatory, profile, str(typed.at[row, column]))
             if code == "geography-not-owned":
                 params["read"] = typed.at[row, column]
             problems.append(
