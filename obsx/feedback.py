@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,6 +289,14 @@ def render_html(
 
 
 NUMBER = r"^[+-]?\d+([.,]\d+)?$"
+
+
+def defuse_text(value):
+    """One cell as defuse_formulas writes it (for cells written one by one, e.g. openpyxl,
+    which would store ``=…`` as a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not re.match(NUMBER, value):
+        return "'" + value
+    return value
 
 
 def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from obsx.contract import Contract
+from obsx.feedback import defuse_text
 
 WORDS = {
     "es": {
@@ -87,7 +88,10 @@ def _rules(f, lang: str) -> str:
 
 
 def excel_template(contract: Contract, lang: str = "es") -> bytes:
-    """A workbook to fill in: a help row, the contract's headers, drop-down lists of codes."""
+    """A workbook to fill in: a help row, the contract's headers, drop-down lists of codes.
+
+    Every text cell is formula-safe (defuse_text): the contract is ours, but a label written
+    ``=…`` must still arrive as text, never run."""
     w = WORDS[lang]
     book = openpyxl.Workbook()
     data = book.active
@@ -98,9 +102,11 @@ def excel_template(contract: Contract, lang: str = "es") -> bytes:
     for column, f in enumerate(contract.fields, start=1):
         letter = get_column_letter(column)
         need = w["required"] if f.required else w["optional"]
-        help_cell = data.cell(row=1, column=column, value=f"{f.description[lang]} ({need})")
+        help_cell = data.cell(
+            row=1, column=column, value=defuse_text(f"{f.description[lang]} ({need})")
+        )
         help_cell.font, help_cell.alignment = help_style, Alignment(wrap_text=True, vertical="top")
-        header = data.cell(row=2, column=column, value=f.title[lang])
+        header = data.cell(row=2, column=column, value=defuse_text(f.title[lang]))
         header.font = Font(bold=True)
         if f.required:
             header.fill = PatternFill("solid", fgColor="FFF1C2")
@@ -119,7 +125,7 @@ def excel_template(contract: Contract, lang: str = "es") -> bytes:
         if f.codelist is not None:
             labels = [label[lang] for label in f.codelist.labels.values()]
             for row, label in enumerate(labels, start=1):
-                lists.cell(row=row, column=column, value=label)
+                lists.cell(row=row, column=column, value=defuse_text(label))
             source = f"'{w['lists']}'!${letter}$1:${letter}${len(labels)}"
             choice = DataValidation(type="list", formula1=source, allow_blank=not f.required)
             choice.error = f"{f.title[lang]}: {w['accepted_values']}"
