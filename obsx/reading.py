@@ -204,8 +204,23 @@ def read_csv_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
     return _csv_cells(data, layout).table(layout)
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text" export
+
+
 def _csv_cells(data: bytes, layout: Layout) -> Cells:
-    if b"\x00" in data[:8192]:
+    utf16 = data.startswith(UTF16_BOMS) and not layout.encoding
+    if utf16:
+        try:
+            text, encoding, guessed = data.decode("utf-16"), "utf-16", False
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es="empieza como UTF-16 pero no lo es",
+                    reason_en="it starts as UTF-16 but is not",
+                )
+            ) from exc
+    elif b"\x00" in data:  # anywhere: no database text may hold it (PostgreSQL refuses)
         raise UnreadableFile(
             problem(
                 "unreadable-file",
@@ -213,7 +228,16 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
                 reason_en="it holds binary data, not text",
             )
         )
-    if layout.encoding:
+    if utf16:
+        if "\x00" in text:
+            raise UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es="contiene datos binarios, no texto",
+                    reason_en="it holds binary data, not text",
+                )
+            )
+    elif layout.encoding:
         try:
             text, encoding, guessed = data.decode(layout.encoding), layout.encoding, False
         except (UnicodeDecodeError, LookupError) as exc:
