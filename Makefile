@@ -21,6 +21,7 @@ DEMO_YEAR := 2025
 demo: install
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx seed --year $(DEMO_YEAR)
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run --settle-seconds 0
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx reconcile list
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx report --period $(DEMO_YEAR)-12
 	@echo
 	@echo "Feedback for each observatory: $(DATA_DIR)/dropzone/<observatory>/feedback/"

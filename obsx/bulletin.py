@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from obsx.deployment import Deployment, current_deployment
 from obsx.indicators import catalogue
+from obsx.reconcile import concepts
 from obsx.warehouse import (
     geography,
     indicator_value,
@@ -64,6 +65,8 @@ HEADLINE = (
 LEVEL_TABLE = ("SDG_16_1_1", "HOMICIDE_COUNT", "FEMICIDE_RATE", "ROBBERY_RATE", "THEFT_RATE")
 PACK = ("SDG_16_1_1", "HOMICIDE_COUNT", "FEMICIDE_RATE", "SEXUAL_VIOLENCE_RATE", "ROBBERY_RATE")
 TREND = "SDG_16_1_1"
+# indicator_value.reconciliation (obsx/reconcile.py) as printed after a figure
+RECONCILED = {"agreed": "†", "pending": "‡"}
 TREND_MONTHS = 24
 
 MONTHS = {
@@ -147,6 +150,8 @@ WORDS = {
         "nation": "Nacional",
         "own_units": "Su área",
         "compare": "Sus indicadores frente a {parent} y el país",
+        "compare_national": "Los indicadores del país",
+        "trend_national": "Tasa de homicidio mensual del país",
         "record": "Su registro de entregas (últimos 6 periodos)",
         "rejections": "Filas rechazadas en los últimos 12 meses",
         "rejected_summary": "{files} archivo(s), {read} filas leídas, {rejected} rechazadas "
@@ -156,6 +161,13 @@ WORDS = {
         "example": "Ejemplo",
         "no_rejections": "Ninguna fila rechazada.",
         "trend_pack": "Tasa de homicidio mensual: su área, {parent} y el país",
+        "reconciliation": "Conciliación de fuentes",
+        "reconciliation_summary": "{name}, {period}: {agree} unidad-mes en que las fuentes "
+        "coinciden, {within} dentro de la tolerancia, {pending} por conciliar (se publica la "
+        "fuente por defecto: {default}), {decided} conciliadas por decisión.",
+        "reconciliation_legend": " †: cifra conciliada (sigue una decisión de la mesa de "
+        "conciliación); ‡: fuentes aún por conciliar, se publica la fuente por defecto.",
+        "decision_line": "{geo} {period}: sigue a {source} ({figure:g}); {by}, {at}: {reason}",
         "units": {
             "per 100,000": "por 100.000",
             "per 100,000 women": "por 100.000 mujeres",
@@ -214,6 +226,8 @@ WORDS = {
         "nation": "National",
         "own_units": "Your area",
         "compare": "Your indicators against {parent} and the country",
+        "compare_national": "The country's indicators",
+        "trend_national": "Monthly homicide rate of the country",
         "record": "Your delivery record (last 6 periods)",
         "rejections": "Rows rejected in the last 12 months",
         "rejected_summary": "{files} file(s), {read} rows read, {rejected} rejected ({share}).",
@@ -222,6 +236,13 @@ WORDS = {
         "example": "Example",
         "no_rejections": "No row rejected.",
         "trend_pack": "Monthly homicide rate: your area, {parent} and the country",
+        "reconciliation": "Reconciling sources",
+        "reconciliation_summary": "{name}, {period}: {agree} unit-months where the sources "
+        "agree, {within} within tolerance, {pending} to reconcile (the default source is "
+        "published: {default}), {decided} reconciled by a decision.",
+        "reconciliation_legend": " †: reconciled figure (follows a decision of the "
+        "reconciliation table); ‡: sources still to reconcile, the default source is published.",
+        "decision_line": "{geo} {period}: follows {source} ({figure:g}); {by}, {at}: {reason}",
         "units": {},
     },
 }
@@ -326,7 +347,8 @@ class _Values:
         text = format_value(r["value"], unit, period_type)
         unstable = r["quality_flag"] == "unstable"
         css = "unstable" if unstable else ""
-        return Figure(text + ("*" if unstable else ""), key, explain, css, float(r["value"]))
+        text += ("*" if unstable else "") + RECONCILED.get(r.get("reconciliation") or "", "")
+        return Figure(text, key, explain, css, float(r["value"]))
 
     def change(self, code: str, geo: str, period: str, column: str) -> str:
         r = self.row(code, geo, period)
@@ -595,6 +617,63 @@ def _why(r, since, months, units, conn, lang) -> str:
     )
 
 
+def _reconciliation(conn, period: str, lang: str, names: dict[str, str]) -> list[dict]:
+    """Per concept, the year to the month: how many unit-months agree, wait for a decision or
+    follow one, and the decisions behind the month's figures."""
+    from obsx.warehouse import reconciliation_decision as d
+    from obsx.warehouse import reconciliation_item as item
+
+    w = WORDS[lang]
+    out = []
+    for concept in concepts():
+        frame = pd.read_sql(
+            sa.select(item.c.status, item.c.geo_code, item.c.period).where(
+                item.c.concept == concept.code,
+                item.c.period >= f"{period[:4]}-01",
+                item.c.period <= period,
+            ),
+            conn,
+        )
+        counts = frame["status"].value_counts()
+        decisions = pd.read_sql(
+            sa.select(d)
+            .where(
+                d.c.concept == concept.code,
+                d.c.closed_at.is_(None),
+                d.c.period >= f"{period[:4]}-01",
+                d.c.period <= period,
+            )
+            .order_by(d.c.period, d.c.geo_code),
+            conn,
+        )
+        out.append(
+            {
+                "summary": w["reconciliation_summary"].format(
+                    name=concept.name.get(lang, concept.code),
+                    period=f"{period[:4]}-01 … {period}",
+                    agree=counts.get("agree", 0),
+                    within=counts.get("within_tolerance", 0),
+                    pending=counts.get("to_reconcile", 0) + counts.get("reopened", 0),
+                    default=concept.default,
+                    decided=counts.get("decided", 0),
+                ),
+                "decisions": [
+                    w["decision_line"].format(
+                        geo=names.get(r["geo_code"], r["geo_code"]),
+                        period=r["period"],
+                        source=r["source"],
+                        figure=r["figure"],
+                        by=r["decided_by"],
+                        at=pd.Timestamp(r["decided_at"]).strftime("%Y-%m-%d"),
+                        reason=r["reason"],
+                    )
+                    for r in decisions.to_dict("records")
+                ],
+            }
+        )
+    return out
+
+
 def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
     """Who owed what for the month (and for the quarter it ends), and when it arrived."""
     w = WORDS[lang]
@@ -768,6 +847,7 @@ def build_report(
             "tables": tables,
             "reporting": _reporting(conn, period, lang, obs_names),
             "revisions": _revisions(conn, lang, now, names),
+            "reconciliation": _reconciliation(conn, period, lang, names),
             "compact": False,
             "notes": [n for n in notes if n["code"] in HEADLINE + LEVEL_TABLE],
             "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values())),
@@ -822,11 +902,15 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             level = deployment.level(names_frame.loc[geo, "geo_level"]).name[lang]
             return f"{names.get(geo, geo)} ({level.lower()})"
 
-        areas = [(g, label(g)) for g in own]
-        if parent and parent not in own:
-            areas.append((parent, label(parent)))
-        if national not in own:
-            areas.append((national, w["nation"]))
+        parents = {_first_level_parent(names_frame, g, levels) for g in own}
+        if len(parents) > 1:  # a national institution: its figures are the nation's
+            parent, areas = None, [(national, w["nation"])]
+        else:
+            areas = [(g, label(g)) for g in own]
+            if parent and parent not in own:
+                areas.append((parent, label(parent)))
+            if national not in own:
+                areas.append((national, w["nation"]))
         rows = [
             {
                 "name": cat[ind].name_es if lang == "es" else cat[ind].name_en,
@@ -837,7 +921,9 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             for n, ind in enumerate(PACK)
         ]
         chart = {
-            "title": w["trend_pack"].format(parent=names.get(parent, parent) if parent else ""),
+            "title": w["trend_pack"].format(parent=names.get(parent, parent))
+            if parent
+            else w["trend_national"],
             "svg": _trend_chart(
                 _series(values, TREND, dict(areas), months),
                 w["units"].get(cat[TREND].unit, cat[TREND].unit),
@@ -856,9 +942,9 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             "title": f"{w['pack_title']} — {name}",
             "observatory": name,
             "code": code,
-            "compare_title": w["compare"].format(
-                parent=names.get(parent, parent) if parent else w["nation"]
-            ),
+            "compare_title": w["compare"].format(parent=names.get(parent, parent))
+            if parent
+            else w["compare_national"],
             "areas": [a for _, a in areas],
             "rows": rows,
             "chart": chart,

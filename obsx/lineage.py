@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from obsx.catalogue import condition_sql, fact_column, load_catalogue, side_where
 from obsx.contract import load_contract
 from obsx.indicators import PERIOD_COLUMNS, QUARTER_SQL, records_sql
+from obsx.reconcile import build_exclusions, exclusion_sql
 from obsx.warehouse import indicator_value
 
 
@@ -91,11 +92,14 @@ def explain(
             extra = {name: [value]}
         params = {"geo_level": row["geo_level"], "geo_code": geo_code, "period": period}
         frames = []
+        reconciled = build_exclusions(conn)
         sides = [("numerator", ind.numerator), ("denominator", ind.denominator)]
         for label, side in sides:
             if side is None or ind.kind == "coverage":
                 continue
             condition = condition_sql({**side_where(cat, side), **extra}, alias="i")
+            # what the figure counts: of sources counting the same victims, the chosen one
+            condition += exclusion_sql(side.dataset, reconciled, alias="i")
             sql = _lineage_sql(side.dataset, row["period_type"], condition)
             found = pd.read_sql(sa.text(sql), conn, params=params)
             frames.append(found.assign(side=label))

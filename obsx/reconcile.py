@@ -224,6 +224,21 @@ def _decisions(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None)
     return pd.read_sql(query, conn)
 
 
+def _reopened(conn: sa.Connection, concept: Concept) -> set[tuple[str, str]]:
+    """Items whose latest decision was closed because the counts changed, with none since."""
+    from obsx.warehouse import reconciliation_decision as d
+
+    frame = pd.read_sql(
+        sa.select(d.c.geo_code, d.c.period, d.c.closed_reason, d.c.decided_at)
+        .where(d.c.concept == concept.code)
+        .order_by(d.c.decided_at),
+        conn,
+    )
+    latest = frame.groupby(["geo_code", "period"]).tail(1)
+    reopened = latest["closed_reason"].fillna("").str.startswith("reopened")
+    return set(zip(latest.loc[reopened, "geo_code"], latest.loc[reopened, "period"], strict=True))
+
+
 def items(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None = None) -> pd.DataFrame:
     """One row per unit and month some source reported: each source's count (columns
     ``n_<source>``, NaN where it did not report), the status and the chosen source."""
@@ -263,6 +278,14 @@ def items(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None = Non
         )
     wide["chosen_source"] = chosen
     wide["decision_id"] = pd.NA
+    wide["reopened_decision"] = pd.NA
+    if as_of is None:  # an item whose last decision a new count reopened stays marked so
+        reopened = _reopened(conn, concept)
+        marked = [
+            (g, p) in reopened and s == "to_reconcile"
+            for g, p, s in zip(wide["unit_code"], wide["period_month"], wide["status"], strict=True)
+        ]
+        wide.loc[marked, "status"] = "reopened"
     decisions = _decisions(conn, concept, as_of)
     if not decisions.empty:
         at = {(r.geo_code, r.period): r for r in decisions.itertuples()}
@@ -279,8 +302,6 @@ def items(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None = Non
             wide.at[i, "status"] = "decided"
             wide.at[i, "chosen_source"] = d.source
             wide.at[i, "decision_id"] = d.decision_id
-    if "reopened_decision" not in wide:
-        wide["reopened_decision"] = pd.NA
     wide = wide.rename(columns={"unit_code": "geo_code", "period_month": "period"})
     return wide.sort_values(["period", "geo_code"]).reset_index(drop=True)
 
@@ -498,33 +519,30 @@ def refresh_reconciliation(conn: sa.Connection, now: dt.datetime) -> dict[str, p
     return out
 
 
-def build_exclusions(conn: sa.Connection, as_of: dt.datetime | None = None) -> list[tuple]:
+def build_exclusions(conn: sa.Connection, as_of: dt.datetime | None = None) -> tuple[Concept, ...]:
     """A temporary table ``reconcile_excluded`` of (unit, month, contributor) whose records of a
-    concept indicators leave out (their source is not the chosen one); returns, per concept,
-    (concept, SQL condition on ``r``) for the facts query."""
-    from obsx.catalogue import condition_sql
-
+    concept indicators leave out (their source is not the chosen one); returns the concepts,
+    for ``exclusion_sql``."""
     conn.exec_driver_sql("DROP TABLE IF EXISTS reconcile_excluded")
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE reconcile_excluded (concept VARCHAR(64), unit_code VARCHAR(16),"
         " period_month VARCHAR(7), observatory_code VARCHAR(64))"
     )
-    conditions = []
-    for concept in concepts():
+    found = concepts()
+    for concept in found:
         frame = items(conn, concept, as_of)
         source_of = _sources_of(conn, concept)
-        rows = []
-        for r in frame[frame["sources_reporting"] >= 2].itertuples():
-            for code, source in source_of.items():
-                if source != r.chosen_source:
-                    rows.append(
-                        {
-                            "concept": concept.code,
-                            "unit_code": r.geo_code,
-                            "period_month": r.period,
-                            "observatory_code": code,
-                        }
-                    )
+        rows = [
+            {
+                "concept": concept.code,
+                "unit_code": r.geo_code,
+                "period_month": r.period,
+                "observatory_code": code,
+            }
+            for r in frame[frame["sources_reporting"] >= 2].itertuples()
+            for code, source in source_of.items()
+            if source != r.chosen_source
+        ]
         if rows:
             conn.execute(
                 sa.text(
@@ -533,20 +551,21 @@ def build_exclusions(conn: sa.Connection, as_of: dt.datetime | None = None) -> l
                 ),
                 rows,
             )
-        conditions.append((concept, condition_sql(concept.where, alias="r")))
-    return conditions
+    return found
 
 
-def exclusion_sql(dataset: str, conditions: list[tuple]) -> str:
-    """The facts query's filter: a concept's record counts only from the chosen source."""
-    parts = [
-        f" AND NOT ({where} AND EXISTS (SELECT 1 FROM reconcile_excluded x"
-        f" WHERE x.concept = '{concept.code}' AND x.unit_code = r.unit_code"
-        " AND x.period_month = r.period_month AND x.observatory_code = r.observatory_code))"
-        for concept, where in conditions
+def exclusion_sql(dataset: str, found: tuple[Concept, ...], alias: str = "r") -> str:
+    """A records query's filter: a concept's records count only from the chosen source."""
+    from obsx.catalogue import condition_sql
+
+    return "".join(
+        f" AND NOT ({condition_sql(concept.where, alias=alias)} AND EXISTS (SELECT 1"
+        f" FROM reconcile_excluded x WHERE x.concept = '{concept.code}'"
+        f" AND x.unit_code = {alias}.unit_code AND x.period_month = {alias}.period_month"
+        f" AND x.observatory_code = {alias}.observatory_code))"
+        for concept in found
         if concept.dataset == dataset
-    ]
-    return "".join(parts)
+    )
 
 
 def mark_indicator_values(conn: sa.Connection, target: str) -> None:

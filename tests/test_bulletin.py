@@ -105,12 +105,14 @@ def _check_figure(key: str, text: str, published: dict[str, dict]) -> None:
     if row["conf_status"] in ("C", "D"):
         assert text == row["conf_status"].lower(), f"{key}: withheld, printed {text!r}"
         return
-    number = text.rstrip("*")
+    number = text.rstrip("*†‡")
     assert re.fullmatch(r"-?[\d,]+(\.\d+)?", number), f"{key}: printed {text!r}"
     digits = len(number.split(".")[1]) if "." in number else 0
     printed = float(number.replace(",", ""))
     assert abs(printed - row["value"]) <= 0.5 * 10**-digits + 1e-9, (key, text, row["value"])
-    assert text.endswith("*") == (row["quality_flag"] == "unstable"), (key, text)
+    assert text.rstrip("†‡").endswith("*") == (row["quality_flag"] == "unstable"), (key, text)
+    mark = {"agreed": "†", "pending": "‡"}.get(row["reconciliation"], "")
+    assert (text[-1] if text[-1] in "†‡" else "") == mark, (key, text)
 
 
 def test_browser_shows_the_warehouse_figures(demo):
@@ -139,7 +141,7 @@ def test_browser_shows_the_warehouse_figures(demo):
     # The headline leads with SDG 16.1.1 for the month, nationally, and it is published.
     national = f"SDG_16_1_1|national|PA|month|{PERIOD}|"
     shown = dict(parser.figures)
-    assert shown[national] == f"{published[national]['value']:.2f}"
+    assert shown[national].rstrip("†‡") == f"{published[national]['value']:.2f}"
     assert published[national]["numerator"] == 35  # December's victims in the demo files
     # The charts are there as rendered SVG, and withheld cells do appear as such.
     assert dom.count("<svg") >= 2

@@ -188,9 +188,9 @@ def test_the_manifests_observatory_counts_are_what_the_pipeline_accepts(tmp_path
         for m, n in months.items()
         if n["observatory"]
     }
-    assert not (tmp_path / "dropzone" / "pa_imelcf" / "inbox").exists() or not any(
-        (tmp_path / "dropzone" / "pa_imelcf" / "inbox").iterdir()
-    )  # seed_demo does not send IMELCF's file (yet)
+    # seed_demo sends IMELCF's file too: the same bytes as seed_forensic's
+    sent = tmp_path / "dropzone" / "pa_imelcf" / "inbox" / "necropsias_homicidio_2025.csv"
+    assert sent.read_bytes() == demo.forensic_csv(2025)
 
 
 def test_the_file_and_its_manifest_are_the_same_on_every_call(tmp_path, demo, manifest):

@@ -385,8 +385,9 @@ def incident_exports(year: int, rng: random.Random):
 
 
 def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[Path]:
-    """Write a year of quarterly incident files into every demo observatory's inbox, and the
-    prevention-plan monitoring and victimization survey of three of them."""
+    """Write a year of quarterly incident files into every demo observatory's inbox, the
+    prevention-plan monitoring and victimization survey of three of them, and forensic
+    medicine's (IMELCF) register of the same homicides, with known differences."""
     rng = random.Random(random_seed)
     zone = Dropzone(root, observatories())
     zone.ensure_folders()
@@ -410,6 +411,8 @@ def seed_demo(root: Path, year: int = 2025, random_seed: int = 16_1_1) -> list[P
     written.append(
         _drop(zone, "pa_colon", "reporte_diciembre (copia).xlsx", good[: len(good) // 3], base_time)
     )
+    # The same victims as forensic medicine counts them: the sources to reconcile (issue 12).
+    written.append(seed_forensic(root, year, random_seed))
     return written
 
 
