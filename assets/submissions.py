@@ -1,6 +1,8 @@
 """Per-submission asset: one dynamic partition per uploaded file, many files per run."""
 
 import datetime as dt
+import json
+import logging
 import time
 import warnings
 
@@ -9,10 +11,11 @@ import sqlalchemy as sa
 
 from assets.reference import reference_observatories
 from obsx.contract import load_contract
+from obsx.dropzone import parse_partition_key
 from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
 from obsx.reference import observatories
 from obsx.submission import STAGES, process_submission
-from obsx.warehouse import record_tables, submission
+from obsx.warehouse import quarantine, record_tables, submission
 from pipelines.resources import DropzoneResource, WarehouseResource
 
 # single_run() is what turns a burst of files into one run (DESIGN.md, decision 4); its beta
@@ -23,6 +26,90 @@ submission_partitions = dg.DynamicPartitionsDefinition(name="submissions")
 HELD_CHECK = "accepted_rows_held_in_warehouse"
 SUITE_CHECK = "contract_expectations"
 VOLUME_CHECK = "volume_in_line_with_history"
+SHOWN_COUNTS = (
+    "rows_read",
+    "rows_accepted",
+    "rows_rejected",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_held",
+)
+# One record per file as it is done: `obsx run` prints them (files done of total, rows); under
+# the daemon nothing listens and they cost nothing. The Dagster event log has its own lines.
+PROGRESS = logging.getLogger("obsx.progress")
+
+
+def progress(position: int, total: int, key: str, file_name: str, status: str, counts) -> None:
+    rows = int(counts.get("rows_read", 0)) if isinstance(counts, dict) else 0
+    PROGRESS.info(
+        "%s/%s %s %s: %s",
+        position,
+        total,
+        key,
+        file_name,
+        status,
+        extra={"obsx_key": key, "obsx_file": file_name, "obsx_status": status, "obsx_rows": rows},
+    )
+
+
+def _file_name(zone, key: str) -> str:
+    """The uploaded name of a key whose processing failed, if it can still be found."""
+    try:
+        return zone.find_key(key)[1]
+    except Exception:  # the name is for the operator: a key with no file left is still named
+        return ""
+
+
+def top_problems(conn: sa.Connection, submission_ids: list[str]) -> dict[str, str]:
+    """Per submission, its most frequent quarantine rule, how often, and one message."""
+    if not submission_ids:
+        return {}
+    q = quarantine.c
+    counts = conn.execute(
+        sa.select(q.submission_id, q.rule, sa.func.count().label("n"), sa.func.min(q.message_en))
+        .where(q.submission_id.in_(submission_ids))
+        .group_by(q.submission_id, q.rule)
+    ).all()
+    best: dict[str, tuple] = {}
+    for sid, rule, n, message in counts:
+        if sid not in best or (n, rule) > (best[sid][1], best[sid][0]):
+            best[sid] = (rule, n, message)
+    return {
+        sid: f"{rule} x{n}: {_shorten(message)}" if message else f"{rule} x{n}"
+        for sid, (rule, n, message) in best.items()
+    }
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _first_feedback_problem(paths) -> str:
+    """A file-level refusal that the quarantine does not hold (e.g. sent by another observatory):
+    the first problem of the feedback document."""
+    for path in paths:
+        if not str(path).endswith(".json"):
+            continue
+        try:
+            problems = json.loads(path.read_text(encoding="utf-8")).get("problems") or []
+        except (OSError, ValueError):
+            return ""
+        if problems:
+            first = problems[0]
+            message = first.get("message_en") or first.get("message") or ""
+            return (
+                f"{first.get('code', '')}: {_shorten(message)}"
+                if message
+                else first.get("code", "")
+            )
+    return ""
+
+
+def _feedback_path(paths) -> dict:
+    document = next((p for p in paths if str(p).endswith(".json")), None)
+    return {"feedback": dg.MetadataValue.path(str(document))} if document else {}
 
 
 def missing_from_warehouse(conn: sa.Connection, submissions: dict[str, str]) -> dict[str, int]:
@@ -90,23 +177,32 @@ def submissions(
     registry = observatories(engine=engine)
     today = dt.date.today()
     outcomes, failed = [], {}
-    for key in context.partition_keys:
+    keys = context.partition_keys
+    for position, key in enumerate(keys, start=1):
         try:
-            outcomes.append(
-                process_submission(key, zone, engine, registry, today, context.run.run_id)
-            )
+            outcome = process_submission(key, zone, engine, registry, today, context.run.run_id)
         except Exception as exc:  # one file must not fail its batch
             context.log.exception(f"submission {key} failed")
             failed[key] = f"{type(exc).__name__}: {exc}"
-    by_status = {}
-    for o in outcomes:
-        by_status[o.status] = by_status.get(o.status, 0) + 1
-        context.log.info(f"{o.key} {o.file_name!r}: {o.status} {o.counts}")
+            name = _file_name(zone, key)
+            progress(position, len(keys), key, name, "failed", 0)
+            continue
+        outcomes.append(outcome)
+        context.log.info(f"{key} {outcome.file_name!r}: {outcome.status} {outcome.counts}")
+        progress(position, len(keys), key, outcome.file_name, outcome.status, outcome.counts)
     merged_now = [o for o in outcomes if not o.already_merged]
     checks_started = time.perf_counter()
     with engine.connect() as conn:
         gaps = missing_from_warehouse(conn, {o.submission_id: o.dataset for o in outcomes})
         volumes = unusual_volumes(conn, [o.submission_id for o in merged_now])
+        problems = top_problems(conn, [o.submission_id for o in outcomes])
+        owners = dict(  # the same bytes from two contributors: one row, the first sender's
+            conn.execute(
+                sa.select(submission.c.submission_id, submission.c.partition_key).where(
+                    submission.c.submission_id.in_([o.submission_id for o in outcomes])
+                )
+            ).all()
+        )
         suites = {}
         for dataset in sorted({o.dataset for o in merged_now}):
             ids = [o.submission_id for o in merged_now if o.dataset == dataset]
@@ -118,20 +214,42 @@ def submissions(
                 suites[dataset] = SuiteOutcome(
                     False, 0, [{"error": f"{type(exc).__name__}: {exc}"}]
                 )
-    seconds = {s: sum(o.seconds.get(s, 0.0) for o in outcomes) for s in STAGES}
-    seconds["checks"] = time.perf_counter() - checks_started
-    yield dg.MaterializeResult(
-        metadata={
-            **{f"seconds {stage}": round(value, 2) for stage, value in seconds.items()},
-            "submissions": len(outcomes),
-            **{f"status {k}": v for k, v in sorted(by_status.items())},
-            "rows accepted": sum(o.counts["rows_accepted"] for o in outcomes),
-            "rows inserted": sum(o.counts["rows_inserted"] for o in outcomes),
-            "rows updated": sum(o.counts["rows_updated"] for o in outcomes),
-            "rows rejected": sum(o.counts["rows_rejected"] for o in outcomes),
-            "failed": dg.MetadataValue.json(failed),
-        }
-    )
+    # Each partition's materialization carries its own file, contributor, status and counts
+    # (the UI shows a partition's metadata; without partition_key it would be the batch's).
+    for o in outcomes:
+        observatory = registry.get(o.observatory_code)
+        if owners.get(o.submission_id) == o.key:
+            top = problems.get(o.submission_id, "")
+        else:  # refused as another contributor's file: the quarantine is the other's
+            top = _first_feedback_problem(o.feedback)
+        context.add_asset_metadata(
+            {
+                "file": o.file_name,
+                "contributor": o.observatory_code
+                + (f" ({observatory.name})" if observatory else ""),
+                "dataset": o.dataset,
+                "status": o.status,
+                **{c.replace("_", " "): int(o.counts.get(c, 0)) for c in SHOWN_COUNTS},
+                "top problem": top or "",
+                "duplicate of an earlier upload": bool(o.already_merged),
+                "submission id": o.submission_id,
+                **_feedback_path(o.feedback),
+                **{f"seconds {stage}": round(o.seconds.get(stage, 0.0), 3) for stage in STAGES},
+            },
+            partition_key=o.key,
+        )
+    for key, error in failed.items():
+        context.add_asset_metadata(
+            {
+                "file": _file_name(zone, key),
+                "contributor": parse_partition_key(key)[0],
+                "status": "failed",
+                "error": error,
+            },
+            partition_key=key,
+        )
+    check_seconds = time.perf_counter() - checks_started
+    yield dg.MaterializeResult(metadata={"files in this run": len(keys)})
     yield dg.AssetCheckResult(
         check_name=HELD_CHECK,
         passed=not gaps and not failed,
@@ -139,6 +257,7 @@ def submissions(
         metadata={
             "rows not held, by submission": dg.MetadataValue.json(gaps),
             "failed": dg.MetadataValue.json(failed),
+            "seconds checks": round(check_seconds, 2),
         },
     )
     docs = next((s.data_docs for s in suites.values() if s.data_docs), None)

@@ -103,7 +103,12 @@ def cmd_run(args) -> int:
     from pipelines.run_once import run_once
 
     try:
-        report = run_once(root, settle_seconds=args.settle_seconds, batch_size=args.batch_size)
+        report = run_once(
+            root,
+            settle_seconds=args.settle_seconds,
+            batch_size=args.batch_size,
+            say=lambda line: print(line, flush=True),  # progress: files done of total, rows
+        )
     except (SourceError, ReferenceDataError) as exc:  # the deployment's own files: say what
         print(f"NEEDS ATTENTION - the deployment's files cannot be used: {exc}")
         return ATTENTION

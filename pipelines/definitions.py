@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.indicators import indicator_value
+from assets.operations import last_night
 from assets.publication import monthly_bulletin
 from assets.reference import (
     reference_contracts,
@@ -28,6 +29,7 @@ defs = dg.Definitions(
         reference_observatories,
         reference_contracts,
         submissions,
+        last_night,
         indicator_value,
         monthly_bulletin,
     ],

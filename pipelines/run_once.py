@@ -4,21 +4,27 @@ Registers the new files as dynamic partitions in the Dagster instance and execut
 the sensor starts, so the runs show in the UI afterwards.
 """
 
+import datetime as dt
+import getpass
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.submissions import submission_partitions
+from assets.submissions import PROGRESS, submission_partitions
 from obsx.deployment import current_deployment
 from obsx.dropzone import parse_partition_key
-from obsx.submission import COUNT_COLUMNS
+from obsx.reference import observatories
+from obsx.submission import COUNT_COLUMNS, process_submission
 from obsx.warehouse import indicator_value, submission
 from pipelines.definitions import defs
 from pipelines.planning import plan, range_tags
 from pipelines.resources import DropzoneResource, WarehouseResource
+from pipelines.sensors import FILES_TAG, LAUNCHED_BY_TAG, run_tags
 
 STATUS_WORDS = {
     "accepted": "accepted",
@@ -31,6 +37,8 @@ STATUS_WORDS = {
 class RunReport:
     submissions: list[dict] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
+    earlier_failed_runs: list[str] = field(default_factory=list)  # since the last success
+    already_merged: list[str] = field(default_factory=list)  # sent again: feedback, no run
     failed_checks: list[str] = field(default_factory=list)
     warning_checks: list[str] = field(default_factory=list)
     unprocessed_keys: list[str] = field(default_factory=list)
@@ -113,8 +121,18 @@ class RunReport:
             lines.append("More indicators, national, same year (indicators/catalogue.yaml):")
         for row in self.highlights:
             lines.append("  " + _highlight(row))
+        if self.already_merged:
+            lines.append(
+                f"Sent again, already merged earlier (feedback only, no Dagster run): "
+                f"{len(self.already_merged)}"
+            )
         if self.warning_checks:
             lines.append("Warnings (checks): " + ", ".join(self.warning_checks))
+        if self.earlier_failed_runs:
+            lines.append(
+                "Runs that failed since the last successful one (Dagster UI, Runs): "
+                + "; ".join(self.earlier_failed_runs)
+            )
         for name, items in (
             ("Runs that failed", self.failed_runs),
             ("Checks that failed", self.failed_checks),
@@ -163,12 +181,12 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
     )
     if not result.success:
         report.failed_runs.append(result.run_id)
-    seen = set()  # a batch's metadata is repeated on each of its partitions: count it once
-    for event in result.get_asset_materialization_events():
-        if event.asset_key in seen:
-            continue
-        seen.add(event.asset_key)
-        for name, value in event.materialization.metadata.items():
+    # Each partition carries its own file's time by stage; the checks' time is on a check.
+    events = [e.materialization for e in result.get_asset_materialization_events()]
+    for evaluation in result.get_asset_check_evaluations():
+        events.append(evaluation)
+    for event in events:
+        for name, value in event.metadata.items():
             if name.startswith("seconds "):
                 stage = name.removeprefix("seconds ")
                 report.seconds[stage] = report.seconds.get(stage, 0.0) + float(value.value)
@@ -241,10 +259,105 @@ def national_yearly(
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunReport:
+class _Progress(logging.Handler):
+    """Prints one line per file as the asset finishes it: files done of total, rows read.
+
+    Every file is printed in a batch of up to 100; in a bigger one a line at most every two
+    seconds (and the last), so that a 10,000-file night stays readable."""
+
+    def __init__(self, total: int, say: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.total, self.say, self.done, self.rows, self.last = total, say, 0, 0, 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not hasattr(record, "obsx_key"):
+            return
+        self.done += 1
+        self.rows += record.obsx_rows
+        now = time.monotonic()
+        if self.total > 100 and self.done < self.total and now - self.last < 2.0:
+            return
+        self.last = now
+        code = record.obsx_key.rpartition("__")[0]
+        self.say(
+            f"[{self.done}/{self.total}] {code}/{record.obsx_file}: "
+            f"{record.obsx_status.replace('_', ' ')}, {record.obsx_rows:,} rows read "
+            f"({self.rows:,} so far)"
+        )
+
+
+def _launcher() -> str:
+    try:
+        return f"obsx run ({getpass.getuser()})"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "obsx run"
+
+
+def _command_tags(files, keys: list[str]) -> dict[str, str]:
+    # The tag `user` is what the UI's "Launched by" shows (instead of "Manually launched"); for
+    # runs the daemon starts it adds dagster/sensor_name or dagster/schedule_name itself.
+    return {**run_tags(files, keys, "obsx run"), "user": _launcher()}
+
+
+def failed_since_last_success(instance: dg.DagsterInstance, jobs=None) -> list[str]:
+    """Runs of each job that failed after its last successful run, newest first."""
+    found = []
+    for job in jobs or ("process_submissions", "nightly_refresh"):
+        last = instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+        )
+        failed = instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name=job,
+                statuses=[dg.DagsterRunStatus.FAILURE],
+                created_after=last[0].create_timestamp if last else None,
+            ),
+            limit=20,
+        )
+        for record in failed:
+            run = record.dagster_run
+            who = run.tags.get(LAUNCHED_BY_TAG) or (
+                "sensor"
+                if "dagster/sensor_name" in run.tags
+                else "schedule"
+                if "dagster/schedule_name" in run.tags
+                else "launched by hand"
+            )
+            files = run.tags.get(FILES_TAG)
+            when = record.create_timestamp.astimezone(dt.UTC)
+            found.append(
+                f"{job} {run.run_id[:8]} at {when:%Y-%m-%d %H:%M} UTC ({who}"
+                + (f"; files: {files}" if files else "")
+                + ")"
+            )
+    return found
+
+
+def _already_merged(engine: sa.Engine, keys: list[str]) -> set[str]:
+    """Keys sent again whose submission this contributor already merged: no run needed."""
+    if not keys:
+        return set()
+    with engine.connect() as conn:
+        return set(
+            conn.scalars(
+                sa.select(submission.c.partition_key).where(
+                    submission.c.partition_key.in_(keys), submission.c.merged_at.is_not(None)
+                )
+            )
+        )
+
+
+def run_once(
+    root: Path,
+    settle_seconds: float,
+    batch_size: int = 200,
+    say: Callable[[str], None] | None = None,
+) -> RunReport:
+    """``say`` receives the progress lines (None: silent)."""
     started = time.perf_counter()
     instance = dg.DagsterInstance.get()
     report = RunReport()
+    report.earlier_failed_runs = failed_since_last_success(instance)
     dropzone_resource = DropzoneResource(data_dir=str(root), settle_seconds=settle_seconds)
     zone = dropzone_resource.dropzone()
     engine = WarehouseResource(data_dir=str(root)).engine()
@@ -257,12 +370,41 @@ def run_once(root: Path, settle_seconds: float, batch_size: int = 200) -> RunRep
     work = plan(files, registered)
     if work.new_keys:
         instance.add_dynamic_partitions(submission_partitions.name, work.new_keys)
-    job = defs.resolve_job_def("process_submissions")
-    for start in range(0, len(work.new_keys), batch_size):
-        batch = work.new_keys[start : start + batch_size]
-        _execute(job, instance, report, tags=range_tags(batch[0], batch[-1]))
-    for key in work.again_keys:
-        _execute(job, instance, report, partition_key=key)
+
+    # The same bytes sent again by the contributor that already merged them (a demo seeded
+    # twice, a re-sent file): the same feedback and the inbox cleared, without a Dagster run.
+    done_before = _already_merged(engine, work.again_keys)
+    if done_before:
+        registry, today = observatories(engine=engine), dt.date.today()
+    for key in [k for k in work.again_keys if k in done_before]:
+        try:
+            process_submission(key, zone, engine, registry, today)
+            report.already_merged.append(key)
+        except Exception:  # anything unexpected: the run below handles it as before
+            done_before.discard(key)
+    run_keys = [k for k in work.again_keys if k not in done_before]
+
+    total = len(work.new_keys) + len(run_keys)
+    handler = _Progress(total, say) if say and total else None
+    if handler:
+        say(
+            f"Processing {total} files in {-(-len(work.new_keys) // batch_size) + len(run_keys)}"
+            " Dagster run(s)"
+            + (f"; {len(done_before)} sent again, already merged: no run" if done_before else "")
+        )
+        PROGRESS.addHandler(handler)
+        PROGRESS.setLevel(logging.INFO)
+    try:
+        job = defs.resolve_job_def("process_submissions")
+        for start in range(0, len(work.new_keys), batch_size):
+            batch = work.new_keys[start : start + batch_size]
+            tags = {**range_tags(batch[0], batch[-1]), **_command_tags(files, batch)}
+            _execute(job, instance, report, tags=tags)
+        for key in run_keys:
+            _execute(job, instance, report, partition_key=key, tags=_command_tags(files, [key]))
+    finally:
+        if handler:
+            PROGRESS.removeHandler(handler)
 
     keys = work.new_keys + work.again_keys
     with engine.connect() as conn:

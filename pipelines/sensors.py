@@ -8,14 +8,61 @@ changed file (new size or time) is a new upload.
 """
 
 import json
+from collections.abc import Iterable
 
 import dagster as dg
 
 from assets.submissions import submission_partitions
-from obsx.dropzone import fingerprint
+from obsx.dropzone import InboxFile, display_name, fingerprint
 from pipelines.jobs import process_submissions_job
 from pipelines.planning import plan
 from pipelines.resources import DropzoneResource
+
+# Run tags an operator reads in the runs list: which files, how many, and who started the run.
+# A tag value is stored in an indexed column (PostgreSQL refuses an index row over 2,712 bytes),
+# so the list of names is cut well below that, saying how many more there were.
+FILES_TAG, COUNT_TAG, LAUNCHED_BY_TAG = "obsx/files", "obsx/file_count", "obsx/launched_by"
+FILES_TAG_BYTES = 1_000
+
+
+def files_tag(names: list[str], limit: int = FILES_TAG_BYTES) -> str:
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1
+        candidate = ", ".join([*shown, name]) + (f" (+{rest} more)" if rest else "")
+        if len(candidate.encode("utf-8")) > limit:
+            more = len(names) - len(shown)
+            return ", ".join(shown) + f" (+{more} more)" if shown else f"{more} files"
+        shown.append(name)
+    return ", ".join(shown)
+
+
+def run_tags(files: Iterable[InboxFile], keys: list[str], launched_by: str) -> dict[str, str]:
+    """Tags for a run over ``keys``: each key's file as ``contributor/name``, in key order."""
+    names: dict[str, str] = {}
+    for f in files:
+        names.setdefault(f.key, f"{f.observatory_code}/{display_name(f.path)}")
+    listed = [names.get(k, k) for k in keys]
+    return {
+        FILES_TAG: files_tag(listed),
+        COUNT_TAG: str(len(keys)),
+        LAUNCHED_BY_TAG: launched_by,
+    }
+
+
+def with_file_tags(requests: list[dg.RunRequest], work, files: list[InboxFile], launched_by: str):
+    """The plan's run requests, each tagged with the files it covers."""
+    tagged = []
+    for request in requests:
+        keys = [request.partition_key] if request.partition_key else work.new_keys
+        tagged.append(
+            dg.RunRequest(
+                run_key=request.run_key,
+                partition_key=request.partition_key,
+                tags={**request.tags, **run_tags(files, keys, launched_by)},
+            )
+        )
+    return tagged
 
 
 @dg.sensor(
@@ -45,7 +92,7 @@ def incident_inbox_sensor(context: dg.SensorEvaluationContext, dropzone: Dropzon
     registered = set(context.instance.get_dynamic_partitions(submission_partitions.name))
     work = plan(pending, registered)
     return dg.SensorResult(
-        run_requests=work.run_requests(),
+        run_requests=with_file_tags(work.run_requests(), work, pending, "sensor"),
         dynamic_partitions_requests=[submission_partitions.build_add_request(work.new_keys)]
         if work.new_keys
         else [],

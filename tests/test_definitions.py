@@ -18,6 +18,8 @@ def test_asset_graph_keys_groups_and_dependencies():
         "reference_observatories": ("reference", ["reference_geography"]),
         "reference_contracts": ("reference", ["reference_geography"]),
         "submissions": ("submissions", ["reference_observatories"]),
+        # what arrived in the last 24 h: rebuilt by every batch (it depends on submissions)
+        "last_night": ("submissions", ["submissions"]),
         "indicator_value": (
             "indicators",
             ["reference_contracts", "reference_geography", "reference_population", "submissions"],
@@ -63,7 +65,7 @@ def test_jobs_sensor_and_nightly_schedule():
         "reference_population",
     ]
     assert jobs == {
-        "process_submissions": sorted([*reference, "submissions", "indicator_value"]),
+        "process_submissions": sorted([*reference, "submissions", "last_night", "indicator_value"]),
         "nightly_refresh": sorted([*reference, "indicator_value"]),
         "load_reference": reference,
     }
