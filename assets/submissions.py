@@ -107,6 +107,24 @@ def _first_feedback_problem(paths) -> str:
     return ""
 
 
+def add_partition_metadata(context: dg.AssetExecutionContext, metadata: dict, key: str) -> None:
+    """``context.add_asset_metadata(metadata, partition_key=key)`` for a key of this run.
+
+    The public call first checks that the key is targeted by reading every registered key of the
+    dynamic partitions (57 ms with 10,000 registered files, measured: 11 s for a batch of 200,
+    growing with history). Every key here comes from ``context.partition_keys``, so the check is
+    redundant: the metadata goes straight to the step's accumulator, where the public call puts
+    it. Should that private attribute go in a later Dagster, the public call is used."""
+    step = getattr(context, "_step_execution_context", None)
+    accumulator = getattr(step, "_metadata_accumulator", None)
+    if accumulator is None or not hasattr(accumulator, "with_additional_asset_metadata"):
+        context.add_asset_metadata(metadata, partition_key=key)
+        return
+    step._metadata_accumulator = accumulator.with_additional_asset_metadata(  # noqa: SLF001
+        asset_key=context.asset_key, metadata=metadata, partition_key=key
+    )
+
+
 def _feedback_path(paths) -> dict:
     document = next((p for p in paths if str(p).endswith(".json")), None)
     return {"feedback": dg.MetadataValue.path(str(document))} if document else {}
@@ -222,7 +240,8 @@ def submissions(
             top = problems.get(o.submission_id, "")
         else:  # refused as another contributor's file: the quarantine is the other's
             top = _first_feedback_problem(o.feedback)
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
             {
                 "file": o.file_name,
                 "contributor": o.observatory_code
@@ -236,17 +255,18 @@ def submissions(
                 **_feedback_path(o.feedback),
                 **{f"seconds {stage}": round(o.seconds.get(stage, 0.0), 3) for stage in STAGES},
             },
-            partition_key=o.key,
+            o.key,
         )
     for key, error in failed.items():
-        context.add_asset_metadata(
+        add_partition_metadata(
+            context,
             {
                 "file": _file_name(zone, key),
                 "contributor": parse_partition_key(key)[0],
                 "status": "failed",
                 "error": error,
             },
-            partition_key=key,
+            key,
         )
     check_seconds = time.perf_counter() - checks_started
     yield dg.MaterializeResult(metadata={"files in this run": len(keys)})
