@@ -14,7 +14,7 @@ counts agree, and how close two records must be to be the same victim::
         where: {crime_code: {prefix: ["0101"]}}
         sources:
           observatory: {kind: observatory}
-          forensic: {contributors: [pa_imelcf]}
+          forensic: {contributors: [pa_imelcf]}   # counts_only: true for a file of counts
         default: observatory
         tolerance: {absolute: 0, relative: 0.0}
         match: {days: 1, age_years: 2}
@@ -66,6 +66,7 @@ class Source:
     name: str
     kind: str | None
     contributors: tuple[str, ...]
+    counts_only: bool = False  # it sends counts (per unit, month, sex…), not one row per victim
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,13 @@ def concepts(deployment: Deployment | None = None) -> tuple[Concept, ...]:
         sources = []
         for name, entry in (raw.get("sources") or {}).items():
             entry = entry or {}
+            unknown = set(entry) - {"kind", "contributors", "counts_only"}
+            if unknown:
+                fail(f"source {name}: unknown {sorted(unknown)}")
             kind, codes = entry.get("kind"), tuple(entry.get("contributors") or ())
             if bool(kind) == bool(codes):
                 fail(f"source {name}: give kind or contributors, not both")
-            sources.append(Source(str(name), kind, codes))
+            sources.append(Source(str(name), kind, codes, bool(entry.get("counts_only", False))))
         if len(sources) < 2:
             fail("needs at least two sources")
         default = raw.get("default")
@@ -358,7 +362,8 @@ def match_records(conn: sa.Connection, concept: Concept, records: pd.DataFrame |
     records = _records(conn, concept, None) if records is None else records
     parents = dict(conn.execute(sa.text("SELECT geo_code, parent_code FROM geography")).all())
     records = records.assign(_parent=records["unit_code"].map(parents))
-    single = records["n"].fillna(1) == 1
+    counts_only = {s.name for s in concept.sources if s.counts_only}
+    single = (records["n"].fillna(1) == 1) & ~records["source"].isin(counts_only)
     names = [s.name for s in concept.sources]
     for i, a_name in enumerate(names):
         for b_name in names[i + 1 :]:

@@ -13,6 +13,7 @@ places as names). Known differences, month by month in 0804:
 """
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -219,3 +220,49 @@ def test_the_statistician_reads_it_from_the_command_line(warehouse, tmp_path, ca
     assert (
         main(["--data-dir", str(tmp_path), *args[:-2], "--source", "police", "--reason", "x"]) == 2
     )
+
+
+def test_guatemala_forensic_counts_against_an_observatory_register(
+    warehouse_url, tmp_path, monkeypatch
+):
+    """INACIF's national January 2024 count (per municipio and sex, listing only places with
+    victims, declaring all covered) against Mixco's register of 11 victims: INACIF has 13 in
+    0108. Counts cannot be matched record by record; the figure follows INACIF, the default."""
+    import shutil
+
+    from obsx import reference
+    from obsx.migrations import upgrade
+    from obsx.warehouse import get_engine
+
+    monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
+    engine = get_engine(warehouse_url)
+    upgrade(engine)
+    reference.load_geography(engine, reference.read_geography())
+    reference.load_population(engine, reference.read_population())
+    reference.load_observatories(engine)
+    registry = reference.observatories()
+    zone = Dropzone(tmp_path, registry)
+    zone.ensure_folders()
+    fixtures = Path(__file__).parent / "fixtures" / "gt"
+    for contributor, name in (
+        ("gt_inacif", "homicidios_nacional_2024_01.csv"),
+        ("gt_mixco", "mixco_homicidios_2024_01.csv"),
+    ):
+        shutil.copy(fixtures / name, zone.inbox(contributor) / name)
+        key = partition_key(contributor, file_sha256(zone.inbox(contributor) / name))
+        assert process_submission(key, zone, engine, registry, TODAY).counts["rows_rejected"] == 0
+    compute_indicators(engine, NOW)
+    frame = items(engine)
+    mixco = frame.loc[("0108", "2024-01")]
+    assert (mixco["n_forensic"], mixco["n_observatory"]) == (13, 11)
+    assert mixco["status"] == "to_reconcile"  # 2 > max(1, 5% of 13)
+    assert mixco["chosen_source"] == "forensic"
+    assert frame.loc[("0101", "2024-01"), "status"] == "single_source"  # INACIF only
+    assert value(engine, "HOMICIDE_COUNT", "0108", "2024-01") == (13, "pending")
+    with engine.connect() as conn:
+        inacif = conn.scalar(
+            sa.text("SELECT sum(victim_count) FROM incidents WHERE observatory_code = 'gt_inacif'")
+        )
+        records = reconcile.match_records(conn, reconcile.get_concept(None))
+    assert value(engine, "HOMICIDE_COUNT", "GT", "2024-01")[0] == inacif  # never INACIF + Mixco
+    assert set(records.loc[records["source"] == "forensic", "match_observatory"]) == {"aggregate"}
