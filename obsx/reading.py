@@ -107,7 +107,10 @@ def decode(data: bytes) -> tuple[str, str, bool]:
     Returns ``(text, encoding, guessed)``; guessed is true when no marker or strict decode proved it.
     """
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig", False
+        try:
+            return data[3:].decode("utf-8", errors="strict"), "utf-8-sig", False
+        except UnicodeDecodeError:  # a UTF-8 mark on other bytes (found by hypothesis)
+            data = data[3:]
     try:
         return data.decode("utf-8"), "utf-8", False
     except UnicodeDecodeError:

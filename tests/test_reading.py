@@ -212,3 +212,84 @@ def test_unreadable_file_exception_message_is_the_english_message():
     assert str(info.value) == p.message("en")
     assert "datos binarios" in p.message("es")
     assert "binary data" in p.message("en")
+
+
+# -- hostile input: limits, and arbitrary bytes (hypothesis) ----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from obsx.limits import LimitExceeded, bounded, current_limits  # noqa: E402
+from obsx.reading import read_cells  # noqa: E402
+
+MAGIC = [
+    b"",
+    b"PK\x03\x04",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    b"$FL2",
+    b"\xef\xbb\xbf",
+    b"\xff\xfe",
+]
+NAMES = ["a.csv", "a.xlsx", "a.xls", "a.sav", "a.txt", "a", "a.pdf"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(MAGIC), st.binary(max_size=4096), st.sampled_from(NAMES))
+def test_reading_arbitrary_bytes_raises_only_our_reported_errors(magic, data, name):
+    try:
+        read_submission(magic + data, name)
+    except (UnreadableFile, LimitExceeded) as exc:
+        problem = exc.problem if isinstance(exc, UnreadableFile) else exc.problem()
+        assert problem.message("es") and problem.message("en")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=20), max_size=8),
+        max_size=20,
+    ),
+    st.sampled_from([",", ";", "\t", "|"]),
+)
+def test_any_text_table_reads_or_is_refused_in_words(cells, delimiter):
+    text = "\n".join(delimiter.join(row) for row in cells)
+    try:
+        read_submission(text.encode("utf-8"), "t.csv")
+    except UnreadableFile as exc:
+        assert exc.problem.code in {"empty-file", "unreadable-file"}
+
+
+def test_limits_come_from_one_place_and_the_environment(monkeypatch):
+    monkeypatch.setenv("OBSX_LIMIT_MAX_ROWS", "1000")
+    assert current_limits().max_rows == 1000
+    data = ("id,fecha\n" + "P,2025-01-01\n" * 1001).encode()
+    with pytest.raises(LimitExceeded) as refused:
+        read_cells(data, "a.csv")
+    assert refused.value.problem().code == "over-limit"
+    assert "número de filas: 1,000" in refused.value.problem().message("es")
+    monkeypatch.setenv("OBSX_LIMIT_MAX_ROWS", "mil")
+    with pytest.raises(ValueError, match="OBSX_LIMIT_MAX_ROWS"):
+        current_limits()
+
+
+def test_a_read_over_its_time_is_stopped(monkeypatch):
+    limits = current_limits()
+    from dataclasses import replace
+
+    data = ("id,fecha\n" + "P,2025-01-01\n" * 30_000).encode()
+    with bounded(replace(limits, max_seconds=1e-9)), pytest.raises(LimitExceeded) as refused:
+        read_cells(data, "a.csv")
+    assert refused.value.name == "max_seconds"
+
+
+def test_a_zip_bomb_is_refused_in_a_second_without_inflating_it():
+    import time
+
+    from tests.hostile.generate import large_files
+
+    files = large_files()
+    for name in ("bomb_1gb.xlsx", "bomb_lying.xlsx", "ratio_bomb.xlsx", "columns_100k.csv"):
+        started = time.perf_counter()
+        with pytest.raises((LimitExceeded, UnreadableFile)):
+            read_cells(files[name], name)
+        assert time.perf_counter() - started < 5, name

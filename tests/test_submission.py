@@ -1,9 +1,15 @@
 """One submission end to end without Dagster: crash and rerun, reprocessing from the archive."""
 
+import datetime as dt
+import hashlib
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import obsx.submission
 from obsx.dropzone import Dropzone, file_sha256, partition_key
@@ -128,3 +134,121 @@ def test_the_same_bytes_from_another_observatory_are_refused_and_said_so(tmp_pat
     assert [p["code"] for p in report["problems"]] == ["sent-by-another-observatory"]
     assert "pa_panama" in report["problems"][0]["message_es"]
     assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]  # Panamá's rows, nothing for Colón
+
+
+def test_a_paused_writer_loses_nothing(tmp_path, engine):
+    """A real writer writes half the rows, pauses longer than the settle time, writes the rest:
+    the half is processed, and what came after comes back as a new submission."""
+    import subprocess
+    import sys
+    import time
+
+    zone = Dropzone(tmp_path, ["pa_panama"])
+    zone.ensure_folders()
+    path = zone.inbox("pa_panama") / "lento.csv"
+    first = "".join(f"W{i},2025-01-{i + 1:02d},0804,0401\n" for i in range(20))
+    rest = "".join(f"W{i},2025-02-{i - 19:02d},0804,0401\n" for i in range(20, 40))
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write(sys.argv[2]); f.flush(); time.sleep(2.5); f.write(sys.argv[3])\n",
+            str(path),
+            "id,fecha,distrito,delito\n" + first,
+            rest,
+        ]
+    )
+    time.sleep(1.5)  # settled (0.5 s) with half written
+    files = zone.scan(settle_seconds=0.5, limit=10)
+    assert [f.path.name for f in files] == ["lento.csv"]
+    half = process_submission(files[0].key, zone, engine, observatories(), TODAY)
+    assert half.counts["rows_inserted"] == 20
+    assert writer.wait(timeout=30) == 0
+
+    zone.ensure_folders()  # every run does: the held file was written to, it comes back
+    files = zone.scan(settle_seconds=0, limit=10)
+    assert [f.path.name for f in files] == ["lento.csv"]
+    whole = process_submission(files[0].key, zone, engine, observatories(), TODAY)
+
+    assert (whole.counts["rows_unchanged"], whole.counts["rows_inserted"]) == (20, 20)
+    assert len(held(engine)) == 40
+    assert list(zone.inbox("pa_panama").iterdir()) == []
+
+
+def test_a_file_that_keeps_killing_its_run_is_set_aside_with_feedback(upload, engine):
+    zone, key = upload
+    code, _ = key.split("__")
+    sha = next(zone.inbox(code).iterdir())
+    sha = file_sha256(sha)
+    zone.start_attempt(code, sha)  # two attempts that never finished (a killed process)
+    zone.start_attempt(code, sha)
+
+    outcome = process_submission(key, zone, engine, observatories(), TODAY)
+
+    assert outcome.status == "rejected" and held(engine) == []
+    report = json.loads(outcome.feedback[0].read_text())
+    assert [p["code"] for p in report["problems"]] == ["failed-repeatedly"]
+    assert list(zone.inbox("pa_panama").iterdir()) == []  # it blocks no one
+    assert zone.failed_attempts(code, sha) == 0
+
+
+def test_a_retry_after_a_crash_past_the_merge_is_no_duplicate_and_leaves_no_part_files(
+    upload, engine, monkeypatch
+):
+    import obsx.feedback
+
+    zone, key = upload
+    real_write = obsx.feedback._write_atomically
+
+    def disk_full(path, text):  # the partial file is written, then the disk is full
+        path.with_name(f".{path.name}.999999.part").write_text(text[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(obsx.feedback, "_write_atomically", disk_full)
+    with pytest.raises(OSError):
+        process_submission(key, zone, engine, observatories(), TODAY)
+    assert len(held(engine)) == 2  # merged before the disk filled
+    feedback = zone.feedback_dir("pa_panama")
+    assert any(p.name.endswith(".part") for p in feedback.iterdir())  # left by the "crash"
+    monkeypatch.setattr(obsx.feedback, "_write_atomically", real_write)
+    monkeypatch.setattr("obsx.dropzone._pid_alive", lambda pid: False)
+    zone.ensure_folders()  # the next run
+
+    outcome = process_submission(key, zone, engine, observatories(), TODAY)
+
+    report = json.loads(outcome.feedback[0].read_text())
+    assert report["duplicate_of_earlier_upload"] is False
+    assert report["summary"]["rows_inserted"] == 2
+    assert not [p for p in feedback.iterdir() if p.name.endswith(".part")]
+
+
+ROW = st.tuples(
+    st.integers(0, 30),  # id
+    st.dates(dt.date(2024, 1, 1), dt.date(2025, 12, 31)),
+    st.sampled_from(["0101", "0401", "0502"]),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(ROW, min_size=1, max_size=30))
+def test_merging_the_same_file_twice_is_idempotent(engine, rows):
+    lines = [f"H{i},{day.isoformat()},0804,{crime}" for i, day, crime in rows]
+    data = ("id,fecha,distrito,delito\n" + "\n".join(lines) + "\n").encode()
+    with tempfile.TemporaryDirectory() as folder:
+        zone = Dropzone(Path(folder), ["pa_panama"])
+        zone.ensure_folders()
+        (zone.inbox("pa_panama") / "h.csv").write_bytes(data)
+        key = partition_key("pa_panama", hashlib.sha256(data).hexdigest())
+        first = process_submission(key, zone, engine, observatories(), TODAY)
+        with engine.connect() as conn:
+            before = conn.execute(sa.select(incidents).order_by(incidents.c.incident_id)).all()
+        (zone.inbox("pa_panama") / "h.csv").write_bytes(data)  # the same bytes again
+        again = process_submission(key, zone, engine, observatories(), TODAY)
+        with engine.connect() as conn:
+            after = conn.execute(sa.select(incidents).order_by(incidents.c.incident_id)).all()
+    assert after == before
+    assert again.already_merged and again.counts == first.counts
