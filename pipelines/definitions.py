@@ -5,6 +5,7 @@ import dagster as dg
 from assets.indicators import indicator_value
 from assets.operations import last_night
 from assets.publication import monthly_bulletin
+from assets.reconciliation import source_reconciliation
 from assets.reference import (
     reference_contracts,
     reference_geography,
@@ -31,6 +32,7 @@ defs = dg.Definitions(
         submissions,
         last_night,
         indicator_value,
+        source_reconciliation,
         monthly_bulletin,
     ],
     jobs=[process_submissions_job, nightly_refresh_job, load_reference_job, monthly_bulletin_job],

@@ -25,6 +25,7 @@ def test_asset_graph_keys_groups_and_dependencies():
             ["reference_contracts", "reference_geography", "reference_population", "submissions"],
         ),
         "monthly_bulletin": ("publication", ["indicator_value"]),
+        "source_reconciliation": ("indicators", ["indicator_value"]),
     }
     # A batch of files refreshes the indicators, never the bulletin (built monthly, on the 5th).
     job = defs.resolve_job_def("process_submissions")
@@ -65,7 +66,9 @@ def test_jobs_sensor_and_nightly_schedule():
         "reference_population",
     ]
     assert jobs == {
-        "process_submissions": sorted([*reference, "submissions", "last_night", "indicator_value"]),
+        "process_submissions": sorted(
+            [*reference, "submissions", "last_night", "indicator_value", "source_reconciliation"]
+        ),
         "nightly_refresh": sorted([*reference, "indicator_value"]),
         "load_reference": reference,
     }

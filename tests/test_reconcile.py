@@ -266,3 +266,22 @@ def test_guatemala_forensic_counts_against_an_observatory_register(
         records = reconcile.match_records(conn, reconcile.get_concept(None))
     assert value(engine, "HOMICIDE_COUNT", "GT", "2024-01")[0] == inacif  # never INACIF + Mixco
     assert set(records.loc[records["source"] == "forensic", "match_observatory"]) == {"aggregate"}
+
+
+def test_the_asset_lists_what_needs_a_decision(warehouse, tmp_path):
+    import dagster as dg
+
+    from assets.reconciliation import source_reconciliation
+    from pipelines.resources import WarehouseResource
+
+    url = warehouse.url.render_as_string(hide_password=False)
+    result = dg.materialize(
+        [source_reconciliation],
+        resources={"warehouse": WarehouseResource(url=url, data_dir=str(tmp_path))},
+    )
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["homicide_victims: to_reconcile"].value == 2
+    assert metadata["homicide_victims: agree"].value == 2
+    waiting = metadata["homicide_victims: needs a decision"].value
+    assert "| 0804 | 2025-02 | 1 | 2 | to_reconcile |" in waiting
