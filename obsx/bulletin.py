@@ -850,7 +850,8 @@ def build_report(
             "reconciliation": _reconciliation(conn, period, lang, names),
             "compact": False,
             "notes": [n for n in notes if n["code"] in HEADLINE + LEVEL_TABLE],
-            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values())),
+            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
+            + (w["reconciliation_legend"] if concepts() else ""),
         }
         folder = root / "reports" / period
         html_path, pdf_path = _write(

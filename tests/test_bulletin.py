@@ -279,3 +279,35 @@ def test_the_dagster_asset_builds_a_month_and_links_its_files(demo):
     schedule = defs.resolve_schedule_def("monthly_bulletin_schedule")
     assert schedule.cron_schedule == "0 6 5 * *"
     assert schedule.execution_timezone == current_deployment().time_zone
+
+
+def test_a_reconciliation_decision_changes_the_figure_and_its_footnote(demo):
+    """December in Colón: the observatory counts 5 homicide victims, forensic medicine 4 (the
+    demo's planted difference). The table decides for forensic medicine: the national count
+    loses one victim and is marked †, Colón's 4 is withheld (a small count) like any, and the
+    bulletin says who decided what."""
+    from obsx import reconcile
+    from obsx.indicators import refresh_indicators
+
+    root, engine, built = demo
+    national = f"HOMICIDE_COUNT|national|PA|month|{PERIOD}|"
+    before = _published(engine)[national]
+    assert before["reconciliation"] == "pending"
+    reconcile.decide(
+        engine, None, "0301", PERIOD, "forensic", "mesa de conciliación", "acta 12/2025"
+    )
+    refresh_indicators(engine)
+    again = build_report(engine, root, PERIOD, lang="es", open_data=False)
+    published = _published(engine)
+    assert published[national]["numerator"] == before["numerator"] - 1
+    assert published[national]["reconciliation"] == "agreed"
+    parser = _Figures()
+    parser.feed(again.bulletin_html.read_text(encoding="utf-8"))
+    shown = dict(parser.figures)
+    assert shown[national] == f"{published[national]['value']:,.0f}†"
+    assert shown[f"HOMICIDE_COUNT|district|0301|month|{PERIOD}|"] == "c"
+    html = again.bulletin_html.read_text(encoding="utf-8")
+    assert "Colón 2025-12: sigue a forensic (4); mesa de conciliación" in html
+    assert "acta 12/2025" in html and "†: cifra conciliada" in html
+    for key, text in parser.figures:
+        _check_figure(key, text, published)
