@@ -9,13 +9,13 @@ import warnings
 import dagster as dg
 import sqlalchemy as sa
 
-from assets.reference import reference_observatories
 from obsx.contract import load_contract
 from obsx.dropzone import parse_partition_key
 from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
 from obsx.reference import observatories
 from obsx.submission import STAGES, process_submission
 from obsx.warehouse import quarantine, record_tables, submission
+from pipelines.executors import shard_by_contributor, shards_of
 from pipelines.resources import DropzoneResource, WarehouseResource
 
 # single_run() is what turns a burst of files into one run (DESIGN.md, decision 4); its beta
@@ -162,41 +162,56 @@ def missing_from_warehouse(conn: sa.Connection, submissions: dict[str, str]) -> 
     return gaps
 
 
-@dg.asset(
-    partitions_def=submission_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="submissions",
-    kinds={"sql"},
-    deps=[reference_observatories],
-    check_specs=[
-        dg.AssetCheckSpec(HELD_CHECK, asset="submissions"),
-        dg.AssetCheckSpec(
-            SUITE_CHECK,
-            asset="submissions",
-            description="The merged records meet the contract's Great Expectations suite",
-        ),
-        dg.AssetCheckSpec(
-            VOLUME_CHECK,
-            asset="submissions",
-            description="Each file's size is within 3x of its observatory's usual (warning)",
-        ),
-    ],
-)
-def submissions(
-    context: dg.AssetExecutionContext, dropzone: DropzoneResource, warehouse: WarehouseResource
-):
-    """Archive, read, validate and merge each file (any dataset); write the observatory's feedback.
+CHECK_SPECS = [
+    dg.AssetCheckSpec(HELD_CHECK, asset="submissions"),
+    dg.AssetCheckSpec(
+        SUITE_CHECK,
+        asset="submissions",
+        description="The merged records meet the contract's Great Expectations suite",
+    ),
+    dg.AssetCheckSpec(
+        VOLUME_CHECK,
+        asset="submissions",
+        description="Each file's size is within 3x of its observatory's usual (warning)",
+    ),
+]
+
+
+@dg.op(ins={"after_reference": dg.In(dg.Nothing)}, out=dg.DynamicOut(list))
+def plan_submission_shards(context: dg.OpExecutionContext):
+    """Split the batch into shards of whole contributors (pipelines/executors.py): one step each.
+
+    The run tag ``obsx/submission_shards`` (set on the job from ``OBSX_EXECUTOR`` /
+    ``OBSX_SHARDS``) says how many; without it the batch is one shard, as before.
+    """
+    shards = shard_by_contributor(list(context.partition_keys), shards_of(context.run.tags))
+    for i, shard in enumerate(shards):
+        context.log.info(f"shard {i}: {len(shard)} submissions")
+        yield dg.DynamicOutput(shard, mapping_key=f"shard_{i}")
+
+
+@dg.op
+def process_submission_shard(
+    context: dg.OpExecutionContext,
+    dropzone: DropzoneResource,
+    warehouse: WarehouseResource,
+    shard: list,
+) -> dict:
+    """Archive, read, validate and merge each file of a shard, in upload order; write feedback.
 
     A file that cannot be read is a rejected submission with feedback, not a failed run. An
-    unexpected error on one file is logged and the others still finish.
+    unexpected error on one file is logged and the others still finish. Each merge is one
+    transaction that claims its submission row first, so shards on other workers are safe.
     """
     engine = warehouse.engine()
     zone = dropzone.dropzone()
     registry = observatories(engine=engine)
     today = dt.date.today()
     outcomes, failed = [], {}
-    keys = context.partition_keys
-    for position, key in enumerate(keys, start=1):
+    keys = context.partition_keys  # positions are the batch's, whichever shard this is
+    positions = {key: i for i, key in enumerate(keys, start=1)}
+    for key in shard:
+        position = positions[key]
         try:
             outcome = process_submission(key, zone, engine, registry, today, context.run.run_id)
         except Exception as exc:  # one file must not fail its batch
@@ -208,6 +223,28 @@ def submissions(
         outcomes.append(outcome)
         context.log.info(f"{key} {outcome.file_name!r}: {outcome.status} {outcome.counts}")
         progress(position, len(keys), key, outcome.file_name, outcome.status, outcome.counts)
+    return {"outcomes": outcomes, "failed": failed}
+
+
+@dg.op(
+    out={
+        "result": dg.Out(dg.Nothing),
+        **{spec.get_python_identifier(): dg.Out(dg.Nothing) for spec in CHECK_SPECS},
+    }
+)
+def check_submissions(
+    context: dg.AssetExecutionContext,
+    dropzone: DropzoneResource,
+    warehouse: WarehouseResource,
+    shards: list,
+):
+    """The batch's materialization and checks, over every shard's outcomes."""
+    engine = warehouse.engine()
+    zone = dropzone.dropzone()
+    registry = observatories(engine=engine)
+    keys = context.partition_keys
+    outcomes = [o for shard in shards for o in shard["outcomes"]]
+    failed = {k: v for shard in shards for k, v in shard["failed"].items()}
     merged_now = [o for o in outcomes if not o.already_merged]
     checks_started = time.perf_counter()
     with engine.connect() as conn:
@@ -297,3 +334,21 @@ def submissions(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"unusual submissions": dg.MetadataValue.json(volumes)},
     )
+
+
+@dg.graph_asset(
+    partitions_def=submission_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="submissions",
+    kinds={"sql"},
+    ins={"reference_observatories": dg.AssetIn(dagster_type=dg.Nothing)},
+    check_specs=CHECK_SPECS,
+)
+def submissions(reference_observatories):
+    """Archive, read, validate and merge each file (any dataset); write the observatory's feedback.
+
+    A batch is split into shards of whole contributors, one step each (in parallel under the
+    multiprocess or Celery executor, pipelines/executors.py), then checked as a whole.
+    """
+    shards = plan_submission_shards(reference_observatories).map(process_submission_shard)
+    return check_submissions(shards.collect())
