@@ -301,7 +301,9 @@ def cmd_indicators(args) -> int:
         wanted = getattr(args, column)
         if wanted:
             frame = frame[frame[column] == wanted]
-    frame.to_csv(sys.stdout, index=False)
+    from obsx.feedback import defuse_text_columns  # a spreadsheet runs "=…" cells
+
+    defuse_text_columns(frame).to_csv(sys.stdout, index=False)
     return OK
 
 
@@ -348,7 +350,9 @@ def cmd_explain(args) -> int:
             raise
         raise UsageError(f"obsx explain: {exc.args[0]}") from exc
     if args.csv:
-        found.records.to_csv(sys.stdout, index=False)
+        from obsx.feedback import defuse_text_columns
+
+        defuse_text_columns(found.records).to_csv(sys.stdout, index=False)
         return OK
     v = found.value
     print(

@@ -13,6 +13,7 @@ from assets.reference import (
     reference_population,
 )
 from assets.submissions import submissions
+from pipelines.executors import job_executor
 from pipelines.jobs import (
     load_reference_job,
     monthly_bulletin_job,
@@ -39,4 +40,5 @@ defs = dg.Definitions(
     sensors=[incident_inbox_sensor],
     schedules=[nightly_refresh_schedule(), monthly_bulletin_schedule()],
     resources={"warehouse": WarehouseResource(), "dropzone": DropzoneResource()},
+    executor=job_executor(),  # what materializations from the UI use too (OBSX_EXECUTOR)
 )
