@@ -338,6 +338,34 @@ def table(style: ExportStyle, rows: list[dict], rng: random.Random, spoil: bool,
     return Table(above, headers, cells, below, spoiled)
 
 
+# Re-seeding writes the same bytes, so that a second `make demo` finds every file already merged:
+# a workbook's zip entries and its docProps carry the time of saving, a .sav header its date.
+FIXED_ZIP_TIME = (2025, 1, 1, 0, 0, 0)
+FIXED_W3CDTF = b"2025-01-01T00:00:00Z"
+SAV_STAMP = slice(92, 109)
+
+
+def stable_xlsx(data: bytes) -> bytes:
+    """The workbook with its saving time fixed (zip entries' times, created/modified)."""
+    import re
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                body = re.sub(
+                    rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)",
+                    rb"\g<1>" + FIXED_W3CDTF + rb"\g<2>",
+                    body,
+                )
+            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            dst.writestr(entry, body)
+    return out.getvalue()
+
+
 def encode(style: ExportStyle, t: Table) -> bytes:
     """The bytes of one export, as the observatory's tool writes them."""
     if style.file_format == "xlsx":
@@ -352,7 +380,7 @@ def encode(style: ExportStyle, t: Table) -> bytes:
             sheet.append(line)
         buffer = io.BytesIO()
         book.save(buffer)
-        return buffer.getvalue()
+        return stable_xlsx(buffer.getvalue())
     text = io.StringIO()
     writer = csv.writer(text, delimiter=style.delimiter, lineterminator="\r\n")
     writer.writerows([*t.above, t.headers, *t.cells, *t.below])
@@ -619,7 +647,7 @@ def render_prevention(code: str, rows: list[dict]) -> tuple[str, bytes]:
         name = "actividades_prevencion_2025.xlsx"
     buffer = io.BytesIO()
     book.save(buffer)
-    return name, buffer.getvalue()
+    return name, stable_xlsx(buffer.getvalue())
 
 
 # Victimization surveys: (district, respondents, share victimized, share feeling safe at night)
@@ -696,7 +724,9 @@ def render_survey(code: str, rows: list[dict]) -> tuple[str, bytes]:
                     "P20_SEGURO": labels,
                 },
             )
-            return "encuesta_victimizacion_2025.sav", path.read_bytes()
+            data = bytearray(path.read_bytes())
+            data[SAV_STAMP] = b"01 Jan 25" + b"00:00:00"  # the header's creation date and time
+            return "encuesta_victimizacion_2025.sav", bytes(data)
     header = [
         "Boleta",
         "Encuesta",
@@ -748,7 +778,7 @@ def render_survey(code: str, rows: list[dict]) -> tuple[str, bytes]:
         sheet.append(c)
     buffer = io.BytesIO()
     book.save(buffer)
-    return "encuesta_2025.xlsx", buffer.getvalue()
+    return "encuesta_2025.xlsx", stable_xlsx(buffer.getvalue())
 
 
 # --------------------------------------------------------------------------- forensic medicine
