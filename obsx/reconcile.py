@@ -357,9 +357,11 @@ def match_records(conn: sa.Connection, concept: Concept, records: pd.DataFrame |
     (the other record's contributor:id), or a verdict: ``only`` (no candidate), ``ambiguous``,
     ``other_unit:<code>`` (found in a neighbouring unit: recoded), ``aggregate`` (a count of
     several victims: not matchable)."""
-    from obsx.indicators import records_sql  # noqa: F401  (records come from _records)
-
     records = _records(conn, concept, None) if records is None else records
+    if records.empty:
+        return records.assign(
+            **{f"match_{s.name}": pd.Series(dtype=object) for s in concept.sources}
+        )
     parents = dict(conn.execute(sa.text("SELECT geo_code, parent_code FROM geography")).all())
     records = records.assign(_parent=records["unit_code"].map(parents))
     counts_only = {s.name for s in concept.sources if s.counts_only}
