@@ -674,6 +674,21 @@ def _reconciliation(conn, period: str, lang: str, names: dict[str, str]) -> list
     return out
 
 
+def _delivery(r: dict, w: dict) -> dict:
+    """One row of ``reporting_status`` as printed: what was owed, by when, when it came."""
+    return {
+        "code": r["observatory_code"],
+        "dataset": r["dataset"],
+        "period": r["period"],
+        "due": r["due_on"].strftime("%Y-%m-%d") if pd.notna(r["due_on"]) else "",
+        "received": pd.Timestamp(r["received_at"]).strftime("%Y-%m-%d")
+        if pd.notna(r["received_at"])
+        else "—",
+        "status": r["status"],
+        "status_text": w["statuses"].get(r["status"], r["status"]),
+    }
+
+
 def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
     """Who owed what for the month (and for the quarter it ends), and when it arrived."""
     w = WORDS[lang]
@@ -689,18 +704,8 @@ def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
         frame = frame[frame["period"] == period]
     counts = frame["status"].value_counts()
     rows = [
-        {
-            "contributor": obs_names.get(r["observatory_code"], r["observatory_code"]),
-            "code": r["observatory_code"],
-            "dataset": r["dataset"],
-            "period": r["period"],
-            "due": r["due_on"].strftime("%Y-%m-%d") if pd.notna(r["due_on"]) else "",
-            "received": pd.Timestamp(r["received_at"]).strftime("%Y-%m-%d")
-            if pd.notna(r["received_at"])
-            else "—",
-            "status": r["status"],
-            "status_text": w["statuses"].get(r["status"], r["status"]),
-        }
+        _delivery(r, w)
+        | {"contributor": obs_names.get(r["observatory_code"], r["observatory_code"])}
         for r in frame.to_dict("records")
     ]
     summary = w["reported_summary"].format(
@@ -949,19 +954,7 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             "areas": [a for _, a in areas],
             "rows": rows,
             "chart": chart,
-            "record": [
-                {
-                    "period": r["period"],
-                    "dataset": r["dataset"],
-                    "due": r["due_on"].strftime("%Y-%m-%d") if pd.notna(r["due_on"]) else "",
-                    "received": pd.Timestamp(r["received_at"]).strftime("%Y-%m-%d")
-                    if pd.notna(r["received_at"])
-                    else "—",
-                    "status": r["status"],
-                    "status_text": w["statuses"].get(r["status"], r["status"]),
-                }
-                for r in record.to_dict("records")
-            ],
+            "record": [_delivery(r, w) for r in record.to_dict("records")],
             "rejections": _rejections(conn, code, since, lang),
             "compact": True,  # one page: the definitions without their standards
             "notes": notes,

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue
 from obsx.deployment import current_deployment
-from obsx.feedback import defuse_formulas
+from obsx.feedback import defuse_text_columns
 from obsx.warehouse import indicator_value
 
 TABLE_CSV = "indicator_value.csv"
@@ -66,7 +66,7 @@ def write_open_data(engine: sa.Engine, folder: Path, period: str | None = None) 
     folder.mkdir(parents=True, exist_ok=True)
     table = published_table(engine, period)
     written = {"csv": folder / TABLE_CSV, "parquet": folder / TABLE_PARQUET}
-    text = _defuse(table).to_csv(index=False)
+    text = defuse_text_columns(table).to_csv(index=False)
     _replace(written["csv"], lambda p: p.write_text("\ufeff" + text, encoding="utf-8"))
     _replace(written["parquet"], lambda p: table.to_parquet(p, index=False))
     country = current_deployment().country_code
@@ -117,23 +117,6 @@ def _period_end(period: str) -> str:
     if month:
         return f"{year}-{month}"
     return f"{year}-{int(quarter) * 3:02d}" if quarter else f"{year}-12"
-
-
-def _defuse(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells a spreadsheet would run as a formula made text; numbers stay numbers."""
-    text = [
-        c
-        for c in frame.columns
-        if not (
-            pd.api.types.is_numeric_dtype(frame[c])
-            or pd.api.types.is_datetime64_any_dtype(frame[c])
-        )
-    ]
-    out = frame.copy()
-    if text:
-        out[text] = defuse_formulas(frame[text].fillna(""))
-        out[text] = out[text].where(frame[text].notna(), None)
-    return out
 
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
@@ -277,5 +260,5 @@ def sdmx_csv(observations: pd.DataFrame, country: str) -> str:
     from pysdmx.io.format import Format
     from pysdmx.io.pd import PandasDataset
 
-    dataset = PandasDataset(structure=sdmx_schema(country), data=_defuse(observations))
+    dataset = PandasDataset(structure=sdmx_schema(country), data=defuse_text_columns(observations))
     return write_sdmx(dataset, Format.DATA_SDMX_CSV_2_0_0)
