@@ -13,7 +13,7 @@ from obsx.contract import load_contract
 from obsx.dropzone import parse_partition_key
 from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
 from obsx.reference import observatories
-from obsx.submission import STAGES, process_submission
+from obsx.submission import COUNT_COLUMNS, STAGES, process_submission
 from obsx.warehouse import quarantine, record_tables, submission
 from pipelines.executors import shard_by_contributor, shards_of
 from pipelines.resources import DropzoneResource, WarehouseResource
@@ -26,15 +26,7 @@ submission_partitions = dg.DynamicPartitionsDefinition(name="submissions")
 HELD_CHECK = "accepted_rows_held_in_warehouse"
 SUITE_CHECK = "contract_expectations"
 VOLUME_CHECK = "volume_in_line_with_history"
-SHOWN_COUNTS = (
-    "rows_read",
-    "rows_accepted",
-    "rows_rejected",
-    "rows_inserted",
-    "rows_updated",
-    "rows_unchanged",
-    "rows_held",
-)
+SHOWN_COUNTS = tuple(c for c in COUNT_COLUMNS if c.startswith("rows_") and c != "rows_ignored")
 # One record per file as it is done: `obsx run` prints them (files done of total, rows); under
 # the daemon nothing listens and they cost nothing. The Dagster event log has its own lines.
 PROGRESS = logging.getLogger("obsx.progress")
