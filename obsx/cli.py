@@ -70,9 +70,15 @@ def cmd_seed(args) -> int:
 
 def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
     """An idle run answers before Dagster and the data stack are imported (well under a second
-    instead of 4 s): no finished file in any inbox, no folder of an unregistered contributor."""
+    instead of 4 s): no finished file in any inbox, no folder of an unregistered contributor.
+    Indicators left stale by an interrupted run (records merged after their last refresh) are
+    found by one cheap query and recomputed here, still without Dagster."""
+    import sqlalchemy as sa
+
+    from obsx.config import warehouse_url
     from obsx.contributors import read_contributors
     from obsx.dropzone import Dropzone
+    from pipelines.planning import refresh_stale, stale_indicators
 
     zone = Dropzone(root, read_contributors())
     zone.ensure_folders()  # registering a contributor creates its folders
@@ -80,6 +86,30 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
         return None
     unknown, never = zone.unknown_folders(), zone.never_processed()
     print(f"Nothing waiting in the inboxes of {len(zone.observatory_codes)} contributors.")
+    url, stale, problem = warehouse_url(root=root), None, None
+    try:
+        parsed = sa.make_url(url)
+        backend = parsed.get_backend_name()
+        if backend != "sqlite" or Path(parsed.database or "").is_file():  # else: no warehouse yet
+            engine = sa.create_engine(
+                url, connect_args={"connect_timeout": 10} if backend == "postgresql" else {}
+            )
+            try:
+                with engine.connect() as conn:
+                    stale = stale_indicators(conn)
+            finally:
+                engine.dispose()
+        if stale:
+            from obsx.warehouse import get_engine
+
+            print(refresh_stale(get_engine(url), stale), flush=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
+        _warehouse(url)  # a URL that cannot be used: one line, exit status 2
+        raise
+    except sa.exc.DBAPIError as exc:  # said, not fatal: the next run checks again
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        shown = parsed.render_as_string(hide_password=True)
+        problem = f"indicators not checked or not recomputed: warehouse {shown}: {reason}"
     if unknown:
         print("NEEDS ATTENTION - Drop folders of no registered observatory: " + ", ".join(unknown))
     if never:
@@ -87,7 +117,9 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
             "NEEDS ATTENTION - In an inbox but never processed (rename or remove): "
             + ", ".join(never)
         )
-    return ATTENTION if unknown or never else OK
+    if problem:
+        print(f"NEEDS ATTENTION - {problem}")
+    return ATTENTION if unknown or never or problem else OK
 
 
 def cmd_run(args) -> int:

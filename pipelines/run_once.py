@@ -22,7 +22,7 @@ from obsx.reference import observatories
 from obsx.submission import COUNT_COLUMNS, process_submission
 from obsx.warehouse import indicator_value, submission
 from pipelines.definitions import defs
-from pipelines.planning import plan, range_tags
+from pipelines.planning import contiguous_blocks, plan, range_tags, refresh_stale, stale_indicators
 from pipelines.resources import DropzoneResource, WarehouseResource
 from pipelines.sensors import FILES_TAG, LAUNCHED_BY_TAG, run_tags
 
@@ -43,6 +43,8 @@ class RunReport:
     warning_checks: list[str] = field(default_factory=list)
     unprocessed_keys: list[str] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
+    stale_indicators: str = ""  # recomputed: records merged after the last refresh (a killed run)
+    indicators_not_refreshed: str = ""  # they were stale and could not be recomputed: why
     never_processed: list[str] = field(default_factory=list)  # links, folders, hidden names
     left_in_inbox: list[Path] = field(default_factory=list)
     warehouse: str = ""
@@ -64,6 +66,7 @@ class RunReport:
             or self.unknown_folders
             or self.never_processed
             or self.left_in_inbox
+            or self.indicators_not_refreshed
         )
 
     def summary(self) -> str:
@@ -121,6 +124,8 @@ class RunReport:
             lines.append("More indicators, national, same year (indicators/catalogue.yaml):")
         for row in self.highlights:
             lines.append("  " + _highlight(row))
+        if self.stale_indicators:
+            lines.append(self.stale_indicators)
         if self.already_merged:
             lines.append(
                 f"Sent again, already merged earlier (feedback only, no Dagster run): "
@@ -140,6 +145,10 @@ class RunReport:
             ("Drop folders of no registered observatory", self.unknown_folders),
             ("In an inbox but never processed (rename or remove)", self.never_processed),
             ("Files still waiting in an inbox", [str(p) for p in self.left_in_inbox]),
+            (
+                "Indicators stale, not recomputed",
+                [self.indicators_not_refreshed] * bool(self.indicators_not_refreshed),
+            ),
         ):
             if items:
                 lines.append(f"NEEDS ATTENTION - {name}: " + ", ".join(items))
@@ -365,9 +374,14 @@ def run_once(
     report.unknown_folders = zone.unknown_folders()
     report.never_processed = zone.never_processed()
 
+    # Records merged after the last indicator refresh: a run killed between its merges and its
+    # indicators. This run's own indicator step recomputes them, or else the end of this run.
+    with engine.connect() as conn:
+        stale_before = stale_indicators(conn)
+
     files = zone.scan(settle_seconds=settle_seconds, limit=10**9)
-    registered = set(instance.get_dynamic_partitions(submission_partitions.name))
-    work = plan(files, registered)
+    order = instance.get_dynamic_partitions(submission_partitions.name)  # insertion order
+    work = plan(files, set(order))
     if work.new_keys:
         instance.add_dynamic_partitions(submission_partitions.name, work.new_keys)
 
@@ -383,12 +397,19 @@ def run_once(
         except Exception:  # anything unexpected: the run below handles it as before
             done_before.discard(key)
     run_keys = [k for k in work.again_keys if k not in done_before]
+    # Registered before but not merged (a run killed or failed): neighbours in the instance's
+    # order run as one range, as they first did, instead of one Dagster run per file.
+    blocks = [
+        block[start : start + batch_size]
+        for block in contiguous_blocks(run_keys, order)
+        for start in range(0, len(block), batch_size)
+    ]
 
     total = len(work.new_keys) + len(run_keys)
     handler = _Progress(total, say) if say and total else None
     if handler:
         say(
-            f"Processing {total} files in {-(-len(work.new_keys) // batch_size) + len(run_keys)}"
+            f"Processing {total} files in {-(-len(work.new_keys) // batch_size) + len(blocks)}"
             " Dagster run(s)"
             + (f"; {len(done_before)} sent again, already merged: no run" if done_before else "")
         )
@@ -400,11 +421,32 @@ def run_once(
             batch = work.new_keys[start : start + batch_size]
             tags = {**range_tags(batch[0], batch[-1]), **_command_tags(files, batch)}
             _execute(job, instance, report, tags=tags)
-        for key in run_keys:
-            _execute(job, instance, report, partition_key=key, tags=_command_tags(files, [key]))
+        for block in blocks:
+            if len(block) == 1:
+                tags = _command_tags(files, block)
+                _execute(job, instance, report, partition_key=block[0], tags=tags)
+            else:
+                tags = {**range_tags(block[0], block[-1]), **_command_tags(files, block)}
+                _execute(job, instance, report, tags=tags)
     finally:
         if handler:
             PROGRESS.removeHandler(handler)
+
+    # Still stale (no run needed, or the runs failed before their indicator step): recompute
+    # here; one line says so either way.
+    try:
+        with engine.connect() as conn:
+            stale = stale_indicators(conn)
+        if stale:
+            report.stale_indicators = refresh_stale(engine, stale)
+        elif stale_before:
+            report.stale_indicators = (
+                f"Indicators were stale ({stale_before}): recomputed by this run"
+            )
+    except Exception as exc:  # the run's results stand; the next run tries again
+        report.indicators_not_refreshed = (
+            f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        )
 
     keys = work.new_keys + work.again_keys
     with engine.connect() as conn:

@@ -53,8 +53,7 @@ def run_tags(files: Iterable[InboxFile], keys: list[str], launched_by: str) -> d
 def with_file_tags(requests: list[dg.RunRequest], work, files: list[InboxFile], launched_by: str):
     """The plan's run requests, each tagged with the files it covers."""
     tagged = []
-    for request in requests:
-        keys = [request.partition_key] if request.partition_key else work.new_keys
+    for request, keys in zip(requests, work.batches(), strict=True):
         tagged.append(
             dg.RunRequest(
                 run_key=request.run_key,
@@ -89,7 +88,7 @@ def incident_inbox_sensor(context: dg.SensorEvaluationContext, dropzone: Dropzon
         return dg.SensorResult(
             skip_reason="no new finished files in the inboxes", cursor=new_cursor
         )
-    registered = set(context.instance.get_dynamic_partitions(submission_partitions.name))
+    registered = context.instance.get_dynamic_partitions(submission_partitions.name)  # in order
     work = plan(pending, registered)
     return dg.SensorResult(
         run_requests=with_file_tags(work.run_requests(), work, pending, "sensor"),
