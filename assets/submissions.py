@@ -192,7 +192,8 @@ def process_submission_shard(
     """Archive, read, validate and merge each file of a shard, in upload order; write feedback.
 
     A file that cannot be read is a rejected submission with feedback, not a failed run. An
-    unexpected error on one file is logged and the others still finish. Each merge is one
+    unexpected error on one file is logged and the other contributors' files still finish; the
+    same contributor's later files stay in the inbox for the retry, to merge in upload order. Each merge is one
     transaction that claims its submission row first, so shards on other workers are safe.
     """
     engine = warehouse.engine()
@@ -202,14 +203,23 @@ def process_submission_shard(
     outcomes, failed = [], {}
     keys = context.partition_keys  # positions are the batch's, whichever shard this is
     positions = {key: i for i, key in enumerate(keys, start=1)}
+    stopped: dict[str, str] = {}  # contributor -> its file that failed in this shard
     for key in shard:
         position = positions[key]
+        contributor = parse_partition_key(key)[0]
+        if contributor in stopped:
+            # Its later files wait in the inbox: merged after the failed one, on the retry, so
+            # that an older file never lands on top of a newer one.
+            failed[key] = f"waiting behind {stopped[contributor]}, which failed: left in the inbox"
+            progress(position, len(keys), key, _file_name(zone, key), "failed", 0)
+            continue
         try:
             outcome = process_submission(key, zone, engine, registry, today, context.run.run_id)
         except Exception as exc:  # one file must not fail its batch
             context.log.exception(f"submission {key} failed")
             failed[key] = f"{type(exc).__name__}: {exc}"
             name = _file_name(zone, key)
+            stopped[contributor] = name or key
             progress(position, len(keys), key, name, "failed", 0)
             continue
         outcomes.append(outcome)
