@@ -160,6 +160,7 @@ WORDS = {
         "rows": "Filas",
         "example": "Ejemplo",
         "no_rejections": "Ninguna fila rechazada.",
+        "no_record": "No le corresponden entregas periódicas en el calendario del despliegue.",
         "trend_pack": "Tasa de homicidio mensual: su área, {parent} y el país",
         "reconciliation": "Conciliación de fuentes",
         "reconciliation_summary": "{name}, {period}: {agree} unidad-mes en que las fuentes "
@@ -235,6 +236,7 @@ WORDS = {
         "rows": "Rows",
         "example": "Example",
         "no_rejections": "No row rejected.",
+        "no_record": "The deployment's reporting calendar owes nothing periodic from you.",
         "trend_pack": "Monthly homicide rate: your area, {parent} and the country",
         "reconciliation": "Reconciling sources",
         "reconciliation_summary": "{name}, {period}: {agree} unit-months where the sources "
@@ -958,7 +960,8 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             "rejections": _rejections(conn, code, since, lang),
             "compact": True,  # one page: the definitions without their standards
             "notes": notes,
-            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values())),
+            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
+            + (w["reconciliation_legend"] if concepts() else ""),
         }
         html_path, pdf_path = _write(
             zone.reports_dir(code) / f"{w['pack_file']}_{code}_{period}.html",
