@@ -261,9 +261,12 @@ def test_sigkill_anywhere_then_a_retry_equals_a_clean_run(dialect, tmp_path, mon
     rng = random.Random(f"{SEED}-{dialect}")
     started = time.perf_counter()
     clean_code, clean = clean_run(monkeypatch, capsys, tmp_path, dialect)
-    with warehouses(dialect, tmp_path, list(KILL_POINTS)) as urls:
+    # PostgreSQL (production) at every point; SQLite where its single writer matters, in a
+    # merge (the state after the merges is also made directly by the stale-indicators test).
+    points = KILL_POINTS if dialect == "postgresql" else {"merging": KILL_POINTS["merging"]}
+    with warehouses(dialect, tmp_path, list(points)) as urls:
         seen = []
-        for point, (reached, spread) in KILL_POINTS.items():
+        for point, (reached, spread) in points.items():
             place, url = tmp_path / point, urls[point]
             drop_files(place / "data")
             delay = rng.uniform(0, spread)
