@@ -7,11 +7,14 @@ without events — or that a file declared covered — counts zero. Every level 
 hierarchy valid in the period. Survey shares carry their design-based precision; counts of
 persons carry their disclosure status (see ``obsx.disclosure``).
 
-Recomputing is by year: a submission recomputes the years its records touch (months, quarters
-and the year), and leaves every other value — and its ``computed_at`` — as it was.
+Recomputing is by period: a submission recomputes the months its records touch, their quarters
+and their years (at every level), redoes the disclosure status and changes of those years, and
+leaves every other year — and its ``computed_at`` — as it was. The values are those a full
+recompute gives (tests/test_incremental.py).
 """
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 
 import pandas as pd
@@ -256,7 +259,7 @@ _REPORTING = (
                    CAST(r.period_year AS INTEGER) AS year
             FROM reporting_{dataset} r"""
     + _ROLLUP_JOIN.format(alias="r")
-    + ")"
+    + " __PERIODS_r__)"
 )
 _SIDE = (
     """{name} AS (SELECT g.geo_level, g.geo_code, i.{period} AS period, i.unit_code, {dim} AS dim,
@@ -264,7 +267,7 @@ _SIDE = (
               FROM facts_{dataset} i"""
     + _ROLLUP_JOIN.format(alias="i")
     + """
-              WHERE {where} GROUP BY g.geo_level, g.geo_code, i.{period}, i.unit_code{dim_group})"""
+              WHERE {where} __PERIODS_i__ GROUP BY g.geo_level, g.geo_code, i.{period}, i.unit_code{dim_group})"""
 )
 
 
@@ -366,7 +369,8 @@ _COVERAGE = (
     + """,
 periods AS (SELECT r.{period} AS period, CAST(r.period_year AS INTEGER) AS year,
                    max(r.period_month) AS month
-            FROM reporting_{dataset} r GROUP BY r.{period}, r.period_year),
+            FROM reporting_{dataset} r WHERE 1 = 1 __PERIODS_r__
+            GROUP BY r.{period}, r.period_year),
 all_l AS (SELECT DISTINCT g.geo_level, g.geo_code, pr.period, g.unit_code, pr.year
           FROM periods pr JOIN geography_rollup g ON g.geo_level IN (__LEVELS__)
            AND (g.from_month IS NULL OR g.from_month <= pr.month)
@@ -385,16 +389,42 @@ FROM unit GROUP BY geo_level, geo_code, period HAVING sum(pop) > 0"""
 )
 
 
+def periods_of(months: Iterable[str]) -> dict[str, list[str]]:
+    """The periods whose values read the records of ``months``: each month, its quarter, its
+    year (by period type)."""
+    months = sorted(set(months))
+    bad = [m for m in months if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", m)]
+    if bad:
+        raise ValueError(f"not a month (YYYY-MM): {bad[:3]}")
+    quarters = {f"{m[:4]}-Q{(int(m[5:7]) + 2) // 3}" for m in months}
+    return {"month": months, "quarter": sorted(quarters), "year": sorted({m[:4] for m in months})}
+
+
+def _periods_filter(periods: dict[str, list[str]] | None, period_type: str, alias: str) -> str:
+    if periods is None:
+        return ""
+    quoted = ", ".join(f"'{p}'" for p in periods[period_type]) or "''"  # from periods_of
+    return f" AND {alias}.{PERIOD_COLUMNS[period_type]} IN ({quoted})"
+
+
 def insert_indicator_values(
-    conn: sa.Connection, target: str, fixed: dict, years: Iterable[str] | None = None
+    conn: sa.Connection,
+    target: str,
+    fixed: dict,
+    years: Iterable[str] | None = None,
+    periods: dict[str, list[str]] | None = None,
 ) -> None:
     """Compute every catalogue entry into ``target``, at every level the deployment declares.
 
     ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
     as_of (then the records are the versions valid at that moment). ``years``: only the periods
-    of these years (None: all).
+    of these years (None: all). ``periods`` (with ``years`` their years; see ``periods_of``):
+    only these months, quarters and years — each is computed exactly as in a whole-year run
+    (the facts are still built for the whole years), the others are not written.
     """
     years = None if years is None else sorted({str(y) for y in years})
+    if periods is not None:
+        assert years is not None and set(periods["year"]) <= set(years)
     levels = current_deployment().level_codes
     _build_facts(conn, fixed, years)
     _build_population(conn, fixed)
@@ -403,7 +433,7 @@ def insert_indicator_values(
         if ind.kind == "survey":
             if ind.dataset not in designs:  # read once for all the dataset's indicators
                 designs[ind.dataset] = _survey_design(conn, ind.dataset, fixed, years)
-            _insert_survey(conn, target, ind, fixed, designs[ind.dataset])
+            _insert_survey(conn, target, ind, fixed, designs[ind.dataset], periods)
             continue
         if ind.kind not in ("rate", "count", "ratio", "coverage"):
             continue
@@ -427,6 +457,10 @@ def insert_indicator_values(
                 ]
             for sql in statements:  # every level at once: the roll-up joins each unit to each
                 sql = sql.replace("__LEVELS__", shape["levels"])
+                for alias in ("r", "i"):
+                    sql = sql.replace(
+                        f"__PERIODS_{alias}__", _periods_filter(periods, period_type, alias)
+                    )
                 statement, used = _timestamps(sql, fixed)
                 conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in sql} | used)
     for dataset in catalogue().datasets:
@@ -461,7 +495,12 @@ def _survey_design(
 
 
 def _insert_survey(
-    conn: sa.Connection, target: str, ind: Indicator, fixed: dict, design: dict
+    conn: sa.Connection,
+    target: str,
+    ind: Indicator,
+    fixed: dict,
+    design: dict,
+    periods: dict[str, list[str]] | None = None,
 ) -> None:
     """A weighted share for every area, year and disaggregation, with its standard error,
     95% confidence interval and coefficient of variation from the survey design (strata and
@@ -484,6 +523,8 @@ def _insert_survey(
                     frame = placed.assign(dim=placed[dim.field])
                     domains.append("dim")
                 shares = estimate_shares(frame, yes="_yes", asked="_asked", domains=domains)
+                if periods is not None:  # every respondent estimates, some periods are kept
+                    shares = shares[shares["period"].isin(periods[period_type])]
                 if dim_name:
                     shares = shares[shares["dim"].isin(dim.values or shares["dim"])]
                     labels = f"{dim_name}=" + shares["dim"].astype(str)
@@ -514,6 +555,8 @@ def _insert_survey(
                 )
     values = pd.concat(rows, ignore_index=True)
     values = values[values["denominator"] > 0]
+    if values.empty:
+        return
     values = values.astype(object).where(values.notna(), None)
     columns = list(values.columns)
     conn.execute(
@@ -577,12 +620,24 @@ def _update_changes(conn: sa.Connection, target: str, years: list[str] | None) -
 
 
 def compute_indicators(
-    engine: sa.Engine, now: dt.datetime | None = None, years: Iterable[str] | None = None
+    engine: sa.Engine,
+    now: dt.datetime | None = None,
+    years: Iterable[str] | None = None,
+    months: Iterable[str] | None = None,
 ) -> int:
     """Recompute the indicator values of ``years`` (None: all) in one transaction, with their
     disclosure status and changes; values of other years are left untouched. Returns the
-    number of values written."""
+    number of values written.
+
+    ``months`` (instead of ``years``): only the values that read records of these months —
+    the months, their quarters and their years, at every level — are recomputed; the other
+    values of those years keep their numbers, and their disclosure status and changes are
+    redone with the year (a withheld cell in one month can make a cell of another withheld)."""
     now = now or dt.datetime.now(dt.UTC)
+    periods = None
+    if months is not None:
+        periods = periods_of(str(m) for m in months)
+        years = periods["year"]
     years = None if years is None else sorted({str(y) for y in years})
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -593,18 +648,27 @@ def compute_indicators(
         conn.execute(indicator.delete())
         conn.execute(indicator.insert(), [_definition(ind) for ind in indicators()])
         delete = indicator_value.delete()
-        if years is not None:
+        if periods is not None:
+            delete = delete.where(indicator_value.c.period.in_(sum(periods.values(), [])))
+        elif years is not None:
             delete = delete.where(sa.func.substr(indicator_value.c.period, 1, 4).in_(years))
         conn.execute(delete)
         from obsx.reconcile import mark_indicator_values, refresh_reconciliation
         from obsx.suppression import apply_secondary_suppression
 
         refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
-        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years)
+        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years, periods)
         mark_indicator_values(conn, indicator_value.name)
 
         apply_secondary_suppression(conn, indicator_value.name, years, catalogue())
         _update_changes(conn, indicator_value.name, years)
+        if periods is not None:
+            # the whole year was refreshed (its disclosure status and changes): one stamp
+            conn.execute(
+                indicator_value.update()
+                .where(sa.func.substr(indicator_value.c.period, 1, 4).in_(years))
+                .values(computed_at=now)
+            )
         refresh_reporting_values(conn, now)
         written = sa.select(sa.func.count()).where(indicator_value.c.computed_at == now)
         return conn.scalar(written)
@@ -802,6 +866,14 @@ def years_to_refresh(conn: sa.Connection) -> tuple[list[str] | None, str]:
     when nothing was computed yet or a definition or reference changed; else the years of the
     record versions merged or replaced since the last refresh, and of the files that declared
     coverage since (an empty list: nothing to do)."""
+    months, fingerprint = months_to_refresh(conn)
+    return (None if months is None else sorted({m[:4] for m in months})), fingerprint
+
+
+def months_to_refresh(conn: sa.Connection) -> tuple[list[str] | None, str]:
+    """As ``years_to_refresh``, by month: the months of the record versions merged or replaced
+    since the last refresh (the old version's month and the new one's), of the files that
+    declared coverage since, and of the reconciliation decisions taken or closed since."""
     fingerprint = _fingerprint(conn)
     last = conn.execute(
         sa.select(indicator_refresh.c.refreshed_at, indicator_refresh.c.fingerprint)
@@ -812,18 +884,18 @@ def years_to_refresh(conn: sa.Connection) -> tuple[list[str] | None, str]:
         return None, fingerprint
     since = sa.bindparam("since", last.refreshed_at, type_=sa.DateTime(timezone=True))
     changed = [
-        f"SELECT DISTINCT period_year FROM {d}_revision"
+        f"SELECT DISTINCT period_month FROM {d}_revision"
         " WHERE valid_from > :since OR valid_to > :since"
         for d in DATASETS
     ] + [
-        "SELECT DISTINCT substr(c.period_month, 1, 4) FROM declared_coverage c"
+        "SELECT DISTINCT c.period_month FROM declared_coverage c"
         " JOIN submission s ON s.submission_id = c.submission_id WHERE s.merged_at > :since",
-        # a reconciliation decision taken, superseded or reopened since
-        "SELECT DISTINCT substr(period, 1, 4) FROM reconciliation_decision"
+        # a reconciliation decision (of a unit and month) taken, superseded or reopened since
+        "SELECT DISTINCT period FROM reconciliation_decision"
         " WHERE decided_at > :since OR closed_at > :since",
     ]
-    years = conn.execute(sa.text(" UNION ".join(changed)).bindparams(since)).scalars()
-    return sorted({str(y) for y in years if y}), fingerprint
+    months = conn.execute(sa.text(" UNION ".join(changed)).bindparams(since)).scalars()
+    return sorted({str(m) for m in months if m}), fingerprint
 
 
 def refresh_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> dict:
@@ -834,10 +906,13 @@ def refresh_indicators(engine: sa.Engine, now: dt.datetime | None = None) -> dic
     now = now or dt.datetime.now(dt.UTC)
     started = time.perf_counter()
     with engine.connect() as conn:
-        years, fingerprint = years_to_refresh(conn)
+        months, fingerprint = months_to_refresh(conn)
+    years = None if months is None else sorted({m[:4] for m in months})
     written = 0
-    if years is None or years:
-        written = compute_indicators(engine, now, years)
+    if months is None:
+        written = compute_indicators(engine, now)
+    elif months:
+        written = compute_indicators(engine, now, months=months)
     else:
         with engine.begin() as conn:
             refresh_reporting_values(conn, now)

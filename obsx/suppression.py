@@ -69,8 +69,8 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
     rows = pd.read_sql(
         sa.text(
             f"SELECT {', '.join(KEY)}, numerator, denominator, conf_status FROM {target}"
-            f" WHERE indicator_code IN ({codes}){scope}"
-        ),
+            f" WHERE indicator_code IN ({codes}){scope} ORDER BY {', '.join(KEY)}"
+        ),  # in a fixed order: the choice breaks ties by position
         conn,
     )
     if rows.empty:
@@ -218,9 +218,25 @@ def apply_secondary_suppression(
     values = atoms["value"].fillna(0).to_numpy(dtype=float)
     primary = (values > 0) & (values < atoms["threshold"].to_numpy())
     relations = _margins(conn, atoms)
-    withheld = secondary_suppression(
-        values, primary, relations, cost=_cost(atoms, values), protected=_headline(atoms)
-    )
+    # No margin links two years: each year is chosen alone, so that refreshing one year (or
+    # some of its periods) withholds exactly what a refresh of every year would.
+    withheld = primary.copy()
+    cost, headline = _cost(atoms, values), _headline(atoms)
+    year = atoms["period"].str[:4].to_numpy()
+    local = np.zeros(len(atoms), dtype=np.int64)  # an atom's index among its year's
+    by_year = defaultdict(list)
+    for y in np.unique(year):
+        cells = np.flatnonzero(year == y)
+        local[cells] = np.arange(len(cells))
+    for t, parts in relations:
+        assert all(year[p] == year[t] for p in parts), "a margin across years"
+        by_year[year[t]].append((int(local[t]), tuple(int(local[p]) for p in parts)))
+    for y in np.unique(year):
+        cells = np.flatnonzero(year == y)
+        mine = by_year.get(y, [])
+        withheld[cells] = secondary_suppression(
+            values[cells], primary[cells], mine, cost=cost[cells], protected=headline[cells]
+        )
     link["primary"] = primary[link["atom"].to_numpy()]
     link["withheld"] = withheld[link["atom"].to_numpy()]
     per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))
