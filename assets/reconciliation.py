@@ -1,12 +1,10 @@
 """Sources side by side after each run: what needs a decision of the reconciliation table."""
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
 from assets.indicators import indicator_value
-from obsx.reconcile import NEEDS_DECISION, STATUSES, concepts, refresh_reconciliation
+from obsx.reconcile import NEEDS_DECISION, STATUSES, concepts, item_rows
 from pipelines.resources import WarehouseResource
 
 
@@ -14,13 +12,13 @@ from pipelines.resources import WarehouseResource
 def source_reconciliation(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per concept (homicide victims…), unit and month: each source's count, the status (agree,
     within tolerance, to reconcile, decided, reopened) and how the records matched; the items
-    waiting for a decision (``obsx reconcile list``) are listed in the metadata."""
+    waiting for a decision (``obsx reconcile list``) are listed in the metadata. Reads what the
+    indicator refresh just computed (it refreshes the reconciliation first: one pass per run)."""
     engine = warehouse.engine()
-    with engine.begin() as conn:
-        found = refresh_reconciliation(conn, dt.datetime.now(dt.UTC))
     metadata: dict = {}
     for concept in concepts():
-        frame = found.get(concept.code, pd.DataFrame(columns=["status"]))
+        with engine.connect() as conn:
+            frame, _ = item_rows(conn, concept)
         counts = frame["status"].value_counts()
         for status in STATUSES:
             metadata[f"{concept.code}: {status}"] = int(counts.get(status, 0))
@@ -31,7 +29,7 @@ def source_reconciliation(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "|---" * (3 + len(names)) + "|",
         ]
         for r in waiting.head(50).to_dict("records"):
-            cells = ["—" if pd.isna(r[f"n_{n}"]) else f"{r[f'n_{n}']:g}" for n in names]
+            cells = ["—" if pd.isna(r.get(n)) else f"{r[n]:g}" for n in names]
             table.append(
                 f"| {r['geo_code']} | {r['period']} | " + " | ".join(cells) + f" | {r['status']} |"
             )

@@ -694,7 +694,8 @@ def get_concept(code: str | None) -> Concept:
 # --- what the statistician reads ---------------------------------------------------------
 
 
-def _item_rows(conn: sa.Connection, concept: Concept) -> pd.DataFrame:
+def item_rows(conn: sa.Connection, concept: Concept) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The persisted items with a column per source (counts), and their matches."""
     from obsx.warehouse import reconciliation_count, reconciliation_item, reconciliation_match
 
     items_ = pd.read_sql(
@@ -713,7 +714,7 @@ def _item_rows(conn: sa.Connection, concept: Concept) -> pd.DataFrame:
 
 
 def list_text(conn: sa.Connection, concept: Concept, status: str = "needs_decision") -> str:
-    frame, matches = _item_rows(conn, concept)
+    frame, matches = item_rows(conn, concept)
     names = [s.name for s in concept.sources]
     totals = frame["status"].value_counts()
     head = (
@@ -771,7 +772,7 @@ def show_text(conn: sa.Connection, concept: Concept, geo: str, period: str) -> s
     """One item: the counts, the decision (and past ones), every record and what it matched."""
     from obsx.warehouse import reconciliation_decision as d
 
-    frame, matches = _item_rows(conn, concept)
+    frame, matches = item_rows(conn, concept)
     item = frame[(frame["geo_code"] == geo) & (frame["period"] == period)]
     if item.empty:
         raise ValueError(f"no source reported {concept.code} for {geo} in {period}")
