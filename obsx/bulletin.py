@@ -35,6 +35,7 @@ from obsx.indicators import catalogue
 from obsx.reconcile import concepts
 from obsx.warehouse import (
     geography,
+    geography_rollup,
     indicator_value,
     observatory,
     observatory_unit,
@@ -539,6 +540,11 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
     )
     months = _months_touched(conn, since)
     units = pd.read_sql(sa.select(observatory_unit), conn)
+    g = geography_rollup.c  # which contributors report inside each area: read once
+    inside = pd.read_sql(sa.select(g.geo_code, g.unit_code).distinct(), conn).merge(
+        units.rename(columns={"geo_code": "unit_code"}), on="unit_code"
+    )
+    contributors_in = inside.groupby("geo_code")["observatory_code"].agg(set).to_dict()
     rows = []
     for r in changed.sort_values(key).to_dict("records"):
         unit = r["unit"] or ""
@@ -559,7 +565,7 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
                 "period": r["period"],
                 "before": before,
                 "now": now_text,
-                "why": _why(r, since, months, units, conn, lang),
+                "why": _why(r, since, months, contributors_in.get(r["geo_code"], set()), lang),
                 "key": "|".join(str(r[k]) for k in key),
             }
         )
@@ -585,7 +591,9 @@ def _months_touched(conn, since: pd.DataFrame) -> dict[str, set[str]]:
     return touched
 
 
-def _why(r, since, months, units, conn, lang) -> str:
+def _why(r, since, months, who: set[str], lang) -> str:
+    """The files merged since the previous bulletin, from contributors inside the figure's area,
+    that changed records of its months."""
     w = WORDS[lang]
     period = r["period"]
     if r["period_type"] == "month":
@@ -595,16 +603,6 @@ def _why(r, since, months, units, conn, lang) -> str:
         wanted = {f"{period[:4]}-{m:02d}" for m in range(3 * q - 2, 3 * q + 1)}
     else:
         wanted = {f"{period}-{m:02d}" for m in range(1, 13)}
-    from obsx.warehouse import geography_rollup
-
-    g = geography_rollup.c
-    inside = {
-        u
-        for (u,) in conn.execute(
-            sa.select(g.unit_code).where(g.geo_code == r["geo_code"]).distinct()
-        )
-    }
-    who = set(units[units["geo_code"].isin(inside)]["observatory_code"])
     hits = since[
         since["observatory_code"].isin(who)
         & since["submission_id"].map(lambda sid: bool(months.get(sid, set()) & wanted))

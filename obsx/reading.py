@@ -427,14 +427,7 @@ def _xlsx_cells(data: bytes, layout: Layout) -> Cells:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         names = workbook.sheet_names
     except Exception as exc:  # calamine raises several kinds for damaged or truncated files
-        kind = type(exc).__name__
-        raise UnreadableFile(
-            problem(
-                "unreadable-file",
-                reason_es=f"el libro de Excel está dañado o incompleto ({kind})",
-                reason_en=f"the Excel workbook is damaged or incomplete ({kind})",
-            )
-        ) from exc
+        raise _damaged_workbook(exc) from exc
     if isinstance(layout.sheet, str):
         if layout.sheet not in names:
             raise _missing_sheet(layout.sheet, names)

@@ -111,3 +111,26 @@ def typed_rows(*lines: str, observatory: Observatory = PANAMA):
     )
     assert not result.rejected_rows, [p.message("en") for p in result.problems]
     return result.accepted
+
+
+def sqlite_warehouse(root) -> sa.Engine:
+    """A migrated SQLite warehouse file under ``root`` holding the reference data."""
+    engine = get_engine(f"sqlite:///{root / 'warehouse.db'}")
+    upgrade(engine)
+    return load_reference(engine)
+
+
+def process_inboxes(root, engine: sa.Engine, codes=None) -> list:
+    """Every file waiting in the inboxes (of ``codes``; default every contributor's), processed
+    in name order as a run would. Returns the outcomes."""
+    from obsx.dropzone import Dropzone, file_sha256, partition_key
+    from obsx.submission import process_submission
+
+    registry = reference.observatories()
+    zone = Dropzone(root, registry)
+    outcomes = []
+    for code in registry if codes is None else codes:
+        for path in sorted(zone.inbox(code).iterdir()):
+            key = partition_key(code, file_sha256(path))
+            outcomes.append(process_submission(key, zone, engine, registry, TODAY))
+    return outcomes

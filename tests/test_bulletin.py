@@ -20,11 +20,9 @@ import sqlalchemy as sa
 
 from obsx.bulletin import HEADLINE, build_report, last_closed_month
 from obsx.deployment import current_deployment
-from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
 from obsx.reference import observatories
-from obsx.submission import process_submission
-from tests.conftest import TODAY, load_reference
+from tests.conftest import process_inboxes, sqlite_warehouse
 
 PERIOD = "2025-12"
 
@@ -40,23 +38,14 @@ def _tool(name: str) -> str:
 
 
 def _process_inboxes(root, engine) -> None:
-    zone = Dropzone(root, observatories())
-    for code in observatories():
-        for path in sorted(zone.inbox(code).iterdir()):
-            key = partition_key(code, file_sha256(path))
-            process_submission(key, zone, engine, observatories(), TODAY)
+    process_inboxes(root, engine)
     compute_indicators(engine)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from obsx.migrations import upgrade
-    from obsx.warehouse import get_engine
-
     root = tmp_path_factory.mktemp("bulletin")
-    engine = get_engine(f"sqlite:///{root / 'warehouse.db'}")
-    upgrade(engine)
-    load_reference(engine)
+    engine = sqlite_warehouse(root)
     current_deployment().demo().seed_demo(root)
     _process_inboxes(root, engine)
     built = build_report(engine, root, PERIOD, lang="es", open_data=False)

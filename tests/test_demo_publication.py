@@ -20,29 +20,17 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from obsx.deployment import current_deployment
-from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
 from obsx.lineage import explain
-from obsx.reference import observatories
-from obsx.submission import process_submission
-from tests.conftest import TODAY, load_reference
+from tests.conftest import process_inboxes, sqlite_warehouse
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from obsx.migrations import upgrade
-    from obsx.warehouse import get_engine
-
     root = tmp_path_factory.mktemp("demo")
-    engine = get_engine(f"sqlite:///{root / 'warehouse.db'}")  # SQLite: the audit, not the server
-    upgrade(engine)
-    load_reference(engine)
+    engine = sqlite_warehouse(root)  # SQLite: the audit, not the server
     current_deployment().demo().seed_demo(root)
-    zone = Dropzone(root, observatories())
-    for code in observatories():
-        for path in sorted(zone.inbox(code).iterdir()):
-            key = partition_key(code, file_sha256(path))
-            process_submission(key, zone, engine, observatories(), TODAY)
+    process_inboxes(root, engine)
     compute_indicators(engine)
     return engine
 

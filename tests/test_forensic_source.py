@@ -18,29 +18,12 @@ import sqlalchemy as sa
 from obsx import reference
 from obsx.deployment import current_deployment
 from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.migrations import upgrade
 from obsx.reference import observatories
 from obsx.submission import check_file, process_submission
-from obsx.warehouse import get_engine, record_tables
-from tests.conftest import TODAY, load_reference
+from obsx.warehouse import record_tables
+from tests.conftest import TODAY, process_inboxes, sqlite_warehouse
 
 GT_FIXTURES = Path(__file__).parent / "fixtures" / "gt"
-
-
-def _warehouse(root: Path) -> sa.Engine:
-    engine = get_engine(f"sqlite:///{root / 'warehouse.db'}")
-    upgrade(engine)
-    return load_reference(engine)
-
-
-def _process(engine, root: Path, codes) -> list:
-    zone = Dropzone(root, observatories())
-    outcomes = []
-    for code in codes:
-        for path in sorted(zone.inbox(code).iterdir()):
-            key = partition_key(code, file_sha256(path))
-            outcomes.append(process_submission(key, zone, engine, observatories(), TODAY))
-    return outcomes
 
 
 def _homicides(engine, codes) -> dict[tuple[str, str], int]:
@@ -68,9 +51,9 @@ def manifest(demo):
 @pytest.fixture(scope="module")
 def imelcf(tmp_path_factory, demo):
     root = tmp_path_factory.mktemp("imelcf")
-    engine = _warehouse(root)
+    engine = sqlite_warehouse(root)
     path = demo.seed_forensic(root, 2025)
-    return engine, path, _process(engine, root, ["pa_imelcf"])
+    return engine, path, process_inboxes(root, engine, ["pa_imelcf"])
 
 
 def test_the_necropsy_file_is_accepted_whole_through_its_profile(imelcf, manifest):
@@ -174,7 +157,7 @@ def test_the_planted_differences_are_where_the_manifest_says(imelcf, manifest):
 def test_the_manifests_observatory_counts_are_what_the_pipeline_accepts(tmp_path, demo, manifest):
     """The observatories' own homicides, as the pipeline merges seed_demo's incident files (rows
     the demo spoils on purpose are rejected, and the manifest leaves them out too)."""
-    engine = _warehouse(tmp_path)
+    engine = sqlite_warehouse(tmp_path)
     demo.seed_demo(tmp_path)
     zone = Dropzone(tmp_path, observatories())
     for code in demo.STYLES:

@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 
 from obsx.dropzone import Dropzone, partition_key
 from obsx.indicators import compute_indicators
-from obsx.migrations import upgrade
 from obsx.reference import observatories
 from obsx.submission import process_submission
-from obsx.warehouse import get_engine, indicator_value, record_tables
-from tests.conftest import TODAY, load_reference
+from obsx.warehouse import indicator_value, record_tables
+from tests.conftest import TODAY, sqlite_warehouse
 
 HEADER = "id,fecha,distrito,delito,sexo,edad"
 CRIMES = ["0101", "0401", "0502", "02011"]
@@ -39,12 +38,6 @@ VERSION = st.tuples(
 PROFILE = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-def _warehouse(folder: Path) -> sa.Engine:
-    engine = get_engine(f"sqlite:///{folder / 'warehouse.db'}")
-    upgrade(engine)
-    return load_reference(engine)
 
 
 def _send(zone: Dropzone, engine, code: str, district: str, rows, name: str):
@@ -62,7 +55,7 @@ def _send(zone: Dropzone, engine, code: str, district: str, rows, name: str):
 def test_revisions_never_lose_a_version(files):
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        engine = _warehouse(root)
+        engine = sqlite_warehouse(root)
         zone = Dropzone(root, observatories())
         zone.ensure_folders()
         sent: dict[str, list[tuple]] = {}  # incident -> the distinct consecutive versions
@@ -125,7 +118,7 @@ def test_indicators_do_not_depend_on_the_order_files_arrive(panama, colon, rng):
     for order in (deliveries, shuffled[::-1]):
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder)
-            engine = _warehouse(root)
+            engine = sqlite_warehouse(root)
             zone = Dropzone(root, observatories())
             zone.ensure_folders()
             for code, district, rows, name in order:

@@ -25,7 +25,7 @@ from obsx.indicators import compute_indicators, indicator_values_as_of, refresh_
 from obsx.reference import observatories
 from obsx.submission import process_submission
 from obsx.warehouse import indicator_value, reconciliation_decision
-from tests.conftest import TODAY
+from tests.conftest import TODAY, load_reference
 
 HEADER = "id,fecha,distrito,delito,sexo,edad,arma"
 PANAMA = [
@@ -230,17 +230,14 @@ def test_guatemala_forensic_counts_against_an_observatory_register(
     0108. Counts cannot be matched record by record; the figure follows INACIF, the default."""
     import shutil
 
-    from obsx import reference
     from obsx.migrations import upgrade
     from obsx.warehouse import get_engine
 
     monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
     engine = get_engine(warehouse_url)
     upgrade(engine)
-    reference.load_geography(engine, reference.read_geography())
-    reference.load_population(engine, reference.read_population())
-    reference.load_observatories(engine)
-    registry = reference.observatories()
+    load_reference(engine)  # Guatemala's: INE's municipios, the 2018 census
+    registry = observatories()
     zone = Dropzone(tmp_path, registry)
     zone.ensure_folders()
     fixtures = Path(__file__).parent / "fixtures" / "gt"
