@@ -139,7 +139,9 @@ def _quoted(codes) -> str:
     return ", ".join(f"'{c}'" for c in codes)  # level codes: checked lowercase identifiers
 
 
-def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> None:
+def _build_facts(
+    conn: sa.Connection, fixed: dict, years: list[str] | None, reconciled: dict | None = None
+) -> None:
     """Per dataset, a temporary table ``facts_<dataset>`` of its records summed by unit, month
     and every column the catalogue reads (so the several hundred indicator statements read
     thousands of sums, not millions of records), and ``reporting_<dataset>``: the units that
@@ -149,7 +151,7 @@ def _build_facts(conn: sa.Connection, fixed: dict, years: list[str] | None) -> N
     cat = catalogue()
     as_of = "as_of" in fixed
     # Records counted by several sources (reconciliation concepts): only the chosen source's.
-    reconciled = build_exclusions(conn, fixed.get("as_of"))
+    reconciled = build_exclusions(conn, fixed.get("as_of"), reconciled)
     for dataset, spec in cat.datasets.items():
         if dataset == "survey_responses":
             continue  # read as microdata: its precision needs every respondent
@@ -413,6 +415,7 @@ def insert_indicator_values(
     fixed: dict,
     years: Iterable[str] | None = None,
     periods: dict[str, list[str]] | None = None,
+    reconciled: dict | None = None,
 ) -> None:
     """Compute every catalogue entry into ``target``, at every level the deployment declares.
 
@@ -421,12 +424,14 @@ def insert_indicator_values(
     of these years (None: all). ``periods`` (with ``years`` their years; see ``periods_of``):
     only these months, quarters and years — each is computed exactly as in a whole-year run
     (the facts are still built for the whole years), the others are not written.
+    ``reconciled``: the reconciliation items just refreshed (``refresh_reconciliation``), so
+    that the sources indicators count are not worked out a second time.
     """
     years = None if years is None else sorted({str(y) for y in years})
     if periods is not None:
         assert years is not None and set(periods["year"]) <= set(years)
     levels = current_deployment().level_codes
-    _build_facts(conn, fixed, years)
+    _build_facts(conn, fixed, years, reconciled)
     _build_population(conn, fixed)
     designs: dict[str, dict[str, pd.DataFrame]] = {}  # survey dataset -> level -> respondents
     for ind in indicators():
@@ -656,8 +661,10 @@ def compute_indicators(
         from obsx.reconcile import mark_indicator_values, refresh_reconciliation
         from obsx.suppression import apply_secondary_suppression
 
-        refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
-        insert_indicator_values(conn, indicator_value.name, {"computed_at": now}, years, periods)
+        items = refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
+        insert_indicator_values(
+            conn, indicator_value.name, {"computed_at": now}, years, periods, reconciled=items
+        )
         mark_indicator_values(conn, indicator_value.name)
 
         apply_secondary_suppression(conn, indicator_value.name, years, catalogue())

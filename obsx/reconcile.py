@@ -526,10 +526,13 @@ def refresh_reconciliation(conn: sa.Connection, now: dt.datetime) -> dict[str, p
     return out
 
 
-def build_exclusions(conn: sa.Connection, as_of: dt.datetime | None = None) -> tuple[Concept, ...]:
+def build_exclusions(
+    conn: sa.Connection, as_of: dt.datetime | None = None, items_now: dict | None = None
+) -> tuple[Concept, ...]:
     """A temporary table ``reconcile_excluded`` of (unit, month, contributor) whose records of a
     concept indicators leave out (their source is not the chosen one); returns the concepts,
-    for ``exclusion_sql``."""
+    for ``exclusion_sql``. ``items_now``: what ``refresh_reconciliation`` just returned (the
+    current choices, not worked out again)."""
     conn.exec_driver_sql("DROP TABLE IF EXISTS reconcile_excluded")
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE reconcile_excluded (concept VARCHAR(64), unit_code VARCHAR(16),"
@@ -537,7 +540,10 @@ def build_exclusions(conn: sa.Connection, as_of: dt.datetime | None = None) -> t
     )
     found = concepts()
     for concept in found:
-        frame = items(conn, concept, as_of)
+        if items_now is not None and as_of is None:
+            frame = items_now[concept.code]  # refreshed a moment ago, in this transaction
+        else:
+            frame = items(conn, concept, as_of)
         source_of = _sources_of(conn, concept)
         rows = [
             {
