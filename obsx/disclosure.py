@@ -45,14 +45,15 @@ import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components
 
 # Tolerances, for the SVD of what exact elimination leaves (see ``_determined``): matrices of
-# small integers (0, +-1; a few +-2 or +-3 after substitution), a few dozen to a few hundred
-# columns per group. Rounding noise in their singular values is about eps * sigma_max * sqrt(k)
+# small integers (0, +-1; a few +-2 or +-3 after substitution), a few dozen to about ten thousand
+# columns per group (a national year: 1,600 equations over 10,800 cells). Rounding noise in their singular values is about eps * sigma_max * sqrt(k)
 # < 1e-12, while the smallest non-zero singular value of such hierarchy/incidence matrices is of
 # order 1/k (a path of k cells: about pi/(2k)), > 1e-4 here: a rank cut at 1e-9 * sigma_max lies
 # orders of magnitude from both. A cell is "determined" when its row in the null-space basis is
 # below 1e-6: when it is not determined, the null space holds a small-integer vector x with
 # x_i != 0 (circuits of these matrices have entries 0, +-1, +-2), so that row is >= |x_i| / |x|
-# >= 1 / sqrt(k) > 1e-2. Both cuts err on the safe side: a doubtful rank or row counts as
+# >= 1 / sqrt(k) > 1e-2. (The rows are seen through ``_PROJECTION`` random directions, see
+# ``_determined``.) Both cuts err on the safe side: a doubtful rank or row counts as
 # "recoverable", which at worst withholds one cell too many.
 RANK_RTOL = 1e-9
 DETERMINED_TOL = 1e-6
@@ -361,14 +362,14 @@ def _determined(A: sp.csr_array) -> np.ndarray:
        rarest one: least fill) is expressed as ``x = sum(c * y) + const`` and substituted into
        the other equations. Coefficients stay integers, so this is exact; an unknown whose
        substitution would fill too much, or without a +-1 coefficient, is left for step 2.
-    2. What is left (the "core") is split into connected groups; in each, the SVD gives an
-       orthonormal null-space basis N, and a core unknown is determined iff its row of N is 0
+    2. What is left (the "core") is split into connected groups; in each, ``_null_projections``
+       projects ``_PROJECTION`` fixed random directions on the null space (a null-space basis N
+       seen through them: rows stay short), and a core unknown is determined iff its row is 0
        (tolerances above). Unknowns in no equation any more are free.
-    3. The null space is carried back through the eliminations (row of x = sum(c * row of y)),
-       projected on ``_PROJECTION`` fixed random directions (so the rows stay short): an
-       eliminated unknown is determined iff its row is 0. A projection hides a non-zero row only
-       with probability ~ (1e-4)^8 for the smallest rows possible, and then errs on the safe side
-       (a cell counted recoverable).
+    3. The projections are carried back through the eliminations (row of x = sum(c * row of
+       y)): an eliminated unknown is determined iff its row is 0. A projection hides a non-zero
+       row of N only with probability ~ (1e-4)^8 for the smallest rows possible, and then errs on
+       the safe side (a cell counted recoverable).
     """
     m, k = A.shape
     rows: list[dict[int, int]] = []
@@ -442,11 +443,10 @@ def _determined(A: sp.csr_array) -> np.ndarray:
                 ci.append(c)
                 data.append(float(v))
         B = sp.csr_array((data, (ri, ci)), shape=(len(core), k))
-        for cols, null in _null_spaces(B):
+        for cols, projected in _null_projections(B, rng):
             in_core[cols] = True
-            if null.shape[1]:
-                fixed[cols[np.linalg.norm(null, axis=1) <= DETERMINED_TOL]] = True
-                basis[cols] = null @ rng.standard_normal((null.shape[1], _PROJECTION))
+            fixed[cols[np.linalg.norm(projected, axis=1) <= DETERMINED_TOL]] = True
+            basis[cols] = projected
     done = np.zeros(k, dtype=bool)
     done[[x for x, _ in eliminated]] = True
     free = ~(fixed | in_core | done)
@@ -474,8 +474,15 @@ def _determined(A: sp.csr_array) -> np.ndarray:
     return np.linalg.norm(basis, axis=1) <= DETERMINED_TOL
 
 
-def _null_spaces(B: sp.csr_array):
-    """(columns, orthonormal null-space basis over them) per connected group of ``B``."""
+def _null_projections(B: sp.csr_array, rng: np.random.Generator):
+    """(columns, ``_PROJECTION`` random directions projected on the null space over them) per
+    connected group of ``B``.
+
+    The row space comes from a QR of the group's transpose followed by an SVD of its small
+    triangle (B^T = QR, R = U S V^T: the row space is spanned by Q U over the singular values
+    kept, the same as B's). A core has few equations over many cells (1,600 over 10,800 in a
+    national year): an SVD of B that also returned its null space was a 10,800-square problem
+    (60 s); this is two problems of the equations' size (3 to 6 s)."""
     m, k = B.shape
     ncomp, labels = connected_components(
         sp.block_array([[None, B.T], [B, None]], format="csr"), directed=False
@@ -490,10 +497,12 @@ def _null_spaces(B: sp.csr_array):
         R = order_r[bounds_r[lab] : bounds_r[lab + 1]]
         if R.size == 0 or C.size == 0:
             continue
-        dense = B[R][:, C].toarray()
-        _, s, Vh = scipy.linalg.svd(dense, full_matrices=True)
+        q, r = scipy.linalg.qr(B[R][:, C].toarray().T, mode="economic")
+        u, s, _ = scipy.linalg.svd(r, full_matrices=False)
         rank = int(np.sum(s > RANK_RTOL * max(1.0, s[0])))
-        yield C, Vh[rank:].T
+        u = u[:, :rank]
+        directions = rng.standard_normal((C.size, _PROJECTION))
+        yield C, directions - q @ (u @ (u.T @ (q.T @ directions)))
 
 
 def threshold_rule(values, threshold: int = 5) -> np.ndarray:
@@ -521,7 +530,7 @@ def recoverable(values, withheld, relations: Sequence[RelationLike]) -> set[int]
     Exact method: with the published cells substituted, cell i is determined iff e_i lies in the
     row space of the remaining equations' coefficient matrix over the unknown cells (every null
     vector has x_i = 0). Equations with a single unknown are solved first (cheap propagation);
-    what remains goes through exact sparse elimination, and the SVD null space of the small core
+    what remains goes through exact sparse elimination, and the null space (QR, then SVD) of the small core
     it leaves, per connected group (``_determined``). An equation whose
     unknowns all enter with one sign and whose known remainder is 0 reveals them all as 0 (counts
     are not negative); with exact relations this only happens to withheld zeros — a withheld cell
