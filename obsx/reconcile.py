@@ -405,33 +405,62 @@ def _id(concept: Concept) -> str:
 def match_summary(records: pd.DataFrame, concept: Concept) -> pd.DataFrame:
     """Per unit, month and pair of sources: found by both, by one only, recoded, ambiguous."""
     names = [s.name for s in concept.sources]
-    rows = []
+    place = ["unit_code", "period_month"]
+    frames = []
+
+    def tally(source: str, other: str, side: str) -> pd.DataFrame:
+        """Per unit-month, what the records of ``source`` found in ``other``."""
+        mine = records[records["source"] == source]
+        verdict = mine[f"match_{other}"].astype(str)
+        recoded = verdict.str.startswith("other_unit:")
+        flags = pd.DataFrame(
+            {
+                f"only_{side}": verdict == "only",
+                f"recoded_{side}": recoded,
+                f"ambiguous_{side}": verdict == "ambiguous",
+                f"aggregate_{side}": verdict == "aggregate",
+                f"both_{side}": ~verdict.isin(["only", "ambiguous", "aggregate"]) & ~recoded,
+            }
+        ).astype(int)
+        return flags.groupby([mine[c] for c in place]).sum()
+
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            for (unit, month), group in records.groupby(["unit_code", "period_month"]):
-                va = group.loc[group["source"] == a, f"match_{b}"]
-                vb = group.loc[group["source"] == b, f"match_{a}"]
-                if va.empty and vb.empty:
-                    continue
-                matched = va[~va.isin(["only", "ambiguous", "aggregate"])]
-                rows.append(
-                    {
-                        "concept": concept.code,
-                        "geo_code": unit,
-                        "period": month,
-                        "source_a": a,
-                        "source_b": b,
-                        "both": int((~matched.str.startswith("other_unit:")).sum()),
-                        "only_a": int((va == "only").sum()),
-                        "only_b": int((vb == "only").sum()),
-                        "recoded_a": int(va.str.startswith("other_unit:").sum()),
-                        "recoded_b": int(vb.str.startswith("other_unit:").sum()),
-                        "ambiguous_a": int((va == "ambiguous").sum()),
-                        "ambiguous_b": int((vb == "ambiguous").sum()),
-                        "aggregate": int((va == "aggregate").sum() + (vb == "aggregate").sum()),
-                    }
-                )
-    return pd.DataFrame(rows)
+            pair = tally(a, b, "a").join(tally(b, a, "b"), how="outer").fillna(0).astype(int)
+            if pair.empty:
+                continue
+            pair = pair.reset_index().rename(
+                columns={"unit_code": "geo_code", "period_month": "period"}
+            )
+            frames.append(
+                pair.assign(
+                    concept=concept.code,
+                    source_a=a,
+                    source_b=b,
+                    both=pair["both_a"],
+                    aggregate=pair["aggregate_a"] + pair["aggregate_b"],
+                )[SUMMARY_COLUMNS]
+            )
+    if not frames:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+SUMMARY_COLUMNS = [
+    "concept",
+    "geo_code",
+    "period",
+    "source_a",
+    "source_b",
+    "both",
+    "only_a",
+    "only_b",
+    "recoded_a",
+    "recoded_b",
+    "ambiguous_a",
+    "ambiguous_b",
+    "aggregate",
+]
 
 
 # --- persisted state, decisions and what indicators count --------------------------------
