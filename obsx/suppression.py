@@ -104,35 +104,41 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
 
 def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[int]]]:
     """Every additive identity among the atoms that holds exactly in the data."""
-    index = {
-        (r.signature, r.geo_level, r.geo_code, r.period_type, r.period): r.atom
-        for r in atoms.itertuples()
-    }
-    value = atoms.set_index("atom")["value"]
-    relations: set[tuple[int, tuple[int, ...]]] = set()
-
-    def add(total, parts):
-        if total is None or not parts or any(p is None for p in parts):
-            return
-        if abs(value[total] - sum(value[p] for p in parts)) < 1e-9:
-            relations.add((total, tuple(sorted(set(parts)))))
+    place = ["geo_level", "geo_code", "period_type", "period"]
+    sig, signatures = pd.factorize(atoms["signature"])
+    cells = atoms[["atom", *place]].assign(sig=sig, value=atoms["value"].astype(float))
+    sig_of = {s: i for i, s in enumerate(signatures)}
+    by_sig = {i: frame for i, frame in cells.groupby("sig")}
+    pairs = []  # (relation, total, part): one relation per kind of margin and total
 
     # Parts of a condition (a total over sex or weapon is the sum of its values, a share's
     # denominator "known age" the sum of the age groups), in every area and period.
     refinements = defaultdict(lambda: defaultdict(list))  # signature -> key -> one-value sigs
-    for sig in atoms["signature"].unique():
-        dataset, measure, rules = sig
+    for signature in signatures:
+        dataset, measure, rules = signature
         for key, rule in rules:
             if key != "any" and len(json.loads(rule)) == 1:
                 reduced = (dataset, measure, tuple(r for r in rules if r[0] != key))
-                refinements[reduced][key].append(sig)
-    for r in atoms.itertuples():
-        where = (r.geo_level, r.geo_code, r.period_type, r.period)
-        for parts in _split(r.signature):
-            add(r.atom, [index.get((p, *where)) for p in parts])
-        for sigs in refinements.get(r.signature, {}).values():
-            if len(sigs) > 1:
-                add(r.atom, [index.get((s, *where)) for s in sigs])
+                refinements[reduced][key].append(signature)
+    partitions = [
+        (i, parts)
+        for i, signature in enumerate(signatures)
+        for parts in [
+            *_split(signature),
+            *(sigs for sigs in refinements.get(signature, {}).values() if len(sigs) > 1),
+        ]
+    ]
+    for relation, (total_sig, parts) in enumerate(partitions):
+        if any(p not in sig_of for p in parts):
+            continue  # a part nobody publishes: no identity
+        totals = by_sig[total_sig][["atom", *place]].rename(columns={"atom": "total"})
+        found = [
+            totals.merge(by_sig[sig_of[p]][["atom", *place]], on=place)[["total", "atom"]]
+            for p in parts
+        ]
+        found = pd.concat(found, ignore_index=True).rename(columns={"atom": "part"})
+        complete = found.groupby("total")["part"].transform("size") == len(parts)
+        pairs.append(found[complete].assign(relation=relation))
     # Areas over their parts one level down.
     parents = dict(
         conn.execute(
@@ -141,30 +147,45 @@ def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[i
             )
         ).all()
     )
-    children = defaultdict(list)
-    for r in atoms.itertuples():
-        parent = parents.get(r.geo_code)
-        if parent is not None:
-            children[(r.signature, parent, r.period_type, r.period)].append(r.atom)
-    for r in atoms.itertuples():
-        kids = children.get((r.signature, r.geo_code, r.period_type, r.period))
-        if kids:
-            add(r.atom, kids)
+    children = cells.assign(geo_code=cells["geo_code"].map(parents)).dropna(subset=["geo_code"])
+    key = ["sig", "geo_code", "period_type", "period"]
+    found = cells[["atom", *key]].merge(children[["atom", *key]], on=key, suffixes=("", "_part"))
+    pairs.append(pd.DataFrame({"relation": -1, "total": found["atom"], "part": found["atom_part"]}))
     # Years over quarters, quarters over months.
-    by_period = defaultdict(list)
-    for r in atoms.itertuples():
-        if r.period_type == "month":
-            month = int(r.period[5:7])
-            by_period[
-                (r.signature, r.geo_level, r.geo_code, f"{r.period[:4]}-Q{(month + 2) // 3}")
-            ].append(r.atom)
-        elif r.period_type == "quarter":
-            by_period[(r.signature, r.geo_level, r.geo_code, r.period[:4])].append(r.atom)
-    for r in atoms.itertuples():
-        if r.period_type in ("quarter", "year"):
-            parts = by_period.get((r.signature, r.geo_level, r.geo_code, r.period))
-            if parts:  # a period nobody reported in has no cell and adds nothing
-                add(r.atom, parts)
+    period = cells["period"].astype(str)
+    month = pd.to_numeric(period.str[5:7], errors="coerce")
+    up = np.select(
+        [cells["period_type"] == "month", cells["period_type"] == "quarter"],
+        [period.str[:4] + "-Q" + ((month + 2) // 3).astype("Int64").astype(str), period.str[:4]],
+        default=None,
+    )
+    key = ["sig", "geo_level", "geo_code"]
+    within = cells[["atom", *key]].assign(period=up).dropna(subset=["period"])
+    totals = cells[cells["period_type"].isin(["quarter", "year"])][["atom", *key, "period"]]
+    found = totals.merge(within, on=[*key, "period"], suffixes=("", "_part"))
+    pairs.append(pd.DataFrame({"relation": -2, "total": found["atom"], "part": found["atom_part"]}))
+
+    pairs = pd.concat(pairs, ignore_index=True).drop_duplicates()
+    if pairs.empty:
+        return []
+    value = cells.set_index("atom")["value"]
+    pairs["v"] = value.reindex(pairs["part"]).to_numpy()
+    keys = [pairs["relation"], pairs["total"]]
+    sums = pairs["v"].groupby(keys).sum()
+    sums = sums.where(~pairs["v"].isna().groupby(keys).any())  # a part unknown: no identity
+    totals = value.reindex(sums.index.get_level_values("total")).to_numpy()
+    holds = pd.Series(np.abs(totals - sums.to_numpy()) < 1e-9, index=sums.index)
+    pairs = pairs[holds.reindex(pd.MultiIndex.from_frame(pairs[["relation", "total"]])).to_numpy()]
+    if pairs.empty:
+        return []
+    pairs = pairs.sort_values(["relation", "total", "part"])
+    rel, total, part = (pairs[c].to_numpy(np.int64) for c in ("relation", "total", "part"))
+    starts = np.flatnonzero(np.r_[True, (rel[1:] != rel[:-1]) | (total[1:] != total[:-1])])
+    ends, part = [*starts[1:].tolist(), len(part)], part.tolist()
+    relations = {
+        (t, tuple(part[a:b]))
+        for t, a, b in zip(total[starts].tolist(), starts.tolist(), ends, strict=True)
+    }
     return sorted(relations)
 
 
