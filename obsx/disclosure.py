@@ -43,6 +43,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import scipy.sparse.linalg
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 
 # Tolerances, for the SVD of what exact elimination leaves (see ``_determined``): matrices of
 # small integers (0, +-1; a few +-2 or +-3 after substitution), a few dozen to about ten thousand
@@ -69,6 +70,14 @@ _PROJECTION = 8
 # rings from the first of _LP_SMALL cells.
 _LP_WHOLE = 5000
 _LP_SMALL = 400
+
+
+def _one_blas_thread():
+    """The audit's QR and SVD on one BLAS thread: the pipeline shares the machine with its other
+    processes, and OpenBLAS's spinning threads then lose more than they gain (secondary
+    suppression of a national year on the 2-core machine under load 2-3: 110 s with OpenBLAS's
+    own threads, 55 s with one)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class Relation(NamedTuple):
@@ -521,7 +530,8 @@ def audit(values, withheld, relations: Sequence[RelationLike]) -> dict[int, Find
     values, withheld = _validate(values, withheld, "withheld")
     system = _System(values.size, relations)
     system.check(values)
-    return _audit(values, withheld, system)
+    with _one_blas_thread():
+        return _audit(values, withheld, system)
 
 
 def recoverable(values, withheld, relations: Sequence[RelationLike]) -> set[int]:
@@ -606,12 +616,13 @@ def secondary_suppression(
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     withheld = primary.copy()
-    for cells, rows in system.components():
-        if primary[cells].any():
-            sub = system.subsystem(cells, rows)
-            withheld[cells] = _suppress(
-                values[cells], primary[cells], sub, rank[cells], cells, protected[cells]
-            )
+    with _one_blas_thread():
+        for cells, rows in system.components():
+            if primary[cells].any():
+                sub = system.subsystem(cells, rows)
+                withheld[cells] = _suppress(
+                    values[cells], primary[cells], sub, rank[cells], cells, protected[cells]
+                )
     return withheld
 
 
