@@ -352,7 +352,10 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
         try:
             for row in csv.reader(lines, delimiter=delimiter):
                 count += 1
-                _check_size(count, len(row), None, limits)
+                if len(row) > limits.max_columns:
+                    raise LimitExceeded("max_columns", limits.max_columns, len(row))
+                if count > limits.max_csv_rows:
+                    raise LimitExceeded("max_csv_rows", limits.max_csv_rows)
                 if count % CHECK_EVERY_ROWS == 0:
                     deadline.check()
                 yield row
@@ -375,14 +378,13 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
     return Cells(None, "csv", info=info, stream=rows)
 
 
-def _check_size(rows: int, columns: int, cells: int | None, limits) -> None:
-    """Raise LimitExceeded when a table read so far is over a limit on its shape (``cells``:
-    None for a CSV, whose rows are never all held at once)."""
+def _check_size(rows: int, columns: int, cells: int, limits) -> None:
+    """Raise LimitExceeded when a table read whole is over a limit on its shape."""
     if columns > limits.max_columns:
         raise LimitExceeded("max_columns", limits.max_columns, columns)
     if rows > limits.max_rows:
         raise LimitExceeded("max_rows", limits.max_rows)
-    if cells is not None and cells > limits.max_cells:
+    if cells > limits.max_cells:
         raise LimitExceeded("max_cells", limits.max_cells)
 
 
