@@ -546,10 +546,10 @@ def _column_values(frame: pd.DataFrame, table: sa.Table, dialect) -> list[list]:
     for name in frame.columns:
         series = frame[name]
         if pd.api.types.is_datetime64_any_dtype(series):
-            values = [None if pd.isna(v) else v.date() for v in series]
-        else:
-            values = series.astype(object).where(series.notna(), None).tolist()
-        process = table.c[name].type.bind_processor(dialect)
+            series = series.dt.date
+        values = series.astype(object).where(series.notna(), None).tolist()
+        sql_type = table.c[name].type
+        process = sql_type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             values = [process(v) for v in values]
         columns.append(values)
