@@ -216,8 +216,9 @@ def one_case(database_kind: str, server: str | None, total: int, seed: int = 11)
     }
 
 
-def big_file(total: int, seed: int = 5) -> dict:
-    """One CSV of ``total`` rows from one observatory, through `obsx run` on SQLite."""
+def big_file(total: int, seed: int = 5, server: str | None = None) -> dict:
+    """One CSV of ``total`` rows from one observatory, through `obsx run` on SQLite (or in a
+    database of its own on the PostgreSQL ``server``)."""
     codes = municipios()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -226,14 +227,15 @@ def big_file(total: int, seed: int = 5) -> dict:
         inbox = root / "dropzone" / f"m{codes[0]}" / "inbox"
         inbox.mkdir(parents=True)
         write_file(inbox, "grande", month_rows(codes[0], total, random.Random(seed)), STYLES[0])
-        env = {
-            **os.environ,
-            "OBSX_DEPLOYMENT": str(deployment),
-            "OBSX_DATA_DIR": str(root),
-            "WAREHOUSE_URL": f"sqlite:///{root / 'warehouse.db'}",
-            "DAGSTER_HOME": str(tmp / "dagster"),
-        }
-        run = obsx_run(env)
+        with database(server, tmp) as url:
+            env = {
+                **os.environ,
+                "OBSX_DEPLOYMENT": str(deployment),
+                "OBSX_DATA_DIR": str(root),
+                "WAREHOUSE_URL": url,
+                "DAGSTER_HOME": str(tmp / "dagster"),
+            }
+            run = obsx_run(env)
     return {"rows": total, "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"]} | {
         "stages_s": run["stages"]
     }

@@ -7,7 +7,10 @@ changed for an installation with an environment variable ``OBSX_LIMIT_<NAME>`` (
 
 The defaults fit every real export seen so far with a wide margin (the largest, the Guatemalan
 police's 2023 register: 3.8 MB, 45,278 rows, 46 MB of sheet XML, compressed 12 times) and keep a
-file's reading under about 2 GB of memory.
+file's processing under about 2 GB of memory. Workbooks and SPSS files are read whole, so
+``max_rows`` and ``max_cells`` bound them; a CSV is parsed, validated and staged ``chunk_cells``
+cells at a time, so its memory does not grow with its length (a 2,000,000-row CSV peaked at about
+850 MB through ``obsx run``): ``max_csv_rows``, ``max_file_bytes`` and ``max_seconds`` bound it.
 """
 
 import contextlib
@@ -27,8 +30,11 @@ class Limits:
     # times larger than compressed one part may be (a zip bomb inflates 1,000 times or more).
     max_uncompressed_bytes: int = 300 * MB
     max_compression_ratio: int = 200
-    # The table: rows, columns, rows x columns (what a reader holds in memory), one cell's text.
+    # The table: rows, columns, rows x columns (what a reader holds in memory: workbooks and
+    # SPSS files are read whole), one cell's text. A CSV is read chunk by chunk, so its cells are
+    # never all held: it has a row limit of its own, and no limit on cells.
     max_rows: int = 1_000_000
+    max_csv_rows: int = 5_000_000
     max_columns: int = 1_000
     max_cells: int = 20_000_000
     max_cell_chars: int = 32_767  # Excel's own limit: no spreadsheet makes a longer cell
@@ -38,6 +44,9 @@ class Limits:
     # size of the rejected-rows CSV sent back to be fixed.
     max_problems_per_code: int = 100
     max_rejected_csv_bytes: int = 2 * MB
+    # A file is validated and staged for its merge this many cells at a time (rows of the
+    # table, at least one): what bounds the memory a large file takes, whatever its length.
+    chunk_cells: int = 1_000_000
     # A file whose processing died this many times (a killed process, an unexpected error) is
     # rejected without being read again, so that it can never block anyone.
     max_failed_attempts: int = 2
@@ -52,6 +61,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "max_uncompressed_bytes": ("tamaño del libro descomprimido", "uncompressed workbook size"),
     "max_compression_ratio": ("tasa de compresión", "compression ratio"),
     "max_rows": ("número de filas", "number of rows"),
+    "max_csv_rows": ("número de filas de un CSV", "number of rows of a CSV"),
     "max_columns": ("número de columnas", "number of columns"),
     "max_cells": ("número de celdas (filas × columnas)", "number of cells (rows × columns)"),
     "max_cell_chars": ("caracteres en una celda", "characters in one cell"),
@@ -110,15 +120,34 @@ def _number(value) -> str:
 
 
 class Deadline:
-    """The time one file may take, checked by the readers as they go."""
+    """The time one file may take, checked by the readers as they go. Time spent paused (its
+    rows being written to the warehouse, waiting for the warehouse) does not count."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.end = time.monotonic() + seconds
+        self._paused_at: float | None = None
 
     def check(self) -> None:
-        if time.monotonic() > self.end:
+        if self._paused_at is None and time.monotonic() > self.end:
             raise LimitExceeded("max_seconds", self.seconds)
+
+    def pause(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self.end += time.monotonic() - self._paused_at
+            self._paused_at = None
+
+    @contextlib.contextmanager
+    def paused(self):
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
 
 _ACTIVE: contextvars.ContextVar[tuple[Limits, Deadline] | None] = contextvars.ContextVar(
@@ -127,10 +156,11 @@ _ACTIVE: contextvars.ContextVar[tuple[Limits, Deadline] | None] = contextvars.Co
 
 
 @contextlib.contextmanager
-def bounded(limits: Limits | None = None):
-    """Within this block, readers enforce ``limits`` (default: current_limits()) and its clock."""
+def bounded(limits: Limits | None = None, deadline: Deadline | None = None):
+    """Within this block, readers enforce ``limits`` (default: current_limits()) and a clock
+    (``deadline``, to go on with one started before; default: a new one)."""
     limits = limits or current_limits()
-    token = _ACTIVE.set((limits, Deadline(limits.max_seconds)))
+    token = _ACTIVE.set((limits, deadline or Deadline(limits.max_seconds)))
     try:
         yield limits
     finally:

@@ -7,10 +7,11 @@ cannot be read raises :class:`UnreadableFile` with a problem the observatory can
 import csv
 import datetime as dt
 import io
+import itertools
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,12 +65,21 @@ class RawTable:
 @dataclass
 class Cells:
     """A file's cells as text, before its header row is found: what a reader produces once and
-    every candidate profile (one per dataset) then looks at."""
+    every candidate profile (one per dataset) then looks at.
 
-    rows: list[list[str]]
+    Workbooks and SPSS files are held whole (``rows``; their size is bounded by obsx.limits); a
+    CSV is parsed again from its bytes each time its rows are walked (``stream``), so that its
+    rows are never all in memory at once."""
+
+    rows: list[list[str]] | None
     file_format: str
     first_row: int = 1  # the number of the first row (SPSS numbers cases from 0: the header)
     info: dict = field(default_factory=dict)  # encoding, encoding_guessed, delimiter
+    stream: Callable[[], Iterator[list[str]]] | None = None
+
+    def walk(self) -> Iterator[list[str]]:
+        """The rows, from the first, as lists of cells."""
+        return self.stream() if self.stream is not None else iter(self.rows)
 
     def _layout(self, layout: Layout) -> Layout:
         """SPSS: the variable names are the header, whatever the profile says."""
@@ -78,27 +88,66 @@ class Cells:
     def headers(self, layout: Layout) -> list[str]:
         """The header row's cells under ``layout``, looking at the first rows only."""
         layout = self._layout(layout)
-        numbered = []
-        for n, cells in _nonblank(self.rows, self.first_row):
-            numbered.append((n, cells))
-            wanted = layout.header_row
-            if (wanted is not None and n >= wanted) or (
-                wanted is None and len(numbered) >= HEADER_SEARCH_ROWS
-            ):
-                break
+        numbered = _rows_to_header(_nonblank(self.walk(), self.first_row), layout)
         if not numbered:
             raise UnreadableFile(problem("empty-file"))
         return [c for c in numbered[_find_header(numbered, layout)][1] if c]
 
-    def table(self, layout: Layout) -> RawTable:
-        """The table under ``layout``'s header rules (SPSS: the variable names, always)."""
+    def source(self, layout: Layout) -> "Source":
+        """The table under ``layout``'s header rules, to be read whole or in chunks (SPSS: the
+        variable names are the header, always). Raises UnreadableFile when the header is not
+        there or no row follows it."""
         layout = self._layout(layout)
-        table = _table(
-            self.rows, layout, first_row=self.first_row, file_format=self.file_format, **self.info
+        found = Source(self, layout, header_row=0)
+        first = next(found.chunks(cells=1))  # finds the header, and one row after it
+        found.header_row = first.header_row
+        return found
+
+    def table(self, layout: Layout) -> RawTable:
+        """The whole table under ``layout``'s header rules (see source)."""
+        return self.source(layout).whole()
+
+
+@dataclass
+class Source:
+    """A file's table under a layout, its header found: read whole, or chunk by chunk with the
+    same columns and the source row numbers a whole read gives."""
+
+    cells: Cells
+    layout: Layout
+    header_row: int
+
+    @property
+    def file_format(self) -> str:
+        return self.cells.file_format
+
+    @property
+    def encoding(self) -> str | None:
+        return self.cells.info.get("encoding")
+
+    @property
+    def delimiter(self) -> str | None:
+        return self.cells.info.get("delimiter")
+
+    def chunks(self, cells: int | None = None) -> Iterator[RawTable]:
+        """The table in pieces of as many rows as hold ``cells`` cells (at least one row; None:
+        one piece). File-level problems (a guessed encoding) come with the first piece only."""
+        info = self.cells.info
+        tables = _tables(
+            self.cells.walk(),
+            self.layout,
+            cells,
+            first_row=self.cells.first_row,
+            file_format=self.cells.file_format,
+            **info,
         )
-        if self.info.get("encoding_guessed"):
-            table.problems.insert(0, problem("encoding-guessed", encoding=self.info["encoding"]))
-        return table
+        for n, table in enumerate(tables):
+            if n == 0 and info.get("encoding_guessed"):
+                table.problems.insert(0, problem("encoding-guessed", encoding=info["encoding"]))
+            yield table
+
+    def whole(self) -> RawTable:
+        return next(self.chunks())
 
 
 def decode(data: bytes) -> tuple[str, str, bool]:
@@ -168,7 +217,7 @@ def _find_header(numbered: list[tuple[int, list[str]]], layout: Layout) -> int:
     return 0
 
 
-def _nonblank(rows: list[list[str]], first_row: int):
+def _nonblank(rows: Iterable[list[str]], first_row: int):
     """``(row number, trimmed cells)`` of every row that is not blank, lazily."""
     for n, row in enumerate(rows, start=first_row):
         cells = [c.strip() for c in row]
@@ -176,13 +225,31 @@ def _nonblank(rows: list[list[str]], first_row: int):
             yield n, cells
 
 
-def _table(rows: list[list[str]], layout: Layout, first_row: int = 1, **info) -> RawTable:
-    """Turn numbered rows into a RawTable: header found, rows above it and blank rows dropped."""
-    numbered = list(_nonblank(rows, first_row))
-    if not numbered:
+def _rows_to_header(numbered: Iterator, layout: Layout) -> list[tuple[int, list[str]]]:
+    """The first numbered rows, as far as the header can be (the profile's row, else the first
+    HEADER_SEARCH_ROWS non-blank rows); the rest stay in ``numbered``."""
+    ahead = []
+    for n, cells in numbered:
+        ahead.append((n, cells))
+        wanted = layout.header_row
+        if (wanted is not None and n >= wanted) or (
+            wanted is None and len(ahead) >= HEADER_SEARCH_ROWS
+        ):
+            break
+    return ahead
+
+
+def _tables(
+    rows: Iterable[list[str]], layout: Layout, chunk_cells: int | None, first_row: int = 1, **info
+) -> Iterator[RawTable]:
+    """Turn numbered rows into RawTables of about ``chunk_cells`` cells each (None: one table):
+    header found, rows above it and blank rows dropped; every piece has the header's columns."""
+    numbered = _nonblank(rows, first_row)
+    ahead = _rows_to_header(numbered, layout)
+    if not ahead:
         raise UnreadableFile(problem("empty-file"))
-    numbered = numbered[_find_header(numbered, layout) :]
-    header_row, header = numbered[0]
+    position = _find_header(ahead, layout)
+    header_row, header = ahead[position]
     while header and not header[-1]:
         header.pop()
     columns, seen = [], {}
@@ -191,16 +258,28 @@ def _table(rows: list[list[str]], layout: Layout, first_row: int = 1, **info) ->
         seen[name] = seen.get(name, 0) + 1
         columns.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     width = len(columns)
-    problems, index, records = [], [], []
-    for n, row in numbered[1:]:
-        if any(row[width:]):
-            problems.append(problem("extra-cells", row=n))
-        index.append(n)
-        records.append((row + [""] * width)[:width])
-    if not records:
+    chunk_rows = None if chunk_cells is None else max(1, chunk_cells // max(width, 1))
+
+    def piece(batch: list[tuple[int, list[str]]]) -> RawTable:
+        problems, index, records = [], [], []
+        for n, row in batch:
+            if any(row[width:]):
+                problems.append(problem("extra-cells", row=n))
+            index.append(n)
+            records.append((row + [""] * width)[:width])
+        frame = pd.DataFrame(records, columns=columns, index=pd.Index(index, name="source_row"))
+        return RawTable(frame=frame, header_row=header_row, problems=problems, **info)
+
+    batch, pieces = [], 0
+    for pair in itertools.chain(ahead[position + 1 :], numbered):
+        batch.append(pair)
+        if chunk_rows is not None and len(batch) >= chunk_rows:
+            yield piece(batch)
+            batch, pieces = [], pieces + 1
+    if batch:
+        yield piece(batch)
+    elif not pieces:
         raise UnreadableFile(problem("empty-file"))
-    frame = pd.DataFrame(records, columns=columns, index=pd.Index(index, name="source_row"))
-    return RawTable(frame=frame, header_row=header_row, problems=problems, **info)
 
 
 def read_csv_bytes(data: bytes, layout: Layout = Layout()) -> RawTable:
@@ -253,35 +332,54 @@ def _csv_cells(data: bytes, layout: Layout) -> Cells:
             ) from exc
     else:
         text, encoding, guessed = decode(data)
-    delimiter = layout.delimiter or sniff_delimiter(text)
-    limits, deadline = active()
-    # csv's own limit on a field is process-wide; ours is one more than allowed, so that a
-    # longer cell is told apart from a malformed file.
-    csv.field_size_limit(limits.max_cell_chars + 1)
-    rows, cells = [], 0
-    try:
-        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-            rows.append(row)
-            cells += len(row)
-            _check_size(len(rows), len(row), cells, limits)
-            if len(rows) % CHECK_EVERY_ROWS == 0:
-                deadline.check()
-    except csv.Error as exc:
-        if "field larger than field limit" in str(exc):
-            raise LimitExceeded("max_cell_chars", limits.max_cell_chars) from exc
-        raise UnreadableFile(
-            problem(
-                "unreadable-file",
-                reason_es=f"CSV mal formado ({exc})",
-                reason_en=f"malformed CSV ({exc})",
-            )
-        ) from exc
+    sample = text[:SNIFF_CHARS]
+    del text  # held only to prove the encoding: the rows are decoded again as they are read
+    # A UTF-8 mark on bytes that are not UTF-8 is dropped by decode(): skip it too (a real one
+    # is dropped by the utf-8-sig codec).
+    skip = 3 if guessed and data.startswith(b"\xef\xbb\xbf") else 0
+    delimiter = layout.delimiter or sniff_delimiter(sample)
+
+    def rows() -> Iterator[list[str]]:
+        """The CSV's rows, parsed from its bytes as they are walked, within the limits."""
+        limits, deadline = active()
+        # csv's own limit on a field is process-wide; ours is one more than allowed, so that a
+        # longer cell is told apart from a malformed file.
+        csv.field_size_limit(limits.max_cell_chars + 1)
+        buffer = io.BytesIO(data)  # shares the bytes: no copy
+        buffer.seek(skip)
+        lines = io.TextIOWrapper(buffer, encoding=encoding, newline="")
+        count = 0
+        try:
+            for row in csv.reader(lines, delimiter=delimiter):
+                count += 1
+                if len(row) > limits.max_columns:
+                    raise LimitExceeded("max_columns", limits.max_columns, len(row))
+                if count > limits.max_csv_rows:
+                    raise LimitExceeded("max_csv_rows", limits.max_csv_rows)
+                if count % CHECK_EVERY_ROWS == 0:
+                    deadline.check()
+                yield row
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise LimitExceeded("max_cell_chars", limits.max_cell_chars) from exc
+            raise UnreadableFile(
+                problem(
+                    "unreadable-file",
+                    reason_es=f"CSV mal formado ({exc})",
+                    reason_en=f"malformed CSV ({exc})",
+                )
+            ) from exc
+
+    # One pass over the whole file first, keeping nothing: a malformed or oversized CSV is
+    # refused here, before any of it is validated or staged.
+    for _ in rows():
+        pass
     info = {"encoding": encoding, "encoding_guessed": guessed, "delimiter": delimiter}
-    return Cells(rows, "csv", info=info)
+    return Cells(None, "csv", info=info, stream=rows)
 
 
 def _check_size(rows: int, columns: int, cells: int, limits) -> None:
-    """Raise LimitExceeded when a table read so far is over a limit on its shape."""
+    """Raise LimitExceeded when a table read whole is over a limit on its shape."""
     if columns > limits.max_columns:
         raise LimitExceeded("max_columns", limits.max_columns, columns)
     if rows > limits.max_rows:
@@ -535,7 +633,8 @@ def _sav_cells(data: bytes, layout: Layout) -> Cells:
             frame, _ = pyreadstat.read_sav(
                 handle.name,
                 apply_value_formats=layout.value_labels,
-                row_limit=limits.max_rows + 1,
+                # read at most one row more than either limit allows, to know it is over
+                row_limit=min(limits.max_rows, limits.max_cells // max(columns, 1)) + 1,
             )
             _check_size(len(frame), frame.shape[1], frame.size, limits)
         except LimitExceeded:

@@ -17,22 +17,22 @@ from obsx.contract import load_contract
 from obsx.deployment import current_deployment
 from obsx.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
-from obsx.limits import LimitExceeded, Limits, active, bounded, current_limits
+from obsx.limits import Deadline, LimitExceeded, Limits, active, bounded, current_limits
 from obsx.problems import ERROR, WARNING, problem
 from obsx.profiles import Profile, contributor_profiles
-from obsx.reading import Cells, RawTable, UnreadableFile, read_cells
-from obsx.validation import Observatory, ValidationResult, validate
+from obsx.reading import Cells, Source, UnreadableFile, read_cells
+from obsx.validation import FileValidation, Observatory, ValidationResult
 from obsx.warehouse import (
     DATASETS,
+    Stage,
     declared_coverage,
     dialect_insert,
     geography_rollup,
-    merge_records,
+    merge_staged,
     population,
     quarantine,
     record_tables,
     submission,
-    unknown_withdrawals,
 )
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,9 @@ def _profiles(observatory: Observatory) -> list[Profile]:
 
 def choose_profile(
     data: bytes, file_name: str, observatory: Observatory, dataset: str | None = None
-) -> tuple[Profile, RawTable | UnreadableFile]:
-    """Which profile reads a file, and the file read through it (or why it could not be).
+) -> tuple[Profile, Source | UnreadableFile]:
+    """Which profile reads a file, and the file's table under it, its header found, to be read
+    in chunks (or why it cannot be read).
 
     Profiles whose ``files`` pattern fits the name are the candidates (else every profile);
     among them, the one whose contract finds the largest share of its required fields among
@@ -126,9 +127,11 @@ def choose_profile(
     if isinstance(best_cells, UnreadableFile):
         return best, best_cells
     try:
-        return best, best_cells.table(best.layout(load_contract(best.dataset)))
+        return best, best_cells.source(best.layout(load_contract(best.dataset)))
     except UnreadableFile as exc:
         return best, exc
+    except LimitExceeded as exc:  # a read over its time
+        return best, UnreadableFile(exc.problem())
 
 
 def _read_cells(data: bytes, file_name: str, layout) -> Cells | UnreadableFile:
@@ -163,15 +166,51 @@ def check_file(
     observatory: Observatory,
     dataset: str | None,
     today: dt.date,
-    chosen: tuple[Profile, RawTable | UnreadableFile] | None = None,
+    chosen: tuple[Profile, Source | UnreadableFile] | None = None,
+    on_accepted=None,
+    clock: "Stopwatch | None" = None,
 ) -> tuple[ValidationResult, dict]:
-    """Read and validate a file through the contributor's profile for it.
+    """Read and validate a file through the contributor's profile for it, chunk by chunk
+    (``Limits.chunk_cells`` at a time). Each chunk's accepted rows go to ``on_accepted`` when
+    given (the result then only counts them), else they are all kept in the result.
 
     Never raises for bad input (a broken profile is the ministry's to fix, and does raise).
-    Returns the result and facts about the file.
+    Returns the result and facts about the file. A file over a limit part way through is
+    rejected whole: ``on_accepted`` may have had rows of it, which must then be dropped.
     """
     profile, table = chosen or choose_profile(data, file_name, observatory, dataset)
-    contract = load_contract(profile.dataset)
+    info = file_info(profile, table, observatory)
+    if isinstance(table, UnreadableFile):
+        return _rejected(table.problem), info
+    limits, deadline = active()
+    checking = FileValidation(load_contract(profile.dataset), observatory, today, profile)
+    kept = []
+    try:
+        for chunk in table.chunks(limits.chunk_cells):
+            if clock:
+                clock.lap("read")
+            deadline.check()
+            accepted = checking.check(chunk)
+            if clock:
+                clock.lap("validate")
+            if on_accepted is None:
+                kept.append(accepted)
+            else:
+                with deadline.paused():  # writing to the warehouse is not reading the file
+                    on_accepted(accepted)
+                if clock:
+                    clock.lap("merge")
+    except LimitExceeded as exc:
+        return _rejected(exc.problem()), info
+    except UnreadableFile as exc:
+        return _rejected(exc.problem), info
+    if on_accepted is not None:
+        return checking.result(), info
+    return checking.result(pd.concat(kept) if len(kept) > 1 else kept[0]), info
+
+
+def file_info(profile: Profile, table: Source | UnreadableFile, observatory: Observatory) -> dict:
+    """What the feedback says about how a file was read."""
     info = {
         "profile": profile.where if profile.path else None,
         "language": profile.language,
@@ -179,28 +218,61 @@ def check_file(
         "complete_coverage": profile.complete_coverage or observatory.complete_coverage,
     }
     if isinstance(table, UnreadableFile):
-        return _rejected(table.problem), info
-    info |= {
+        return info
+    return info | {
         "format": table.file_format,
         "encoding": table.encoding,
         "delimiter": table.delimiter,
         "header_row": str(table.header_row),
     }
-    try:
-        active()[1].check()
-        return validate(table, contract, observatory, today, profile), info
-    except LimitExceeded as exc:
-        return _rejected(exc.problem()), info
 
 
-def _declare_coverage(conn, dataset, code, sha, accepted: pd.DataFrame) -> None:
+class AcceptedRows:
+    """What the whole-file rules need to know of a file's accepted rows while the rows themselves
+    are staged chunk by chunk: how many, their units and months (with counts), first and last
+    dates."""
+
+    def __init__(self, dataset: str):
+        contract = load_contract(dataset)
+        self.geography, self.period = contract.geography_field, contract.period_field
+        self.count = 0
+        self.first = self.last = None
+        self._places: list[pd.DataFrame] = []
+
+    def add(self, accepted: pd.DataFrame) -> None:
+        if accepted.empty:
+            return
+        self.count += len(accepted)
+        dates = pd.to_datetime(accepted[self.period])
+        known = dates.dropna()
+        if not known.empty:
+            low, high = known.min(), known.max()
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+        places = pd.DataFrame(
+            {
+                "unit": accepted[self.geography].astype("str"),
+                "month": dates.dt.strftime("%Y-%m"),
+                "year": dates.dt.year,
+            }
+        )
+        counted = places.groupby(["unit", "month", "year"], dropna=False).size()
+        self._places.append(counted.rename("count").reset_index())
+
+    def places(self) -> pd.DataFrame:
+        """Unit, month, year and how many accepted rows have them (missing ones included)."""
+        if not self._places:
+            return pd.DataFrame(columns=["unit", "month", "year", "count"])
+        every = pd.concat(self._places)
+        return every.groupby(["unit", "month", "year"], dropna=False)["count"].sum().reset_index()
+
+
+def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows) -> None:
     """Record that the file covers all the contributor's units in each month it spans."""
-    contract = load_contract(dataset)
-    dates = pd.to_datetime(accepted[contract.period_field]).dropna()
     conn.execute(declared_coverage.delete().where(declared_coverage.c.submission_id == sha))
-    if dates.empty:
+    if accepted.first is None:
         return
-    months = pd.period_range(dates.min(), dates.max(), freq="M").strftime("%Y-%m")
+    months = pd.period_range(accepted.first, accepted.last, freq="M").strftime("%Y-%m")
     conn.execute(
         declared_coverage.insert(),
         [
@@ -210,15 +282,13 @@ def _declare_coverage(conn, dataset, code, sha, accepted: pd.DataFrame) -> None:
     )
 
 
-def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
+def _reference_warnings(conn, accepted: AcceptedRows) -> list:
     """Units of accepted rows that no rate or no indicator can use: without population, or not
     in the geography in the month of the record. Nothing is said before reference data exist."""
-    if accepted.empty:
+    if not accepted.count:
         return []
-    contract = load_contract(dataset)
-    units = accepted[contract.geography_field].astype("str")
-    dates = pd.to_datetime(accepted[contract.period_field])
-    distinct = sorted(set(units.dropna()))
+    places = accepted.places()
+    distinct = sorted(set(places["unit"].dropna()))
     found = []
     if conn.scalar(sa.select(sa.func.count()).select_from(population)):
         with_population = set(
@@ -226,7 +296,7 @@ def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
                 sa.select(population.c.geo_code).where(population.c.geo_code.in_(distinct))
             )
         )
-        first_year = dates.dt.year.groupby(units).min()
+        first_year = places.groupby("unit")["year"].min()
         found += [
             problem("unit-without-population", value=unit, year=int(first_year[unit]))
             for unit in distinct
@@ -239,8 +309,12 @@ def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
             sa.select(r.unit_code, r.from_month, r.to_month).where(r.unit_code.in_(distinct))
         ):
             spans.setdefault(unit, []).append((start, end))
-        months = dates.dt.strftime("%Y-%m")
-        pairs = pd.DataFrame({"unit": units, "month": months}).value_counts().sort_index()
+        pairs = (
+            places.dropna(subset=["unit", "month"])
+            .groupby(["unit", "month"])["count"]
+            .sum()
+            .sort_index()
+        )
         for (unit, month), count in pairs.items():
             placed = any(
                 (s is None or s <= month) and (e is None or e > month)
@@ -254,12 +328,21 @@ def _reference_warnings(conn, dataset, accepted: pd.DataFrame) -> list:
 
 
 def _merge(
-    conn, dataset, code, sha, result: ValidationResult, now, covers_all: bool = False
+    conn,
+    dataset,
+    code,
+    sha,
+    result: ValidationResult,
+    stage: Stage | None,
+    accepted: AcceptedRows | None,
+    now,
+    covers_all: bool = False,
 ) -> tuple[str, dict]:
-    """Merge accepted rows and quarantine rejected ones; returns the status and the counts."""
+    """Merge the staged rows (``stage``: None when nothing was read) and quarantine rejected
+    ones; returns the status and the counts."""
     counts = {
         "rows_read": result.rows_read,
-        "rows_accepted": len(result.accepted),
+        "rows_accepted": result.rows_accepted,
         "rows_rejected": result.rows_rejected,
         "rows_inserted": 0,
         "rows_updated": 0,
@@ -268,16 +351,17 @@ def _merge(
         "rows_ignored": 0,
         "warnings": sum(p.severity == WARNING for p in result.problems),
     }
-    if result.status != "rejected":
-        warnings = _reference_warnings(conn, dataset, result.accepted)
+    if result.status == "rejected":
+        if stage is not None:
+            stage.drop()  # what a file refused part way through staged merges nowhere
+    else:
+        warnings = _reference_warnings(conn, accepted)
         result.problems += warnings
         counts["warnings"] += len(warnings)
         if covers_all:
-            _declare_coverage(conn, dataset, code, sha, result.accepted)
+            _declare_coverage(conn, dataset, code, sha, accepted)
         lookalikes: dict[int, str] = {}
-        counts |= merge_records(
-            conn, dataset, code, sha, result.accepted, now, lookalikes=lookalikes
-        )
+        counts |= merge_staged(stage, sha, now, lookalikes=lookalikes)
         result.problems += [
             problem("possible-duplicate", row=row, value=other)
             for row, other in sorted(lookalikes.items())
@@ -286,16 +370,16 @@ def _merge(
     if counts["rows_held"]:
         pending = record_tables(dataset).pending
         held = conn.execute(
-            sa.select(pending.c.source_row, pending.c.period_month).where(
-                pending.c.submission_id == sha, pending.c.status == "pending"
-            )
+            sa.select(pending.c.source_row, pending.c.period_month)
+            .where(pending.c.submission_id == sha, pending.c.status == "pending")
+            .order_by(pending.c.source_row)
         )
         result.problems += [problem("held-closed-period", row=r, value=m) for r, m in held]
         counts["warnings"] += counts["rows_held"]
     if counts["rows_ignored"]:
-        unknown = unknown_withdrawals(conn, dataset, code, result.accepted)
+        unknown = stage.unknown_withdrawals if stage is not None else []
         result.problems += [problem("withdraw-unknown", row=r) for r in unknown]
-        counts["warnings"] += len(unknown)
+        counts["warnings"] += counts["rows_ignored"]
     conn.execute(quarantine.delete().where(quarantine.c.submission_id == sha))
     errors = [p for p in result.problems if p.severity == ERROR]
     if errors:
@@ -315,6 +399,10 @@ def _merge(
             ],
         )
     return result.status, counts
+
+
+def _drop(rows: pd.DataFrame) -> None:
+    """Accepted rows nobody needs (a file merged before, read again for its feedback)."""
 
 
 def _rejected(p) -> ValidationResult:
@@ -395,15 +483,16 @@ def _process(
         else:
             log.warning("%s: processing died %d times, set aside unread", key, failed_before)
             refused = problem("failed-repeatedly", attempts=failed_before)
-        dataset, result = profile.dataset, _rejected(refused)
-        clock.lap("read")
+        dataset, result, chosen = profile.dataset, _rejected(refused), None
     else:
-        with bounded(limits):
+        # One clock for reading and validating the file, stopped while it is not being read
+        # (archived, waiting for the warehouse, its rows written there).
+        deadline = Deadline(limits.max_seconds)
+        with bounded(limits, deadline):
             chosen = choose_profile(data, file_name, observatory)
-            clock.lap("read")
-            dataset = chosen[0].dataset
-            result, info = check_file(data, file_name, observatory, dataset, today, chosen)
-    clock.lap("validate")
+        deadline.pause()
+        dataset, info = chosen[0].dataset, file_info(*chosen, observatory)
+    clock.lap("read")
     feedback_stem = f"{safe_stem(file_name)}__{sha[:16]}"
     if data is not None:
         archive_path = str(dropzone.archive(code, sha, data, file_name).relative_to(dropzone.root))
@@ -441,10 +530,31 @@ def _process(
             status, counts, already_merged = "rejected", dict.fromkeys(COUNT_COLUMNS, 0), False
             received_at = now
         elif already_merged:
+            if chosen is not None:  # read again for the feedback; nothing is staged
+                deadline.resume()
+                with bounded(limits, deadline):
+                    result, info = check_file(
+                        data, file_name, observatory, dataset, today, chosen, _drop, clock
+                    )
             counts, status = {c: row[c] for c in COUNT_COLUMNS}, row["status"]
         else:
+            stage = accepted = None
+            if chosen is not None:
+                # Validated and staged chunk by chunk inside this transaction: a file is never
+                # held whole, and what a failure interrupts is rolled back with the rest.
+                stage, accepted = Stage(conn, dataset, code), AcceptedRows(dataset)
+
+                def stage_rows(rows):
+                    accepted.add(rows)
+                    stage.add(rows)
+
+                deadline.resume()
+                with bounded(limits, deadline):
+                    result, info = check_file(
+                        data, file_name, observatory, dataset, today, chosen, stage_rows, clock
+                    )
             status, counts = _merge(
-                conn, dataset, code, sha, result, now, info["complete_coverage"]
+                conn, dataset, code, sha, result, stage, accepted, now, info["complete_coverage"]
             )
             conn.execute(
                 submission.update()

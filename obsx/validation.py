@@ -72,6 +72,9 @@ class ValidationResult:
     # The rejected rows as written (contract columns only, headers as in the file), to be fixed
     # and sent again.
     rejected_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # How many rows were accepted, when they were handed on chunk by chunk instead of kept in
+    # ``accepted`` (see FileValidation); None: ``accepted`` holds them all.
+    accepted_rows: int | None = None
 
     def rejected_for_resending(self, lang: str = "es") -> pd.DataFrame:
         """The rejected rows with their source row and, last, why each was rejected."""
@@ -98,12 +101,16 @@ class ValidationResult:
         return len(self.rejected_rows)
 
     @property
+    def rows_accepted(self) -> int:
+        return len(self.accepted) if self.accepted_rows is None else self.accepted_rows
+
+    @property
     def file_errors(self) -> list[Problem]:
         return [p for p in self.problems if p.row is None and p.severity == ERROR]
 
     @property
     def status(self) -> str:
-        if self.file_errors or len(self.accepted) == 0:
+        if self.file_errors or self.rows_accepted == 0:
             return "rejected"
         return "partly_accepted" if self.rejected_rows else "accepted"
 
@@ -312,9 +319,10 @@ def _field_of(p: Problem, header_of: dict[str, str]) -> str | None:
     return next((name for name, header in header_of.items() if header == p.column), p.column)
 
 
-def _unpivot(raw: pd.DataFrame, spec, key_header: str):
-    """One record per non-blank month cell; returns the long table (internal row numbers) and,
-    per internal row, its source row and its month column. Ids get the year and month added."""
+def _unpivot(raw: pd.DataFrame, spec, key_header: str, first_row: int = 1):
+    """One record per non-blank month cell; returns the long table (internal row numbers from
+    ``first_row``: a file read in chunks numbers on) and, per internal row, its source row and
+    its month column. Ids get the year and month added."""
     # A month column as the profile names it, whatever its case and accents (SEPTIEMBRE).
     by_label = {normalise_label(h): n for h, n in spec.months.items()}
     months = {
@@ -357,7 +365,7 @@ def _unpivot(raw: pd.DataFrame, spec, key_header: str):
     columns = [*kept, *([key_header] if key_header not in kept else []), spec.date_field]
     columns.append(spec.value_field)
     frame = frame[columns]
-    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    frame.index = pd.RangeIndex(first_row, first_row + len(frame))
     source_of = dict(zip(frame.index, long["__source_row"].astype(int), strict=True))
     month_of = dict(zip(frame.index, long["__month_header"], strict=True))
     return frame.fillna(""), source_of, month_of
@@ -575,10 +583,15 @@ def _derive(
 
 
 def apply_profile(
-    table: RawTable, contract: Contract, profile: Profile, observatory: "Observatory | None"
+    table: RawTable,
+    contract: Contract,
+    profile: Profile,
+    observatory: "Observatory | None",
+    first_internal_row: int = 1,
 ) -> Mapped:
-    """Read a raw table through a profile: drop what is not data, unpivot month columns,
-    derive fields, and map headers onto the contract. Nothing is typed yet."""
+    """Read a raw table through a profile: drop what is not data, unpivot month columns (their
+    records numbered from ``first_internal_row``), derive fields, and map headers onto the
+    contract. Nothing is typed yet."""
     raw = table.frame.drop(columns=[c for c in profile.ignore_columns if c in table.frame.columns])
     raw = _blank_values(raw, profile.blank_values)
     problems = list(table.problems)
@@ -622,7 +635,9 @@ def apply_profile(
     raw = raw.drop(index=list(not_data))
     if profile.unpivot:
         unpivot_key = header_of.get(key_field, key_field)
-        raw, mapped.source_of, mapped.month_of = _unpivot(raw, profile.unpivot, unpivot_key)
+        raw, mapped.source_of, mapped.month_of = _unpivot(
+            raw, profile.unpivot, unpivot_key, first_internal_row
+        )
         longest = contract.field(key_field).constraints.get("max_length")
         if longest and unpivot_key in raw.columns:  # ids built from long names: a stable hash
             raw[unpivot_key] = _shorten(raw[unpivot_key], longest)
@@ -718,18 +733,103 @@ def validate(
     profile: Profile | None = None,
 ) -> ValidationResult:
     """Validate every row of ``table`` lazily: all failures are collected, none stops the rest."""
-    profile = profile or Profile(observatory=observatory.code, dataset=contract.dataset)
-    mapped = apply_profile(table, contract, profile, observatory)
+    checking = FileValidation(contract, observatory, today, profile)
+    return checking.result(checking.check(table))
+
+
+class FileValidation:
+    """The validation of one file fed chunk by chunk (obsx.reading.Source.chunks), each chunk
+    checked as ``validate`` checks a whole table; what holds across chunks lives here: a record
+    id is used once per file, file-level problems are said once, records made from month columns
+    are numbered on. The whole file's problems and rejected rows are tallied; accepted rows are
+    handed back chunk by chunk (a split file ends as it would whole)."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        observatory: Observatory,
+        today: dt.date,
+        profile: Profile | None = None,
+    ):
+        self.contract, self.observatory, self.today = contract, observatory, today
+        self.profile = profile or Profile(observatory=observatory.code, dataset=contract.dataset)
+        self.schema = pandera_schema(contract, observatory, today)
+        self.seen_ids: set = set()  # record ids of the chunks checked so far
+        self.internal_rows = 0  # records made from month columns so far
+        self.chunks = 0
+        self.rows_read = self.rows_accepted = 0
+        self.problems: list[Problem] = []
+        self.rejected_rows: set[int] = set()
+        self.rejected_cells: list[pd.DataFrame] = []
+
+    def check(self, table: RawTable) -> pd.DataFrame:
+        """Validate one chunk; returns its accepted rows, typed (index: source row)."""
+        piece, internal = _validate_chunk(
+            table,
+            self.contract,
+            self.observatory,
+            self.today,
+            self.profile,
+            self.schema,
+            self.seen_ids,
+            self.internal_rows + 1,
+        )
+        problems = piece.problems
+        if self.chunks:  # a header's problems (a missing column…) are the same in every chunk
+            problems = [p for p in problems if p.row is not None]
+        self.chunks += 1
+        self.internal_rows += internal
+        self.rows_read += piece.rows_read
+        self.rows_accepted += len(piece.accepted)
+        self.problems += problems
+        self.rejected_rows |= piece.rejected_rows
+        self.rejected_cells.append(piece.rejected_cells)
+        return piece.accepted
+
+    def result(self, accepted: pd.DataFrame | None = None) -> ValidationResult:
+        """The whole file's result; ``accepted``: every accepted row, when they were kept (else
+        only their count is known)."""
+        found = [c for c in self.rejected_cells if not c.empty]
+        if len(found) > 1:
+            cells = pd.concat(found)
+        elif found or self.rejected_cells:
+            cells = (found or self.rejected_cells)[0]
+        else:
+            cells = pd.DataFrame()
+        return ValidationResult(
+            accepted=accepted if accepted is not None else pd.DataFrame(),
+            rows_read=self.rows_read,
+            problems=self.problems,
+            rejected_rows=self.rejected_rows,
+            rejected_cells=cells,
+            accepted_rows=None if accepted is not None else self.rows_accepted,
+        )
+
+
+def _validate_chunk(
+    table: RawTable,
+    contract: Contract,
+    observatory: Observatory,
+    today: dt.date,
+    profile: Profile,
+    schema,
+    seen_ids: set,
+    first_internal_row: int,
+) -> tuple[ValidationResult, int]:
+    """Validate one chunk of a file (see FileValidation); returns its result and how many
+    records it made from month columns. Adds the chunk's record ids to ``seen_ids``."""
+    mapped = apply_profile(table, contract, profile, observatory, first_internal_row)
     raw, mapping, problems = mapped.raw, mapped.mapping, mapped.problems
     header_of = mapped.header_of
     source_of, month_of = mapped.source_of, mapped.month_of  # set once month cells became rows
     read_errors, before_unpivot = mapped.read_errors, mapped.before_unpivot
+    internal = len(raw) if source_of is not None else 0
     result = ValidationResult(accepted=raw.iloc[0:0], rows_read=len(raw), problems=problems)
     contract_columns = [h for h in raw.columns if h in mapping]  # never the dropped ones
     if result.file_errors:
         result.rejected_rows = set(raw.index)
         result.rejected_cells = raw[contract_columns]
-        return result
+        return result, internal
 
     typed = pd.DataFrame(index=raw.index)
     originals = {}
@@ -757,31 +857,45 @@ def validate(
                 )
             )
 
+    # A record id an earlier chunk used: reported as pandera reports a repeat within the chunk
+    # (before the field's other checks: one error per cell, the first found).
+    (key_field,) = contract.primary_key[1:]
+    ids = typed[key_field].tolist()
+    failures = []
+    if seen_ids:
+        failures = [
+            (key_field, "field_uniqueness", row)
+            for row, value in zip(typed.index, ids, strict=True)
+            if value in seen_ids
+        ]
+    seen_ids.update(v for v in ids if pd.notna(v))
+    unexpected = None
     try:
-        pandera_schema(contract, observatory, today).validate(typed, lazy=True)
+        schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-        for column, check, row in zip(cases["column"], cases["check"], cases["index"], strict=True):
-            if column not in originals or pd.isna(row):
-                raise  # a schema-level failure we did not expect is a bug, not bad input
-            row = int(row)
-            if (row, column) in failed_cells:
-                continue  # one error per cell: the first found
-            failed_cells.add((row, column))
-            code = PANDERA_CHECK_CODES.get(check, check)
-            f = contract.field(column)
-            params = _problem_params(code, f, observatory, profile, str(typed.at[row, column]))
-            if code == "geography-not-owned":
-                params["read"] = typed.at[row, column]
-            problems.append(
-                problem(
-                    code,
-                    row=row,
-                    column=header_of.get(column, column),
-                    value=originals[column][row],
-                    **params,
-                )
+        cases, unexpected = exc.failure_cases, exc
+        failures += zip(cases["column"], cases["check"], cases["index"], strict=True)
+    for column, check, row in failures:
+        if column not in originals or pd.isna(row):
+            raise unexpected  # a schema-level failure we did not expect is a bug, not bad input
+        row = int(row)
+        if (row, column) in failed_cells:
+            continue  # one error per cell: the first found
+        failed_cells.add((row, column))
+        code = PANDERA_CHECK_CODES.get(check, check)
+        f = contract.field(column)
+        params = _problem_params(code, f, observatory, profile, str(typed.at[row, column]))
+        if code == "geography-not-owned":
+            params["read"] = typed.at[row, column]
+        problems.append(
+            problem(
+                code,
+                row=row,
+                column=header_of.get(column, column),
+                value=originals[column][row],
+                **params,
             )
+        )
 
     problems += _outside_validity(typed, contract, observatory, header_of, originals)
     problems += _rule_problems(typed, contract, header_of)
@@ -822,4 +936,4 @@ def validate(
             [source_of[i] for i in result.accepted.index], name="source_row"
         )
     result.problems = sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
-    return result
+    return result, internal

@@ -260,13 +260,15 @@ def test_any_text_table_reads_or_is_refused_in_words(cells, delimiter):
 
 
 def test_limits_come_from_one_place_and_the_environment(monkeypatch):
-    monkeypatch.setenv("OBSX_LIMIT_MAX_ROWS", "1000")
-    assert current_limits().max_rows == 1000
+    monkeypatch.setenv("OBSX_LIMIT_MAX_CSV_ROWS", "1000")  # a CSV's own: it is read in chunks
+    assert current_limits().max_csv_rows == 1000
     data = ("id,fecha\n" + "P,2025-01-01\n" * 1001).encode()
     with pytest.raises(LimitExceeded) as refused:
         read_cells(data, "a.csv")
     assert refused.value.problem().code == "over-limit"
-    assert "número de filas: 1,000" in refused.value.problem().message("es")
+    assert "número de filas de un CSV: 1,000" in refused.value.problem().message("es")
+    monkeypatch.setenv("OBSX_LIMIT_MAX_ROWS", "10")  # tables read whole; a CSV is not one
+    assert len(read_submission(data[:200], "a.csv").frame) > 10
     monkeypatch.setenv("OBSX_LIMIT_MAX_ROWS", "mil")
     with pytest.raises(ValueError, match="OBSX_LIMIT_MAX_ROWS"):
         current_limits()

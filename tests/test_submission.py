@@ -40,19 +40,19 @@ def test_crash_in_the_merge_leaves_nothing_and_a_rerun_finishes_the_job(
     upload, engine, monkeypatch
 ):
     zone, key = upload
-    real_merge = obsx.submission.merge_records
+    real_merge = obsx.submission.merge_staged
 
     def merge_then_crash(*args, **kwargs):
         real_merge(*args, **kwargs)
         raise OSError("disk full")
 
-    monkeypatch.setattr(obsx.submission, "merge_records", merge_then_crash)
+    monkeypatch.setattr(obsx.submission, "merge_staged", merge_then_crash)
     with pytest.raises(OSError):
         process_submission(key, zone, engine, observatories(), TODAY)
     assert held(engine) == []
     assert (zone.inbox("pa_panama") / "enero.csv").exists()  # not consumed
 
-    monkeypatch.setattr(obsx.submission, "merge_records", real_merge)
+    monkeypatch.setattr(obsx.submission, "merge_staged", real_merge)
     outcome = process_submission(key, zone, engine, observatories(), TODAY)
 
     assert (outcome.status, outcome.counts["rows_inserted"]) == ("accepted", 2)
