@@ -93,7 +93,10 @@ _CHANGES = [
     ("submission", ("merged_at",), "submissions merged"),
     ("population_revision", ("loaded_at", "replaced_at"), "population rows loaded or replaced"),
 ]
-_REVISION_CHANGES = ("valid_from", "valid_to")  # a record version added, or replaced/withdrawn
+# A record version added (a new record, a change, a withdrawal). Its valid_to need not be read: a
+# version is closed only by the one that replaces it, in the same transaction, and valid_from is
+# indexed while valid_to is not (with it, an idle run scanned every revision: 0.5 s at 1,000,000).
+_REVISION_CHANGES = ("valid_from",)
 
 
 def stale_indicators(conn: sa.Connection) -> str | None:
