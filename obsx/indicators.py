@@ -186,6 +186,15 @@ def _build_facts(
         )
         statement, used = _timestamps(sql, fixed)
         conn.execute(statement, used | {"dataset": dataset})
+        _analyze(conn, f"facts_{dataset}", f"reporting_{dataset}")
+
+
+def _analyze(conn: sa.Connection, *tables: str) -> None:
+    """Give PostgreSQL's planner the size of temporary tables just filled: autovacuum never
+    analyzes them, and its guess for an unanalyzed table chose nested loops over the roll-up
+    (a national year of 100,000 incidents: each indicator statement 10 s and more)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
 
 
 def _build_population(conn: sa.Connection, fixed: dict) -> None:
@@ -224,6 +233,7 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
         sa.text("INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop)"),
         cube.to_dict("records"),
     )
+    _analyze(conn, "pop_cube")
 
 
 def _record_years_sql() -> str:
