@@ -179,6 +179,17 @@ def baseline(url: str, rows: list[list]) -> float:
     return seconds
 
 
+def run_env(tmp: Path, deployment: Path, root: Path, url: str) -> dict:
+    """The environment of an `obsx run` on a benchmark's deployment, data root and warehouse."""
+    return {
+        **os.environ,
+        "OBSX_DEPLOYMENT": str(deployment),
+        "OBSX_DATA_DIR": str(root),
+        "WAREHOUSE_URL": url,
+        "DAGSTER_HOME": str(tmp / "dagster"),
+    }
+
+
 def one_case(database_kind: str, server: str | None, total: int, seed: int = 11) -> dict:
     codes = municipios()
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,13 +198,7 @@ def one_case(database_kind: str, server: str | None, total: int, seed: int = 11)
         root = tmp / "data"
         with database(server if database_kind == "postgres" else None, tmp) as url:
             rows = drop_month(root, codes, total, seed)
-            env = {
-                **os.environ,
-                "OBSX_DEPLOYMENT": str(deployment),
-                "OBSX_DATA_DIR": str(root),
-                "WAREHOUSE_URL": url,
-                "DAGSTER_HOME": str(tmp / "dagster"),
-            }
+            env = run_env(tmp, deployment, root, url)
             run = obsx_run(env)
             bare = baseline(url, rows)
             idle = obsx_run(env)
@@ -228,13 +233,7 @@ def big_file(total: int, seed: int = 5, server: str | None = None) -> dict:
         inbox.mkdir(parents=True)
         write_file(inbox, "grande", month_rows(codes[0], total, random.Random(seed)), STYLES[0])
         with database(server, tmp) as url:
-            env = {
-                **os.environ,
-                "OBSX_DEPLOYMENT": str(deployment),
-                "OBSX_DATA_DIR": str(root),
-                "WAREHOUSE_URL": url,
-                "DAGSTER_HOME": str(tmp / "dagster"),
-            }
+            env = run_env(tmp, deployment, root, url)
             run = obsx_run(env)
     return {"rows": total, "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"]} | {
         "stages_s": run["stages"]

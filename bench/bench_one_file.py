@@ -30,6 +30,7 @@ from bench_national import (
     make_deployment,
     municipios,
     obsx_run,
+    run_env,
     write_file,
 )
 from databases import database
@@ -90,13 +91,7 @@ def main() -> None:
     root = tmp / "data"
     shutil.rmtree(tmp / "dagster", ignore_errors=True) if fresh else None
     with database(server, tmp) as url:
-        env = {
-            **os.environ,
-            "OBSX_DEPLOYMENT": str(deployment),
-            "OBSX_DATA_DIR": str(root),
-            "WAREHOUSE_URL": url,
-            "DAGSTER_HOME": str(tmp / "dagster"),
-        }
+        env = run_env(tmp, deployment, root, url)
         if fresh:
             setup(root, codes, total, seed=7)
             first = obsx_run(env)
