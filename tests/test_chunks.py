@@ -127,45 +127,36 @@ def test_a_messy_file_split_row_by_row_ends_as_it_does_read_whole(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("code", "name", "dataset", "chunk_cells"),
+    ("deployment", "code", "path", "dataset", "chunk_cells"),
     [
-        ("pa_arraijan", "incidents/arraijan_marzo.csv", "incidents", 1),
-        ("pa_colon", "incidents/colon_enero.xlsx", "incidents", 1),
-        ("pa_la_chorrera", "incidents/la_chorrera_febrero.xls", "incidents", 1),
-        ("pa_panama", "incidents/panama_abril.sav", "incidents", 1),
-        ("pa_san_miguelito", "survey_responses/san_miguelito_encuesta.csv", "survey_responses", 1),
-        ("pa_panama", "survey_responses/panama_encuesta.sav", "survey_responses", 1),
-        ("pa_colon", "prevention_activities/colon_plan.xlsx", "prevention_activities", 1),
-    ],
-)
-def test_panama_fixtures_split_row_by_row_end_as_they_do_whole(
-    tmp_path, code, name, dataset, chunk_cells
-):
-    data = (FIXTURES / name).read_bytes()
-    file_name = Path(name).name
-    whole = processed(tmp_path, code, file_name, data, WHOLE, dataset=dataset)
-    split = processed(tmp_path, code, file_name, data, chunk_cells, dataset=dataset)
-    assert split == whole
-    assert whole[0][1]["rows_accepted"] > 0
-
-
-@pytest.mark.parametrize(
-    ("code", "path", "dataset", "chunk_cells"),
-    [
+        ("pa", "pa_arraijan", "incidents/arraijan_marzo.csv", "incidents", 1),
+        ("pa", "pa_colon", "incidents/colon_enero.xlsx", "incidents", 1),
+        ("pa", "pa_la_chorrera", "incidents/la_chorrera_febrero.xls", "incidents", 1),
+        ("pa", "pa_panama", "incidents/panama_abril.sav", "incidents", 1),
+        (
+            "pa",
+            "pa_san_miguelito",
+            "survey_responses/san_miguelito_encuesta.csv",
+            "survey_responses",
+            1,
+        ),
+        ("pa", "pa_panama", "survey_responses/panama_encuesta.sav", "survey_responses", 1),
+        ("pa", "pa_colon", "prevention_activities/colon_plan.xlsx", "prevention_activities", 1),
         # months as columns, places by name, homonyms and bad cells: 20 source rows a chunk
-        ("gt_pnc", "gt/wide_meses_2024_small.csv", "incidents", 20 * 16),
-        ("gt_mixco", "gt/mixco_incidentes_2024.csv", "incidents", 7 * 25),
+        ("gt", "gt_pnc", "gt/wide_meses_2024_small.csv", "incidents", 20 * 16),
+        ("gt", "gt_mixco", "gt/mixco_incidentes_2024.csv", "incidents", 7 * 25),
         # declares that it covers every municipio: coverage from the whole file's months
-        ("gt_inacif", "gt/homicidios_nacional_2024_01.csv", "incidents", 5 * 20),
+        ("gt", "gt_inacif", "gt/homicidios_nacional_2024_01.csv", "incidents", 5 * 20),
         # the police's real registers (../shared/data), a few chunks each
-        ("gt_pnc", "gt/pnc/Detenidos1T2024.xlsx", "arrests", 50_000),
-        ("gt_pnc", "gt/pnc/Detenidos2021.sav", "arrests", 200_000),
+        ("gt", "gt_pnc", "gt/pnc/Detenidos1T2024.xlsx", "arrests", 50_000),
+        ("gt", "gt_pnc", "gt/pnc/Detenidos2021.sav", "arrests", 200_000),
     ],
 )
-def test_guatemalan_files_split_in_chunks_end_as_they_do_whole(
-    tmp_path, monkeypatch, code, path, dataset, chunk_cells
+def test_files_split_in_chunks_end_as_they_do_whole(
+    tmp_path, monkeypatch, deployment, code, path, dataset, chunk_cells
 ):
-    monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
+    if deployment != "pa":
+        monkeypatch.setenv("OBSX_DEPLOYMENT", deployment)
     data = (FIXTURES / path).read_bytes()
     name = Path(path).name
     whole = processed(tmp_path, code, name, data, WHOLE, dataset=dataset)
