@@ -31,9 +31,10 @@ attacker; ``audit`` also says how each cell is recovered, ``Finding``), ``second
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -247,6 +248,7 @@ def _audit(
     system: _System,
     combine: bool = True,
     cache: dict | None = None,
+    memo: MutableMapping | None = None,
 ) -> dict[int, Finding]:
     """The attacker: every withheld cell it recovers, in the order it recovers them."""
     unknown = withheld.copy()
@@ -289,7 +291,7 @@ def _audit(
     queue: deque[int] = deque(int(r) for r in np.flatnonzero(start))
     propagate()
     while combine:
-        new = _combinations(system, unknown, count, withheld, cache)
+        new = _combinations(system, unknown, count, withheld, cache, memo)
         if not new:
             break
         for f in new:
@@ -314,6 +316,7 @@ def _combinations(
     count: np.ndarray,
     withheld: np.ndarray,
     cache: dict | None = None,
+    memo: MutableMapping | None = None,
 ) -> list[Finding]:
     """Unknown cells determined by combining equations (e_i in the row space of A).
 
@@ -326,6 +329,8 @@ def _combinations(
     unknown cells alone (its equations are those of ``system`` that hold two or more of them), so
     ``cache`` (a dict kept by the caller across audits of one system) maps that set to the
     answer: secondary suppression re-audits after each round, and most groups have not changed.
+    ``memo`` remembers answers by the group's equations themselves, across systems (see
+    ``_determined_cells``).
     """
     cells = np.flatnonzero(unknown)
     rows = np.flatnonzero(count >= 2)
@@ -351,7 +356,7 @@ def _combinations(
         key = group.tobytes()
         determined = None if cache is None else cache.get(key)
         if determined is None:
-            determined = group[_determined(A[R][:, C].tocsr())].tolist()
+            determined = group[_determined_cells(A[R][:, C].tocsr(), memo)].tolist()
             if cache is not None:
                 cache[key] = determined
         if not determined:
@@ -363,6 +368,26 @@ def _combinations(
             found.append(Finding(cell, "combination", group_rows, published, ()))
     found.sort(key=lambda f: f.cell)
     return found
+
+
+def _determined_cells(A: sp.csr_array, memo: MutableMapping | None) -> np.ndarray:
+    """The columns ``_determined`` finds, by index. ``memo`` (any mapping, e.g. one a refresh
+    keeps in the warehouse) remembers them by a digest of the matrix itself: the answer depends
+    on nothing else, so a group of unknown cells met again — in the next round, or in the next
+    refresh of a year where one municipality changed — is not solved again, and the result is
+    exactly what solving it would give."""
+    if memo is None:
+        return np.flatnonzero(_determined(A))
+    A.sort_indices()
+    digest = hashlib.sha256()
+    for part in (A.shape, A.indptr, A.indices, np.rint(A.data)):
+        digest.update(np.asarray(part, dtype=np.int64).tobytes())
+    key = digest.hexdigest()
+    found = memo.get(key)
+    if found is None:
+        found = np.flatnonzero(_determined(A))
+        memo[key] = found
+    return np.asarray(found, dtype=np.int64)
 
 
 def _determined(A: sp.csr_array) -> np.ndarray:
@@ -552,7 +577,13 @@ def recoverable(values, withheld, relations: Sequence[RelationLike]) -> set[int]
 
 
 def secondary_suppression(
-    values, primary, relations: Sequence[RelationLike], *, cost=None, protected=None
+    values,
+    primary,
+    relations: Sequence[RelationLike],
+    *,
+    cost=None,
+    protected=None,
+    memo: MutableMapping | None = None,
 ) -> np.ndarray:
     """The cells to withhold: ``primary`` plus secondary cells, so that nothing is recoverable.
 
@@ -626,7 +657,7 @@ def secondary_suppression(
             if primary[cells].any():
                 sub = system.subsystem(cells, rows)
                 withheld[cells] = _suppress(
-                    values[cells], primary[cells], sub, rank[cells], cells, protected[cells]
+                    values[cells], primary[cells], sub, rank[cells], cells, protected[cells], memo
                 )
     return withheld
 
@@ -638,6 +669,7 @@ def _suppress(
     rank: np.ndarray,
     names: np.ndarray,
     protected: np.ndarray,
+    memo: MutableMapping | None = None,
 ) -> np.ndarray:
     """``secondary_suppression`` on one connected component (``names``: the caller's indices)."""
     n = values.size
@@ -676,7 +708,7 @@ def _suppress(
         # zero rule alone: no suppression protects them, and withholding them protects nothing.
         nonlocal structural_known
         structural_known = True
-        found = _audit(values, np.ones(n, dtype=bool), system)
+        found = _audit(values, np.ones(n, dtype=bool), system, memo=memo)
         mask = np.zeros(n, dtype=bool)
         mask[list(found)] = True
         bad = np.flatnonzero(mask & primary)
@@ -691,7 +723,7 @@ def _suppress(
 
     combine = False
     for _ in range(4 * n + 4):
-        findings = _audit(values, withheld, system, combine=combine, cache=cache)
+        findings = _audit(values, withheld, system, combine=combine, cache=cache, memo=memo)
         if not findings:
             if combine:
                 return withheld

@@ -14,6 +14,7 @@ conditions) in one area and period. Indicator rows point at atoms — one (numer
 a share (numerator and denominator: a share's denominator is a count too).
 """
 
+import datetime as dt
 import json
 from collections import defaultdict
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
 from obsx.disclosure import secondary_suppression
+from obsx.warehouse import disclosure_memo
 
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 
@@ -212,6 +214,55 @@ def _headline(atoms: pd.DataFrame) -> np.ndarray:
     return ((atoms["geo_level"] == top) & atoms["total"]).to_numpy()
 
 
+MEMO_KEPT_DAYS = 90  # an answer no refresh asked for in this long is forgotten
+
+
+class StoredMemo:
+    """The audit's answers per group of equations (``disclosure._determined_cells``), kept in
+    ``disclosure_memo`` from one refresh to the next: one new file changes a few of a year's
+    cells, and most groups the next refresh meets were solved by the one before."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        m = disclosure_memo.c
+        self.known = dict(conn.execute(sa.select(m.digest, m.cells)).all())
+        self.new: dict[str, np.ndarray] = {}
+        self.used: set[str] = set()
+
+    def get(self, key: str):
+        if key in self.new:
+            return self.new[key]
+        cells = self.known.get(key)
+        if cells is None:
+            return None
+        self.used.add(key)
+        return np.frombuffer(cells, dtype=np.int32)
+
+    def __setitem__(self, key: str, cells: np.ndarray) -> None:
+        self.new[key] = cells
+
+    def save(self, today: dt.date) -> None:
+        m = disclosure_memo.c
+        if self.used:
+            keys = sorted(self.used)
+            for i in range(0, len(keys), 1000):
+                self.conn.execute(
+                    disclosure_memo.update()
+                    .where(m.digest.in_(keys[i : i + 1000]))
+                    .values(used_on=today)
+                )
+        if self.new:
+            self.conn.execute(
+                disclosure_memo.insert(),
+                [
+                    {"digest": k, "cells": v.astype(np.int32).tobytes(), "used_on": today}
+                    for k, v in self.new.items()
+                ],
+            )
+        forgotten = today - dt.timedelta(days=MEMO_KEPT_DAYS)
+        self.conn.execute(disclosure_memo.delete().where(m.used_on < forgotten))
+
+
 def apply_secondary_suppression(
     conn: sa.Connection, target: str, years: list[str] | None, cat: Catalogue | None = None
 ) -> int:
@@ -252,12 +303,19 @@ def apply_secondary_suppression(
     for t, parts in relations:
         assert all(year[p] == year[t] for p in parts), "a margin across years"
         by_year[year[t]].append((int(local[t]), tuple(int(local[p]) for p in parts)))
+    memo = StoredMemo(conn)
     for y in np.unique(year):
         cells = np.flatnonzero(year == y)
         mine = by_year.get(y, [])
         withheld[cells] = secondary_suppression(
-            values[cells], primary[cells], mine, cost=cost[cells], protected=headline[cells]
+            values[cells],
+            primary[cells],
+            mine,
+            cost=cost[cells],
+            protected=headline[cells],
+            memo=memo,
         )
+    memo.save(dt.date.today())
     link["primary"] = primary[link["atom"].to_numpy()]
     link["withheld"] = withheld[link["atom"].to_numpy()]
     per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))

@@ -298,6 +298,18 @@ indicator_refresh = sa.Table(
 )
 
 
+# Disclosure control's memory between refreshes (obsx/suppression.py): which unknown cells a group
+# of equations determines, by a digest of the equations. A cache: emptying it changes nothing but
+# the time the next refresh takes.
+disclosure_memo = sa.Table(
+    "disclosure_memo",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True, comment="SHA-256 of the equations"),
+    sa.Column("cells", sa.LargeBinary, nullable=False, comment="determined columns, int32"),
+    sa.Column("used_on", sa.Date, nullable=False),
+)
+
+
 # What flowed back: each bulletin and municipal pack built, and every figure it printed, so the
 # next bulletin can say which published figures were revised since, and why.
 publication = sa.Table(

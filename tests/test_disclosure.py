@@ -483,6 +483,31 @@ def test_warehouse_shaped_tables_are_protected():
     assert elapsed < 10, f"{elapsed:.1f} s"
 
 
+def test_memo_remembers_answers_without_changing_them(monkeypatch):
+    # A refresh keeps the audit's answers (StoredMemo): the same cells withheld as without it,
+    # and nothing solved again for a table met before.
+    values, relations = warehouse_tables(seed=1)
+    primary = threshold_rule(values)
+    plain = secondary_suppression(values, primary, relations)
+    memo = {}
+    assert np.array_equal(secondary_suppression(values, primary, relations, memo=memo), plain)
+    assert memo
+    solved = []
+    real = disclosure._determined
+    monkeypatch.setattr(disclosure, "_determined", lambda A: solved.append(A.shape) or real(A))
+    assert np.array_equal(secondary_suppression(values, primary, relations, memo=memo), plain)
+    assert solved == []
+    # Other counts in the same table: groups met before are not solved again, and the answer is
+    # what it is without the memo.
+    other, _ = warehouse_tables(seed=4)
+    primary = threshold_rule(other)
+    fresh = secondary_suppression(other, primary, relations)
+    without = len(solved)
+    solved.clear()
+    assert np.array_equal(secondary_suppression(other, primary, relations, memo=memo), fresh)
+    assert len(solved) < without
+
+
 def test_each_component_is_solved_alone():
     # Two unrelated tables side by side: the same answer as for each alone.
     a, a_relations = warehouse_tables(seed=2)
