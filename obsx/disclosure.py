@@ -703,12 +703,20 @@ def _suppress(
         for r in cell_rows[j]:
             wcount[r] += 1 if flag else -1
 
-    def unprotectable() -> None:
+    structural: dict | None = None
+
+    def structural_cells() -> dict:
         # The cells an attacker recovers with every cell withheld, from the relations and the
         # zero rule alone: no suppression protects them, and withholding them protects nothing.
+        nonlocal structural
+        if structural is None:
+            structural = _audit(values, np.ones(n, dtype=bool), system, memo=memo)
+        return structural
+
+    def unprotectable() -> None:
         nonlocal structural_known
         structural_known = True
-        found = _audit(values, np.ones(n, dtype=bool), system, memo=memo)
+        found = structural_cells()
         mask = np.zeros(n, dtype=bool)
         mask[list(found)] = True
         bad = np.flatnonzero(mask & primary)
@@ -756,9 +764,13 @@ def _suppress(
             if f.method == "combination":
                 if any(abs(x[cell]) > DETERMINED_TOL for x in moves):
                     continue  # protected by what this round withheld already
-                unknown = withheld & ~known_before[cell]
-                price = np.where(withheld | never, np.inf, lp_price)  # zeros: priced high
-                protect = _protection(system, unknown, cell, price)
+                protect = None
+                # A cell the relations alone determine: every LP, to the whole component, would be
+                # infeasible (seven LPs, 8 s, for one cell of a national year); nothing is tried.
+                if cell not in structural_cells():
+                    unknown = withheld & ~known_before[cell]
+                    price = np.where(withheld | never, np.inf, lp_price)  # zeros: priced high
+                    protect = _protection(system, unknown, cell, price)
                 if protect is not None and (protect[0] or changes > start):
                     for j in protect[0]:
                         withhold(j, True)

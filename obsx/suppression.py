@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
 from obsx.disclosure import secondary_suppression
-from obsx.warehouse import disclosure_memo
+from obsx.warehouse import dialect_insert, disclosure_memo
 
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 
@@ -251,9 +251,10 @@ class StoredMemo:
                     .where(m.digest.in_(keys[i : i + 1000]))
                     .values(used_on=today)
                 )
-        if self.new:
+        if self.new:  # another refresh may have just remembered the same answer: keep one
+            insert = dialect_insert(self.conn)(disclosure_memo).on_conflict_do_nothing()
             self.conn.execute(
-                disclosure_memo.insert(),
+                insert,
                 [
                     {"digest": k, "cells": v.astype(np.int32).tobytes(), "used_on": today}
                     for k, v in self.new.items()
