@@ -44,6 +44,7 @@ RESERVED_NAMES = {
 }
 # A contract with this field lets a row withdraw a record explicitly ("DELETE"): see warehouse.
 ACTION_FIELD = "record_action"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML has it
 DELETE = "DELETE"
 
 
@@ -258,7 +259,7 @@ def parse_contract(spec: dict) -> Contract:
 def load_contract(dataset: str, schemas_dir: Path = SCHEMAS_DIR) -> Contract:
     """The contract for ``dataset`` from ``schemas/<dataset>.yaml``."""
     with open(schemas_dir / f"{dataset}.yaml", encoding="utf-8") as fh:
-        return parse_contract(yaml.safe_load(fh))
+        return parse_contract(yaml.load(fh, Loader=SAFE_LOADER))
 
 
 @functools.cache
@@ -269,7 +270,7 @@ def observatory_datasets(schemas_dir: Path = SCHEMAS_DIR) -> tuple[str, ...]:
     names = []
     for path in sorted(schemas_dir.glob("*.yaml")):
         with open(path, encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
+            spec = yaml.load(fh, Loader=SAFE_LOADER)
         if spec.get("kind", "observatory") == "observatory":
             names.append(spec["dataset"])
     return tuple(sorted(names, key=lambda n: (n != "incidents", n)))
