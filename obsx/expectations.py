@@ -4,9 +4,11 @@ Pandera guards the door (rows that fail never get in); these suites check what i
 Data Docs an analyst can browse under ``<data root>/gx/uncommitted/data_docs/local_site/``.
 """
 
+import importlib
 import logging
 import os
 import statistics
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +66,22 @@ class SuiteOutcome:
     evaluated_rows: int
     failures: list[dict] = field(default_factory=list)
     data_docs: str | None = None
+
+
+def import_in_background() -> threading.Thread:
+    """Import Great Expectations (about 3 s) in a thread, for a run whose checks will need it:
+    the import then overlaps with reading, merging and refreshing indicators, which spend much
+    of their time outside the interpreter's lock (in the database, in the LP solver)."""
+
+    def load() -> None:
+        try:
+            importlib.import_module("great_expectations")
+        except Exception:  # the check that needs it imports it again and reports the failure
+            log.debug("importing Great Expectations in the background failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="import-great-expectations", daemon=True)
+    thread.start()
+    return thread
 
 
 def _context(root: Path):

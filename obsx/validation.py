@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from obsx.contract import (
     ACTION_FIELD,
@@ -130,6 +132,9 @@ def _coerce(
     if f.type == "integer":
         if f.default is not None:
             text, blank = text.where(~blank, f.default), pd.Series(False, index=raw.index)
+        integers = _plain_integers(text.where(~blank))
+        if integers is not None:
+            return integers, pd.Series(False, index=raw.index)
         number = pd.to_numeric(text.where(~blank), errors="coerce")
         whole = number.notna() & (number % 1 == 0) & (number.abs() < MAX_WHOLE_NUMBER)
         return number.where(whole).astype("Int64"), ~blank & ~whole
@@ -169,6 +174,21 @@ def _coerce(
     if units_level is not None:
         values = units_level.pad(values).where(values.notna())
     return values.astype("str"), pd.Series(False, index=raw.index)
+
+
+def _plain_integers(text: pd.Series) -> pd.Series | None:
+    """``text`` (blanks as missing) as Int64 when every cell is written as a whole number in
+    range (the usual file: one vectorised cast, a tenth of the time); None when one is not
+    ("12.0", "doce", too large), for the forgiving path to type and tell which."""
+    try:
+        cast = pc.cast(pyarrow.array(text), pyarrow.int64())
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError):
+        return None
+    largest = pc.max(pc.abs(cast)).as_py()
+    if largest is not None and largest >= MAX_WHOLE_NUMBER:
+        return None
+    typed = cast.to_pandas(types_mapper={pyarrow.int64(): pd.Int64Dtype()}.get)
+    return pd.Series(typed.array, index=text.index)
 
 
 def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.date) -> list:
@@ -841,7 +861,12 @@ def _validate_chunk(
         pad = None
         if f.name == contract.geography_field:
             pad = observatory.units_level or current_deployment().units_level
-        typed[f.name], failed = _coerce(f, original, profile, pad)
+        if header:
+            typed[f.name], failed = _coerce(f, original, profile, pad)
+        else:  # not in the file: every cell is blank, typed once (3 ms a column and chunk)
+            one, bad = _coerce(f, pd.Series([""], dtype="str"), profile, pad)
+            typed[f.name] = pd.Series(one.iloc[[0] * len(raw)].array, index=raw.index)
+            failed = pd.Series(bool(bad.iloc[0]), index=raw.index)
         for row in failed[failed].index:
             if (row, f.name) in failed_cells:
                 continue

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from assets.submissions import PROGRESS, submission_partitions
 from obsx.deployment import current_deployment
 from obsx.dropzone import parse_partition_key
+from obsx.expectations import import_in_background
 from obsx.reference import observatories
 from obsx.submission import COUNT_COLUMNS, process_submission
 from obsx.warehouse import indicator_value, submission
@@ -415,6 +416,8 @@ def run_once(
         )
         PROGRESS.addHandler(handler)
         PROGRESS.setLevel(logging.INFO)
+    if total:
+        import_in_background()  # the runs' checks need it; meanwhile they read and merge
     try:
         job = defs.resolve_job_def("process_submissions")
         for start in range(0, len(work.new_keys), batch_size):
