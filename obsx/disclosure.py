@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import deque
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -592,8 +592,10 @@ def secondary_suppression(
     ``relations``: the identities the attacker knows. ``cost``: optional per-cell cost of
     withholding (default: the value, the usual information-loss measure). ``protected``:
     optional mask of cells withheld only when no other cell protects (the headline totals a
-    bulletin cannot do without: chosen last, whatever the exposures). Returns a new boolean
-    mask (primary | secondary) for which ``recoverable`` is empty.
+    bulletin cannot do without: chosen last, whatever the exposures). ``memo``: optional mapping
+    that keeps the audit's answers from one call to the next (``_determined_cells``; a refresh
+    keeps them in the warehouse): faster, never different. Returns a new boolean mask
+    (primary | secondary) for which ``recoverable`` is empty.
 
     Correct by construction: it returns only when the full audit finds nothing. Each connected
     component of the relations is solved alone (the attacker cannot link two; the answer is the
@@ -628,9 +630,9 @@ def secondary_suppression(
 
     A cell that the relations alone determine, with the zero rule (a structural zero: ``a = b``
     and ``a = b + c`` make ``c`` 0), cannot be protected and protects nothing. The first time a
-    formula runs out of published cells or an LP has no solution, those cells are computed
-    (an audit with every cell withheld): a secondary one is published again and never chosen,
-    a primary one raises ValueError.
+    formula runs out of published cells or a large LP has no solution, those cells are computed
+    (an audit with every cell withheld; the LP stops growing for them): a secondary one is
+    published again and never chosen, a primary one raises ValueError.
 
     Deterministic. Each round withholds one more cell or publishes one for good, so it ends.
     The result is a good choice, not an optimal one (that is an integer program). On the demo
@@ -764,13 +766,11 @@ def _suppress(
             if f.method == "combination":
                 if any(abs(x[cell]) > DETERMINED_TOL for x in moves):
                     continue  # protected by what this round withheld already
-                protect = None
-                # A cell the relations alone determine: every LP, to the whole component, would be
-                # infeasible (seven LPs, 8 s, for one cell of a national year); nothing is tried.
-                if cell not in structural_cells():
-                    unknown = withheld & ~known_before[cell]
-                    price = np.where(withheld | never, np.inf, lp_price)  # zeros: priced high
-                    protect = _protection(system, unknown, cell, price)
+                unknown = withheld & ~known_before[cell]
+                price = np.where(withheld | never, np.inf, lp_price)  # zeros: priced high
+                protect = _protection(
+                    system, unknown, cell, price, hopeless=lambda c: c in structural_cells()
+                )
                 if protect is not None and (protect[0] or changes > start):
                     for j in protect[0]:
                         withhold(j, True)
@@ -837,7 +837,12 @@ def _known_before(findings: dict[int, Finding], n: int) -> dict[int, np.ndarray]
 
 
 def _protection(
-    system: _System, unknown: np.ndarray, cell: int, price: np.ndarray, reach: int = 2
+    system: _System,
+    unknown: np.ndarray,
+    cell: int,
+    price: np.ndarray,
+    reach: int = 2,
+    hopeless: Callable[[int], bool] | None = None,
 ) -> tuple[list[int], np.ndarray] | None:
     """The cheapest published cells whose suppression leaves ``cell`` undetermined (an LP).
 
@@ -854,7 +859,10 @@ def _protection(
     ``reach`` rings further through unknown cells (so that a cycle of unknown cells closed by
     cells withheld a moment ago costs nothing). Returns S (empty: already protected) and x (over
     all cells: it stays a null vector when more cells are withheld), or ``None`` (infeasible on
-    the whole component: nothing published protects it).
+    the whole component: nothing published protects it). ``hopeless(cell)``, asked when an LP of
+    more than ``_LP_WHOLE`` cells is infeasible, says that the relations alone determine the
+    cell: every larger ring would be infeasible too (one cell of a national year: seven LPs,
+    8 s), so ``None`` at once.
     """
     pattern, pattern_t = system.pattern, system.pattern_t
     usable = unknown | np.isfinite(price)
@@ -903,6 +911,8 @@ def _protection(
             x[free_a] = res.x[: free_a.size]
             x[pub] = t
             return pub[np.abs(t) > DETERMINED_TOL].tolist(), x
+        if hopeless is not None and free_a.size + pub.size > _LP_WHOLE and hopeless(cell):
+            return None
     return None
 
 

@@ -548,7 +548,9 @@ def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = 
     for column, default in defaults.items():
         value = frame[column].astype("str")
         joined = joined + ("\x1f" + column + "=" + value).where(value.ne(default).fillna(False), "")
-    return joined.map(lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
+    sha256 = hashlib.sha256
+    hashes = [sha256(s.encode("utf-8")).hexdigest() for s in joined.tolist()]
+    return pd.Series(hashes, index=frame.index, dtype="str")
 
 
 def _column_values(frame: pd.DataFrame, table: sa.Table, dialect) -> list[list]:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from obsx.contract import load_contract
@@ -241,3 +242,32 @@ def test_thousands_of_unknown_columns_make_a_short_feedback():
         "Otras 70 columnas no forman parte del contrato de datos y se descartaron."
     )
     assert result.status == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("ages", "typed", "refused"),
+    [
+        # Every cell a plain whole number: typed in one cast.
+        (["30", "007", "-0", ""], [30, 7, 0, None], set()),
+        # One cell written otherwise: the forgiving path types the file, and names what fails.
+        (["30", "12.0", "+4", "1e1"], [30, 12, 4, 10], set()),
+        (["30", "12.5", "doce", "9999999999999999"], [30], {3, 4, 5}),
+    ],
+)
+def test_whole_numbers_are_typed_the_same_whichever_path(ages, typed, refused):
+    rows = [row(id=f"A{i}", edad=age) for i, age in enumerate(ages)]
+    result = check(*rows)
+    assert {p.row for p in result.problems if p.code == "type-integer"} == refused
+    got = result.accepted["victim_age"]
+    assert str(got.dtype) == "Int64"
+    assert [None if v is pd.NA else int(v) for v in got] == typed
+
+
+def test_columns_the_file_lacks_are_typed_as_blank_cells():
+    headers = {k: v for k, v in HEADERS.items() if k not in ("hora", "edad")}
+    result = check(row(), row(id="A2"), headers=headers)
+    assert result.status == "accepted"
+    assert result.accepted["victim_age"].isna().all()
+    assert str(result.accepted["victim_age"].dtype) == "Int64"
+    assert result.accepted["occurred_at"].isna().all()
+    assert result.accepted["victim_count"].tolist() == [1, 1]  # the contract's default
