@@ -224,17 +224,18 @@ class StoredMemo:
 
     def __init__(self, conn: sa.Connection):
         self.conn = conn
-        m = disclosure_memo.c
-        self.known = dict(conn.execute(sa.select(m.digest, m.cells)).all())
+        # The digests only: an answer is read when asked for (a refresh asks for about a hundred).
+        self.known = set(conn.scalars(sa.select(disclosure_memo.c.digest)))
         self.new: dict[str, np.ndarray] = {}
         self.used: set[str] = set()
 
     def get(self, key: str):
         if key in self.new:
             return self.new[key]
-        cells = self.known.get(key)
-        if cells is None:
+        if key not in self.known:
             return None
+        m = disclosure_memo.c
+        cells = self.conn.scalar(sa.select(m.cells).where(m.digest == key))
         self.used.add(key)
         return np.frombuffer(cells, dtype=np.int32)
 
