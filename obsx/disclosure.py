@@ -131,6 +131,24 @@ def _split(indptr: np.ndarray, indices: np.ndarray) -> list[list[int]]:
     return [idx[a:b] for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
 
 
+def _groups(matrix: sp.csr_array):
+    """(columns, rows) of each connected group of a sparse matrix (columns linked by the rows
+    they share), both sorted, in label order; groups without a row or a column are left out."""
+    k = matrix.shape[1]
+    graph = sp.block_array([[None, matrix.T], [matrix, None]], format="csr")
+    ncomp, labels = connected_components(graph, directed=False)
+    col_labels, row_labels = labels[:k], labels[k:]
+    order_c = np.argsort(col_labels, kind="stable")
+    order_r = np.argsort(row_labels, kind="stable")
+    bounds_c = np.searchsorted(col_labels[order_c], np.arange(ncomp + 1))
+    bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
+    for lab in range(ncomp):
+        C = order_c[bounds_c[lab] : bounds_c[lab + 1]]
+        R = order_r[bounds_r[lab] : bounds_r[lab + 1]]
+        if R.size and C.size:
+            yield C, R
+
+
 class _System:
     """The relations as a sparse matrix M (one row per relation): M @ values == 0."""
 
@@ -196,17 +214,7 @@ class _System:
 
     def components(self):
         """(cells, relations) of each connected component that has a relation, in cell order."""
-        graph = sp.block_array([[None, self.pattern.T], [self.pattern, None]], format="csr")
-        ncomp, labels = connected_components(graph, directed=False)
-        cell_labels, row_labels = labels[: self.n], labels[self.n :]
-        order_c = np.argsort(cell_labels, kind="stable")
-        order_r = np.argsort(row_labels, kind="stable")
-        bounds_c = np.searchsorted(cell_labels[order_c], np.arange(ncomp + 1))
-        bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
-        for lab in range(ncomp):
-            rows = order_r[bounds_r[lab] : bounds_r[lab + 1]]
-            if rows.size:
-                yield order_c[bounds_c[lab] : bounds_c[lab + 1]], rows
+        yield from _groups(self.pattern)
 
     def subsystem(self, cells: np.ndarray, rows: np.ndarray) -> _System:
         """The relations ``rows`` (sorted), over the cells ``cells`` (sorted; renumbered
@@ -337,21 +345,8 @@ def _combinations(
     if cells.size == 0 or rows.size == 0:
         return []
     A = system.csr[rows][:, cells].tocsr()
-    k = cells.size
-    ncomp, labels = connected_components(
-        sp.block_array([[None, A.T], [A, None]], format="csr"), directed=False
-    )
-    col_labels, row_labels = labels[:k], labels[k:]
-    order_c = np.argsort(col_labels, kind="stable")
-    order_r = np.argsort(row_labels, kind="stable")
-    bounds_c = np.searchsorted(col_labels[order_c], np.arange(ncomp + 1))
-    bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
     found = []
-    for lab in range(ncomp):
-        C = order_c[bounds_c[lab] : bounds_c[lab + 1]]
-        R = order_r[bounds_r[lab] : bounds_r[lab + 1]]
-        if R.size == 0 or C.size == 0:
-            continue
+    for C, R in _groups(A):
         group = cells[C]
         key = group.tobytes()
         determined = None if cache is None else cache.get(key)
@@ -519,20 +514,7 @@ def _null_projections(B: sp.csr_array, rng: np.random.Generator):
     kept, the same as B's). A core has few equations over many cells (1,600 over 10,800 in a
     national year): an SVD of B that also returned its null space was a 10,800-square problem
     (60 s); this is two problems of the equations' size (3 to 6 s)."""
-    m, k = B.shape
-    ncomp, labels = connected_components(
-        sp.block_array([[None, B.T], [B, None]], format="csr"), directed=False
-    )
-    col_labels, row_labels = labels[:k], labels[k:]
-    order_c = np.argsort(col_labels, kind="stable")
-    order_r = np.argsort(row_labels, kind="stable")
-    bounds_c = np.searchsorted(col_labels[order_c], np.arange(ncomp + 1))
-    bounds_r = np.searchsorted(row_labels[order_r], np.arange(ncomp + 1))
-    for lab in range(ncomp):
-        C = order_c[bounds_c[lab] : bounds_c[lab + 1]]
-        R = order_r[bounds_r[lab] : bounds_r[lab + 1]]
-        if R.size == 0 or C.size == 0:
-            continue
+    for C, R in _groups(B):
         q, r = scipy.linalg.qr(B[R][:, C].toarray().T, mode="economic")
         u, s, _ = scipy.linalg.svd(r, full_matrices=False)
         rank = int(np.sum(s > RANK_RTOL * max(1.0, s[0])))

@@ -597,7 +597,9 @@ def typed_frame(contract: Contract, records: list[dict], index: list[int] | None
     )
 
 
-def _lookalikes(conn: sa.Connection, stage: sa.Table, current: sa.Table, contract) -> dict:
+def _lookalikes(
+    conn: sa.Connection, stage: sa.Table, current: sa.Table, contract, observatory_code: str
+) -> dict:
     """Staged records not held yet that are identical in every field but the id (and fields
     with a default) to a record already held: source row -> the id it may duplicate.
 
@@ -606,16 +608,19 @@ def _lookalikes(conn: sa.Connection, stage: sa.Table, current: sa.Table, contrac
     (key,) = [k for k in contract.primary_key if k != "observatory_code"]
     content = [f for f in contract.record_fields if f != key and f not in contract.defaults]
     s, c = stage.c, current.c
+    # Nothing held by the observatory in the file's dates (a new month, the usual case): one
+    # probe of the index instead of one per staged row (2.5 s per 100 files on PostgreSQL).
     when = contract.period_field
-    if not conn.execute(sa.select(s[when]).where(s[when].is_(None)).limit(1)).first():
-        # Nothing held by this observatory in the file's dates (a new month, the usual case):
-        # one probe of the index instead of one per staged row (8 s of a national month).
-        first, last = conn.execute(sa.select(sa.func.min(s[when]), sa.func.max(s[when]))).one()
-        observatory_code = conn.scalar(sa.select(s.observatory_code).limit(1))
-        any_held = sa.select(sa.literal(1)).where(
+    first, last, undated = conn.execute(
+        sa.select(
+            sa.func.min(s[when]), sa.func.max(s[when]), sa.func.count() - sa.func.count(s[when])
+        )
+    ).one()
+    if not undated:  # every staged row has a date (there is at least one row)
+        any_held = sa.select(c.observatory_code).where(
             c.observatory_code == observatory_code, c[when].between(first, last)
         )
-        if first is None or conn.execute(any_held.limit(1)).first() is None:
+        if conn.execute(any_held.limit(1)).first() is None:
             return {}
     h = current.alias("held").c
     held = sa.select(sa.literal(1)).where(
@@ -829,10 +834,11 @@ def merge_staged(
     fields = list(contract.record_fields)
     key = list(contract.primary_key)
     ignored, staged_rows = len(stage.unknown_withdrawals), stage.rows
+    observatory_code = stage.observatory_code
     stage = stage.table  # from here on, the table the rows are in
 
     if lookalikes is not None and staged_rows:
-        lookalikes.update(_lookalikes(conn, stage, current, contract))
+        lookalikes.update(_lookalikes(conn, stage, current, contract, observatory_code))
     s, c = stage.c, current.c
     joined = stage.outerjoin(current, sa.and_(*[s[k] == c[k] for k in key]))
     changed = sa.and_(c.row_hash.is_not(None), c.row_hash != s.row_hash)

@@ -47,13 +47,19 @@ def values(engine) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def panama_and_colon(tmp_path, engine) -> Dropzone:
+    """The drop folders, with Panamá's and Colón's files merged into ``engine``."""
+    zone = Dropzone(tmp_path, observatories())
+    zone.ensure_folders()
+    deliver(zone, engine, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS + MORE_PANAMA)
+    deliver(zone, engine, "pa_colon", "incidentes_colon.csv", COLON_ROWS)
+    return zone
+
+
 def test_a_small_file_refreshes_its_periods_as_a_full_recompute_would(
     tmp_path, loaded_engine, monkeypatch
 ):
-    zone = Dropzone(tmp_path, observatories())
-    zone.ensure_folders()
-    deliver(zone, loaded_engine, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS + MORE_PANAMA)
-    deliver(zone, loaded_engine, "pa_colon", "incidentes_colon.csv", COLON_ROWS)
+    zone = panama_and_colon(tmp_path, loaded_engine)
     # refreshes at the clock's time: files are merged at it (what changed since a refresh)
     assert refresh_indicators(loaded_engine)["years"] is None  # the first: everything
     before = values(loaded_engine)
@@ -107,10 +113,7 @@ def test_the_audits_memory_changes_no_value_and_spares_the_next_refresh(
     # disclosure_memo (obsx/suppression.py, StoredMemo) keeps the audit's answers between
     # refreshes in the warehouse: the next refresh of the same records solves nothing again,
     # and emptying it gives the same values.
-    zone = Dropzone(tmp_path, observatories())
-    zone.ensure_folders()
-    deliver(zone, loaded_engine, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS + MORE_PANAMA)
-    deliver(zone, loaded_engine, "pa_colon", "incidentes_colon.csv", COLON_ROWS)
+    panama_and_colon(tmp_path, loaded_engine)
     compute_indicators(loaded_engine, T1)
     first = values(loaded_engine)
     with loaded_engine.connect() as conn:
