@@ -32,7 +32,6 @@ attacker; ``audit`` also says how each cell is recovered, ``Finding``), ``second
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -402,106 +401,50 @@ def _determined(A: sp.csr_array) -> np.ndarray:
        row of N only with probability ~ (1e-4)^8 for the smallest rows possible, and then errs on
        the safe side (a cell counted recoverable).
     """
-    m, k = A.shape
-    rows: list[dict[int, int]] = []
-    occ: list[set[int]] = [set() for _ in range(k)]
-    ptr, idx = A.indptr.tolist(), A.indices.tolist()
-    coef = np.rint(A.data).astype(np.int64).tolist()
-    for r in range(m):
-        a, b = ptr[r], ptr[r + 1]
-        row = {c: v for c, v in zip(idx[a:b], coef[a:b], strict=True) if v != 0}
-        rows.append(row)
-        for c in row:
-            occ[c].add(r)
-    eliminated: list[tuple[int, list[tuple[int, int]]]] = []  # x = sum(c * y) + const
-    fixed = np.zeros(k, dtype=bool)
-    alive = [True] * m
-    heap = [(len(row), r) for r, row in enumerate(rows)]
-    heapq.heapify(heap)
-    while heap:
-        length, r = heapq.heappop(heap)
-        row = rows[r]
-        if not alive[r] or length != len(row):
-            continue
-        if length == 0:
-            alive[r] = False
-            continue
-        if length == 1:
-            (v,) = row
-            alive[r] = False
-            fixed[v] = True
-            occ[v].discard(r)
-            for q in sorted(occ[v]):
-                del rows[q][v]
-                heapq.heappush(heap, (len(rows[q]), q))
-            occ[v].clear()
-            continue
-        units = [x for x, c in row.items() if abs(c) == 1]
-        if not units:
-            continue
-        x = min(units, key=lambda x: (len(occ[x]), x))
-        if (length - 1) * (len(occ[x]) - 1) > _MAX_FILL:
-            continue
-        alive[r] = False
-        a = row[x]
-        expr = [(y, -c * a) for y, c in sorted(row.items()) if y != x]
-        eliminated.append((x, expr))
-        for y in row:
-            occ[y].discard(r)
-        for q in sorted(occ[x]):
-            rq = rows[q]
-            cx = rq.pop(x)
-            for y, c in expr:
-                v = rq.get(y, 0) + cx * c
-                if v == 0:
-                    rq.pop(y, None)
-                    occ[y].discard(q)
-                else:
-                    rq[y] = v
-                    occ[y].add(q)
-            heapq.heappush(heap, (len(rq), q))
-        occ[x].clear()
+    from obsx.elimination import eliminate  # compiled: imported when an audit needs it
 
+    m, k = A.shape
+    A = sp.csr_array(A, copy=True)
+    A.sum_duplicates()  # sorted, one entry per cell
+    fixed, core_ptr, core_idx, core_val, ex, e_ptr, e_idx, e_val = eliminate(
+        A.indptr, A.indices, np.rint(A.data).astype(np.int64), k, _MAX_FILL
+    )
     rng = np.random.default_rng(0)  # fixed: the result is deterministic
     basis = np.zeros((k, _PROJECTION))
     in_core = np.zeros(k, dtype=bool)
-    core = [r for r in range(m) if alive[r] and len(rows[r]) >= 2]
-    if core:
-        data, ri, ci = [], [], []
-        for i, r in enumerate(core):
-            for c, v in rows[r].items():
-                ri.append(i)
-                ci.append(c)
-                data.append(float(v))
-        B = sp.csr_array((data, (ri, ci)), shape=(len(core), k))
-        for cols, projected in _null_projections(B, rng):
+    if core_ptr.size > 1:
+        used, local = np.unique(core_idx, return_inverse=True)  # the core's few columns
+        B = sp.csr_array(
+            (core_val.astype(float), local, core_ptr), shape=(core_ptr.size - 1, used.size)
+        )
+        for group, projected in _null_projections(B, rng):
+            cols = used[group]
             in_core[cols] = True
             fixed[cols[np.linalg.norm(projected, axis=1) <= DETERMINED_TOL]] = True
             basis[cols] = projected
     done = np.zeros(k, dtype=bool)
-    done[[x for x, _ in eliminated]] = True
+    done[ex] = True
     free = ~(fixed | in_core | done)
     basis[free] = rng.standard_normal((int(free.sum()), _PROJECTION))
     basis[fixed] = 0.0
-    if eliminated:
+    if ex.size:
         # basis[x] = sum(c * basis[y]) for each eliminated x, last eliminated first: a y is
         # eliminated after x or not at all, so (I - L) basis[E] = L' basis is upper triangular.
-        where = {x: t for t, (x, _) in enumerate(eliminated)}
-        inner: tuple[list, list, list] = ([], [], [])
-        outer: tuple[list, list, list] = ([], [], [])
-        for t, (_, expr) in enumerate(eliminated):
-            for y, c in expr:
-                part, col = (inner, where[y]) if y in where else (outer, y)
-                part[0].append(t)
-                part[1].append(col)
-                part[2].append(float(c))
-        p = len(eliminated)
-        L = sp.csr_array((inner[2], (inner[0], inner[1])), shape=(p, p))
-        rhs = sp.csr_array((outer[2], (outer[0], outer[1])), shape=(p, k)) @ basis
-        U = (sp.eye_array(p, format="csr") - L).tocsr()
-        basis[[x for x, _ in eliminated]] = scipy.sparse.linalg.spsolve_triangular(
-            U, rhs, lower=False
+        p = ex.size
+        where = np.full(k, -1, dtype=np.int64)
+        where[ex] = np.arange(p)
+        t = np.repeat(np.arange(p), np.diff(e_ptr))
+        inner = where[e_idx] >= 0
+        L = sp.csr_array(
+            (e_val[inner].astype(float), (t[inner], where[e_idx[inner]])), shape=(p, p)
         )
+        outer = ~inner
+        rhs = (
+            sp.csr_array((e_val[outer].astype(float), (t[outer], e_idx[outer])), shape=(p, k))
+            @ basis
+        )
+        U = (sp.eye_array(p, format="csr") - L).tocsr()
+        basis[ex] = scipy.sparse.linalg.spsolve_triangular(U, rhs, lower=False)
     return np.linalg.norm(basis, axis=1) <= DETERMINED_TOL
 
 

@@ -562,3 +562,22 @@ def test_exact_elimination_and_svd_agree_with_ranks(monkeypatch, max_fill):
         expected = [rank - np.linalg.matrix_rank(np.delete(A, i, axis=1)) == 1 for i in range(k)]
         got = disclosure._determined(sp.csr_array(A.astype(float)))
         assert got.tolist() == expected, A.tolist()
+
+
+@pytest.mark.parametrize("max_fill", [256, 10**9])  # 10**9: eliminate whatever the fill
+def test_compiled_elimination_on_larger_systems_agrees_with_the_null_space(monkeypatch, max_fill):
+    # Systems big enough for substitutions to fill rows, cancel entries and outgrow the
+    # elimination's first buffers; a column is determined iff every null vector is 0 there.
+    from scipy.linalg import null_space
+
+    monkeypatch.setattr(disclosure, "_MAX_FILL", max_fill)
+    rng = np.random.default_rng(5)
+    for m, k, density in [(40, 60, 0.08), (110, 140, 0.03), (160, 220, 0.02), (90, 300, 0.02)]:
+        coefficients = rng.choice([-2, -1, -1, 1, 1, 1, 2], size=(m, k))
+        A = (rng.random((m, k)) < density) * coefficients
+        A[rng.integers(0, m, 5), rng.integers(0, k, 5)] = 1  # a few one-cell equations
+        N = null_space(A.astype(float))
+        expected = np.linalg.norm(N, axis=1) < 1e-9 if N.size else np.ones(k, dtype=bool)
+        got = disclosure._determined(sp.csr_array(A.astype(float)))
+        assert got.tolist() == expected.tolist()
+        assert 0 < expected.sum() < k  # both kinds of column occur
