@@ -5,11 +5,13 @@ and official figures and for every country.
 """
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from obsx.config import SCHEMAS_DIR
 from obsx.contract import load_contract
 from obsx.contributors import ALL_UNITS, read_contributors
 from obsx.deployment import Deployment, current_deployment
@@ -26,6 +28,7 @@ from obsx.warehouse import (
     observatory_unit,
     population,
     population_revision,
+    reference_load,
 )
 
 
@@ -222,6 +225,57 @@ def read_contracts(path: Path | None = None, deployment: Deployment | None = Non
     return frame.reset_index(drop=True)
 
 
+# The code that turns a reference file into rows: a change to it loads every file again.
+_LOADING_CODE = ("reference.py", "reading.py", "profiles.py", "validation.py", "contract.py")
+
+
+def source_digest(dataset: str, deployment: Deployment | None = None) -> str:
+    """A digest of everything a load of the reference ``dataset`` reads: the file, its contract
+    and the ministry's profile for it, the deployment's declaration, the loading code — and,
+    for the files checked against the geography, the geography's own digest."""
+    deployment = deployment or current_deployment()
+    digest = hashlib.sha256(dataset.encode())
+    if dataset != "geography":
+        digest.update(source_digest("geography", deployment).encode())
+    profiles = deployment.profiles_dir
+    here = Path(__file__).resolve().parent
+    for path in (
+        deployment.reference_file(dataset),
+        SCHEMAS_DIR / f"{dataset}.yaml",
+        profiles / "ministry" / f"{dataset}.yaml" if profiles else None,
+        deployment.root / "deployment.yaml",
+        *(here / name for name in _LOADING_CODE),
+    ):
+        content = path.read_bytes() if path is not None and path.is_file() else b""
+        digest.update(len(content).to_bytes(8, "big") + content)
+    return digest.hexdigest()
+
+
+def loaded_unchanged(engine: sa.Engine, dataset: str, digest: str) -> dt.datetime | None:
+    """When the warehouse last loaded ``dataset`` from exactly what ``digest`` describes (None:
+    never, or its table was replaced since by other means; or, for a file checked against the
+    geography, the geography was loaded after it)."""
+    r = reference_load.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(r.dataset, r.digest, r.loaded_at).where(r.dataset.in_([dataset, "geography"]))
+        )
+        held = {row.dataset: row for row in rows}
+    mine, geo = held.get(dataset), held.get("geography")
+    if mine is None or mine.digest != digest or geo is None or geo.loaded_at > mine.loaded_at:
+        return None
+    return mine.loaded_at
+
+
+def _record_load(conn: sa.Connection, dataset: str, digest: str | None) -> None:
+    """Remember what ``dataset``'s table was loaded from (``digest``; None: from a frame the
+    caller built, which no file describes: the next load from the file reads it again)."""
+    conn.execute(reference_load.delete().where(reference_load.c.dataset == dataset))
+    if digest is not None:
+        now = dt.datetime.now(dt.UTC)
+        conn.execute(reference_load.insert().values(dataset=dataset, digest=digest, loaded_at=now))
+
+
 def load_contracts(engine: sa.Engine, frame: pd.DataFrame) -> int:
     """Replace the contract register; every contract's unit must be in the geography."""
     with engine.begin() as conn:
@@ -292,9 +346,13 @@ def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
 
 
 def load_geography(
-    engine: sa.Engine, frame: pd.DataFrame, deployment: Deployment | None = None
+    engine: sa.Engine,
+    frame: pd.DataFrame,
+    deployment: Deployment | None = None,
+    digest: str | None = None,
 ) -> int:
-    """Replace the geography and its roll-up in one transaction; every parent must exist."""
+    """Replace the geography and its roll-up in one transaction; every parent must exist.
+    ``digest``: the ``source_digest`` of the file the frame was read from (see ``_record_load``)."""
     deployment = deployment or current_deployment()
     unknown = set(frame["parent_code"].dropna()) - set(frame["geo_code"])
     if unknown:
@@ -302,14 +360,21 @@ def load_geography(
     with engine.begin() as conn:
         count = _replace(conn, geography, frame)
         _replace(conn, geography_rollup, rollup(frame, deployment))
+        _record_load(conn, "geography", digest)
         return count
 
 
 POPULATION_KEY = ["geo_code", "year", "sex", "age_group"]
 
 
-def load_population(engine: sa.Engine, frame: pd.DataFrame, now: dt.datetime | None = None) -> int:
+def load_population(
+    engine: sa.Engine,
+    frame: pd.DataFrame,
+    now: dt.datetime | None = None,
+    digest: str | None = None,
+) -> int:
     """Replace the population table in one transaction; every unit must be in the geography.
+    ``digest``: as for ``load_geography``.
 
     Each load is a version: figures that changed or went are closed in ``population_revision``
     and the new ones added, so indicators as of a past moment use the denominators known then."""
@@ -322,6 +387,7 @@ def load_population(engine: sa.Engine, frame: pd.DataFrame, now: dt.datetime | N
                 f"population: units missing from the geography: {sorted(unknown)[:20]}"
             )
         _version_population(conn, frame, now)
+        _record_load(conn, "population", digest)
         return _replace(conn, population, frame)
 
 

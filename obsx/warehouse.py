@@ -310,6 +310,17 @@ disclosure_memo = sa.Table(
 )
 
 
+# The last reference file loaded per dataset, by a digest of what its load read (the file, its
+# contract and profile, the deployment, the loading code): an unchanged file is not read again.
+reference_load = sa.Table(
+    "reference_load",
+    metadata,
+    sa.Column("dataset", sa.String(40), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, comment="SHA-256 of what the load read"),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 # What flowed back: each bulletin and municipal pack built, and every figure it printed, so the
 # next bulletin can say which published figures were revised since, and why.
 publication = sa.Table(

@@ -266,6 +266,52 @@ def test_a_broken_reference_file_or_profile_stops_no_one_else(
     assert "Traceback" not in out
 
 
+def test_an_unchanged_reference_file_is_not_loaded_again(
+    root, tmp_path, monkeypatch, warehouse_url
+):
+    from obsx import reference
+    from obsx.warehouse import geography, population, reference_load
+
+    deployment = tmp_path / "deployment"
+    shutil.copytree(DEPLOYMENTS / "pa", deployment)
+    monkeypatch.setenv("OBSX_DEPLOYMENT", str(deployment))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    loads, real = [], {}
+    for name in ("load_geography", "load_population"):
+        real[name] = getattr(reference, name)
+        monkeypatch.setattr(
+            reference, name, lambda *a, name=name, **kw: loads.append(name) or real[name](*a, **kw)
+        )
+    engine = warehouse(warehouse_url)
+
+    def run(name):
+        loads.clear()
+        drop(root, "pa_panama", name, PANAMA_CSV.replace(b"P1,", f"Q{name},".encode()))
+        assert cli.main(["run", "--settle-seconds", "0"]) == 0
+        with engine.connect() as conn:
+            names = dict(conn.execute(sa.select(geography.c.geo_code, geography.c.name)).all())
+            people = conn.scalar(sa.select(sa.func.sum(population.c.population)))
+        return sorted(loads), names, people
+
+    both = ["load_geography", "load_population"]
+    first, names, people = run("enero.csv")
+    assert first == both and names["0804"] == "Panamá"
+    # the same reference files: neither read nor replaced
+    assert run("febrero.csv") == ([], names, people)
+    # the geography changes: loaded again, and the population checked against it again
+    csv = deployment / "reference" / "geography.csv"
+    csv.write_text(csv.read_text(encoding="utf-8").replace(",Panamá,", ",Panamá Centro,"), "utf-8")
+    again, renamed, _ = run("marzo.csv")
+    assert again == both and renamed["0804"] == "Panamá Centro"
+    assert run("abril.csv")[0] == []
+    # a geography loaded by other means (not from the file): the next run loads the file
+    real["load_geography"](engine, reference.read_geography())
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(reference_load)) == 1
+    assert run("mayo.csv")[0] == both
+    engine.dispose()
+
+
 def test_the_same_file_from_a_second_observatory_is_refused_not_left_behind(
     root, tmp_path, monkeypatch, capsys, warehouse_url
 ):
