@@ -32,6 +32,7 @@ attacker; ``audit`` also says how each cell is recovered, ``Finding``), ``second
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class Finding:
 
 def _as_relation(rel: RelationLike) -> Relation:
     total, parts = rel
-    return Relation(int(total), tuple(int(p) for p in parts))
+    return Relation(int(total), tuple(map(int, parts)))
 
 
 def _split(indptr: np.ndarray, indices: np.ndarray) -> list[list[int]]:
@@ -153,21 +154,18 @@ class _System:
 
     def __init__(self, n: int, relations: Sequence[RelationLike]):
         rels = [_as_relation(r) for r in relations]
-        rows, cols, data = [], [], []
-        for r, rel in enumerate(rels):
-            rows.append(r)
-            cols.append(rel.total)
-            data.append(1.0)
-            rows.extend([r] * len(rel.parts))
-            cols.extend(rel.parts)
-            data.extend([-1.0] * len(rel.parts))
-        cols_a = np.asarray(cols, dtype=np.int64)
-        if cols_a.size and (cols_a.min() < 0 or cols_a.max() >= n):
-            raise ValueError(f"a relation names a cell outside 0..{n - 1}")
         m = len(rels)
-        coo = sp.coo_array(
-            (np.asarray(data), (np.asarray(rows, dtype=np.int64), cols_a)), shape=(m, n)
+        lengths = np.fromiter((len(rel.parts) for rel in rels), np.int64, m)
+        totals = np.fromiter((rel.total for rel in rels), np.int64, m)
+        parts = np.fromiter(
+            itertools.chain.from_iterable(rel.parts for rel in rels), np.int64, int(lengths.sum())
         )
+        cols = np.concatenate([totals, parts])
+        if cols.size and (cols.min() < 0 or cols.max() >= n):
+            raise ValueError(f"a relation names a cell outside 0..{n - 1}")
+        rows = np.concatenate([np.arange(m), np.repeat(np.arange(m), lengths)])
+        data = np.concatenate([np.ones(m), -np.ones(parts.size)])
+        coo = sp.coo_array((data, (rows, cols)), shape=(m, n))
         csr = coo.tocsr()  # sums duplicates
         csr.eliminate_zeros()
         self.relations: list[Relation] | None = rels

@@ -35,20 +35,20 @@ def _find(cols: np.ndarray, c: int) -> int:
 
 
 @njit(cache=True)
-def _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp) -> np.ndarray:
-    """The live rows holding column ``x``, sorted."""
-    found = List.empty_list(types.int64)
+def _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch) -> np.ndarray:
+    """The live rows holding column ``x``, sorted (in ``scratch``, which it returns a view of)."""
+    found = 0
     n = head[x]
     while n != -1:
         q = pool_row[n]
         if alive[q] and seen[q] != stamp and _find(rcols[q], x) != -1:
             seen[q] = stamp
-            found.append(q)
+            scratch[found] = q
+            found += 1
         n = pool_next[n]
-    out = np.empty(len(found), np.int64)
-    for i in range(len(found)):
-        out[i] = found[i]
-    return np.sort(out)
+    out = scratch[:found]
+    out.sort()
+    return out
 
 
 @njit(cache=True)
@@ -89,6 +89,7 @@ def eliminate(indptr, indices, data, k, max_fill):
         heap.append((np.int64(cols.size), np.int64(r)))
     heapq.heapify(heap)
     seen = np.full(m, -1, np.int64)
+    scratch = np.empty(m, np.int64)
     stamp = 0
     ex = List.empty_list(types.int64)
     e_ptr = List.empty_list(types.int64)
@@ -109,7 +110,7 @@ def eliminate(indptr, indices, data, k, max_fill):
             fixed[v] = True
             stamp += 1
             seen[r] = stamp  # not itself
-            for q in _rows_with(v, head, pool_row, pool_next, alive, rcols, seen, stamp):
+            for q in _rows_with(v, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch):
                 i = _find(rcols[q], v)
                 rcols[q] = np.concatenate((rcols[q][:i], rcols[q][i + 1 :]))
                 rvals[q] = np.concatenate((rvals[q][:i], rvals[q][i + 1 :]))
@@ -142,7 +143,7 @@ def eliminate(indptr, indices, data, k, max_fill):
             count[c] -= 1
         stamp += 1
         seen[r] = stamp
-        for q in _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp):
+        for q in _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch):
             qc, qv = rcols[q], rvals[q]
             cx = qv[_find(qc, x)]
             n = qc.size + expr_cols.size
