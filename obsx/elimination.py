@@ -15,7 +15,8 @@ Each column keeps the exact count of live rows holding it, and a list of the row
 added to, checked against the row when it is read.
 
 The compiled code is cached on disk next to this file (numba's ``cache=True``; where that is
-read-only, in numba's user cache): compiling it takes a few seconds, once per installation.
+read-only, in numba's user cache or ``NUMBA_CACHE_DIR``): compiling it takes about 10 s on 2
+cores, once per installation — or once per process where no cache folder is writable.
 """
 
 import heapq
@@ -25,7 +26,14 @@ from numba import njit, types
 from numba.typed import List
 
 
-@njit(cache=True)
+def _compiled(function):
+    try:
+        return njit(cache=True)(function)
+    except RuntimeError:  # numba found no writable cache folder: compile in each process
+        return njit(function)
+
+
+@_compiled
 def _find(cols: np.ndarray, c: int) -> int:
     """Position of column ``c`` in a row's sorted columns, or -1."""
     i = np.searchsorted(cols, c)
@@ -34,7 +42,7 @@ def _find(cols: np.ndarray, c: int) -> int:
     return -1
 
 
-@njit(cache=True)
+@_compiled
 def _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch) -> np.ndarray:
     """The live rows holding column ``x``, sorted (in ``scratch``, which it returns a view of)."""
     found = 0
@@ -51,7 +59,7 @@ def _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch)
     return out
 
 
-@njit(cache=True)
+@_compiled
 def eliminate(indptr, indices, data, k, max_fill):
     """Eliminate what can be eliminated exactly in the m x k system (CSR, integer data, sorted
     indices without duplicates).
@@ -209,7 +217,7 @@ def eliminate(indptr, indices, data, k, max_fill):
     )
 
 
-@njit(cache=True)
+@_compiled
 def _array(values) -> np.ndarray:
     out = np.empty(len(values), np.int64)
     for i in range(len(values)):
