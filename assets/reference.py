@@ -56,7 +56,8 @@ def _reference_asset(
 
 def _unchanged(engine: sa.Engine, dataset: str, table: sa.Table) -> tuple[str, dict | None]:
     """The file's digest, and the metadata to report when the warehouse already holds exactly
-    what it would load (reading and validating a national geography again took 2 s per run)."""
+    what it would load (the geography, population and contributors read, validated and
+    replaced again: 2.5 s of a one-file run on a national deployment)."""
     digest = reference.source_digest(dataset)
     loaded_at = reference.loaded_unchanged(engine, dataset, digest)
     if loaded_at is None:
@@ -101,7 +102,10 @@ def _contracts(engine: sa.Engine) -> dict:
 
 
 def _contributors(engine: sa.Engine) -> dict:
-    return {"contributors": reference.load_observatories(engine)}
+    digest, unchanged = _unchanged(engine, "observatories", observatory)
+    if unchanged:
+        return unchanged
+    return {"contributors": reference.load_observatories(engine, digest=digest)}
 
 
 reference_geography = _reference_asset(

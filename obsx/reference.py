@@ -226,7 +226,14 @@ def read_contracts(path: Path | None = None, deployment: Deployment | None = Non
 
 
 # The code that turns a reference file into rows: a change to it loads every file again.
-_LOADING_CODE = ("reference.py", "reading.py", "profiles.py", "validation.py", "contract.py")
+_LOADING_CODE = (
+    "reference.py",
+    "reading.py",
+    "profiles.py",
+    "validation.py",
+    "contract.py",
+    "contributors.py",
+)
 
 
 def source_digest(dataset: str, deployment: Deployment | None = None) -> str:
@@ -239,8 +246,12 @@ def source_digest(dataset: str, deployment: Deployment | None = None) -> str:
         digest.update(source_digest("geography", deployment).encode())
     profiles = deployment.profiles_dir
     here = Path(__file__).resolve().parent
+    if dataset == "observatories":
+        source = deployment.contributors_path
+    else:
+        source = deployment.reference_file(dataset)
     for path in (
-        deployment.reference_file(dataset),
+        source,
         SCHEMAS_DIR / f"{dataset}.yaml",
         profiles / "ministry" / f"{dataset}.yaml" if profiles else None,
         deployment.root / "deployment.yaml",
@@ -431,8 +442,10 @@ def load_observatories(
     engine: sa.Engine,
     registry: dict[str, dict] | None = None,
     deployment: Deployment | None = None,
+    digest: str | None = None,
 ) -> int:
-    """Replace the contributor registry (and each one's units) in the warehouse."""
+    """Replace the contributor registry (and each one's units) in the warehouse. ``digest``:
+    the registry file's ``source_digest``, when ``registry`` is read from it."""
     deployment = deployment or current_deployment()
     registry = registry if registry is not None else read_contributors(deployment)
     with engine.connect() as conn:
@@ -455,4 +468,5 @@ def load_observatories(
                 observatory_unit.insert(),
                 [{"observatory_code": code, "geo_code": u} for u in units[code]],
             )
+        _record_load(conn, "observatories", digest)
     return len(registry)

@@ -270,14 +270,14 @@ def test_an_unchanged_reference_file_is_not_loaded_again(
     root, tmp_path, monkeypatch, warehouse_url
 ):
     from obsx import reference
-    from obsx.warehouse import geography, population, reference_load
+    from obsx.warehouse import geography, observatory, population, reference_load
 
     deployment = tmp_path / "deployment"
     shutil.copytree(DEPLOYMENTS / "pa", deployment)
     monkeypatch.setenv("OBSX_DEPLOYMENT", str(deployment))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     loads, real = [], {}
-    for name in ("load_geography", "load_population"):
+    for name in ("load_geography", "load_observatories", "load_population"):
         real[name] = getattr(reference, name)
         monkeypatch.setattr(
             reference, name, lambda *a, name=name, **kw: loads.append(name) or real[name](*a, **kw)
@@ -293,22 +293,34 @@ def test_an_unchanged_reference_file_is_not_loaded_again(
             people = conn.scalar(sa.select(sa.func.sum(population.c.population)))
         return sorted(loads), names, people
 
-    both = ["load_geography", "load_population"]
+    every = ["load_geography", "load_observatories", "load_population"]
     first, names, people = run("enero.csv")
-    assert first == both and names["0804"] == "Panamá"
+    assert first == every and names["0804"] == "Panamá"
     # the same reference files: neither read nor replaced
     assert run("febrero.csv") == ([], names, people)
-    # the geography changes: loaded again, and the population checked against it again
+    # the geography changes: loaded again, and the files checked against it again
     csv = deployment / "reference" / "geography.csv"
     csv.write_text(csv.read_text(encoding="utf-8").replace(",Panamá,", ",Panamá Centro,"), "utf-8")
     again, renamed, _ = run("marzo.csv")
-    assert again == both and renamed["0804"] == "Panamá Centro"
+    assert again == every and renamed["0804"] == "Panamá Centro"
     assert run("abril.csv")[0] == []
+    # the contributors' registry changes: only it is loaded again
+    registry = deployment / "contributors.yaml"
+    registry.write_text(
+        registry.read_text(encoding="utf-8").replace(
+            "del Municipio de Panamá", "del Distrito de Panamá", 1
+        ),
+        encoding="utf-8",
+    )
+    assert run("junio.csv")[0] == ["load_observatories"]
+    with engine.connect() as conn:
+        names = set(conn.scalars(sa.select(observatory.c.name)))
+    assert "Observatorio de Seguridad Ciudadana del Distrito de Panamá" in names
     # a geography loaded by other means (not from the file): the next run loads the file
     real["load_geography"](engine, reference.read_geography())
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(reference_load)) == 1
-    assert run("mayo.csv")[0] == both
+        assert conn.scalar(sa.select(sa.func.count()).select_from(reference_load)) == 2
+    assert run("mayo.csv")[0] == every
     engine.dispose()
 
 
