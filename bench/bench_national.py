@@ -138,6 +138,20 @@ def obsx_run(env: dict) -> dict:
     }
 
 
+def stage(conn: sa.Connection, table: str, columns: str, rows: list) -> None:
+    """Rows into a staging table as a bare load does it: COPY (PostgreSQL) or executemany."""
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" * len(columns.split(",")))
+        conn.connection.driver_connection.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows
+        )
+
+
 def baseline(url: str, rows: list[list]) -> float:
     """The same rows into the same database, bare: staging table, then one upsert."""
     engine = sa.create_engine(url)
@@ -163,16 +177,7 @@ def baseline(url: str, rows: list[list]) -> float:
         conn.exec_driver_sql(
             create.replace("bare_incidents", "bare_stage").replace("CREATE", "CREATE TEMPORARY")
         )
-        if engine.dialect.name == "postgresql":
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY bare_stage ({columns}) FROM STDIN") as copy:
-                for row in typed:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" * 8)
-            conn.connection.driver_connection.executemany(
-                f"INSERT INTO bare_stage VALUES ({marks})", typed
-            )
+        stage(conn, "bare_stage", columns, typed)
         conn.exec_driver_sql(upsert)
     seconds = time.perf_counter() - start
     with engine.begin() as conn:
@@ -214,16 +219,7 @@ def schema_floor(url: str, server: str | None, folder: Path, dataset: str = "inc
             conn.exec_driver_sql(
                 f"CREATE TEMPORARY TABLE floor_stage AS SELECT * FROM {dataset} WHERE 1 = 0"
             )
-            if engine.dialect.name == "postgresql":
-                cursor = conn.connection.driver_connection.cursor()
-                with cursor.copy(f"COPY floor_stage ({columns}) FROM STDIN") as copy:
-                    for row in records:
-                        copy.write_row(row)
-            else:
-                marks = ", ".join("?" * len(names))
-                conn.connection.driver_connection.executemany(
-                    f"INSERT INTO floor_stage VALUES ({marks})", records
-                )
+            stage(conn, "floor_stage", columns, records)
             for sql in statements:
                 conn.exec_driver_sql(sql)
         seconds = time.perf_counter() - start
