@@ -121,6 +121,8 @@ class Finding:
 
 
 def _as_relation(rel: RelationLike) -> Relation:
+    if type(rel) is Relation:  # built by the caller as the type says: taken as it is
+        return rel
     total, parts = rel
     return Relation(int(total), tuple(map(int, parts)))
 

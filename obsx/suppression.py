@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
-from obsx.disclosure import secondary_suppression
+from obsx.disclosure import Relation, secondary_suppression
 from obsx.warehouse import dialect_insert, disclosure_memo
 
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
@@ -302,9 +302,10 @@ def apply_secondary_suppression(
     for y in np.unique(year):
         cells = np.flatnonzero(year == y)
         local[cells] = np.arange(len(cells))
+    index = local.tolist()
     for t, parts in relations:
         assert all(year[p] == year[t] for p in parts), "a margin across years"
-        by_year[year[t]].append((int(local[t]), tuple(int(local[p]) for p in parts)))
+        by_year[year[t]].append(Relation(index[t], tuple(index[p] for p in parts)))
     memo = StoredMemo(conn)
     for y in np.unique(year):
         cells = np.flatnonzero(year == y)
