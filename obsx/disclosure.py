@@ -68,6 +68,7 @@ RELATION_RTOL = 1e-9
 # every cell took 17 s; 256: 3 s, the same cells); the null space is carried back on this many
 # random directions.
 _MAX_FILL = 256
+_MAX_COEFFICIENT = 2**53  # exact in int64 and in float64 (see ``elimination.eliminate``)
 _PROJECTION = 8
 # Sizes (cells) of the LPs of ``_protection``: the whole connected part up to _LP_WHOLE, else
 # rings from the first of _LP_SMALL cells.
@@ -387,7 +388,8 @@ def _determined_cells(A: sp.csr_array, memo: MutableMapping | None) -> np.ndarra
 def _determined(A: sp.csr_array) -> np.ndarray:
     """Which columns x_i of ``A x = b`` the equations determine, i.e. e_i in the row space of A.
 
-    1. Exact sparse elimination, shortest equation first: an equation with one unknown determines
+    1. Exact sparse elimination (compiled: ``obsx.elimination``), shortest equation first: an
+       equation with one unknown determines
        it (it is then removed everywhere); otherwise an unknown x with coefficient +-1 (the
        rarest one: least fill) is expressed as ``x = sum(c * y) + const`` and substituted into
        the other equations. Coefficients stay integers, so this is exact; an unknown whose
@@ -403,11 +405,11 @@ def _determined(A: sp.csr_array) -> np.ndarray:
     """
     from obsx.elimination import eliminate  # compiled: imported when an audit needs it
 
-    m, k = A.shape
+    k = A.shape[1]
     A = sp.csr_array(A, copy=True)
     A.sum_duplicates()  # sorted, one entry per cell
     fixed, core_ptr, core_idx, core_val, ex, e_ptr, e_idx, e_val = eliminate(
-        A.indptr, A.indices, np.rint(A.data).astype(np.int64), k, _MAX_FILL
+        A.indptr, A.indices, np.rint(A.data).astype(np.int64), k, _MAX_FILL, _MAX_COEFFICIENT
     )
     rng = np.random.default_rng(0)  # fixed: the result is deterministic
     basis = np.zeros((k, _PROJECTION))

@@ -60,9 +60,14 @@ def _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch)
 
 
 @_compiled
-def eliminate(indptr, indices, data, k, max_fill):
+def eliminate(indptr, indices, data, k, max_fill, max_coefficient=2**53):
     """Eliminate what can be eliminated exactly in the m x k system (CSR, integer data, sorted
     indices without duplicates).
+
+    A substitution that could make a coefficient larger than ``max_coefficient`` in magnitude is
+    not made (the equation is left for the core, as one that would fill too much): coefficients
+    stay exact in int64 and in the floats the core and the back-substitution use. (Margins give
+    coefficients of 1 and 2; the bound is there so that no input can overflow silently.)
 
     Returns ``fixed`` (k: columns an equation of one unknown determines), the core (CSR of the
     live equations of two unknowns or more: ptr, indices, data, over the original columns) and
@@ -80,6 +85,7 @@ def eliminate(indptr, indices, data, k, max_fill):
     used = 0
     rcols = List()
     rvals = List()
+    largest = np.zeros(m, np.int64)  # a bound on each row's largest |coefficient|
     heap = [(np.int64(0), np.int64(0)) for _ in range(0)]
     for r in range(m):
         a, b = indptr[r], indptr[r + 1]
@@ -88,6 +94,7 @@ def eliminate(indptr, indices, data, k, max_fill):
         vals = data[a:b][keep].astype(np.int64)
         rcols.append(cols)
         rvals.append(vals)
+        largest[r] = np.abs(vals).max() if vals.size else 0
         for c in cols:
             count[c] += 1
             pool_row[used] = r
@@ -137,11 +144,23 @@ def eliminate(indptr, indices, data, k, max_fill):
             continue
         if (length - 1) * (count[x] - 1) > max_fill:
             continue
-        alive[r] = False
         at = _find(cols, x)
         a = vals[at]
         expr_cols = np.concatenate((cols[:at], cols[at + 1 :]))
         expr_vals = -a * np.concatenate((vals[:at], vals[at + 1 :]))
+        stamp += 1
+        seen[r] = stamp
+        rows = _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch)
+        grows = float(np.abs(expr_vals).max())
+        too_large = False
+        for q in rows:
+            cx = float(abs(rvals[q][_find(rcols[q], x)]))
+            if float(largest[q]) + cx * grows > max_coefficient:
+                too_large = True
+                break
+        if too_large:
+            continue
+        alive[r] = False
         ex.append(x)
         for i in range(expr_cols.size):
             e_idx.append(expr_cols[i])
@@ -149,15 +168,13 @@ def eliminate(indptr, indices, data, k, max_fill):
         e_ptr.append(len(e_idx))
         for c in cols:
             count[c] -= 1
-        stamp += 1
-        seen[r] = stamp
-        for q in _rows_with(x, head, pool_row, pool_next, alive, rcols, seen, stamp, scratch):
+        for q in rows:
             qc, qv = rcols[q], rvals[q]
             cx = qv[_find(qc, x)]
             n = qc.size + expr_cols.size
             oc = np.empty(n, np.int64)
             ov = np.empty(n, np.int64)
-            i = j = o = 0
+            i = j = o = top = 0
             while i < qc.size or j < expr_cols.size:
                 if j >= expr_cols.size or (i < qc.size and qc[i] < expr_cols[j]):
                     c, v = qc[i], qv[i]
@@ -185,8 +202,10 @@ def eliminate(indptr, indices, data, k, max_fill):
                     oc[o] = c
                     ov[o] = v
                     o += 1
+                    top = max(top, abs(v))
             rcols[q] = oc[:o].copy()
             rvals[q] = ov[:o].copy()
+            largest[q] = top
             heapq.heappush(heap, (np.int64(o), q))
         head[x] = -1
         count[x] = 0

@@ -564,13 +564,20 @@ def test_exact_elimination_and_svd_agree_with_ranks(monkeypatch, max_fill):
         assert got.tolist() == expected, A.tolist()
 
 
-@pytest.mark.parametrize("max_fill", [256, 10**9])  # 10**9: eliminate whatever the fill
-def test_compiled_elimination_on_larger_systems_agrees_with_the_null_space(monkeypatch, max_fill):
+# 10**9: eliminate whatever the fill; a coefficient bound of 1 or 4: substitutions that would
+# grow coefficients are left to the core
+@pytest.mark.parametrize(
+    "max_fill, max_coefficient", [(256, 2**53), (10**9, 2**53), (10**9, 4), (10**9, 1)]
+)
+def test_compiled_elimination_on_larger_systems_agrees_with_the_null_space(
+    monkeypatch, max_fill, max_coefficient
+):
     # Systems big enough for substitutions to fill rows, cancel entries and outgrow the
     # elimination's first buffers; a column is determined iff every null vector is 0 there.
     from scipy.linalg import null_space
 
     monkeypatch.setattr(disclosure, "_MAX_FILL", max_fill)
+    monkeypatch.setattr(disclosure, "_MAX_COEFFICIENT", max_coefficient)
     rng = np.random.default_rng(5)
     for m, k, density in [(40, 60, 0.08), (110, 140, 0.03), (160, 220, 0.02), (90, 300, 0.02)]:
         coefficients = rng.choice([-2, -1, -1, 1, 1, 1, 2], size=(m, k))
