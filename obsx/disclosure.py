@@ -389,11 +389,11 @@ def _determined(A: sp.csr_array) -> np.ndarray:
     """Which columns x_i of ``A x = b`` the equations determine, i.e. e_i in the row space of A.
 
     1. Exact sparse elimination (compiled: ``obsx.elimination``), shortest equation first: an
-       equation with one unknown determines
-       it (it is then removed everywhere); otherwise an unknown x with coefficient +-1 (the
-       rarest one: least fill) is expressed as ``x = sum(c * y) + const`` and substituted into
-       the other equations. Coefficients stay integers, so this is exact; an unknown whose
-       substitution would fill too much, or without a +-1 coefficient, is left for step 2.
+       equation with one unknown determines it (it is then removed everywhere); otherwise an
+       unknown x with coefficient +-1 (the rarest one: least fill) is expressed as
+       ``x = sum(c * y) + const`` and substituted into the other equations. Coefficients stay
+       integers, so this is exact; an unknown whose substitution would fill too much or grow a
+       coefficient past ``_MAX_COEFFICIENT``, or without a +-1 coefficient, is left for step 2.
     2. What is left (the "core") is split into connected groups; in each, ``_null_projections``
        projects ``_PROJECTION`` fixed random directions on the null space (a null-space basis N
        seen through them: rows stay short), and a core unknown is determined iff its row is 0

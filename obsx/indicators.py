@@ -140,12 +140,18 @@ def _quoted(codes) -> str:
 
 
 def _build_facts(
-    conn: sa.Connection, fixed: dict, years: list[str] | None, reconciled: dict | None = None
+    conn: sa.Connection,
+    fixed: dict,
+    years: list[str] | None,
+    reconciled: dict | None = None,
+    by_period: bool = False,
 ) -> None:
     """Per dataset, a temporary table ``facts_<dataset>`` of its records summed by unit, month
     and every column the catalogue reads (so the several hundred indicator statements read
     thousands of sums, not millions of records), and ``reporting_<dataset>``: the units that
-    reported in each month (a record, or a file that declared them covered)."""
+    reported in each month (a record, or a file that declared them covered). ``by_period``:
+    both indexed by month and quarter, for a refresh of some months (each of its month and
+    quarter statements then reads those rows, not the year's)."""
     from obsx.reconcile import build_exclusions, exclusion_sql
 
     cat = catalogue()
@@ -186,18 +192,11 @@ def _build_facts(
         )
         statement, used = _timestamps(sql, fixed)
         conn.execute(statement, used | {"dataset": dataset})
+        if by_period:
+            for name in (f"facts_{dataset}", f"reporting_{dataset}"):
+                for column in ("period_month", "period_quarter"):
+                    conn.exec_driver_sql(f"CREATE INDEX ix_{name}_{column} ON {name} ({column})")
         _analyze(conn, f"facts_{dataset}", f"reporting_{dataset}")
-
-
-def _index_periods(conn: sa.Connection) -> None:
-    """A refresh of some months reads one month or one quarter of the year's facts in each of
-    its month and quarter statements: indexed, it reads just those rows instead of the year."""
-    for dataset in catalogue().datasets:
-        if dataset == "survey_responses":
-            continue
-        for name in (f"facts_{dataset}", f"reporting_{dataset}"):
-            for column in ("period_month", "period_quarter"):
-                conn.exec_driver_sql(f"CREATE INDEX ix_{name}_{column} ON {name} ({column})")
 
 
 def _analyze(conn: sa.Connection, *tables: str) -> None:
@@ -452,9 +451,7 @@ def insert_indicator_values(
     if periods is not None:
         assert years is not None and set(periods["year"]) <= set(years)
     levels = current_deployment().level_codes
-    _build_facts(conn, fixed, years, reconciled)
-    if periods is not None:
-        _index_periods(conn)
+    _build_facts(conn, fixed, years, reconciled, by_period=periods is not None)
     _build_population(conn, fixed)
     designs: dict[str, dict[str, pd.DataFrame]] = {}  # survey dataset -> level -> respondents
     for ind in indicators():

@@ -238,12 +238,11 @@ _LOADING_CODE = (
 
 def source_digest(dataset: str, deployment: Deployment | None = None) -> str:
     """A digest of everything a load of the reference ``dataset`` reads: the file, its contract
-    and the ministry's profile for it, the deployment's declaration, the loading code — and,
-    for the files checked against the geography, the geography's own digest."""
+    and the ministry's profile for it, the deployment's declaration, the loading code. (The
+    geography the others are checked against is not in it: ``loaded_unchanged`` asks that it was
+    loaded before them.)"""
     deployment = deployment or current_deployment()
     digest = hashlib.sha256(dataset.encode())
-    if dataset != "geography":
-        digest.update(source_digest("geography", deployment).encode())
     profiles = deployment.profiles_dir
     here = Path(__file__).resolve().parent
     if dataset == "observatories":

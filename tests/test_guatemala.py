@@ -65,6 +65,24 @@ def test_geography_is_read_from_ines_own_code_list():
     assert by_code.loc["2217", "name"] == "Quesada"
 
 
+def test_ines_workbook_is_loaded_once_then_skipped_while_unchanged(tmp_path, monkeypatch):
+    from assets.reference import _geography, _population
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    upgrade(engine)
+    first = _geography(engine)
+    assert first["municipality units"] == 340 and first["rows"] == 363
+    assert "rows" in _population(engine)
+    reads = []
+    monkeypatch.setattr(reference, "read_geography", lambda: reads.append(1))
+    monkeypatch.setattr(reference, "read_population", lambda: reads.append(1))
+    again = _geography(engine), _population(engine)  # the same files: neither is read
+    assert reads == [] and again[0]["rows"] == 363 and "unchanged since" in again[1]
+    with engine.connect() as conn:
+        mixco = conn.scalar(sa.text("SELECT name FROM geography WHERE geo_code = '0108'"))
+    assert mixco == "Mixco"
+
+
 def test_population_is_the_2018_census_by_municipio():
     population = reference.read_population()
     assert len(population) == 340
