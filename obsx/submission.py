@@ -401,6 +401,22 @@ def _merge(
     return result.status, counts
 
 
+def _superseded(conn: sa.Connection, dataset: str, sha: str) -> bool:
+    """Whether a later submission changed or withdrew a record this one wrote."""
+    revision = record_tables(dataset).revision
+    key = load_contract(dataset).primary_key
+    mine, still = revision.alias("mine"), revision.alias("still")
+    still_open = sa.select(sa.literal(1)).where(
+        *[still.c[k] == mine.c[k] for k in key],
+        still.c.submission_id == sha,
+        still.c.valid_to.is_(None),
+    )
+    closed = sa.select(sa.literal(1)).where(
+        mine.c.submission_id == sha, mine.c.valid_to.is_not(None), ~still_open.exists()
+    )
+    return bool(conn.execute(sa.select(closed.exists())).scalar())
+
+
 def _drop(rows: pd.DataFrame) -> None:
     """Accepted rows nobody needs (a file merged before, read again for its feedback)."""
 
@@ -522,7 +538,23 @@ def _process(
         )
         already_merged = row["merged_at"] is not None
         received_at = row["received_at"]
-        if row["observatory_code"] != code:
+        if row["observatory_code"] != code and row["status"] == "rejected":
+            # A rejected file reserves nothing: the same bytes from another observatory are
+            # judged anew, as that observatory's (the first sender keeps its own feedback).
+            log.warning("%s: bytes first sent by %s (rejected there)", key, row["observatory_code"])
+            conn.execute(
+                submission.update()
+                .where(submission.c.submission_id == sha)
+                .values(received_at=now, status="received", merged_at=None, **identity)
+            )
+            already_merged, received_at = False, now
+        elif already_merged and inbox_path is not None and chosen is not None:
+            # Sent again by its observatory after a later file corrected its records: the latest
+            # upload wins, so it applies again (the same bytes as the latest change nothing).
+            resent = row["status"] != "rejected" and _superseded(conn, dataset, sha)
+            if resent:
+                already_merged, received_at = False, now
+        if row["observatory_code"] != code and row["status"] != "rejected":
             # The identical file came from another observatory first: say so, merge nothing.
             result = _rejected(
                 problem("sent-by-another-observatory", other=row["observatory_code"])

@@ -11,12 +11,13 @@ Each example runs files through ``process_submission`` into a real SQLite wareho
 
 import datetime as dt
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from obsx.dropzone import Dropzone, partition_key
@@ -35,8 +36,11 @@ VERSION = st.tuples(
     st.sampled_from(["F", "M"]),
     st.integers(15, 70),
 )
+# OBSX_PROPERTY_EXAMPLES=500 runs the search longer once (the examples below are what it found)
 PROFILE = settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("OBSX_PROPERTY_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -50,8 +54,14 @@ def _send(zone: Dropzone, engine, code: str, district: str, rows, name: str):
     return outcome
 
 
+V1 = (0, dt.date(2025, 1, 1), "0101", "F", 15)
+V2 = (0, dt.date(2025, 1, 1), "0401", "F", 15)
+
+
 @PROFILE
 @given(st.lists(st.lists(VERSION, min_size=1, max_size=5), min_size=1, max_size=6))
+@example([[V1], [V2], [V1]])  # v1's bytes sent again undo the correction (the latest wins)
+@example([[V1], [V2], [V1], [V2]])
 def test_revisions_never_lose_a_version(files):
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

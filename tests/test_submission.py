@@ -136,6 +136,51 @@ def test_the_same_bytes_from_another_observatory_are_refused_and_said_so(tmp_pat
     assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]  # Panamá's rows, nothing for Colón
 
 
+def _send(zone, engine, code, name, data):
+    (zone.inbox(code) / name).write_bytes(data)
+    key = partition_key(code, hashlib.sha256(data).hexdigest())
+    return process_submission(key, zone, engine, observatories(), TODAY)
+
+
+def test_bytes_rejected_for_the_wrong_observatory_do_not_block_their_owner(tmp_path, engine):
+    # Colón sends Panamá's file first: it is rejected there (0804 is not Colón's district) ...
+    zone = Dropzone(tmp_path, ["pa_panama", "pa_colon"])
+    zone.ensure_folders()
+    wrong = _send(zone, engine, "pa_colon", "enero.csv", CSV)
+    assert wrong.status == "rejected"
+
+    # ... and the rightful owner's identical bytes are judged as its own, not refused.
+    right = _send(zone, engine, "pa_panama", "enero.csv", CSV)
+
+    assert right.status == "accepted"
+    report = json.loads(right.feedback[0].read_text())
+    assert "sent-by-another-observatory" not in [p["code"] for p in report["problems"]]
+    assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]
+    with engine.connect() as conn:
+        owner = conn.scalar(sa.select(submission.c.observatory_code))
+    assert owner == "pa_panama"
+
+
+def test_a_superseded_file_sent_again_applies_again_and_the_latest_is_one_submission(
+    tmp_path, engine
+):
+    zone = Dropzone(tmp_path, ["pa_panama"])
+    zone.ensure_folders()
+    v1 = b"id,fecha,distrito,delito\nP1,2025-01-03,0804,0101\n"
+    v2 = b"id,fecha,distrito,delito\nP1,2025-01-03,0804,0401\n"
+    _send(zone, engine, "pa_panama", "a.csv", v1)
+    _send(zone, engine, "pa_panama", "b.csv", v2)
+
+    undo = _send(zone, engine, "pa_panama", "c.csv", v1)  # v1's bytes again: undo the correction
+
+    assert undo.counts["rows_updated"] == 1 and not undo.already_merged
+    assert sorted(held(engine)) == [("P1", 3)]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(incidents.c.crime_code)) == "0101"
+    again = _send(zone, engine, "pa_panama", "d.csv", v1)  # the latest again: one submission
+    assert again.already_merged and sorted(held(engine)) == [("P1", 3)]
+
+
 def test_a_paused_writer_loses_nothing(tmp_path, engine):
     """A real writer writes half the rows, pauses longer than the settle time, writes the rest:
     the half is processed, and what came after comes back as a new submission."""
