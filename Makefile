@@ -71,3 +71,4 @@ bench: install
 	$(BIN)/python bench/bench_submission.py $(BENCH_URL)
 	$(BIN)/python bench/bench_real_shapes.py $(BENCH_URL)
 	$(BIN)/python bench/bench_national.py $(BENCH_URL)
+	$(BIN)/python bench/bench_national_refresh.py

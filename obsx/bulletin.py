@@ -66,6 +66,15 @@ HEADLINE = (
 LEVEL_TABLE = ("SDG_16_1_1", "HOMICIDE_COUNT", "FEMICIDE_RATE", "ROBBERY_RATE", "THEFT_RATE")
 PACK = ("SDG_16_1_1", "HOMICIDE_COUNT", "FEMICIDE_RATE", "SEXUAL_VIOLENCE_RATE", "ROBBERY_RATE")
 TREND = "SDG_16_1_1"
+WITHHELD = ("C", "D")
+
+
+def _mark(status: str) -> str:
+    """What a reader sees for a figure not printed: c for any withheld one (a small count and a
+    cell withheld to protect one look alike, docs/analytics.md)."""
+    return "c" if status in WITHHELD else status.lower()
+
+
 # indicator_value.reconciliation (obsx/reconcile.py) as printed after a figure
 RECONCILED = {"agreed": "†", "pending": "‡"}
 TREND_MONTHS = 24
@@ -144,8 +153,8 @@ WORDS = {
         "why_files": "{files} de {who} recibido(s) después, sobre {months}",
         "why_unknown": "recalculo (población, geografía o catálogo)",
         "definitions": "Definiciones",
-        "legend": "c: confidencial (menos de {n} casos); d: suprimido para que no se deduzca otra "
-        "cifra confidencial; …: no reportado; *: tasa inestable (menos de 20 casos). "
+        "legend": "c: confidencial (una cifra de menos de {n} casos, o una de la que podría "
+        "deducirse); …: no reportado; *: tasa inestable (menos de 20 casos). "
         "Cada cifra se rastrea con «obsx explain» (pase el cursor sobre la cifra en el HTML).",
         "generated": "Generado el {now} con datos recibidos hasta el {as_of}.",
         "nation": "Nacional",
@@ -221,8 +230,8 @@ WORDS = {
         "why_files": "{files} from {who} received after, about {months}",
         "why_unknown": "recomputed (population, geography or catalogue)",
         "definitions": "Definitions",
-        "legend": "c: confidential (fewer than {n} cases); d: withheld so that no confidential "
-        "figure can be deduced; …: not reported; *: unstable rate (fewer than 20 cases). "
+        "legend": "c: confidential (fewer than {n} cases, or a figure one could be deduced from); "
+        "…: not reported; *: unstable rate (fewer than 20 cases). "
         "Every figure is traced with 'obsx explain' (hover over it in the HTML).",
         "generated": "Generated on {now} from data received up to {as_of}.",
         "nation": "National",
@@ -341,10 +350,8 @@ class _Values:
         explain = f"obsx explain {code} --geo {geo} --period {period}"
         if r is None:
             return Figure("…", key, explain, "missing", status="")
-        if r["conf_status"] in ("C", "D"):
-            return Figure(
-                r["conf_status"].lower(), key, explain, "withheld", None, r["conf_status"]
-            )
+        if r["conf_status"] in WITHHELD:  # one mark for both: which is small is not told
+            return Figure("c", key, explain, "withheld", None, "C")
         if r["value"] is None or pd.isna(r["value"]):
             return Figure("…", key, explain, "missing", status="")
         text = format_value(r["value"], unit, period_type)
@@ -524,7 +531,7 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
     both = printed.merge(current, on=key, how="left")
     both["value"] = both["value"].astype(float)
     both["value_now"] = both["value_now"].astype(float).where(both["status_now"] == "F")
-    both["status_now"] = both["status_now"].fillna("…")
+    both["status_now"] = both["status_now"].replace({"D": "C"}).fillna("…")  # as published
     same_value = (both["value"].round(6) == both["value_now"].round(6)) | (
         both["value"].isna() & both["value_now"].isna()
     )
@@ -551,12 +558,12 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
         before = (
             format_value(r["value"], unit, r["period_type"])
             if pd.notna(r["value"])
-            else r["conf_status"].lower()
+            else _mark(r["conf_status"])
         )
         now_text = (
             format_value(r["value_now"], unit, r["period_type"])
             if pd.notna(r["value_now"])
-            else r["status_now"].lower()
+            else _mark(r["status_now"])
         )
         rows.append(
             {

@@ -333,6 +333,10 @@ def cmd_indicators(args) -> int:
         wanted = getattr(args, column)
         if wanted:
             frame = frame[frame[column] == wanted]
+    if not args.unsuppressed:
+        from obsx.suppression import as_published
+
+        frame = as_published(frame)
     from obsx.feedback import defuse_text_columns  # a spreadsheet runs "=…" cells
 
     defuse_text_columns(frame).to_csv(sys.stdout, index=False)
@@ -393,6 +397,13 @@ def cmd_explain(args) -> int:
         f" denominator {v['denominator']}, {v['unit']}; disclosure {v['conf_status']},"
         f" computed {v['computed_at']}"
     )
+    why = {
+        "C": "withheld: a count from 1 to the indicator's suppress_below - 1 (primary)",
+        "D": "withheld so that, with everything published, no small count can be narrowed"
+        " below its protection interval (secondary; docs/analytics.md)",
+    }.get(v["conf_status"])
+    if why:
+        print(why + "; published as C, without a value")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         for side, rows in found.records.groupby("side", sort=False) if len(found.records) else []:
             print(f"\n{side}: {len(rows)} records")
@@ -672,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     cat.set_defaults(func=cmd_catalogue_docs)
 
     ind = commands.add_parser(
-        "indicators", help="indicator values as CSV, now or as of a past moment"
+        "indicators", help="published indicator values as CSV, now or as of a past moment"
     )
     ind.add_argument(
         "--as-of", type=_moment, help="ISO date or time (UTC unless an offset is given)"
@@ -680,6 +691,12 @@ def main(argv: list[str] | None = None) -> int:
     ind.add_argument("--indicator", dest="indicator_code")
     ind.add_argument("--geo", dest="geo_code")
     ind.add_argument("--period", type=_period, help="YYYY, YYYY-Qn or YYYY-MM")
+    ind.add_argument(
+        "--unsuppressed",
+        action="store_true",
+        help="the computed values of withheld cells too (needs read access to indicator_value,"
+        " which the analyst role does not have); default: what is published",
+    )
     ind.set_defaults(func=cmd_indicators)
 
     why = commands.add_parser(

@@ -42,7 +42,9 @@ KNOWN_KEYS = {
     "profiles",
     "reporting_calendar",
     "reconciliation",
+    "disclosure",
 }
+DISCLOSURE_KEYS = {"protection_width"}
 CALENDAR_KEYS = {"every", "due_day", "since", "from"}
 LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
 
@@ -84,6 +86,9 @@ class Deployment:
     reporting_calendar: dict[str, dict] = field(default_factory=dict)
     # concept -> the sources counting it (checked by obsx.reconcile.concepts, which names lines)
     reconciliation: dict = field(default_factory=dict)
+    # disclosure control policy: protection_width (how wide an intruder's interval for a withheld
+    # small count must stay; default the catalogue's threshold: the whole range 0 .. threshold)
+    disclosure: dict = field(default_factory=dict)
 
     @property
     def units_level(self) -> Level:
@@ -152,6 +157,20 @@ def _m49(spec, path: Path) -> str | None:
     if not re.fullmatch(r"\d{3}", text):
         raise SourceError(path, spec.line("m49"), f"m49: {value!r} is not a 3-digit UN M49 code")
     return text
+
+
+def _disclosure(spec, path: Path) -> dict:
+    policy = spec.get("disclosure") or {}
+    if not isinstance(policy, dict):
+        raise SourceError(path, spec.line("disclosure"), "disclosure: a mapping")
+    for key in set(policy) - DISCLOSURE_KEYS:
+        line = policy.line(key) if hasattr(policy, "line") else spec.line("disclosure")
+        raise SourceError(path, line, f"disclosure: unknown key {key!r}; known: protection_width")
+    width = policy.get("protection_width")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        line = policy.line("protection_width") if hasattr(policy, "line") else None
+        raise SourceError(path, line, "disclosure.protection_width: a whole number, 1 or more")
+    return dict(policy)
 
 
 def parse_deployment(spec, path: Path, name: str) -> Deployment:
@@ -244,6 +263,7 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         profiles_dir=root / str(spec.get("profiles", "profiles")),
         reporting_calendar=calendar,
         reconciliation=spec.get("reconciliation") or {},
+        disclosure=_disclosure(spec, path),
     )
 
 

@@ -731,7 +731,8 @@ def refresh_reporting_values(conn: sa.Connection, now: dt.datetime) -> pd.DataFr
 
 def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFrame:
     """Every indicator value as it stood at ``as_of``: computed from the record versions valid
-    then, so a published figure can be reproduced. Writes nothing (a temporary table).
+    then, with the disclosure status they had, so a published figure can be reproduced. Writes
+    nothing (a temporary table).
 
     Population figures are those loaded by then (each load is a version); the geography is
     today's, whose validity dates already keep its history.
@@ -741,6 +742,9 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
         insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
+        from obsx.suppression import apply_secondary_suppression
+
+        apply_secondary_suppression(conn, scratch.name, None, catalogue())  # flags as then
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
         scratch.drop(conn)
     return frame

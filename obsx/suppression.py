@@ -14,8 +14,8 @@ conditions) in one area and period. Indicator rows point at atoms — one (numer
 a share (numerator and denominator: a share's denominator is a count too).
 """
 
-import datetime as dt
 import json
+import logging
 from collections import defaultdict
 
 import numpy as np
@@ -23,9 +23,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
-from obsx.disclosure import Relation, secondary_suppression
-from obsx.warehouse import dialect_insert, disclosure_memo
+from obsx.protection import protect_intervals
 
+log = logging.getLogger(__name__)
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 
 
@@ -104,8 +104,10 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
     return rows, link
 
 
-def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[int]]]:
-    """Every additive identity among the atoms that holds exactly in the data."""
+def _margins(conn: sa.Connection, atoms: pd.DataFrame, cat: Catalogue):
+    """The relations among the atoms an intruder can write: the additive identities that hold
+    exactly in the data, and the inequalities (a total at least the sum of parts that do not
+    cover it, a set at least any subset of its records)."""
     place = ["geo_level", "geo_code", "period_type", "period"]
     sig, signatures = pd.factorize(atoms["signature"])
     cells = atoms[["atom", *place]].assign(sig=sig, value=atoms["value"].astype(float))
@@ -169,15 +171,25 @@ def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[i
 
     pairs = pd.concat(pairs, ignore_index=True).drop_duplicates()
     if pairs.empty:
-        return []
+        return [], _subsets(cells, signatures, cat)
     value = cells.set_index("atom")["value"]
     pairs["v"] = value.reindex(pairs["part"]).to_numpy()
     keys = [pairs["relation"], pairs["total"]]
     sums = pairs["v"].groupby(keys).sum()
     sums = sums.where(~pairs["v"].isna().groupby(keys).any())  # a part unknown: no identity
     totals = value.reindex(sums.index.get_level_values("total")).to_numpy()
-    holds = pd.Series(np.abs(totals - sums.to_numpy()) < 1e-9, index=sums.index)
-    pairs = pairs[holds.reindex(pd.MultiIndex.from_frame(pairs[["relation", "total"]])).to_numpy()]
+    gap = totals - sums.to_numpy()
+    where = pd.MultiIndex.from_frame(pairs[["relation", "total"]])
+    exact = pd.Series(np.abs(gap) < 1e-9, index=sums.index).reindex(where).to_numpy()
+    # Parts that do not add up to their total (records with no sex, no weapon): the total is
+    # still at least their sum, and an intruder uses that too.
+    short = pd.Series(gap > 1e-9, index=sums.index).reindex(where).to_numpy()
+    subsets = _subsets(cells, signatures, cat)
+    return _grouped(pairs[exact]), _grouped(pairs[short]) + subsets
+
+
+def _grouped(pairs: pd.DataFrame) -> list[tuple[int, tuple[int, ...]]]:
+    """(total, parts) per relation and total, in a fixed order."""
     if pairs.empty:
         return []
     pairs = pairs.sort_values(["relation", "total", "part"])
@@ -191,78 +203,91 @@ def _margins(conn: sa.Connection, atoms: pd.DataFrame) -> list[tuple[int, list[i
     return sorted(relations)
 
 
-def _cost(atoms: pd.DataFrame, values: np.ndarray) -> np.ndarray:
-    """What withholding a cell costs the readers: its count, times how far it is from the
-    finest cell — a national or yearly figure, or a total, is worth far more published than a
-    district-month part (without this the choice fell on a national share of 414 victims)."""
+def _conditions(cat: Catalogue, signature: tuple) -> dict:
+    """An atom's conditions as field -> ("in", values) or ("prefix", prefixes); a dimension
+    published by code prefix (ICCS section) is its field's prefix."""
+    dataset, _, rules = signature
+    out = {}
+    for key, rule in rules:
+        value = json.loads(rule)
+        if isinstance(value, list):
+            dim = cat.datasets[dataset].dimensions.get(key)
+            dim = dim if dim is not None and dim.prefix else None
+            out[dim.field if dim else key] = ("prefix" if dim else "in", tuple(value))
+        elif isinstance(value, dict) and set(value) == {"prefix"}:
+            out[key] = ("prefix", tuple(value["prefix"]))
+        else:
+            out[key] = ("other", rule)
+    return out
+
+
+def _narrower(a: tuple, b: tuple) -> bool:
+    """Whether every record matching condition ``a`` matches ``b``."""
+    if a == b:
+        return True
+    (ka, va), (kb, vb) = a, b
+    if kb == "prefix" and ka in ("in", "prefix"):
+        return all(any(str(x).startswith(p) for p in vb) for x in va)
+    if kb == "in" and ka == "in":
+        return set(va) <= set(vb)
+    return False
+
+
+def _subsets(cells: pd.DataFrame, signatures, cat: Catalogue) -> list:
+    """``set >= subset`` between atoms of the same place whose records nest (the firearm
+    homicides within the homicides, the homicides within section 01)."""
+    conditions = [_conditions(cat, s) for s in signatures]
+    nested = []
+    for i, (si, ci) in enumerate(zip(signatures, conditions, strict=True)):
+        for j, (sj, cj) in enumerate(zip(signatures, conditions, strict=True)):
+            if i == j or si[:2] != sj[:2] or not set(cj) <= set(ci):
+                continue
+            if all(_narrower(ci[k], cj[k]) for k in cj) and ci != cj:
+                nested.append((j, i))  # j's records include i's
+    if not nested:
+        return []
+    place = ["geo_level", "geo_code", "period_type", "period"]
+    found = []
+    for big, small in nested:
+        a = cells[cells["sig"] == big][["atom", *place]]
+        b = cells[cells["sig"] == small][["atom", *place]]
+        found.append(a.merge(b, on=place, suffixes=("", "_part"))[["atom", "atom_part"]])
+    found = pd.concat(found, ignore_index=True)
+    return sorted(
+        (t, (p,)) for t, p in zip(found["atom"].tolist(), found["atom_part"].tolist(), strict=True)
+    )
+
+
+def _headline(atoms: pd.DataFrame) -> np.ndarray:
+    """The national and first-level totals (an indicator's figure without disaggregation): the
+    figures a bulletin leads with, withheld only when nothing finer protects."""
+    from obsx.deployment import current_deployment
+
+    top = current_deployment().level_codes[:2]
+    return (atoms["geo_level"].isin(top) & atoms["total"]).to_numpy()
+
+
+def _price(atoms: pd.DataFrame) -> np.ndarray:
+    """What withholding a cell costs the readers, per unit an intruder's table may move it: a
+    district-month part costs 1, each level, period length and total above it ten times more,
+    so protection is taken from the finest cells; a headline (``_headline``) 10^4 times more."""
     from obsx.deployment import current_deployment
 
     levels = current_deployment().level_codes
     depth = atoms["geo_level"].map({lv: len(levels) - 1 - i for i, lv in enumerate(levels)})
     period = atoms["period_type"].map({"month": 0, "quarter": 1, "year": 2})
-    weight = 10.0 ** (depth.fillna(0) + period.fillna(0) + atoms["total"]).to_numpy()
-    return np.maximum(values, 1.0) * weight
+    price = 10.0 ** (depth.fillna(0) + period.fillna(0) + atoms["total"]).to_numpy()
+    price[_headline(atoms)] *= 1e4
+    return price
 
 
-def _headline(atoms: pd.DataFrame) -> np.ndarray:
-    """The national totals (an indicator's figure without disaggregation): the figures a
-    bulletin leads with. Secondary suppression takes one of them only where no finer cell
-    protects (a national month of 40 victims was withheld to protect one province's 3)."""
+def protection_width(threshold: np.ndarray) -> np.ndarray:
+    """How wide an intruder's interval for a small count must stay: the deployment's
+    ``disclosure.protection_width``, else the threshold (the whole range 0 .. threshold)."""
     from obsx.deployment import current_deployment
 
-    top = current_deployment().level_codes[0]
-    return ((atoms["geo_level"] == top) & atoms["total"]).to_numpy()
-
-
-MEMO_KEPT_DAYS = 90  # an answer no refresh asked for in this long is forgotten
-
-
-class StoredMemo:
-    """The audit's answers per group of equations (``disclosure._determined_cells``), kept in
-    ``disclosure_memo`` from one refresh to the next: one new file changes a few of a year's
-    cells, and most groups the next refresh meets were solved by the one before."""
-
-    def __init__(self, conn: sa.Connection):
-        self.conn = conn
-        # The digests only: an answer is read when asked for (a refresh asks for about a hundred).
-        self.known = set(conn.scalars(sa.select(disclosure_memo.c.digest)))
-        self.new: dict[str, np.ndarray] = {}
-        self.used: set[str] = set()
-
-    def get(self, key: str):
-        if key in self.new:
-            return self.new[key]
-        if key not in self.known:
-            return None
-        m = disclosure_memo.c
-        cells = self.conn.scalar(sa.select(m.cells).where(m.digest == key))
-        self.used.add(key)
-        return np.frombuffer(cells, dtype=np.int32)
-
-    def __setitem__(self, key: str, cells: np.ndarray) -> None:
-        self.new[key] = cells
-
-    def save(self, today: dt.date) -> None:
-        m = disclosure_memo.c
-        if self.used:
-            keys = sorted(self.used)
-            for i in range(0, len(keys), 1000):
-                self.conn.execute(
-                    disclosure_memo.update()
-                    .where(m.digest.in_(keys[i : i + 1000]))
-                    .values(used_on=today)
-                )
-        if self.new:  # another refresh may have just remembered the same answer: keep one
-            insert = dialect_insert(self.conn)(disclosure_memo).on_conflict_do_nothing()
-            self.conn.execute(
-                insert,
-                [
-                    {"digest": k, "cells": v.astype(np.int32).tobytes(), "used_on": today}
-                    for k, v in self.new.items()
-                ],
-            )
-        forgotten = today - dt.timedelta(days=MEMO_KEPT_DAYS)
-        self.conn.execute(disclosure_memo.delete().where(m.used_on < forgotten))
+    width = current_deployment().disclosure.get("protection_width")
+    return np.full_like(threshold, float(width)) if width is not None else threshold.copy()
 
 
 def apply_secondary_suppression(
@@ -291,34 +316,55 @@ def apply_secondary_suppression(
     )
     values = atoms["value"].fillna(0).to_numpy(dtype=float)
     primary = (values > 0) & (values < atoms["threshold"].to_numpy())
-    relations = _margins(conn, atoms)
-    # No margin links two years: each year is chosen alone, so that refreshing one year (or
+    equalities, inequalities = _margins(conn, atoms, cat)
+    # No relation links two years: each year is chosen alone, so that refreshing one year (or
     # some of its periods) withholds exactly what a refresh of every year would.
     withheld = primary.copy()
-    cost, headline = _cost(atoms, values), _headline(atoms)
+    price, headline = _price(atoms), _headline(atoms)
+    threshold = atoms["threshold"].to_numpy(dtype=float)
+    # What an intruder knows of a withheld count: not negative. The published table flags every
+    # withheld cell alike (docs/analytics.md), so the rule that small counts are withheld tells
+    # nothing about any one of them.
+    known_low, known_high = np.zeros(len(atoms)), np.full(len(atoms), np.inf)
+    width = protection_width(threshold)
+    target_low = np.maximum(0.0, np.minimum(values, threshold - width))
+    target_high = target_low + width
     year = atoms["period"].str[:4].to_numpy()
     local = np.zeros(len(atoms), dtype=np.int64)  # an atom's index among its year's
-    by_year = defaultdict(list)
     for y in np.unique(year):
         cells = np.flatnonzero(year == y)
         local[cells] = np.arange(len(cells))
     index = local.tolist()
-    for t, parts in relations:
-        assert all(year[p] == year[t] for p in parts), "a margin across years"
-        by_year[year[t]].append(Relation(index[t], tuple(index[p] for p in parts)))
-    memo = StoredMemo(conn)
+    by_year: dict = {y: ([], []) for y in np.unique(year)}
+    for kind, relations in enumerate((equalities, inequalities)):
+        for t, parts in relations:
+            assert all(year[p] == year[t] for p in parts), "a relation across years"
+            by_year[year[t]][kind].append((index[t], tuple(index[p] for p in parts)))
+    # The published rows and the atoms each shows (a share: its numerator and denominator).
+    shown: dict = defaultdict(list)
+    for atoms_of_row in link.groupby("row")["atom"].agg(list):
+        shown[year[atoms_of_row[0]]].append([index[a] for a in atoms_of_row])
     for y in np.unique(year):
         cells = np.flatnonzero(year == y)
-        mine = by_year.get(y, [])
-        withheld[cells] = secondary_suppression(
+        if not primary[cells].any():
+            continue
+        eq, ineq = by_year[y]
+        found = protect_intervals(
             values[cells],
             primary[cells],
-            mine,
-            cost=cost[cells],
+            eq,
+            ineq,
+            known_low=known_low[cells],
+            known_high=known_high[cells],
+            target_low=target_low[cells],
+            target_high=target_high[cells],
+            price=price[cells],
+            rows=shown[y],
             protected=headline[cells],
-            memo=memo,
         )
-    memo.save(dt.date.today())
+        withheld[cells] = found.chosen
+        for cell, why in found.unprotected.items():
+            log.warning("disclosure: %s %s", atoms.iloc[cells[cell]].to_dict(), why)
     link["primary"] = primary[link["atom"].to_numpy()]
     link["withheld"] = withheld[link["atom"].to_numpy()]
     per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))
@@ -334,3 +380,20 @@ def apply_secondary_suppression(
             changed[[*KEY, "new_status"]].to_dict("records"),
         )
     return int((rows["new_status"] != "F").sum())
+
+
+def as_published(frame: pd.DataFrame, cat: Catalogue | None = None) -> pd.DataFrame:
+    """Rows of ``indicator_value`` as the analysts' view publishes them (migration 0020): a
+    withheld row flagged ``C`` whatever its reason, its numerator, value and changes empty, and
+    a share's denominator (a count) too; a rate's denominator is the population and stays."""
+    cat = cat or load_catalogue()
+    kinds = {i.code: i.kind for i in cat.indicators}
+    out = frame.copy()
+    withheld = out["conf_status"] != "F"
+    for column in ("numerator", "value", "change_previous", "change_year_ago"):
+        if column in out:
+            out[column] = out[column].astype("float64").mask(withheld)
+    not_rate = out["indicator_code"].map(kinds) != "rate"
+    out["denominator"] = out["denominator"].astype("float64").mask(withheld & not_rate)
+    out["conf_status"] = out["conf_status"].replace({"D": "C"})
+    return out

@@ -298,18 +298,6 @@ indicator_refresh = sa.Table(
 )
 
 
-# Disclosure control's memory between refreshes (obsx/suppression.py): which unknown cells a group
-# of equations determines, by a digest of the equations. A cache: emptying it changes nothing but
-# the time the next refresh takes.
-disclosure_memo = sa.Table(
-    "disclosure_memo",
-    metadata,
-    sa.Column("digest", sa.String(64), primary_key=True, comment="SHA-256 of the equations"),
-    sa.Column("cells", sa.LargeBinary, nullable=False, comment="determined columns, int32"),
-    sa.Column("used_on", sa.Date, nullable=False),
-)
-
-
 # The last reference file loaded per dataset, by a digest of what its load read (the file, its
 # contract and profile, the deployment, the loading code): an unchanged file is not read again.
 reference_load = sa.Table(

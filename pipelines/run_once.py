@@ -97,6 +97,9 @@ class RunReport:
                 f"Time: {self.wall_seconds:.1f} s ({stages}; Dagster and the rest {other:.1f})"
             )
         for rate in self.homicide_rates:
+            if rate["conf_status"] != "F":
+                lines.append(_highlight(rate | {"indicator_code": "National homicide rate"}))
+                continue
             value = "n/a (no population)" if rate["value"] is None else f"{rate['value']:.1f}"
             coverage = self.coverage.get(rate["period"])
             lines.append(
@@ -106,6 +109,9 @@ class RunReport:
                 + (f"; {coverage:.1f}% of the national population reported)" if coverage else ")")
             )
         for row in self.arrests:
+            if row["conf_status"] != "F":
+                lines.append(_highlight(row | {"indicator_code": "Arrests"}))
+                continue
             lines.append(
                 f"Arrests {row['period']}: {row['value']:.1f} per 100,000 "
                 f"({row['numerator']:,.0f} arrests / {row['denominator'] or 0:,.0f} inhabitants of "

@@ -9,7 +9,9 @@ from the published table itself and solves them by linear algebra (a cell is rec
 every solution of the system gives it the same value).
 """
 
+import io
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,10 @@ from scipy.sparse.csgraph import connected_components
 from obsx.deployment import current_deployment
 from obsx.indicators import compute_indicators
 from obsx.lineage import explain
+from tests.attacker import withstands
 from tests.conftest import process_inboxes, sqlite_warehouse
+
+CATALOGUE = Path(__file__).parents[1] / "indicators" / "catalogue.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +168,48 @@ def test_the_attacker_finds_what_primary_suppression_alone_leaves_open(demo):
         (total, parts) for total, parts in _margins(naive) if withheld[[total, *parts]].sum() == 1
     ]
     assert len(alone) > 10
+
+
+def test_an_lp_intruder_narrows_no_small_count_of_the_demo_and_pins_no_withheld_cell(demo):
+    # tests/attacker.py: bounds, subsets, categories; before interval protection it pinned 100
+    # withheld cells of this table and left 617 of 658 small counts narrower than 0..5
+    found = withstands(demo, CATALOGUE)
+    assert (found["pinned"], found["narrow"], found["published"]) == ([], [], [])
+    assert found["small"] > 600 and found["withheld"] > found["small"]
+
+
+def test_the_demo_publishes_its_headline_figures(demo):
+    with demo.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT indicator_code, geo_level, geo_code, numerator, conf_status"
+                " FROM analytics_indicator_value WHERE period = '2025' AND disaggregation = ''"
+                " AND (geo_level = 'national' OR indicator_code = 'HOMICIDE_COUNT')"
+            )
+        ).all()
+    published = {(r[0], r[2]): r[3] for r in rows if r[4] == "F"}
+    for code in ("SDG_16_1_1", "HOMICIDE_COUNT", "FIREARM_HOMICIDE_SHARE", "ROBBERY_RATE"):
+        assert (code, "PA") in published, code
+    assert published[("HOMICIDE_COUNT", "PA")] == 414
+    provinces = [r for r in rows if r[0] == "HOMICIDE_COUNT" and r[1] == "province"]
+    assert provinces and all(r[4] == "F" for r in provinces)
+    assert sum(r[3] for r in provinces) == 414
+
+
+def test_obsx_indicators_prints_what_is_published_unless_asked_for_more(demo, monkeypatch, capsys):
+    from obsx.cli import main
+
+    monkeypatch.setenv("WAREHOUSE_URL", str(demo.url))
+    main(["indicators", "--indicator", "HOMICIDE_COUNT", "--period", "2025-12"])
+    published = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"geo_code": str})
+    main(["indicators", "--indicator", "HOMICIDE_COUNT", "--period", "2025-12", "--unsuppressed"])
+    computed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"geo_code": str})
+
+    withheld = published["conf_status"] != "F"
+    assert withheld.any() and set(published["conf_status"]) == {"F", "C"}
+    assert published.loc[withheld, ["numerator", "value"]].isna().all().all()
+    assert set(computed["conf_status"]) == {"F", "C", "D"}
+    assert computed["numerator"].notna().all()
 
 
 def test_explain_traces_a_demo_value_to_its_files_and_rows(demo):

@@ -183,7 +183,7 @@ def snapshot(place: Path, url: str) -> dict:
     with engine.connect() as conn:
         present = set(sa.inspect(conn).get_table_names())
         for table in metadata.sorted_tables:
-            if table.name not in present or table.name in ("indicator_refresh", "disclosure_memo"):
+            if table.name not in present or table.name == "indicator_refresh":
                 continue  # when refreshes ran, and what they remember: history, not results
             columns = [c for c in table.columns if keep(table, c)]
             rows = conn.execute(sa.select(*columns)).all()

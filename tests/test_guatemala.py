@@ -32,8 +32,10 @@ from obsx.warehouse import (
     population,
     record_tables,
 )
+from tests.attacker import withstands
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gt"
+CATALOGUE = Path(__file__).parents[1] / "indicators" / "catalogue.yaml"
 PNC = FIXTURES / "pnc"
 TODAY = dt.date(2026, 11, 25)
 NATIONAL_POPULATION_2018 = 14_901_286  # INE census 2018, the 340 municipios
@@ -284,6 +286,10 @@ def test_real_arrests_reach_the_warehouse_and_a_rate_per_offence_group(gt_wareho
             ).all()
         )
     assert status["C"] > 0 and status["D"] > 0 and status["F"] > 0
+    # and an intruder with the published table and a linear program learns nothing more
+    found = withstands(gt_warehouse, CATALOGUE)
+    assert (found["pinned"], found["narrow"], found["published"]) == ([], [], [])
+    assert found["small"] > 100
 
 
 def test_rollup_follows_the_hierarchy_valid_in_each_period():

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import disclosure
 from obsx import indicators as ind_module
 from obsx.dropzone import Dropzone
 from obsx.indicators import compute_indicators, months_to_refresh, refresh_indicators
@@ -105,27 +104,3 @@ def test_recomputing_one_untouched_month_changes_nothing(tmp_path, loaded_engine
     full = values(loaded_engine)
     compute_indicators(loaded_engine, T2, months=[month])
     pd.testing.assert_frame_equal(values(loaded_engine), full, check_exact=True)
-
-
-def test_the_audits_memory_changes_no_value_and_spares_the_next_refresh(
-    tmp_path, loaded_engine, monkeypatch
-):
-    # disclosure_memo (obsx/suppression.py, StoredMemo) keeps the audit's answers between
-    # refreshes in the warehouse: the next refresh of the same records solves nothing again,
-    # and emptying it gives the same values.
-    panama_and_colon(tmp_path, loaded_engine)
-    compute_indicators(loaded_engine, T1)
-    first = values(loaded_engine)
-    with loaded_engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT count(*) FROM disclosure_memo")) > 0
-    solved = []
-    real = disclosure._determined
-    monkeypatch.setattr(disclosure, "_determined", lambda A: solved.append(A.shape) or real(A))
-    compute_indicators(loaded_engine, T2)
-    assert solved == []
-    pd.testing.assert_frame_equal(values(loaded_engine), first, check_exact=True)
-    with loaded_engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM disclosure_memo"))
-    compute_indicators(loaded_engine, T2)
-    assert solved  # solved again, to the same answer
-    pd.testing.assert_frame_equal(values(loaded_engine), first, check_exact=True)

@@ -1,0 +1,285 @@
+"""Interval protection of withheld counts: what an intruder with a linear program cannot narrow.
+
+The intruder knows every published cell, the relations among cells (``equalities``: a total is the
+sum of its parts; ``inequalities``: a total is at least the sum of some of its parts, a subset is at
+most its set), that counts are not negative, and the public rule that a withheld *primary* cell
+holds ``known_low .. known_high`` (1 to threshold - 1). For a withheld cell it minimises and
+maximises the cell over everything consistent with that: an LP, as statistical offices' audits
+do (tau-ARGUS, sdcTable).
+
+The requirement, per primary cell ``p``: the intruder's interval reaches ``target_low[p]`` and
+``target_high[p]`` (by default the whole public range: the intruder learns nothing more), and no
+withheld cell is pinned.
+
+How it is met (Fischetti and Salazar's protection LP, one at a time): for each primary cell and
+each side, a *certificate* is a change ``y`` of the cells that keeps every relation, moves no
+published cell, keeps every withheld cell inside what the intruder knows of it, and moves ``p``
+to its target. ``values + y`` is then a table the intruder cannot rule out, so its interval for
+``p`` reaches the target. Published cells may enter a certificate at a price (their cost, a
+headline's far higher): those that do are withheld (secondary). A certificate stays one when
+more cells are withheld (the intruder's feasible set only grows), so one pass over the primary
+cells suffices; each secondary cell moves in the certificate that chose it, so none is pinned.
+The LP is solved over a neighbourhood of the cell (rings of shared relations), grown only while
+it has no solution: sparse, and never over the whole table at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+
+TOL = 1e-7
+# The first neighbourhood tried: this many rings of shared relations around the cell.
+FIRST_RING = 2
+
+
+@dataclass
+class Protection:
+    """The cells to withhold and what could not be protected (with why)."""
+
+    withheld: np.ndarray  # hidden from the intruder
+    chosen: np.ndarray  # primary and secondary: the rows showing one of them are withheld
+    unprotected: dict[int, str] = field(default_factory=dict)
+    lps: int = 0
+
+
+def _matrix(relations: Sequence, n: int, total_sign: float) -> sp.csr_array:
+    rows, cols, data = [], [], []
+    for r, (total, parts) in enumerate(relations):
+        rows.append(r)
+        cols.append(int(total))
+        data.append(total_sign)
+        for p in parts:
+            rows.append(r)
+            cols.append(int(p))
+            data.append(-total_sign)
+    matrix = sp.coo_array((data, (rows, cols)), shape=(len(relations), n)).tocsr()
+    matrix.sum_duplicates()
+    return matrix
+
+
+def protect_intervals(
+    values,
+    primary,
+    equalities: Sequence = (),
+    inequalities: Sequence = (),
+    *,
+    known_low,
+    known_high,
+    target_low,
+    target_high,
+    price=None,
+    rows: Sequence[Sequence[int]] | None = None,
+    protected=None,
+) -> Protection:
+    """The cells to withhold so that every primary cell's LP interval reaches its targets.
+
+    ``equalities``: ``(total, parts)`` with ``values[total] == sum(values[parts])``;
+    ``inequalities``: ``(total, parts)`` with ``values[total] >= sum(values[parts])``. Both are
+    checked against ``values``. ``known_low/high``: what the intruder knows of each cell once
+    withheld (per cell; ``inf`` for no upper bound). ``target_low/high``: the interval a primary
+    cell's must reach. ``price``: per cell, what withholding it costs (default 1 + its value).
+    ``rows``: the published rows, each the cells it shows (a share shows its numerator and
+    denominator: withholding one hides both in that row); default one row per cell. A row is
+    withheld when a cell chosen (``Protection.chosen``) is in it; a cell is hidden from the
+    intruder when every row showing it is withheld. A cell hidden only with its rows, which no
+    certificate moved, gets a certificate of its own, so that it is not pinned either.
+    ``protected``: cells (headline figures) a certificate uses only when the whole connected part
+    offers nothing else (then the cheapest): they stay published unless they must not.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    primary = np.asarray(primary, dtype=bool)
+    known_low, known_high = (np.asarray(a, dtype=np.float64) for a in (known_low, known_high))
+    target_low, target_high = (np.asarray(a, dtype=np.float64) for a in (target_low, target_high))
+    price = 1.0 + values if price is None else np.asarray(price, dtype=np.float64)
+    protected = np.zeros(n, bool) if protected is None else np.asarray(protected, dtype=bool)
+    E = _matrix(equalities, n, 1.0)
+    G = _matrix(inequalities, n, -1.0)  # G @ values <= 0
+    if E.shape[0] and np.abs(E @ values).max() > 1e-6:
+        raise ValueError("an equality does not hold in the data")
+    if G.shape[0] and (G @ values).max() > 1e-6:
+        raise ValueError("an inequality does not hold in the data")
+    slack = -(G @ values)
+    pattern = sp.vstack([abs(E), abs(G)]).tocsr().astype(bool).astype(np.int8)
+    E_csc, G_csc = E.tocsc(), G.tocsc()
+
+    withheld = primary.copy()
+    reach_up = np.zeros(n)  # the largest and smallest move of each cell in a certificate
+    reach_down = np.zeros(n)
+    result = Protection(withheld, primary.copy())
+
+    def neighbourhood(cells: np.ndarray) -> np.ndarray:
+        grown = cells.copy()
+        rows = np.flatnonzero(pattern @ cells.astype(np.int8))
+        if rows.size:
+            grown[pattern[rows].indices] = True
+        return grown
+
+    def certificate(p: int, delta: float, headline_ok: bool = True) -> np.ndarray | None:
+        """A certificate moving ``p`` by ``delta``, else by as much as the relations allow
+        (None: not at all, or only with a headline when ``headline_ok`` is false)."""
+        region = np.zeros(n, dtype=bool)
+        region[p] = True
+        ring = 0
+        while True:
+            grown = neighbourhood(region)
+            ring += 1
+            stopped = np.array_equal(grown, region)
+            region = grown
+            if ring < FIRST_RING and not stopped:
+                continue
+            result.lps += 1
+            y = _solve(p, delta, np.flatnonzero(region), headlines=False)
+            if y is not None:
+                return y
+            if not stopped:
+                continue
+            if not headline_ok:
+                return None
+            # The whole connected part, and only a headline would do: the cheapest that does.
+            cells = np.flatnonzero(region)
+            result.lps += 1
+            y = _solve(p, delta, cells)
+            if y is not None:
+                return y
+            result.lps += 2  # how far can p move at all?
+            most = _solve(p, delta, cells, furthest=True)
+            if most is None or abs(most[p]) <= TOL:
+                return None
+            return _solve(p, most[p] * (1 - 1e-9), cells)
+
+    def _solve(p: int, delta: float, cells: np.ndarray, furthest=False, headlines=True):
+        held = cells[withheld[cells]]
+        free = cells[~withheld[cells] & (headlines | ~protected[cells])]
+        k, f = held.size, free.size
+        blocks_eq = E_csc[:, held], E_csc[:, free]
+        blocks_ub = G_csc[:, held], G_csc[:, free]
+        eq_rows = np.flatnonzero(np.diff(sp.hstack(blocks_eq).tocsr().indptr))
+        ub_rows = np.flatnonzero(np.diff(sp.hstack(blocks_ub).tocsr().indptr))
+        target = sp.csr_array(([1.0], ([0], [int(np.searchsorted(held, p))])), shape=(1, k + 2 * f))
+        A_eq = sp.vstack(
+            [
+                sp.hstack(
+                    [blocks_eq[0][eq_rows], blocks_eq[1][eq_rows], -blocks_eq[1][eq_rows]]
+                ).tocsr(),
+                target,
+            ]
+        ).tocsr()
+        b_eq = np.zeros(A_eq.shape[0])
+        b_eq[-1] = delta
+        c = np.concatenate([np.zeros(k), price[free], price[free]])
+        if furthest:  # move p as far towards delta as anything allows, whatever it costs
+            A_eq, b_eq = A_eq[:-1], b_eq[:-1]
+            c = np.zeros(k + 2 * f)
+            c[int(np.searchsorted(held, p))] = -np.sign(delta)
+        A_ub = b_ub = None
+        if ub_rows.size:
+            A_ub = sp.hstack(
+                [blocks_ub[0][ub_rows], blocks_ub[1][ub_rows], -blocks_ub[1][ub_rows]]
+            ).tocsr()
+            b_ub = slack[ub_rows]
+        bounds = np.empty((k + 2 * f, 2))
+        bounds[:k, 0] = known_low[held] - values[held]
+        bounds[:k, 1] = known_high[held] - values[held]
+        bounds[k : k + f, 0] = 0.0  # up
+        bounds[k : k + f, 1] = known_high[free] - values[free]
+        bounds[k + f :, 0] = 0.0  # down, to what the intruder knows
+        bounds[k + f :, 1] = values[free] - known_low[free]
+        if furthest:
+            i = int(np.searchsorted(held, p))
+            bounds[i] = sorted((0.0, delta))
+        res = scipy.optimize.linprog(
+            c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs"
+        )
+        if res.status != 0:
+            return None
+        y = np.zeros(n)
+        y[held] = res.x[:k]
+        y[free] = res.x[k : k + f] - res.x[k + f :]
+        return y
+
+    rows = [(c,) for c in range(n)] if rows is None else [tuple(map(int, r)) for r in rows]
+    rows_of: list[list[int]] = [[] for _ in range(n)]
+    for r, cells in enumerate(rows):
+        for c in cells:
+            rows_of[c].append(r)
+    row_out = np.zeros(len(rows), dtype=bool)
+    chosen = result.chosen = np.zeros(n, dtype=bool)
+
+    def withhold(cells: np.ndarray) -> None:
+        for c in cells.tolist():
+            if chosen[c]:
+                continue
+            chosen[c] = withheld[c] = True
+            for r in rows_of[c]:
+                if row_out[r]:
+                    continue
+                row_out[r] = True
+                for other in rows[r]:
+                    if not withheld[other] and all(row_out[q] for q in rows_of[other]):
+                        withheld[other] = True
+
+    withheld[:] = False
+    withhold(np.flatnonzero(primary))
+
+    def record(y: np.ndarray) -> None:
+        moved = np.flatnonzero(np.abs(y) > TOL)
+        withhold(moved[~withheld[moved]])  # hidden ones (with their rows) stay as they are
+        np.maximum.at(reach_up, moved, y[moved])
+        np.minimum.at(reach_down, moved, y[moved])
+
+    def protect(p: int, headline_ok: bool) -> bool:
+        """Certificates for both sides of small count ``p``; False when one needs a headline
+        and ``headline_ok`` is not given (the cell waits for the second pass)."""
+        width = target_high[p] - target_low[p]
+        low = target_low[p]
+        for side in ("upper", "lower"):
+            delta = (target_high[p] if side == "upper" else low) - values[p]
+            if abs(delta) <= TOL:
+                continue
+            if (delta > 0 and reach_up[p] >= delta - TOL) or (
+                delta < 0 and reach_down[p] <= delta + TOL
+            ):
+                continue  # a certificate found for another cell moves this one as far
+            y = certificate(p, delta, headline_ok)
+            if y is None and not headline_ok:
+                return False
+            if y is None or abs(y[p] - delta) > 1e-6:
+                reached = values[p] + (0.0 if y is None else y[p])
+                result.unprotected[p] = (
+                    f"the relations hold it at {reached:g} on the "
+                    f"{side} side (target {values[p] + delta:g})"
+                )
+                if side == "upper":  # widen downwards what cannot be had upwards
+                    low = max(known_low[p], min(low, reached - width))
+            if y is not None:
+                record(y)
+        return True
+
+    # First every small count that finer cells can protect, then those that need a headline:
+    # by then the first pass has withheld cells that often protect them without one.
+    waiting = [p for p in np.flatnonzero(primary).tolist() if not protect(p, False)]
+    for p in waiting:
+        protect(p, True)
+    # Cells no certificate moves (withheld only with their row): a certificate that moves
+    # each, else it is pinned.
+    while True:
+        still = np.flatnonzero(withheld & ~primary & (reach_up <= TOL) & (reach_down >= -TOL))
+        if not still.size:
+            return result
+        for cell in still.tolist():
+            if reach_up[cell] > TOL or reach_down[cell] < -TOL:
+                continue  # moved by the certificate of a cell before it
+            for delta in (1.0, -min(1.0, values[cell] - known_low[cell])):
+                y = certificate(cell, delta) if abs(delta) > TOL else None
+                if y is not None and abs(y[cell]) > TOL:
+                    record(y)
+                    break
+            else:
+                result.unprotected[cell] = "hidden with its rows, and pinned by the relations"
+                reach_up[cell] = np.inf  # not asked again
