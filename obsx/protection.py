@@ -28,13 +28,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import highspy
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 
 TOL = 1e-7
 # The first neighbourhood tried: this many rings of shared relations around the cell.
 FIRST_RING = 2
+LAST_RING = 3  # then the whole connected part
 
 
 @dataclass
@@ -45,6 +46,31 @@ class Protection:
     chosen: np.ndarray  # primary and secondary: the rows showing one of them are withheld
     unprotected: dict[int, str] = field(default_factory=dict)
     lps: int = 0
+
+
+def _highs(c, low, high, A: sp.csc_array, row_low, row_high) -> np.ndarray | None:
+    """Minimise c @ x over low <= x <= high, row_low <= A x <= row_high (HiGHS); None when
+    infeasible."""
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+    lp.col_cost_ = c
+    lp.col_lower_ = np.where(np.isinf(low), -inf, low)
+    lp.col_upper_ = np.where(np.isinf(high), inf, high)
+    lp.row_lower_ = np.where(np.isinf(row_low), -inf, row_low)
+    lp.row_upper_ = np.where(np.isinf(row_high), inf, row_high)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr
+    lp.a_matrix_.index_ = A.indices
+    lp.a_matrix_.value_ = A.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = A.shape[1], A.shape[0]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value)
 
 
 def _matrix(relations: Sequence, n: int, total_sign: float) -> sp.csr_array:
@@ -106,7 +132,10 @@ def protect_intervals(
         raise ValueError("an inequality does not hold in the data")
     slack = -(G @ values)
     pattern = sp.vstack([abs(E), abs(G)]).tocsr().astype(bool).astype(np.int8)
-    E_csc, G_csc = E.tocsc(), G.tocsc()
+    # every relation as a row with bounds on the change: E y = 0, G y <= slack
+    A_csc = sp.vstack([E, G]).tocsc()
+    row_low = np.concatenate([np.zeros(E.shape[0]), np.full(G.shape[0], -np.inf)])
+    row_high = np.concatenate([np.zeros(E.shape[0]), slack])
 
     withheld = primary.copy()
     reach_up = np.zeros(n)  # the largest and smallest move of each cell in a certificate
@@ -122,7 +151,11 @@ def protect_intervals(
 
     def certificate(p: int, delta: float, headline_ok: bool = True) -> np.ndarray | None:
         """A certificate moving ``p`` by ``delta``, else by as much as the relations allow
-        (None: not at all, or only with a headline when ``headline_ok`` is false)."""
+        (None: not at all; or, when ``headline_ok`` is false, not near ``p`` without one).
+
+        Tried on the rings ``FIRST_RING`` .. ``LAST_RING`` around ``p``, then (``headline_ok``)
+        on the whole connected part at once: a cell that needs more than a few rings usually
+        needs a headline, and growing ring by ring to the whole part cost an LP per ring."""
         region = np.zeros(n, dtype=bool)
         region[p] = True
         ring = 0
@@ -133,6 +166,10 @@ def protect_intervals(
             region = grown
             if ring < FIRST_RING and not stopped:
                 continue
+            if ring > LAST_RING and not stopped:
+                if not headline_ok:
+                    return None
+                continue  # no LP until the whole part
             result.lps += 1
             y = _solve(p, delta, np.flatnonzero(region), headlines=False)
             if y is not None:
@@ -157,50 +194,29 @@ def protect_intervals(
         held = cells[withheld[cells]]
         free = cells[~withheld[cells] & (headlines | ~protected[cells])]
         k, f = held.size, free.size
-        blocks_eq = E_csc[:, held], E_csc[:, free]
-        blocks_ub = G_csc[:, held], G_csc[:, free]
-        eq_rows = np.flatnonzero(np.diff(sp.hstack(blocks_eq).tocsr().indptr))
-        ub_rows = np.flatnonzero(np.diff(sp.hstack(blocks_ub).tocsr().indptr))
-        target = sp.csr_array(([1.0], ([0], [int(np.searchsorted(held, p))])), shape=(1, k + 2 * f))
-        A_eq = sp.vstack(
-            [
-                sp.hstack(
-                    [blocks_eq[0][eq_rows], blocks_eq[1][eq_rows], -blocks_eq[1][eq_rows]]
-                ).tocsr(),
-                target,
-            ]
-        ).tocsr()
-        b_eq = np.zeros(A_eq.shape[0])
-        b_eq[-1] = delta
+        both = np.concatenate([held, free])
+        touched = np.flatnonzero(np.diff(A_csc[:, both].tocsr().indptr))
+        block = A_csc[touched][:, both]
+        A = sp.hstack([block, -block[:, k:]]).tocsc()  # columns: held, free up, free down
+        low = np.concatenate([known_low[held] - values[held], np.zeros(2 * f)])
+        high = np.concatenate(
+            [known_high[held] - values[held], known_high[free] - values[free]]
+            + [values[free] - known_low[free]]
+        )
+        i = int(np.searchsorted(held, p))
         c = np.concatenate([np.zeros(k), price[free], price[free]])
         if furthest:  # move p as far towards delta as anything allows, whatever it costs
-            A_eq, b_eq = A_eq[:-1], b_eq[:-1]
+            low[i], high[i] = sorted((0.0, delta))
             c = np.zeros(k + 2 * f)
-            c[int(np.searchsorted(held, p))] = -np.sign(delta)
-        A_ub = b_ub = None
-        if ub_rows.size:
-            A_ub = sp.hstack(
-                [blocks_ub[0][ub_rows], blocks_ub[1][ub_rows], -blocks_ub[1][ub_rows]]
-            ).tocsr()
-            b_ub = slack[ub_rows]
-        bounds = np.empty((k + 2 * f, 2))
-        bounds[:k, 0] = known_low[held] - values[held]
-        bounds[:k, 1] = known_high[held] - values[held]
-        bounds[k : k + f, 0] = 0.0  # up
-        bounds[k : k + f, 1] = known_high[free] - values[free]
-        bounds[k + f :, 0] = 0.0  # down, to what the intruder knows
-        bounds[k + f :, 1] = values[free] - known_low[free]
-        if furthest:
-            i = int(np.searchsorted(held, p))
-            bounds[i] = sorted((0.0, delta))
-        res = scipy.optimize.linprog(
-            c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs"
-        )
-        if res.status != 0:
+            c[i] = -np.sign(delta)
+        else:
+            low[i] = high[i] = delta
+        x = _highs(c, low, high, A, row_low[touched], row_high[touched])
+        if x is None:
             return None
         y = np.zeros(n)
-        y[held] = res.x[:k]
-        y[free] = res.x[k : k + f] - res.x[k + f :]
+        y[held] = x[:k]
+        y[free] = x[k : k + f] - x[k + f :]
         return y
 
     rows = [(c,) for c in range(n)] if rows is None else [tuple(map(int, r)) for r in rows]
