@@ -114,8 +114,10 @@ def protect_intervals(
     withheld when a cell chosen (``Protection.chosen``) is in it; a cell is hidden from the
     intruder when every row showing it is withheld. A cell hidden only with its rows, which no
     certificate moved, gets a certificate of its own, so that it is not pinned either.
-    ``protected``: cells (headline figures) a certificate uses only when the whole connected part
-    offers nothing else (then the cheapest): they stay published unless they must not.
+    ``protected``: per cell, 0, or the tier of a headline figure (1: first-level totals, 2: the
+    national ones): a certificate uses a headline only when the whole connected part offers
+    nothing without it, and a later tier only when the earlier do not do: they stay published
+    unless they must not.
     """
     values = np.asarray(values, dtype=np.float64)
     n = values.size
@@ -123,7 +125,8 @@ def protect_intervals(
     known_low, known_high = (np.asarray(a, dtype=np.float64) for a in (known_low, known_high))
     target_low, target_high = (np.asarray(a, dtype=np.float64) for a in (target_low, target_high))
     price = 1.0 + values if price is None else np.asarray(price, dtype=np.float64)
-    protected = np.zeros(n, bool) if protected is None else np.asarray(protected, dtype=bool)
+    tier = np.zeros(n, np.int64) if protected is None else np.asarray(protected, dtype=np.int64)
+    last_tier = int(tier.max(initial=0))
     E = _matrix(equalities, n, 1.0)
     G = _matrix(inequalities, n, -1.0)  # G @ values <= 0
     if E.shape[0] and np.abs(E @ values).max() > 1e-6:
@@ -149,13 +152,14 @@ def protect_intervals(
             grown[pattern[rows].indices] = True
         return grown
 
-    def certificate(p: int, delta: float, headline_ok: bool = True) -> np.ndarray | None:
-        """A certificate moving ``p`` by ``delta``, else by as much as the relations allow
-        (None: not at all; or, when ``headline_ok`` is false, not near ``p`` without one).
+    def certificate(p: int, delta: float, allowed: int = 0) -> np.ndarray | None:
+        """A certificate moving ``p`` by ``delta`` using headlines of tier ``allowed`` at most,
+        else (at the last tier) by as much as the relations allow; None: not at all, or not
+        without a headline of a later tier.
 
-        Tried on the rings ``FIRST_RING`` .. ``LAST_RING`` around ``p``, then (``headline_ok``)
-        on the whole connected part at once: a cell that needs more than a few rings usually
-        needs a headline, and growing ring by ring to the whole part cost an LP per ring."""
+        Tried without headlines on the rings ``FIRST_RING`` .. ``LAST_RING`` around ``p``, then
+        (tier 0: not at all) on the whole connected part at once: a cell that needs more than a
+        few rings usually needs a headline, and growing ring by ring cost an LP per ring."""
         region = np.zeros(n, dtype=bool)
         region[p] = True
         ring = 0
@@ -167,32 +171,32 @@ def protect_intervals(
             if ring < FIRST_RING and not stopped:
                 continue
             if ring > LAST_RING and not stopped:
-                if not headline_ok:
+                if not allowed:
                     return None
                 continue  # no LP until the whole part
             result.lps += 1
-            y = _solve(p, delta, np.flatnonzero(region), headlines=False)
+            y = _solve(p, delta, np.flatnonzero(region), 0)
             if y is not None:
                 return y
             if not stopped:
                 continue
-            if not headline_ok:
+            if not allowed:
                 return None
             # The whole connected part, and only a headline would do: the cheapest that does.
             cells = np.flatnonzero(region)
             result.lps += 1
-            y = _solve(p, delta, cells)
-            if y is not None:
+            y = _solve(p, delta, cells, allowed)
+            if y is not None or allowed < last_tier:
                 return y
             result.lps += 2  # how far can p move at all?
-            most = _solve(p, delta, cells, furthest=True)
+            most = _solve(p, delta, cells, allowed, furthest=True)
             if most is None or abs(most[p]) <= TOL:
                 return None
-            return _solve(p, most[p] * (1 - 1e-9), cells)
+            return _solve(p, most[p] * (1 - 1e-9), cells, allowed)
 
-    def _solve(p: int, delta: float, cells: np.ndarray, furthest=False, headlines=True):
+    def _solve(p: int, delta: float, cells: np.ndarray, allowed: int, furthest=False):
         held = cells[withheld[cells]]
-        free = cells[~withheld[cells] & (headlines | ~protected[cells])]
+        free = cells[~withheld[cells] & (tier[cells] <= allowed)]
         k, f = held.size, free.size
         both = np.concatenate([held, free])
         touched = np.flatnonzero(np.diff(A_csc[:, both].tocsr().indptr))
@@ -249,9 +253,9 @@ def protect_intervals(
         np.maximum.at(reach_up, moved, y[moved])
         np.minimum.at(reach_down, moved, y[moved])
 
-    def protect(p: int, headline_ok: bool) -> bool:
+    def protect(p: int, allowed: int) -> bool:
         """Certificates for both sides of small count ``p``; False when one needs a headline
-        and ``headline_ok`` is not given (the cell waits for the second pass)."""
+        of a tier above ``allowed`` (the cell waits for the next pass)."""
         width = target_high[p] - target_low[p]
         low = target_low[p]
         for side in ("upper", "lower"):
@@ -262,8 +266,8 @@ def protect_intervals(
                 delta < 0 and reach_down[p] <= delta + TOL
             ):
                 continue  # a certificate found for another cell moves this one as far
-            y = certificate(p, delta, headline_ok)
-            if y is None and not headline_ok:
+            y = certificate(p, delta, allowed)
+            if y is None and allowed < last_tier:
                 return False
             if y is None or abs(y[p] - delta) > 1e-6:
                 reached = values[p] + (0.0 if y is None else y[p])
@@ -277,11 +281,12 @@ def protect_intervals(
                 record(y)
         return True
 
-    # First every small count that finer cells can protect, then those that need a headline:
-    # by then the first pass has withheld cells that often protect them without one.
-    waiting = [p for p in np.flatnonzero(primary).tolist() if not protect(p, False)]
-    for p in waiting:
-        protect(p, True)
+    # First every small count that finer cells can protect, then those that need a headline,
+    # tier by tier (first-level totals before the national one): by then the passes before
+    # have withheld cells that often protect them without one.
+    waiting = np.flatnonzero(primary).tolist()
+    for allowed in range(last_tier + 1):
+        waiting = [p for p in waiting if not protect(p, allowed)]
     # Cells no certificate moves (withheld only with their row): a certificate that moves
     # each, else it is pinned.
     while True:

@@ -259,12 +259,18 @@ def _subsets(cells: pd.DataFrame, signatures, cat: Catalogue) -> list:
 
 
 def _headline(atoms: pd.DataFrame) -> np.ndarray:
-    """The national and first-level totals (an indicator's figure without disaggregation): the
-    figures a bulletin leads with, withheld only when nothing finer protects."""
+    """The totals a bulletin leads with (an indicator's figure without disaggregation), by tier:
+    2 national, 1 first level, 0 the rest; withheld only when nothing finer protects, the
+    national ones last."""
     from obsx.deployment import current_deployment
 
-    top = current_deployment().level_codes[:2]
-    return (atoms["geo_level"].isin(top) & atoms["total"]).to_numpy()
+    levels = current_deployment().level_codes
+    total = atoms["total"].to_numpy()
+    tier = np.zeros(len(atoms), dtype=np.int64)
+    if len(levels) > 2:
+        tier[total & (atoms["geo_level"] == levels[1]).to_numpy()] = 1
+    tier[total & (atoms["geo_level"] == levels[0]).to_numpy()] = 2
+    return tier
 
 
 def _price(atoms: pd.DataFrame) -> np.ndarray:
@@ -277,7 +283,7 @@ def _price(atoms: pd.DataFrame) -> np.ndarray:
     depth = atoms["geo_level"].map({lv: len(levels) - 1 - i for i, lv in enumerate(levels)})
     period = atoms["period_type"].map({"month": 0, "quarter": 1, "year": 2})
     price = 10.0 ** (depth.fillna(0) + period.fillna(0) + atoms["total"]).to_numpy()
-    price[_headline(atoms)] *= 1e4
+    price[_headline(atoms) > 0] *= 1e4
     return price
 
 
