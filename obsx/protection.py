@@ -19,8 +19,9 @@ to its target. ``values + y`` is then a table the intruder cannot rule out, so i
 headline's far higher): those that do are withheld (secondary). A certificate stays one when
 more cells are withheld (the intruder's feasible set only grows), so one pass over the primary
 cells suffices; each secondary cell moves in the certificate that chose it, so none is pinned.
-The LP is solved over a neighbourhood of the cell (rings of shared relations), grown only while
-it has no solution: sparse, and never over the whole table at once.
+The LP is solved over a neighbourhood of the cell (two, then three rings of shared relations),
+then over its connected part of the table: sparse, never a dense matrix. Headline figures are
+used last, tier by tier (``protected``).
 """
 
 from __future__ import annotations
