@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -202,19 +203,28 @@ def main() -> dict:
         timing = tmp / "time.txt"
         limit = float(os.environ.get("BENCH_REFRESH_TIMEOUT", "1800"))
         command = [TIME, "-f", "%e %M", "-o", str(timing), sys.executable, "-c", REFRESH, url]
+        child = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a process group: a timeout ends the refresh too
+        )
         try:
-            refresh = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=limit
-            )
+            stdout, stderr = child.communicate(timeout=limit)
         except subprocess.TimeoutExpired:  # the note says by how much: more than the limit
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
             return {
                 "units": units,
                 "states": STATES,
                 "rows": rows,
                 "finished": False,
                 "seconds": f"> {limit:.0f}",
-                "when": dt.datetime.now().isoformat(),
+                "when": dt.datetime.now().isoformat(timespec="seconds"),
             }
+        refresh = subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
         wall, peak_kb = timing.read_text().split()[-2:]
         print(refresh.stdout, refresh.stderr[-3000:], flush=True)
         withheld: dict = {}
