@@ -141,10 +141,11 @@ def protect_intervals(
     row_low = np.concatenate([np.zeros(E.shape[0]), np.full(G.shape[0], -np.inf)])
     row_high = np.concatenate([np.zeros(E.shape[0]), slack])
 
-    withheld = primary.copy()
+    withheld = np.zeros(n, dtype=bool)  # hidden from the intruder (set from ``chosen`` below)
+    chosen = np.zeros(n, dtype=bool)
     reach_up = np.zeros(n)  # the largest and smallest move of each cell in a certificate
     reach_down = np.zeros(n)
-    result = Protection(withheld, primary.copy())
+    result = Protection(withheld, chosen)
 
     def neighbourhood(cells: np.ndarray) -> np.ndarray:
         grown = cells.copy()
@@ -230,7 +231,6 @@ def protect_intervals(
         for c in cells:
             rows_of[c].append(r)
     row_out = np.zeros(len(rows), dtype=bool)
-    chosen = result.chosen = np.zeros(n, dtype=bool)
 
     def withhold(cells: np.ndarray) -> None:
         for c in cells.tolist():
@@ -245,7 +245,6 @@ def protect_intervals(
                     if not withheld[other] and all(row_out[q] for q in rows_of[other]):
                         withheld[other] = True
 
-    withheld[:] = False
     withhold(np.flatnonzero(primary))
 
     def record(y: np.ndarray) -> None:
