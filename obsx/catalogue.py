@@ -28,6 +28,7 @@ CODE = re.compile(r"^[A-Za-z0-9_.+\- ]{1,40}$")
 # An SDMX code (SDG series, unit of measure, age): what SDMX's IDType allows, as the SDG codes use.
 SDMX_CODE = re.compile(r"^[A-Za-z0-9_@$\-]{1,50}$")
 SDMX_KEYS = {"series", "unit_measure", "age"}
+SCOPE_DEFAULTS = ("all", "observed")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,49 @@ class DatasetSpec:
     name: str
     measures: dict[str, Measure]
     dimensions: dict[str, Dimension]
+    # Fields whose codes a source covers as a whole (crime_code: a homicide register covers
+    # 0101 and says nothing of robbery; count_unit: victims or cases), with what a file covers
+    # when its profile does not say (``covers:``): "all" codes, or those "observed" in its rows.
+    scope: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What the sources of a unit and month must supply for a cell to be a figure (rather
+    than not available): ``covers``, for each scope field, the codes (or code prefixes) the
+    source must cover, None for all of them; ``fields``, record fields it must supply (not
+    absent, not all blank), each as the alternatives any of which will do."""
+
+    dataset: str
+    covers: tuple[tuple[str, tuple[str, ...] | None], ...]
+    fields: tuple[tuple[str, ...], ...]
+
+    def met_by(self, scope: dict, supplied: set[str]) -> bool:
+        """Whether one source (its scope: field -> codes covered, absent: all; and the fields
+        it supplied) supports the cell."""
+        for name, codes in self.covers:
+            have = scope.get(name)
+            if have is None:
+                continue
+            if codes is None or not all(any(c.startswith(h) for h in have) for c in codes):
+                return False
+        return all(any(f in supplied for f in alternatives) for alternatives in self.fields)
+
+    def missing(self, scope: dict, supplied: set[str]) -> list[str]:
+        """The fields and codes one source lacks for the cell, in the catalogue's words."""
+        lacking = []
+        for name, codes in self.covers:
+            have = scope.get(name)
+            if have is not None and (
+                codes is None or not all(any(c.startswith(h) for h in have) for c in codes)
+            ):
+                lacking.append(f"{name}: {', '.join(codes) if codes else '*'}")
+        lacking += [
+            " | ".join(alternatives)
+            for alternatives in self.fields
+            if not any(f in supplied for f in alternatives)
+        ]
+        return lacking
 
 
 @dataclass(frozen=True)
@@ -150,6 +194,51 @@ class Catalogue:
 
     def dimension(self, dataset: str, name: str) -> Dimension:
         return self.datasets[dataset].dimensions[name]
+
+    def need(self, ind: Indicator, dim_name: str | None = None) -> Need:
+        """What ``ind``'s cells (split by ``dim_name``) need of their sources: the fields its
+        conditions and the dimension read, and, of each scope field, the codes its conditions
+        select (all of them when it selects none: a total of every crime)."""
+        spec = self.datasets[ind.dataset]
+        covers: dict[str, set[str] | None] = {}
+        fields: set[tuple[str, ...]] = set()
+
+        def field_of(name: str) -> str:
+            dim = spec.dimensions.get(name)
+            return dim.field if dim else name
+
+        def walk(where: dict) -> None:
+            for key, rule in where.items():
+                if key == "any":
+                    for alternative in rule:
+                        walk(alternative)
+                    continue
+                name = field_of(key)
+                if name not in spec.scope:
+                    fields.add((name,))
+                    continue
+                codes = rule if isinstance(rule, list) else rule.get("prefix")
+                if codes is None or covers.get(name, set()) is None:
+                    covers[name] = None
+                else:
+                    covers[name] = covers.get(name, set()) | set(codes)
+
+        for side in (ind.numerator, ind.denominator):
+            if side is not None:
+                walk(side_where(self, side))
+        for name in spec.scope:
+            covers.setdefault(name, None)
+        if dim_name:
+            dim = spec.dimensions[dim_name]
+            if dim.field in spec.scope:
+                covers[dim.field] = None
+            else:
+                fields.add((dim.field,))
+        return Need(
+            ind.dataset,
+            tuple((k, None if v is None else tuple(sorted(v))) for k, v in sorted(covers.items())),
+            tuple(sorted(fields)),
+        )
 
     def columns(self, dataset: str) -> list[str]:
         """The columns a dataset's facts keep: every field or dimension a condition or a
@@ -302,7 +391,13 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
         )
     for m in measures.values():
         _check_where(path, line, m.where, contract, dims)
-    return DatasetSpec(name, measures, dims)
+    scope = dict(raw.get("scope") or {})
+    for f, default in scope.items():
+        if f not in set(contract.record_fields):
+            _fail(path, line, f"scope: {name} has no field {f!r}")
+        if default not in SCOPE_DEFAULTS:
+            _fail(path, line, f"scope: {f}: {default!r} is one of {', '.join(SCOPE_DEFAULTS)}")
+    return DatasetSpec(name, measures, dims, scope)
 
 
 def _text(path, line, raw: dict, key: str) -> tuple[str, str]:
