@@ -306,9 +306,27 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
 
 
 def _text(path, line, raw: dict, key: str) -> tuple[str, str]:
+    """A name or definition: exactly es and en, each text. In a flow mapping
+    (``{es: ..., en: ...}``) a comma ends the text: ``per 100,000 population`` reads as
+    ``per 100`` and a stray key ``000 population``; that is refused here, never published."""
+    code = raw.get("code")
     value = raw.get(key)
+    line = raw.line(key) if hasattr(raw, "line") and raw.line(key) else line
     if not isinstance(value, dict) or not value.get("es") or not value.get("en"):
-        _fail(path, line, f"{key}: give es and en")
+        _fail(path, line, f"{code}: {key}: give es and en")
+    stray = [k for k in value if k not in ("es", "en")]
+    if stray:
+        at = value.line(stray[0]) if hasattr(value, "line") else None
+        _fail(
+            path,
+            at or line,
+            f"{code}: {key} has {stray[0]!r} besides es and en: a comma inside {{es: ..., en: ...}}"
+            " ends the text there; quote the text or write es: and en: on lines of their own",
+        )
+    for lang in ("es", "en"):
+        if not isinstance(value[lang], str):
+            at = value.line(lang) if hasattr(value, "line") else None
+            _fail(path, at or line, f"{code}: {key}.{lang} is not text ({value[lang]!r}); quote it")
     return value["es"], value["en"]
 
 
