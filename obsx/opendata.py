@@ -332,9 +332,8 @@ def sdg_observations(table: pd.DataFrame, cat: Catalogue | None = None) -> pd.Da
     return frame[columns].reset_index(drop=True)
 
 
-def _urn(kind: str, artefact: str) -> str:
-    package = {"Codelist": "codelist", "Concept": "conceptscheme"}[kind]
-    return f"urn:sdmx:org.sdmx.infomodel.{package}.{kind}={SDMX_AGENCY}:{artefact}"
+def _area_codelist_urn(country: str) -> str:
+    return f"urn:sdmx:org.sdmx.infomodel.codelist.Codelist={SDMX_AGENCY}:CL_AREA_{country.upper()}(1.0)"
 
 
 def _components(country: str, typed: bool):
@@ -358,7 +357,7 @@ def _components(country: str, typed: bool):
                 sdmx_type="Concept", agency=SDMX_AGENCY, id="CS_SDG", version="1.0", item_id=name
             ),
             local_dtype=dtype,
-            local_enum_ref=_urn("Codelist", f"CL_AREA_{country.upper()}(1.0)") if coded else None,
+            local_enum_ref=_area_codelist_urn(country) if coded else None,
             attachment_level="O" if role == Role.ATTRIBUTE else None,
         )
 

@@ -422,3 +422,23 @@ def test_the_iso_prefix_is_the_deployments(tmp_path):
     )
     with pytest.raises(SourceError, match=r"deployment.yaml:3: iso_alpha2: 'Panama' is not"):
         load_deployment(str(folder / "..") + "/xx")
+
+
+def test_one_function_says_what_area_a_value_stands_for():
+    """observation_area: REF_AREA, NATURE and COMMENT_OBS of a published row, in one place (where
+    coverage will decide whether a national value may be given the country's code)."""
+    from obsx.deployment import current_deployment
+    from obsx.opendata import observation_area
+
+    pa = current_deployment()
+    row = {
+        "geo_level": "national",
+        "geo_code": "PA",
+        "conf_status": "F",
+        "quality_flag": "unstable",
+    }
+    assert observation_area(pd.Series(row), pa) == ("591", "C", "unstable")
+    row = {"geo_level": "district", "geo_code": "0804", "conf_status": "C", "quality_flag": ""}
+    assert observation_area(pd.Series(row), pa) == ("PA_0804", "C", "")  # withheld: no comment
+    row = {"geo_level": "province", "geo_code": "08", "conf_status": "F", "quality_flag": ""}
+    assert observation_area(pd.Series(row), pa)[0] == "PA_08"
