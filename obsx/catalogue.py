@@ -29,6 +29,7 @@ CODE = re.compile(r"^[A-Za-z0-9_.+\- ]{1,40}$")
 SDMX_CODE = re.compile(r"^[A-Za-z0-9_@$\-]{1,50}$")
 SDMX_KEYS = {"series", "unit_measure", "age"}
 SCOPE_DEFAULTS = ("all", "observed")
+MAX_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Indicator:
     suppress_below: int | None
     line: int
     sdmx: SdmxSeries | None = None  # the SDG series it is published as (SDMX-CSV), if any
+    decimals: int = 0  # digits after the point a published value keeps (SDMX-CSV)
 
     @property
     def dataset(self) -> str:
@@ -401,9 +403,27 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
 
 
 def _text(path, line, raw: dict, key: str) -> tuple[str, str]:
+    """A name or definition: exactly es and en, each text. In a flow mapping
+    (``{es: ..., en: ...}``) a comma ends the text: ``per 100,000 population`` reads as
+    ``per 100`` and a stray key ``000 population``; that is refused here, never published."""
+    code = raw.get("code")
     value = raw.get(key)
+    line = raw.line(key) if hasattr(raw, "line") and raw.line(key) else line
     if not isinstance(value, dict) or not value.get("es") or not value.get("en"):
-        _fail(path, line, f"{key}: give es and en")
+        _fail(path, line, f"{code}: {key}: give es and en")
+    stray = [k for k in value if k not in ("es", "en")]
+    if stray:
+        at = value.line(stray[0]) if hasattr(value, "line") else None
+        _fail(
+            path,
+            at or line,
+            f"{code}: {key} has {stray[0]!r} besides es and en: a comma inside {{es: ..., en: ...}}"
+            " ends the text there; quote the text or write es: and en: on lines of their own",
+        )
+    for lang in ("es", "en"):
+        if not isinstance(value[lang], str):
+            at = value.line(lang) if hasattr(value, "line") else None
+            _fail(path, at or line, f"{code}: {key}.{lang} is not text ({value[lang]!r}); quote it")
     return value["es"], value["en"]
 
 
@@ -447,6 +467,27 @@ def _sdmx(path, entry, code: str, taken: dict[str, str]) -> SdmxSeries | None:
     return SdmxSeries(**values)
 
 
+def default_decimals(kind: str, unit: str) -> int:
+    """Digits a value keeps when the catalogue does not say: a count none (it is a whole
+    number), a share one (52.3 %), a rate two (12.35 per 100,000: a small area's rate on one
+    or two events moves in the first decimal)."""
+    if kind == "count":
+        return 0
+    return 1 if unit == "%" else 2
+
+
+def _decimals(path, entry, code: str, kind: str, unit: str) -> int:
+    raw = entry.get("decimals")
+    if raw is None:
+        return default_decimals(kind, unit)
+    line = entry.line("decimals")
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_DECIMALS:
+        _fail(path, line, f"{code}: decimals is a whole number from 0 to {MAX_DECIMALS}")
+    if kind == "count" and raw != 0:
+        _fail(path, line, f"{code}: a count is a whole number: decimals 0 (or leave it out)")
+    return raw
+
+
 @functools.cache
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     """Read and check the catalogue; an entry about a dataset this installation's contracts
@@ -474,7 +515,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         unknown = set(entry) - {
             "code", "name", "definition", "standard", "kind", "numerator", "denominator",
             "population", "multiplier", "unit", "disaggregations", "periods", "min_events",
-            "suppress_below", "calendar", "disaggregated_periods", "sdmx",
+            "suppress_below", "calendar", "disaggregated_periods", "sdmx", "decimals",
         }  # fmt: skip
         if unknown:
             _fail(path, line, f"{code}: unknown key(s) {sorted(unknown)}")
@@ -509,6 +550,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         if kind in ("rate", "ratio", "survey", "coverage") and not multiplier:
             _fail(path, line, f"{code}: a {kind} needs a multiplier (100 or 100000)")
         sdmx = _sdmx(path, entry, code, sdmx_series)
+        unit = str(entry.get("unit") or _fail(path, line, f"{code}: give a unit"))
         indicators.append(
             Indicator(
                 code=code,
@@ -522,7 +564,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 denominator=denominator,
                 population=population,
                 multiplier=multiplier,
-                unit=str(entry.get("unit") or _fail(path, line, f"{code}: give a unit")),
+                unit=unit,
                 disaggregations=dims,
                 periods=periods,
                 disaggregated_periods=split,
@@ -530,6 +572,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 suppress_below=entry.get("suppress_below"),
                 line=line or 0,
                 sdmx=sdmx,
+                decimals=_decimals(path, entry, code, kind, unit),
             )
         )
     return Catalogue(datasets, tuple(indicators), path)
@@ -569,7 +612,7 @@ DOC_WORDS = {
         "numerator": "Numerador", "denominator": "Denominador", "dis": "Desagregaciones",
         "periods": "Períodos", "split": "Períodos desagregados", "min": "Eventos mínimos para una tasa estable",
         "suppress": "Conteos retenidos", "population": "población de las unidades que reportaron",
-        "sdmx": "Serie ODS (SDMX-CSV)",
+        "sdmx": "Serie ODS (SDMX-CSV)", "decimals": "{n} decimales",
         "below": "de 1 a {n} (supresión primaria y secundaria)", "none": "—",
         "kinds": {"rate": "tasa", "count": "conteo", "ratio": "proporción", "survey": "encuesta",
                   "coverage": "cobertura", "completeness": "completitud", "timeliness": "oportunidad"},
@@ -586,7 +629,7 @@ DOC_WORDS = {
         "numerator": "Numerator", "denominator": "Denominator", "dis": "Disaggregations",
         "periods": "Periods", "split": "Periods disaggregated", "min": "Minimum events for a stable rate",
         "suppress": "Counts withheld", "population": "population of the reporting units",
-        "sdmx": "SDG series (SDMX-CSV)",
+        "sdmx": "SDG series (SDMX-CSV)", "decimals": "{n} decimals",
         "below": "1 to {n} (primary and secondary suppression)", "none": "—",
         "kinds": {"rate": "rate", "count": "count", "ratio": "share", "survey": "survey",
                   "coverage": "coverage", "completeness": "completeness", "timeliness": "timeliness"},
@@ -636,7 +679,14 @@ def catalogue_markdown(cat: Catalogue, lang: str) -> str:
         if ind.sdmx:
             s = ind.sdmx
             age = f", AGE `{s.age}`" if s.age != "_T" else ""
-            rows.append((w["sdmx"], f"`{s.series}` (UNIT_MEASURE `{s.unit_measure}`{age})"))
+            rows.append(
+                (
+                    w["sdmx"],
+                    f"`{s.series}` (UNIT_MEASURE `{s.unit_measure}`{age}; "
+                    + w["decimals"].format(n=ind.decimals)
+                    + ")",
+                )
+            )
         lines += ["", f"## {ind.code}", "", f"**{name}**. {definition}", ""]
         lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"
