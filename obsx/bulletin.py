@@ -156,14 +156,12 @@ WORDS = {
         "why_files": "{files} de {who} recibido(s) después, sobre {months}",
         "why_unknown": "recalculo (población, geografía o catálogo)",
         "definitions": "Definiciones",
-        "legend": "c: confidencial (una cifra de menos de {n} casos, o una de la que podría "
-        "deducirse); …: no reportado; n.d.: no disponible (las fuentes no registran lo que la "
-        "cifra cuenta; no es cero); §: cubre solo parte de la población o de los meses del "
-        "período; *: tasa inestable (menos de 20 casos). "
-        "Cada cifra se rastrea con «obsx explain» (pase el cursor sobre la cifra en el HTML).",
+        "legend": "c: confidencial (menos de {n} casos, o deducible); …: no reportado; n.d.: no "
+        "disponible (las fuentes no lo registran; no es 0); §: cubre parte de la población o de "
+        "los meses; *: tasa inestable (menos de 20 casos). Cada cifra: «obsx explain».",
         "generated": "Generado el {now} con datos recibidos hasta el {as_of}.",
         "not_available": "n.d.",
-        "note_not_available": "No disponible en el período: ninguna fuente que reportó registra ",
+        "note_not_available": "No disponible: ninguna fuente registra ",
         "scope": "los delitos o la unidad de cuenta que cuenta",
         "note_population": "Tasa calculada con la población de {year}.",
         "nation": "Nacional",
@@ -239,14 +237,12 @@ WORDS = {
         "why_files": "{files} from {who} received after, about {months}",
         "why_unknown": "recomputed (population, geography or catalogue)",
         "definitions": "Definitions",
-        "legend": "c: confidential (fewer than {n} cases, or a figure one could be deduced from); "
-        "…: not reported; n/a: not available (the sources do not record what the figure counts; "
-        "not zero); §: covers only part of the population or of the period's months; "
-        "*: unstable rate (fewer than 20 cases). "
-        "Every figure is traced with 'obsx explain' (hover over it in the HTML).",
+        "legend": "c: confidential (fewer than {n} cases, or deducible); …: not reported; n/a: "
+        "not available (the sources do not record it; not 0); §: covers part of the population "
+        "or of the months; *: unstable rate (fewer than 20 cases). Every figure: 'obsx explain'.",
         "generated": "Generated on {now} from data received up to {as_of}.",
         "not_available": "n/a",
-        "note_not_available": "Not available for the period: no source that reported records ",
+        "note_not_available": "Not available: no source records ",
         "scope": "the crimes or the counting unit it counts",
         "note_population": "Rate computed with the population of {year}.",
         "nation": "National",
@@ -1020,28 +1016,23 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             .limit(6),
             conn,
         )
-        context = (
-            _common(deployment, lang, period, now, as_of)
-            | {
-                "title": f"{w['pack_title']} — {name}",
-                "observatory": name,
-                "code": code,
-                "compare_title": w["compare"].format(parent=names.get(parent, parent))
-                if parent
-                else w["compare_national"],
-                "areas": [a for _, a in areas],
-                "rows": rows,
-                "chart": chart,
-                "record": [_delivery(r, w) for r in record.to_dict("records")],
-                "rejections": _rejections(conn, code, since, lang),
-                "compact": True,  # one page: the definitions without their standards
-                "notes": _with_status(
-                    notes, _availability_notes(values, PACK, national, period[:4], lang)
-                ),
-                "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
-                + (w["reconciliation_legend"] if concepts() else ""),
-            }
-        )
+        context = _common(deployment, lang, period, now, as_of) | {
+            "title": f"{w['pack_title']} — {name}",
+            "observatory": name,
+            "code": code,
+            "compare_title": w["compare"].format(parent=names.get(parent, parent))
+            if parent
+            else w["compare_national"],
+            "areas": [a for _, a in areas],
+            "rows": rows,
+            "chart": chart,
+            "record": [_delivery(r, w) for r in record.to_dict("records")],
+            "rejections": _rejections(conn, code, since, lang),
+            "compact": True,  # one page: the definitions without their standards
+            "notes": notes,  # one page: the legend says what n.d. and § mean
+            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
+            + (w["reconciliation_legend"] if concepts() else ""),
+        }
         html_path, pdf_path = _write(
             zone.reports_dir(code) / f"{w['pack_file']}_{code}_{period}.html",
             _render("pack.html.j2", context),

@@ -228,6 +228,14 @@ class Catalogue:
         for side in (ind.numerator, ind.denominator):
             if side is not None:
                 walk(side_where(self, side))
+        if ind.kind == "ratio":
+            # A field the denominator selects on (victims of known age) is no need: a source
+            # without it adds nothing to either side (the share is over records that have it).
+            known = set()
+            for key, rule in ind.denominator.where.items():
+                if key != "any" and (isinstance(rule, list) or "prefix" in rule):
+                    known.add((field_of(key),))
+            fields -= known
         for name in spec.scope:
             covers.setdefault(name, None)
         if dim_name:

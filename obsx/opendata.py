@@ -38,6 +38,7 @@ TABLE_CSV = "indicator_value.csv"
 TABLE_PARQUET = "indicator_value.parquet"
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 NUMBERS = [c.name for c in indicator_value.columns if isinstance(c.type, sa.Float)]
+INTEGERS = [c.name for c in indicator_value.columns if isinstance(c.type, sa.Integer)]
 
 # The SDG data structure, in its order; the breakdowns we never split by are _T (total).
 DIMENSIONS = [
@@ -111,6 +112,8 @@ def published_table(engine: sa.Engine, period: str | None = None) -> pd.DataFram
     for column in frame.columns:
         if column in NUMBERS:
             frame[column] = frame[column].astype("float64")
+        elif column in INTEGERS:  # the population year: 2018, never 2018.0
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
         elif column == "computed_at":
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
         else:
@@ -225,6 +228,9 @@ def _sdmx_deployment() -> Deployment:
     return deployment
 
 
+PART_OF_COUNTRY = "REPORTING"  # the area code suffix of the units that reported
+
+
 def area_code(deployment: Deployment, geo_level: str, geo_code: str) -> str:
     """REF_AREA of a unit: the country's UN M49 code at the national level (as the SDG data),
     ``<ISO alpha-2>_<unit code>`` below it (``PA_0804``). A bare ``0804`` or ``08`` would be
@@ -234,17 +240,30 @@ def area_code(deployment: Deployment, geo_level: str, geo_code: str) -> str:
     return f"{deployment.iso_alpha2}_{geo_code}"
 
 
+def reporting_area_code(deployment: Deployment) -> str:
+    """REF_AREA of a national value over part of the country (the units that reported):
+    never the M49 code, which would say the whole country."""
+    return f"{deployment.iso_alpha2}_{PART_OF_COUNTRY}"
+
+
 def observation_area(row: pd.Series, deployment: Deployment) -> tuple[str, str, str]:
     """REF_AREA, NATURE and COMMENT_OBS of one published value (a row of the published table):
     the one place that says which area an observation stands for and how it was produced.
 
-    Today: the unit's ``area_code``, NATURE C (country data), and the quality flag of a
-    published value as the comment. Coverage belongs here: a national value computed over part
-    of the country (a ``coverage`` column below 100) is not the country's value, so it must
-    not get the country's M49 code as REF_AREA without saying so (COMMENT_OBS at least)."""
+    The unit's ``area_code`` and NATURE C (country data); a value over part of its area's
+    population-months (``coverage`` below 100: units that did not report, months not yet
+    reported) says so in COMMENT_OBS, and a national one is not given the country's M49 code
+    but ``reporting_area_code`` (the units that reported). COMMENT_OBS also carries the quality
+    flag of a published value."""
     published = row["conf_status"] == "F"
-    comment = (row.get("quality_flag") or "") if published else ""
-    return area_code(deployment, row["geo_level"], row["geo_code"]), NATURE_COUNTRY_DATA, comment
+    notes = [row.get("quality_flag") or ""] if published else []
+    code = area_code(deployment, row["geo_level"], row["geo_code"])
+    coverage = row.get("coverage")
+    if coverage is not None and not pd.isna(coverage) and coverage < 99.95:
+        notes.append(f"coverage {coverage:.1f}% of population-months")
+        if row["geo_level"] == deployment.levels[0].code:
+            code = reporting_area_code(deployment)
+    return code, NATURE_COUNTRY_DATA, "; ".join(n for n in notes if n)
 
 
 def number_text(value: float | None, decimals: int) -> str:
@@ -409,6 +428,15 @@ def area_codes(engine: sa.Engine, deployment: Deployment) -> pd.DataFrame:
                 else f"{kind} {code} of {deployment.country_name['en']}",
             }
         )
+    rows.insert(
+        1,
+        {
+            "code": reporting_area_code(deployment),
+            "name": f"{deployment.country_name['en']}: reporting units",
+            "description": "National values over the units that reported only (part of the"
+            " country: COMMENT_OBS gives the share of population-months covered)",
+        },
+    )
     return pd.DataFrame(rows, columns=["code", "name", "description"])
 
 

@@ -296,8 +296,11 @@ def protect_intervals(
         for cell in still.tolist():
             if reach_up[cell] > TOL or reach_down[cell] < -TOL:
                 continue  # moved by the certificate of a cell before it
-            for delta in (1.0, -min(1.0, values[cell] - known_low[cell])):
-                y = certificate(cell, delta) if abs(delta) > TOL else None
+            # the rings, then the whole part (headlines last, tier by tier, as for small counts)
+            downward = -min(1.0, values[cell] - known_low[cell])
+            tries = [(d, a) for a in range(max(last_tier, 1) + 1) for d in (1.0, downward)]
+            for delta, allowed in tries:
+                y = certificate(cell, delta, allowed) if abs(delta) > TOL else None
                 if y is not None and abs(y[cell]) > TOL:
                     record(y)
                     break

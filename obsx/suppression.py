@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
+from obsx.indicators import NOT_AVAILABLE
 from obsx.protection import protect_intervals
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,10 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
         scope = " AND substr(period, 1, 4) IN (" + ", ".join(f"'{y}'" for y in years) + ")"
     rows = pd.read_sql(
         sa.text(
-            f"SELECT {', '.join(KEY)}, numerator, denominator, conf_status FROM {target}"
-            f" WHERE indicator_code IN ({codes}) AND numerator IS NOT NULL{scope}"
-            f" ORDER BY {', '.join(KEY)}"
-        ),  # in a fixed order: the choice breaks ties by position; not available: no figure
+            f"SELECT {', '.join(KEY)}, coalesce(numerator, 0) AS numerator,"
+            f" coalesce(denominator, 0) AS denominator, conf_status, quality_flag FROM {target}"
+            f" WHERE indicator_code IN ({codes}){scope} ORDER BY {', '.join(KEY)}"
+        ),  # in a fixed order: the choice breaks ties by position
         conn,
     )
     if rows.empty:
@@ -389,6 +390,9 @@ def apply_secondary_suppression(
     per_row = link.groupby("row").agg(primary=("primary", "any"), withheld=("withheld", "any"))
     status = np.where(per_row["primary"], "C", np.where(per_row["withheld"], "D", "F"))
     rows.loc[per_row.index, "new_status"] = status
+    # A value the sources cannot support enters the LP as a count of 0 that the intruder knows
+    # (no less than it knows: conservative); it has no value to withhold, whatever was chosen.
+    rows.loc[rows["quality_flag"] == NOT_AVAILABLE, "new_status"] = "F"
     changed = rows[rows["new_status"] != rows["conf_status"]]
     if not changed.empty:
         conn.execute(

@@ -235,11 +235,19 @@ def test_what_no_demo_source_records_is_not_available_never_zero(demo, tmp_path)
         & (rows["period"] == "2025")
     ].iloc[0]
     assert sdg["coverage"] == pytest.approx(coverage["value"]) == pytest.approx(53.0, abs=0.05)
-    table = pd.read_csv(write_open_data(demo, tmp_path)["csv"], encoding="utf-8-sig")
+    files = write_open_data(demo, tmp_path)
+    table = pd.read_csv(files["csv"], encoding="utf-8-sig")
     femicide = table[table["indicator_code"] == "FEMICIDE_RATE"]
     assert len(femicide) and femicide["value"].isna().all()
     assert set(femicide["quality_flag"]) == {"not_available"}
     assert "coverage" in table.columns
+    # SDMX: the five districts are not the country (M49 591), and say how much of it they are
+    sdmx = pd.read_csv(files["sdmx"], dtype=str, keep_default_na=False)
+    national = sdmx[(sdmx["SERIES"] == "VC_IHR_PSRC") & (sdmx["TIME_PERIOD"] == "2025")]
+    national = national[national["REF_AREA"].isin(["591", "PA_REPORTING"])]
+    assert set(national["REF_AREA"]) == {"PA_REPORTING"}
+    assert (national["COMMENT_OBS"].str.contains(r"coverage \d+\.\d% of population-months")).all()
+    assert "coverage 53.0% of population-months" in set(national["COMMENT_OBS"])
 
 
 def test_obsx_indicators_prints_what_is_published_unless_asked_for_more(demo, monkeypatch, capsys):

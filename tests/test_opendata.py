@@ -44,8 +44,10 @@ SEX_AGE = {
 }
 NUMBERS = [
     "numerator", "denominator", "value", "standard_error", "ci_low", "ci_high", "cv",
-    "change_previous", "change_year_ago",
+    "change_previous", "change_year_ago", "coverage",
 ]  # fmt: skip
+INTEGERS = ["population_year"]
+NATIONAL = "PA_REPORTING"  # the national values of the fixture cover some districts only
 
 
 @pytest.fixture(
@@ -169,7 +171,9 @@ def test_the_files_are_written_whole_and_named(exported):
 
 def test_sdg_16_1_1_reads_back_as_the_warehouse_holds_it(warehouse, sdg):
     value, status = stored(warehouse, "SDG_16_1_1", "PA", "2025")
-    national = obs(sdg, "VC_IHR_PSRC", "591", "2025")  # Panama in UN M49, as the SDG data
+    # The fixture's districts are part of Panama: not M49 591, the reporting units, with how much
+    national = obs(sdg, "VC_IHR_PSRC", NATIONAL, "2025")
+    assert national["COMMENT_OBS"].startswith("coverage ")
     # the catalogue's 2 decimals (SDG_16_1_1 decimals: 2), exactly
     assert status == "F" and national["OBS_VALUE"] == round(value, 2) != value
     assert national[
@@ -181,9 +185,9 @@ def test_sdg_16_1_1_reads_back_as_the_warehouse_holds_it(warehouse, sdg):
         "_T",
         "_T",
     ]
-    count = obs(sdg, "VC_IHR_PSRCN", "591", "2025")
+    count = obs(sdg, "VC_IHR_PSRCN", NATIONAL, "2025")
     assert (count["OBS_VALUE"], count["UNIT_MEASURE"]) == (19, "NUMBER")  # 4 + 15 victims
-    assert obs(sdg, "VC_IHR_PSRCN", "591", "2024")["OBS_VALUE"] == 10
+    assert obs(sdg, "VC_IHR_PSRCN", NATIONAL, "2024")["OBS_VALUE"] == 10
     # SDG reporting is annual; weapons are not an SDG breakdown
     assert set(sdg["TIME_PERIOD"]) == {"2024", "2025"}
     assert set(sdg["SERIES"]) == {"VC_IHR_PSRC", "VC_IHR_PSRCN", "VC_SNS_WALN"}
@@ -213,7 +217,7 @@ def test_withheld_cells_have_no_value_and_say_why(warehouse, sdg, written):
     assert len(withheld) >= 4 and set(withheld["conf_status"]) <= {"C", "D"}
     series = {"SDG_16_1_1": "VC_IHR_PSRC", "HOMICIDE_COUNT": "VC_IHR_PSRCN"}
     for cell in withheld.itertuples():
-        area = "591" if cell.geo_level == "national" else f"PA_{cell.geo_code}"
+        area = NATIONAL if cell.geo_level == "national" else f"PA_{cell.geo_code}"
         row = obs(
             sdg, series[cell.indicator_code], area, cell.period, *SEX_AGE[cell.disaggregation]
         )
@@ -226,13 +230,14 @@ def test_withheld_cells_have_no_value_and_say_why(warehouse, sdg, written):
     assert set(withheld_rows["OBS_VALUE"]) == {""} and set(withheld_rows["OBS_STATUS"]) == {"Q"}
     assert set(written.loc[written["CONF_STATUS"] == "F", "OBS_STATUS"]) == {"A"}
     # the file names areas so that no reader takes them for UN M49 countries
-    assert {"591", "PA_0804", "PA_08", "PA_0301", "PA_03"} <= set(written["REF_AREA"])
+    assert {NATIONAL, "PA_0804", "PA_08", "PA_0301", "PA_03"} <= set(written["REF_AREA"])
 
 
 def _view_frame(engine) -> pd.DataFrame:
     with engine.connect() as conn:
         frame = pd.read_sql(sa.text(f"SELECT * FROM {_view(engine, 'indicator_value')}"), conn)
     frame[NUMBERS] = frame[NUMBERS].astype("float64")
+    frame[INTEGERS] = frame[INTEGERS].astype("Int64")
     frame["computed_at"] = pd.to_datetime(frame["computed_at"], utc=True, format="ISO8601")
     key = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
     return frame.sort_values(key).reset_index(drop=True)
@@ -241,11 +246,11 @@ def _view_frame(engine) -> pd.DataFrame:
 def test_csv_and_parquet_hold_the_analysts_view(warehouse, exported):
     view = _view_frame(warehouse)
     parquet = pd.read_parquet(exported["parquet"])
-    text = [c for c in view.columns if c not in NUMBERS and c != "computed_at"]
+    text = [c for c in view.columns if c not in NUMBERS + INTEGERS and c != "computed_at"]
     from_csv = pd.read_csv(
         exported["csv"],
         encoding="utf-8-sig",
-        dtype=dict.fromkeys([*text, "name_es", "name_en"], str),
+        dtype=dict.fromkeys([*text, "name_es", "name_en"], str) | dict.fromkeys(INTEGERS, "Int64"),
         keep_default_na=False,
         na_values=dict.fromkeys(NUMBERS, [""]),
     )
@@ -341,7 +346,7 @@ def test_no_area_code_reads_as_an_m49_country_or_region(written, areas):
     prefix, so no reader takes 08 for Albania (8), 0804 for Ukraine (804) or 13 for Central
     America."""
     for code in set(areas) | set(written["REF_AREA"]):
-        assert code == "591" or re.fullmatch(r"PA_[0-9]+", code), code
+        assert code == "591" or re.fullmatch(r"PA_([0-9]+|REPORTING)", code), code
     with pytest.raises(ValueError):
         for code in set(areas) - {"591"}:
             int(code)  # none is a number
@@ -438,6 +443,14 @@ def test_one_function_says_what_area_a_value_stands_for():
         "quality_flag": "unstable",
     }
     assert observation_area(pd.Series(row), pa) == ("591", "C", "unstable")
+    # over part of the country (five districts, or months not reported): not the country
+    partial = pd.Series(row | {"coverage": 53.0})
+    assert observation_area(partial, pa) == (
+        "PA_REPORTING",
+        "C",
+        "unstable; coverage 53.0% of population-months",
+    )
+    assert observation_area(pd.Series(row | {"coverage": 100.0}), pa)[0] == "591"
     row = {"geo_level": "district", "geo_code": "0804", "conf_status": "C", "quality_flag": ""}
     assert observation_area(pd.Series(row), pa) == ("PA_0804", "C", "")  # withheld: no comment
     row = {"geo_level": "province", "geo_code": "08", "conf_status": "F", "quality_flag": ""}
