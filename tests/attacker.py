@@ -11,7 +11,9 @@ minimising and maximising it (scipy ``linprog``, HiGHS). What it knows:
   months, a year of its quarters (when all are published; else at least the sum of those present);
 - a total is at least the sum of its published categories (sex, age group, weapon, section);
 - a count is at most any count whose conditions its own imply (firearm homicides <= homicides,
-  homicides <= section 01);
+  homicides <= section 01), where both cover the same share of the area (the published
+  ``coverage``: counts over different units, a homicide register's and an all-crimes register's,
+  do not nest);
 - counts are not negative, and a cell flagged C (primary) holds 1 to threshold - 1.
 
 ``attack`` returns, per withheld count, the interval the intruder derives.
@@ -130,6 +132,7 @@ def counts_of(table: pd.DataFrame, catalogue: dict) -> pd.DataFrame:
                     "threshold": int(ind["suppress_below"]),
                     "disaggregation": disaggregation,
                     "indicator_code": r.indicator_code,
+                    "coverage": getattr(r, "coverage", np.nan),
                 }
             )
     return pd.DataFrame(rows)
@@ -152,9 +155,16 @@ def attack(
                 lambda s: "C" if (s == "C").any() else ("D" if (s == "D").any() else "F"),
             ),
             threshold=("threshold", "min"),
+            coverage=("coverage", "first"),
         )
         .reset_index()
     )
+    coverage = cells["coverage"].to_numpy(float)
+
+    def same_units(i: int, j: int) -> bool:
+        a, b = coverage[i], coverage[j]
+        return (np.isnan(a) and np.isnan(b)) or abs(a - b) < 0.05
+
     index = {tuple(k): i for i, k in enumerate(cells[place].itertuples(index=False, name=None))}
     n = len(cells)
     eq: list[list[tuple[int, float]]] = []
@@ -201,7 +211,7 @@ def attack(
         for big, smalls in within.items():
             if big not in there:
                 continue
-            present = [s for s in smalls if s in there]
+            present = [s for s in smalls if s in there and same_units(there[big], there[s])]
             for s in present:
                 ident(there[big], [there[s]], False)
             # categories of one dimension: disjoint values of one field beyond the big's
