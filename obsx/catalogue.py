@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from obsx.contract import Contract, load_contract
+from obsx.contract import Contract, band_bounds_sql, load_contract
 from obsx.sourceyaml import SourceError, load_yaml
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "indicators" / "catalogue.yaml"
@@ -38,9 +38,18 @@ class Dimension:
     bands: dict[str, tuple[int, int | None]] | None = None
     prefix: int | None = None
     population: str | None = None  # the population column it splits: sex or age_group
+    # bands: a field holding a band the source gave instead of a value (age_band, "18-24"),
+    # read where ``field`` is blank: a record takes the band its band fits wholly inside.
+    band_field: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The record fields its value comes from."""
+        return (self.field, self.band_field) if self.band_field else (self.field,)
 
     def expression(self, alias: str = "r") -> str:
-        """The SQL that gives a record's value of this dimension."""
+        """The SQL that gives a record's value of this dimension (NULL: none of its values; a
+        source band that straddles two of them is none, never guessed)."""
         column = f"{alias}.{self.field}"
         if self.bands:
             cases = " ".join(
@@ -49,7 +58,18 @@ class Dimension:
                 + f" THEN '{code}'"
                 for code, (low, high) in self.bands.items()
             )
-            return f"CASE {cases} END"
+            if not self.band_field:
+                return f"CASE {cases} END"
+            lowest, highest = band_bounds_sql(f"{alias}.{self.band_field}")
+            nested = " ".join(
+                f"WHEN {lowest} >= {low}"
+                + (f" AND {highest} <= {high}" if high is not None else "")
+                + f" THEN '{code}'"
+                for code, (low, high) in self.bands.items()
+            )
+            return (
+                f"CASE WHEN {column} IS NOT NULL THEN CASE {cases} END ELSE CASE {nested} END END"
+            )
         if self.prefix:
             return f"substr({column}, 1, {self.prefix})"
         return column
@@ -297,8 +317,21 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
         population = spec.get("population")
         if population not in (None, *POPULATION_DIMENSIONS):
             _fail(path, line, f"dimension {d}: population is sex or age_group")
+        band_field = spec.get("band_field")
+        if band_field is not None and not (
+            bands
+            and band_field in set(contract.record_fields)
+            and contract.field(band_field).band is not None
+        ):
+            _fail(path, line, f"dimension {d}: band_field names a band field of {name} (bands)")
         dims[d] = Dimension(
-            d, f, tuple(values) if values else None, bands, spec.get("prefix"), population
+            d,
+            f,
+            tuple(values) if values else None,
+            bands,
+            spec.get("prefix"),
+            population,
+            band_field,
         )
     for m in measures.values():
         _check_where(path, line, m.where, contract, dims)
