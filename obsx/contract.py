@@ -24,7 +24,7 @@ POPULATION_SHARE = "warn_above_population_share"
 # one; sources write "18 a 24 años", "60 y más" too, and a profile maps labels of its own
 # (MENORES: [0, 17]). SQL reads the bounds back with band_bounds_sql.
 BAND_RE = re.compile(r"^(\d{1,3})(?:-(\d{1,3})|\+)$")
-BAND_PATTERN = BAND_RE.pattern
+BAND_PATTERN = r"^\d{1,3}(?:-\d{1,3}|\+)$"  # the same, without groups (Great Expectations)
 _SPELT_RANGE = re.compile(r"^(?:de )?(\d{1,3}) (?:a |al |hasta )?(\d{1,3})(?: anos?)?$")
 _SPELT_OPEN = re.compile(r"^(?:de )?(\d{1,3})(?: anos?)? (?:y|o) mas(?: anos?)?$")
 # The largest whole number the warehouse stores (an INTEGER column: 4 bytes on PostgreSQL). An

@@ -300,3 +300,17 @@ def test_a_profile_band_must_be_a_band(band):
     profile = BANDS_PROFILE | {"codes": {"age_band": {"MENORES": band}}}
     with pytest.raises(ProfileError, match="codes.age_band.'MENORES'"):
         parse_profile(profile, load_contract("incidents"))
+
+
+def test_the_merged_records_suite_checks_bands_and_the_integer_ceiling():
+    from obsx.expectations import expectations_for
+
+    found = {
+        (type(e).__name__, e.column): e
+        for e in expectations_for(load_contract("incidents"))
+        if hasattr(e, "column")
+    }
+    band = found[("ExpectColumnValuesToMatchRegex", "age_band")]
+    assert band.regex == r"^\d{1,3}(?:-\d{1,3}|\+)$"
+    count = found[("ExpectColumnValuesToBeBetween", "victim_count")]
+    assert (count.min_value, count.max_value) == (0, INTEGER_MAX)
