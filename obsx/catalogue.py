@@ -42,11 +42,6 @@ class Dimension:
     # read where ``field`` is blank: a record takes the band its band fits wholly inside.
     band_field: str | None = None
 
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The record fields its value comes from."""
-        return (self.field, self.band_field) if self.band_field else (self.field,)
-
     def expression(self, alias: str = "r") -> str:
         """The SQL that gives a record's value of this dimension (NULL: none of its values; a
         source band that straddles two of them is none, never guessed)."""

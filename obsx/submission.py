@@ -349,17 +349,12 @@ def _implausible_counts(conn, accepted: AcceptedRows) -> list:
     counts["year"] = counts["year"].astype(int)
     totals = unit_totals(conn, sorted(set(counts["unit"])))
     pairs = counts[["unit", "year"]].drop_duplicates()
-    known = {
-        (unit, year): _population_in(totals, unit, year)
-        for unit, year in pairs.itertuples(index=False)
-    }
-    figure = [known[pair] for pair in zip(counts["unit"], counts["year"], strict=True)]
-    counts["population"] = [f[0] if f else None for f in figure]
-    counts["population_year"] = [f[1] if f else None for f in figure]
+    figures = [_population_in(totals, u, y) for u, y in pairs.itertuples(index=False)]
+    pairs["population"] = [f[0] if f else float("nan") for f in figures]
+    pairs["population_year"] = [f[1] if f else float("nan") for f in figures]
+    counts = counts.merge(pairs, on=["unit", "year"])
     counts["share"] = counts["field"].map(accepted.shares)
-    over = counts["population"].notna() & (
-        counts["value"].astype(float) > counts["share"] * counts["population"].astype(float)
-    )
+    over = counts["value"].astype(float) > counts["share"] * counts["population"]
     contract = load_contract(accepted.dataset)
     found = []
     for c in counts[over].sort_values(["row", "month"]).itertuples():
