@@ -13,7 +13,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from obsx.contract import Contract
+from obsx.contract import POPULATION_SHARE, Contract
 from obsx.feedback import defuse_text
 
 WORDS = {
@@ -89,8 +89,8 @@ def _rules(f, lang: str) -> str:
             if lang == "es"
             else f"18-24 or 60+ ({low} to {high})"
         )
-    if "warn_above_population_share" in c:
-        share = f"{c['warn_above_population_share']:.0%}"
+    if POPULATION_SHARE in c:
+        share = f"{c[POPULATION_SHARE]:.0%}"
         words.append(
             f"aviso si pasa del {share.replace('%', ' %')} de la población de la unidad en un mes"
             if lang == "es"
