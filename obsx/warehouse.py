@@ -559,8 +559,9 @@ def dialect_insert(engine_or_conn):
 def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = None) -> pd.Series:
     """A stable SHA-256 of each row's contract values: equal content, equal hash.
 
-    A column listed in ``defaults`` counts only where it differs from its default, so adding an
-    optional field with a default to a contract leaves the hashes of existing records unchanged.
+    A column listed in ``defaults`` counts only where it differs from its default (None: where
+    it has a value), so adding an optional field to a contract leaves the hashes of existing
+    records unchanged (Contract.hash_defaults).
     """
     defaults = defaults or {}
     plain = [c for c in columns if c not in defaults]
@@ -568,7 +569,8 @@ def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = 
     joined = text.iloc[:, 0].str.cat([text[c] for c in plain[1:]], sep="\x1f")
     for column, default in defaults.items():
         value = frame[column].astype("str")
-        joined = joined + ("\x1f" + column + "=" + value).where(value.ne(default).fillna(False), "")
+        counted = frame[column].notna() if default is None else value.ne(default).fillna(False)
+        joined = joined + ("\x1f" + column + "=" + value).where(counted, "")
     sha256 = hashlib.sha256
     hashes = [sha256(s.encode("utf-8")).hexdigest() for s in joined.tolist()]
     return pd.Series(hashes, index=frame.index, dtype="str")
@@ -807,7 +809,7 @@ class Stage:
         period = pd.to_datetime(accepted[contract.period_field])
         rows = accepted[fields].assign(
             observatory_code=self.observatory_code,
-            row_hash=row_hashes(accepted, fields, defaults=contract.defaults),
+            row_hash=row_hashes(accepted, fields, defaults=contract.hash_defaults),
             period_month=period.dt.strftime("%Y-%m"),
             period_year=period.dt.strftime("%Y"),
             source_row=accepted.index.astype(int),
