@@ -1,0 +1,241 @@
+"""The web application as people use it: a real ``obsx web`` process on a free port, over a real
+SQLite warehouse, driven over HTTP (sign in, check, send, feedback, IDOR, CSRF, lock-out)."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from obsx import accounts
+from obsx.dropzone import Dropzone
+from obsx.reference import observatories
+from tests.conftest import process_inboxes, sqlite_warehouse
+
+FIXTURES = Path(__file__).parent / "fixtures" / "incidents"
+OBSX = Path(sys.executable).with_name("obsx")
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen, str]:
+    """``obsx web`` on a free port, as ``make web`` starts it; returns it once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("WAREHOUSE_URL", "OBSX_WEB_SECRET")}
+    env |= {"OBSX_DATA_DIR": str(root), "OBSX_WEB_LOG_LEVEL": "warning"}
+    server = subprocess.Popen(
+        [str(OBSX), "web", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"obsx web ended: {server.stderr.read().decode()[-2000:]}")
+        try:
+            httpx.get(url + "/login", timeout=2)
+            return server, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("obsx web did not answer within 60 s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A data root with a warehouse, Panamá's April file processed, four accounts, a server."""
+    root = tmp_path_factory.mktemp("web")
+    engine = sqlite_warehouse(root)
+    zone = Dropzone(root, observatories())
+    zone.ensure_folders()
+    shutil.copy(FIXTURES / "panama_abril.sav", zone.inbox("pa_panama") / "panama_abril.sav")
+    (panama,) = process_inboxes(root, engine, ["pa_panama"])
+    accounts.add_user(engine, "colon", "contributor", PASSWORD, contributors=["pa_colon"])
+    accounts.add_user(engine, "panama", "contributor", PASSWORD, contributors=["pa_panama"])
+    accounts.add_user(engine, "analista", "analyst", PASSWORD)
+    accounts.add_user(engine, "victima", "contributor", PASSWORD, contributors=["pa_colon"])
+    server, url = start_server(root)
+    yield {"root": root, "url": url, "zone": zone, "engine": engine, "panama": panama}
+    stop_server(server)
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def signed_in(site, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=site["url"], timeout=60)
+    token = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"csrf": token, "username": username, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def check(client: httpx.Client, code: str, name: str, data: bytes) -> httpx.Response:
+    token = csrf_of(client.get(f"/c/{code}").text)
+    return client.post(
+        f"/c/{code}/check",
+        data={"csrf": token, "dataset": ""},
+        files={"file": (name, data, "application/octet-stream")},
+        follow_redirects=True,
+    )
+
+
+def test_signing_in_opens_the_contributors_portal(site):
+    client = signed_in(site, "colon")
+
+    page = client.get("/", follow_redirects=True)
+
+    assert page.url.path == "/c/pa_colon"
+    assert "Observatorio" in page.text and "Revisar antes de enviar" in page.text
+
+
+def test_the_session_cookie_is_httponly_and_lax_and_pages_carry_security_headers(site):
+    client = httpx.Client(base_url=site["url"])
+
+    page = client.get("/login")
+
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_a_bad_file_checked_gives_its_problems_and_stores_nothing(site):
+    client = signed_in(site, "colon")
+    inbox = site["zone"].inbox("pa_colon")
+
+    page = check(client, "pa_colon", "malo.csv", b"hola;mundo\n1;2\n3;4\n")
+
+    assert page.status_code == 200
+    assert "Rechazado" in page.text
+    assert 'class="error"' in page.text  # the problems, row by row
+    assert list(inbox.iterdir()) == []
+
+
+def test_a_file_of_a_type_not_accepted_is_refused_before_it_is_stored(site):
+    client = signed_in(site, "colon")
+
+    page = check(client, "pa_colon", "virus.exe", b"MZ\x90\x00")
+
+    assert "Tipo de archivo no admitido" in page.text
+    assert list(site["zone"].inbox("pa_colon").iterdir()) == []
+    staged = (site["root"] / "web" / "staging").glob("pa_colon/*")
+    assert all(p.read_bytes() != b"MZ\x90\x00" for p in staged)
+
+
+def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(site):
+    client = signed_in(site, "colon")
+    data = (FIXTURES / "colon_enero.xlsx").read_bytes()
+
+    verdict = check(client, "pa_colon", "colon_enero.xlsx", data)
+    assert "Aceptado parcialmente" in verdict.text
+    token = re.search(r'name="token" value="([0-9a-f]{32})"', verdict.text).group(1)
+    sent = client.post(
+        "/c/pa_colon/send",
+        data={"csrf": csrf_of(verdict.text), "token": token, "action": "send"},
+        follow_redirects=True,
+    )
+
+    inbox = site["zone"].inbox("pa_colon")
+    assert [p.name for p in inbox.iterdir()] == ["colon_enero.xlsx"]  # no .part left behind
+    assert (inbox / "colon_enero.xlsx").read_bytes() == data
+    assert "colon_enero.xlsx" in sent.text
+
+    run = subprocess.run(
+        [str(OBSX), "--data-dir", str(site["root"]), "run", "--settle-seconds", "0"],
+        env={k: v for k, v in os.environ.items() if k != "WAREHOUSE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "colon_enero.xlsx" in run.stdout, run.stdout + run.stderr
+
+    history = client.get("/c/pa_colon")
+    link = re.search(r'href="(/submissions/[0-9a-f]{64})"', history.text).group(1)
+    feedback = client.get(link)
+    assert feedback.status_code == 200
+    assert "Estafa" in feedback.text  # the rejected row's reason
+    rejected = client.get(link + "/rejected.csv")
+    assert rejected.status_code == 200
+    assert "Estafa" in rejected.content.decode("utf-8-sig")
+    site["colon_submission"] = link
+
+
+def test_another_contributors_feedback_is_refused(site):
+    client = signed_in(site, "colon")
+    other = site["panama"].submission_id
+
+    assert client.get(f"/submissions/{other}").status_code == 404
+    assert client.get(f"/submissions/{other}/rejected.csv").status_code == 404
+    assert client.get("/c/pa_panama").status_code == 404
+    assert signed_in(site, "panama").get(f"/submissions/{other}").status_code == 200
+
+
+def test_an_analyst_cannot_open_the_portal_nor_a_contributor_the_desk(site):
+    assert signed_in(site, "analista").get("/c/pa_colon").status_code == 403
+    assert signed_in(site, "colon").get("/desk").status_code == 403
+
+
+def test_a_post_without_its_csrf_token_is_refused(site):
+    client = signed_in(site, "colon")
+
+    refused = client.post("/c/pa_colon/check", files={"file": ("a.csv", b"x\n1\n", "text/csv")})
+    wrong = client.post("/logout", data={"csrf": "not-the-token"})
+
+    assert refused.status_code == 403
+    assert wrong.status_code == 403
+    assert client.get("/c/pa_colon").status_code == 200  # still signed in
+
+
+def test_ten_wrong_passwords_lock_the_account(site):
+    client = httpx.Client(base_url=site["url"])
+    token = csrf_of(client.get("/login").text)
+    answers = [
+        client.post("/login", data={"csrf": token, "username": "victima", "password": f"bad{i}"})
+        for i in range(10)
+    ]
+
+    right = client.post("/login", data={"csrf": token, "username": "victima", "password": PASSWORD})
+
+    assert all(a.status_code == 401 for a in answers)
+    assert "bloqueada" not in answers[8].text
+    assert "bloqueada" in answers[9].text
+    assert right.status_code == 401 and "bloqueada" in right.text
+    events = accounts.audit_events(site["engine"])
+    assert (
+        sum(e["action"] == "sign-in refused" and e["username"] == "victima" for e in events) == 11
+    )
+
+
+def test_the_analysts_reporting_board_shows_who_delivered(site):
+    client = signed_in(site, "analista")
+
+    board = client.get("/desk")
+
+    assert board.status_code == 200
+    assert "Entregas por período" in board.text

@@ -1,0 +1,909 @@
+"""The routes: sign-in, the contributor's portal, the ministry's desk, accounts.
+
+Authorization is checked on the server for every route: ``signed_in(*roles)`` refuses people of
+other roles (403), and every contributor code, submission id, pack or bulletin named in a URL is
+looked up among what the signed-in person may see (404 otherwise, so that nobody learns what
+exists elsewhere). No path is built from what a request says: files are found by listing the
+folders the server owns and matching names or ids from that listing or from the warehouse.
+"""
+
+import datetime as dt
+import functools
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from obsx import accounts
+from obsx.config import data_root, warehouse_url
+from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, session_secret
+from web.words import TEXT
+
+HERE = Path(__file__).resolve().parent
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+TOKEN = re.compile(r"^[0-9a-f]{32}$")
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+CLOSABLE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
+STAGED_SECONDS = 3600  # a checked file waits this long for "send"
+SESSION_SECONDS = 8 * 3600
+BOARD_PERIODS = 12
+
+
+@dataclass
+class Site:
+    """What the routes share: the data root, the warehouse, the registry, the templates."""
+
+    root: Path
+    engine: sa.Engine
+    templates: Jinja2Templates
+    default_lang: str
+
+    @functools.cached_property
+    def registry(self):
+        from obsx.reference import observatories
+
+        return observatories(engine=self.engine)
+
+    @functools.cached_property
+    def zone(self):
+        from obsx.dropzone import Dropzone
+
+        return Dropzone(self.root, self.registry)
+
+    def view(self, name: str) -> str:
+        """An analysts' view (docs/analytics.md): what the desk reads."""
+        return (
+            f"analytics.{name}" if self.engine.dialect.name == "postgresql" else f"analytics_{name}"
+        )
+
+
+def _site(request: Request) -> Site:
+    return request.app.state.site
+
+
+def _lang(request: Request) -> str:
+    lang = request.session.get("lang")
+    return lang if lang in TEXT else _site(request).default_lang
+
+
+def _t(request: Request) -> dict[str, str]:
+    return TEXT[_lang(request)]
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _user(request: Request) -> accounts.User | None:
+    uid = request.session.get("uid")
+    if not isinstance(uid, int):
+        return None
+    user = accounts.get_user(_site(request).engine, uid)
+    if user is None or not user.active:
+        request.session.clear()
+        return None
+    return user
+
+
+def render(request: Request, template: str, status: int = 200, **context) -> Response:
+    return _site(request).templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": _t(request),
+            "lang": _lang(request),
+            "user": getattr(request.state, "user", None),
+            "csrf": csrf_token(request),
+            "flash": request.session.pop("flash", None),
+            **context,
+        },
+        status_code=status,
+    )
+
+
+def _flash(request: Request, text: str, kind: str = "ok") -> None:
+    request.session["flash"] = {"text": text, "kind": kind}
+
+
+def signed_in(*roles: str):
+    """The route needs a signed-in person of one of ``roles`` (any role when none given)."""
+
+    def wrap(endpoint):
+        @functools.wraps(endpoint)
+        async def guarded(request: Request):
+            user = await run_in_threadpool(_user, request)
+            if user is None:
+                if request.method == "GET":
+                    return RedirectResponse("/login", status_code=303)
+                raise HTTPException(401)
+            if roles and user.role not in roles:
+                raise HTTPException(403)
+            request.state.user = user
+            return await endpoint(request)
+
+        return guarded
+
+    return wrap
+
+
+def _contributor(request: Request) -> str:
+    """The contributor code of the URL, if the person is staff of it; else 404. Returns the
+    registry's own string, never the request's."""
+    user = request.state.user
+    wanted = request.path_params["code"]
+    for code in user.contributors:
+        if code == wanted and code in _site(request).registry:
+            return code
+    raise HTTPException(404)
+
+
+# --- signing in and out ------------------------------------------------------------------
+
+
+async def home(request: Request):
+    user = await run_in_threadpool(_user, request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    if user.role == "contributor":
+        first = user.contributors[0] if user.contributors else None
+        return RedirectResponse(f"/c/{first}" if first else "/login", status_code=303)
+    return RedirectResponse("/desk" if user.role == "analyst" else "/admin/users", status_code=303)
+
+
+async def login(request: Request):
+    if request.method == "GET":
+        return render(request, "login.html")
+    form = await checked_form(request)
+    username = str(form.get("username", "")).strip().lower()[:64]
+    password = str(form.get("password", ""))[:1024]
+    site = _site(request)
+    answer = await run_in_threadpool(accounts.authenticate, site.engine, username, password)
+    t = _t(request)
+    if answer.user is None:
+        await run_in_threadpool(
+            accounts.audit,
+            site.engine,
+            "sign-in refused",
+            username,
+            detail=answer.refused,
+            address=_address(request),
+        )
+        message = t[answer.refused or "wrong"]
+        if answer.refused == "locked" and answer.locked_until:
+            message = message.format(until=answer.locked_until.strftime("%Y-%m-%d %H:%M"))
+        return render(request, "login.html", status=401, error=message, username=username)
+    lang = request.session.get("lang")
+    request.session.clear()  # a new session: nothing carried over from before signing in
+    request.session.update({"uid": answer.user.user_id, "csrf": secrets.token_urlsafe(32)})
+    if lang:
+        request.session["lang"] = lang
+    await run_in_threadpool(
+        accounts.audit, site.engine, "sign-in", answer.user.username, address=_address(request)
+    )
+    return RedirectResponse("/", status_code=303)
+
+
+async def logout(request: Request):
+    await checked_form(request)
+    user = await run_in_threadpool(_user, request)
+    if user is not None:
+        await run_in_threadpool(
+            accounts.audit,
+            _site(request).engine,
+            "sign-out",
+            user.username,
+            address=_address(request),
+        )
+    lang = request.session.get("lang")
+    request.session.clear()
+    if lang:
+        request.session["lang"] = lang
+    return RedirectResponse("/login", status_code=303)
+
+
+async def language(request: Request):
+    form = await checked_form(request)
+    wanted = form.get("lang")
+    request.session["lang"] = wanted if wanted in TEXT else _site(request).default_lang
+    return RedirectResponse("/", status_code=303)
+
+
+# --- the contributor's portal --------------------------------------------------------------
+
+
+def _submissions(site: Site, code: str) -> list[dict]:
+    from obsx.warehouse import submission as s
+
+    with site.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                s.c.submission_id,
+                s.c.file_name,
+                s.c.dataset,
+                s.c.status,
+                s.c.received_at,
+                s.c.rows_read,
+                s.c.rows_accepted,
+                s.c.rows_rejected,
+                s.c.warnings,
+            )
+            .where(s.c.observatory_code == code)
+            .order_by(s.c.received_at.desc())
+            .limit(500)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def _waiting(site: Site, code: str) -> list[str]:
+    from obsx.dropzone import display_name
+
+    return [display_name(p) for _, p, _ in site.zone.finished_files(settle_seconds=0, codes=[code])]
+
+
+def _datasets() -> list[str]:
+    from obsx.contract import observatory_datasets
+
+    return list(observatory_datasets())
+
+
+@signed_in("contributor")
+async def portal(request: Request):
+    code = _contributor(request)
+    site = _site(request)
+    history = await run_in_threadpool(_submissions, site, code)
+    waiting = await run_in_threadpool(_waiting, site, code)
+    return render(
+        request,
+        "portal.html",
+        code=code,
+        name=site.registry[code].name,
+        history=history,
+        waiting=waiting,
+        datasets=_datasets(),
+        max_mb=_max_mb(),
+    )
+
+
+def _max_mb() -> int:
+    from obsx.limits import MB, current_limits
+
+    return current_limits().max_file_bytes // MB
+
+
+def _staging(site: Site, code: str) -> Path:
+    return site.root / "web" / "staging" / code
+
+
+def _clear_stale(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        try:
+            if time.time() - path.stat().st_mtime > STAGED_SECONDS:
+                path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+
+
+async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The uploaded bytes, refusing past ``max_bytes`` as they are read."""
+    from obsx.uploads import UploadRefused, check_size
+
+    chunks, size = [], 0
+    while block := await upload.read(1 << 20):
+        size += len(block)
+        if size > max_bytes:
+            check_size(size)  # raises with the limit's words
+            raise UploadRefused("size", str(size))
+        chunks.append(block)
+    return b"".join(chunks)
+
+
+@signed_in("contributor")
+async def check(request: Request):
+    """Check before sending: the file's verdict as ``obsx validate`` gives it; the bytes wait
+    in the server's staging folder under a random token until "send" or "cancel"."""
+    from obsx.dropzone import display_name
+    from obsx.limits import current_limits
+    from obsx.uploads import UploadRefused, check_size, dry_run, upload_suffix
+
+    code = _contributor(request)
+    site = _site(request)
+    form = await checked_form(request, max_files=1)
+    upload = form.get("file")
+    dataset = form.get("dataset") or None
+    t = _t(request)
+    if dataset is not None and dataset not in _datasets():
+        raise HTTPException(400)
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise UploadRefused("missing", "")
+        name = display_name(Path(upload.filename.replace("\\", "/").split("/")[-1]))
+        upload_suffix(name)
+        data = await _read_upload(upload, current_limits().max_file_bytes)
+        check_size(len(data))
+    except UploadRefused as exc:
+        _flash(request, t[f"refused_{exc.code}"].format(detail=exc), "error")
+        return RedirectResponse(f"/c/{code}", status_code=303)
+    started = time.monotonic()
+    report = await run_in_threadpool(
+        dry_run, data, name, site.registry[code], dataset, _lang(request)
+    )
+    seconds = time.monotonic() - started
+    folder = _staging(site, code)
+    folder.mkdir(parents=True, exist_ok=True)
+    _clear_stale(folder)
+    token = secrets.token_hex(16)
+    (folder / token).write_bytes(data)
+    meta = {"name": name, "dataset": report.dataset, "uid": request.state.user.user_id}
+    (folder / f"{token}.json").write_text(json.dumps(meta), encoding="utf-8")
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        "check",
+        request.state.user.username,
+        target=f"{code}/{name}",
+        detail=f"{report.status}, {report.counts['rows_read']} rows, {seconds:.2f} s",
+        address=_address(request),
+    )
+    return render(
+        request,
+        "verdict.html",
+        code=code,
+        name=site.registry[code].name,
+        doc=report.as_document(),
+        token=token,
+        seconds=seconds,
+    )
+
+
+def _staged(request: Request, code: str, token: str) -> tuple[Path, dict] | None:
+    """The staged file of ``token`` if this person staged it for ``code``."""
+    if not TOKEN.match(token):
+        return None
+    folder = _staging(_site(request), code)
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        if path.stem == token:  # matched from the listing, never joined from the request
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            if meta.get("uid") == request.state.user.user_id:
+                return path.with_suffix(""), meta
+    return None
+
+
+@signed_in("contributor")
+async def send(request: Request):
+    from obsx.uploads import UploadRefused, deliver
+
+    code = _contributor(request)
+    site = _site(request)
+    form = await checked_form(request)
+    found = _staged(request, code, str(form.get("token", "")))
+    t = _t(request)
+    if found is None:
+        _flash(request, t["expired"], "error")
+        return RedirectResponse(f"/c/{code}", status_code=303)
+    path, meta = found
+    action = form.get("action")
+    if action == "send":
+        try:
+            done = await run_in_threadpool(
+                deliver, site.zone, code, meta["name"], path.read_bytes()
+            )
+        except UploadRefused as exc:
+            _flash(request, t[f"refused_{exc.code}"].format(detail=exc), "error")
+        else:
+            await run_in_threadpool(
+                accounts.audit,
+                site.engine,
+                "upload",
+                request.state.user.username,
+                target=f"{code}/{done.path.name}",
+                detail=f"sha256 {done.sha256}, {done.size} bytes",
+                address=_address(request),
+            )
+            _flash(request, t["sent"].format(name=done.path.name))
+    else:
+        _flash(request, t["cancelled"])
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
+    return RedirectResponse(f"/c/{code}", status_code=303)
+
+
+def _submission_of(request: Request) -> dict:
+    """The submission of the URL, if it is one of the person's contributors'; else 404."""
+    from obsx.warehouse import submission as s
+
+    sid = request.path_params["sid"]
+    if not HEX64.match(sid):
+        raise HTTPException(404)
+    with _site(request).engine.connect() as conn:
+        row = conn.execute(sa.select(s).where(s.c.submission_id == sid)).first()
+    if row is None or row.observatory_code not in request.state.user.contributors:
+        raise HTTPException(404)
+    return dict(row._mapping)
+
+
+def _feedback_files(site: Site, row: dict) -> tuple[Path | None, Path | None]:
+    """The feedback JSON of a submission and its rejected-rows CSV, found by listing the
+    contributor's feedback folder for the id's 16 first hex digits (as obsx names them)."""
+    folder = site.zone.feedback_dir(row["observatory_code"])
+    marker = f"__{row['submission_id'][:16]}."
+    found_json = found_csv = None
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if marker not in path.name or path.name.startswith("."):
+            continue
+        if path.name.endswith(marker + "json"):
+            found_json = path
+        elif path.suffix == ".csv":
+            found_csv = path
+    return found_json, found_csv
+
+
+@signed_in("contributor")
+async def feedback(request: Request):
+    site = _site(request)
+    row = await run_in_threadpool(_submission_of, request)
+    doc_path, csv_path = _feedback_files(site, row)
+    doc = json.loads(doc_path.read_text(encoding="utf-8")) if doc_path else None
+    return render(
+        request,
+        "feedback.html",
+        code=row["observatory_code"],
+        name=site.registry[row["observatory_code"]].name
+        if row["observatory_code"] in site.registry
+        else row["observatory_code"],
+        row=row,
+        doc=doc,
+        has_csv=csv_path is not None,
+    )
+
+
+@signed_in("contributor")
+async def rejected_rows(request: Request):
+    site = _site(request)
+    row = await run_in_threadpool(_submission_of, request)
+    _, csv_path = _feedback_files(site, row)
+    if csv_path is None:
+        raise HTTPException(404)
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        "download rejected rows",
+        request.state.user.username,
+        target=row["submission_id"],
+        address=_address(request),
+    )
+    return FileResponse(csv_path, media_type="text/csv; charset=utf-8", filename=csv_path.name)
+
+
+def _packs(site: Site, code: str) -> dict[str, Path]:
+    folder = site.zone.reports_dir(code)
+    if not folder.is_dir():
+        return {}
+    return {
+        p.name: p
+        for p in sorted(folder.iterdir(), reverse=True)
+        if p.is_file() and not p.is_symlink() and p.suffix in (".html", ".pdf")
+    }
+
+
+@signed_in("contributor")
+async def packs(request: Request):
+    code = _contributor(request)
+    site = _site(request)
+    return render(
+        request,
+        "packs.html",
+        code=code,
+        name=site.registry[code].name,
+        packs=list(_packs(site, code)),
+    )
+
+
+@signed_in("contributor")
+async def pack_file(request: Request):
+    code = _contributor(request)
+    path = _packs(_site(request), code).get(request.path_params["name"])
+    if path is None:
+        raise HTTPException(404)
+    return _download(path)
+
+
+def _download(path: Path) -> Response:
+    """A file as an attachment (a PDF may open in the browser): no HTML of ours runs in the
+    portal's origin without the portal's CSP."""
+    if path.suffix == ".pdf":
+        return FileResponse(path, media_type="application/pdf")
+    return FileResponse(path, filename=path.name, content_disposition_type="attachment")
+
+
+# --- the ministry's desk --------------------------------------------------------------------
+
+
+def _board(site: Site) -> list[dict]:
+    with site.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.text(
+                "SELECT observatory_code, dataset, period_type, period, due_on, received_at,"
+                f" status FROM {site.view('reporting_status')}"
+            ),
+            conn,
+        )
+    boards = []
+    for (dataset, period_type), group in frame.groupby(["dataset", "period_type"], sort=True):
+        periods = sorted(group["period"].unique())[-BOARD_PERIODS:]
+        cells = {(r.observatory_code, r.period): r for r in group.itertuples()}
+        rows = []
+        for code in sorted(group["observatory_code"].unique()):
+            name = site.registry[code].name if code in site.registry else code
+            row = []
+            for p in periods:
+                r = cells.get((code, p))
+                received = None
+                if r is not None and r.received_at is not None and not pd.isna(r.received_at):
+                    received = str(r.received_at)[:10]
+                row.append({"status": r.status if r is not None else "", "received": received})
+            rows.append({"code": code, "name": name, "cells": row})
+        totals = {
+            s: int((group[group["period"].isin(periods)]["status"] == s).sum())
+            for s in ("on_time", "late", "missing", "not_due")
+        }
+        boards.append(
+            {
+                "dataset": dataset,
+                "period_type": period_type,
+                "periods": periods,
+                "rows": rows,
+                "totals": totals,
+            }
+        )
+    return boards
+
+
+@signed_in("analyst")
+async def desk(request: Request):
+    boards = await run_in_threadpool(_board, _site(request))
+    return render(request, "desk.html", boards=boards)
+
+
+def _reconciliation(site: Site) -> tuple[object, list[dict]]:
+    from obsx import reconcile
+
+    try:
+        concept = reconcile.get_concept(None)
+    except ValueError:
+        return None, []
+    with site.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.text(
+                "SELECT geo_code, period, source, count, difference, status, chosen_source,"
+                f" decided_by, decided_at, reason FROM {site.view('reconciliation')}"
+                " WHERE concept = :concept"
+            ),
+            conn,
+            params={"concept": concept.code},
+        )
+    shown = frame[frame["status"].isin(["to_reconcile", "reopened", "decided"])]
+    items = []
+    for (geo, period), group in shown.groupby(["geo_code", "period"], sort=True):
+        first = group.iloc[0]
+        counts = {r.source: r.count for r in group.itertuples() if isinstance(r.source, str)}
+        items.append(
+            {
+                "geo": geo,
+                "period": period,
+                "counts": counts,
+                "difference": first["difference"],
+                "status": first["status"],
+                "follows": first["chosen_source"],
+                "decided_by": first["decided_by"],
+                "reason": first["reason"],
+            }
+        )
+    items.sort(key=lambda i: (i["status"] == "decided", i["period"], i["geo"]))
+    return concept, items
+
+
+@signed_in("analyst")
+async def reconciliation(request: Request):
+    concept, items = await run_in_threadpool(_reconciliation, _site(request))
+    sources = [s.name for s in concept.sources] if concept else []
+    return render(request, "reconciliation.html", concept=concept, items=items, sources=sources)
+
+
+def _decide(
+    site: Site, concept_code: str, geo: str, period: str, source: str, by: str, reason: str
+):
+    from obsx import reconcile
+
+    decision = reconcile.decide(site.engine, concept_code, geo, period, source, by, reason)
+    with site.engine.begin() as conn:
+        reconcile.refresh_reconciliation(conn, dt.datetime.now(dt.UTC))
+    return decision
+
+
+@signed_in("analyst")
+async def decide(request: Request):
+    from obsx import reconcile
+
+    form = await checked_form(request)
+    site = _site(request)
+    t = _t(request)
+    geo, period = str(form.get("geo", "")), str(form.get("period", ""))
+    source, reason = str(form.get("source", "")), str(form.get("reason", "")).strip()
+    if not reason:
+        _flash(request, t["reason_required"], "error")
+        return RedirectResponse("/desk/reconciliation", status_code=303)
+    concept = reconcile.get_concept(None)
+    user = request.state.user
+    try:
+        decision = await run_in_threadpool(
+            _decide, site, concept.code, geo, period, source, user.username, reason[:2000]
+        )
+    except ValueError as exc:
+        _flash(request, str(exc), "error")
+        return RedirectResponse("/desk/reconciliation", status_code=303)
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        "reconciliation decision",
+        user.username,
+        target=f"{concept.code} {geo} {period}",
+        detail=f"decision {decision}: follows {source}; {reason[:500]}",
+        address=_address(request),
+    )
+    _flash(request, t["decided"].format(geo=geo, period=period, source=source))
+    return RedirectResponse("/desk/reconciliation", status_code=303)
+
+
+def _bulletins(site: Site) -> dict[str, dict[str, Path]]:
+    """Built bulletins by month: {period: {file name: path}}, from the reports folder."""
+    base = site.root / "reports"
+    found: dict[str, dict[str, Path]] = {}
+    for folder in sorted(base.iterdir(), reverse=True) if base.is_dir() else []:
+        if not MONTH.match(folder.name) or not folder.is_dir():
+            continue
+        files = {
+            p.name: p
+            for p in sorted(folder.iterdir())
+            if p.is_file()
+            and p.name.startswith(("boletin_", "bulletin_"))
+            and p.suffix in (".html", ".pdf")
+        }
+        if files:
+            found[folder.name] = files
+    return found
+
+
+@signed_in("analyst")
+async def periods(request: Request):
+    from obsx import corrections
+    from obsx.bulletin import last_closed_month
+
+    site = _site(request)
+    closed = await run_in_threadpool(corrections.closed_periods, site.engine)
+    return render(
+        request,
+        "periods.html",
+        closed=closed.to_dict("records"),
+        bulletins={p: list(files) for p, files in _bulletins(site).items()},
+        default_month=last_closed_month(),
+    )
+
+
+@signed_in("analyst")
+async def period_action(request: Request):
+    from obsx import corrections
+
+    form = await checked_form(request)
+    site = _site(request)
+    t = _t(request)
+    period, action = str(form.get("period", "")).strip(), form.get("action")
+    if not CLOSABLE.match(period) or action not in ("close", "reopen"):
+        _flash(request, t["bad_period"], "error")
+        return RedirectResponse("/desk/periods", status_code=303)
+    user = request.state.user
+    if action == "close":
+        months = await run_in_threadpool(
+            corrections.close_period, site.engine, period, user.username, form.get("note") or None
+        )
+        message = t["closed_msg"].format(months=", ".join(months) or "—")
+    else:
+        months = await run_in_threadpool(corrections.reopen_period, site.engine, period)
+        message = t["reopened_msg"].format(months=", ".join(months))
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        f"period {action}",
+        user.username,
+        target=period,
+        address=_address(request),
+    )
+    _flash(request, message)
+    return RedirectResponse("/desk/periods", status_code=303)
+
+
+@signed_in("analyst")
+async def bulletin(request: Request):
+    from obsx.bulletin import build_report
+
+    form = await checked_form(request)
+    site = _site(request)
+    t = _t(request)
+    period = str(form.get("period", "")).strip()
+    if not MONTH.match(period):
+        _flash(request, t["bad_period"], "error")
+        return RedirectResponse("/desk/periods", status_code=303)
+    built = await run_in_threadpool(build_report, site.engine, site.root, period, _lang(request))
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        "bulletin built",
+        request.state.user.username,
+        target=period,
+        detail=f"revised {built.revised}",
+        address=_address(request),
+    )
+    _flash(request, t["built"].format(period=period, revised=built.revised))
+    return RedirectResponse("/desk/periods", status_code=303)
+
+
+@signed_in("analyst")
+async def bulletin_file(request: Request):
+    files = _bulletins(_site(request)).get(request.path_params["period"], {})
+    path = files.get(request.path_params["name"])
+    if path is None:
+        raise HTTPException(404)
+    return _download(path)
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+@signed_in("admin")
+async def users(request: Request):
+    site = _site(request)
+    listed = await run_in_threadpool(accounts.list_users, site.engine)
+    events = await run_in_threadpool(accounts.audit_events, site.engine, 100)
+    return render(
+        request,
+        "users.html",
+        users=listed,
+        events=events,
+        roles=accounts.ROLES,
+        contributors=sorted(site.registry),
+        new_password=request.session.pop("new_password", None),
+    )
+
+
+@signed_in("admin")
+async def user_action(request: Request):
+    form = await checked_form(request)
+    site = _site(request)
+    admin = request.state.user.username
+    action = form.get("action")
+    username = str(form.get("username", "")).strip().lower()
+    try:
+        if action == "add":
+            password = accounts.new_password()
+            await run_in_threadpool(
+                functools.partial(
+                    accounts.add_user,
+                    site.engine,
+                    username,
+                    str(form.get("role", "")),
+                    password,
+                    display_name=str(form.get("display_name", "")).strip() or None,
+                    contributors=form.getlist("contributors"),
+                    known_contributors=set(site.registry),
+                )
+            )
+            request.session["new_password"] = {"user": username, "password": password}
+        elif action == "reset":
+            password = accounts.new_password()
+            await run_in_threadpool(accounts.reset_password, site.engine, username, password)
+            request.session["new_password"] = {"user": username, "password": password}
+        elif action in ("disable", "enable"):
+            await run_in_threadpool(accounts.set_active, site.engine, username, action == "enable")
+        else:
+            raise HTTPException(400)
+    except accounts.AccountError as exc:
+        _flash(request, str(exc), "error")
+        return RedirectResponse("/admin/users", status_code=303)
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        f"user {action}",
+        admin,
+        target=username,
+        address=_address(request),
+    )
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+async def http_error(request: Request, exc: HTTPException):
+    t = _t(request)
+    text = {403: t["forbidden"], 404: t["not_found"]}.get(exc.status_code, exc.detail)
+    if exc.detail == "csrf":
+        text = t["csrf"]
+    if exc.status_code == 401:
+        return RedirectResponse("/login", status_code=303)
+    return render(request, "error.html", status=exc.status_code, message=text)
+
+
+def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
+    """The application over the data root ``root`` and the warehouse at ``url`` (defaults:
+    ``$OBSX_DATA_DIR``, ``$WAREHOUSE_URL``), migrated to this release."""
+    from obsx.deployment import current_deployment
+    from obsx.limits import MB, current_limits
+    from obsx.migrations import ensure_current
+    from obsx.warehouse import get_engine
+
+    root = Path(root) if root else data_root()
+    url = url or warehouse_url(root=root)
+    engine = get_engine(url)
+    ensure_current(url, engine)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    site = Site(root, engine, templates, current_deployment().language)
+    secure = os.environ.get("OBSX_WEB_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+    routes = [
+        Route("/", home),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/language", language, methods=["POST"]),
+        Route("/c/{code}", portal),
+        Route("/c/{code}/check", check, methods=["POST"]),
+        Route("/c/{code}/send", send, methods=["POST"]),
+        Route("/c/{code}/packs", packs),
+        Route("/c/{code}/packs/{name}", pack_file),
+        Route("/submissions/{sid}", feedback),
+        Route("/submissions/{sid}/rejected.csv", rejected_rows),
+        Route("/desk", desk),
+        Route("/desk/reconciliation", reconciliation),
+        Route("/desk/reconciliation/decide", decide, methods=["POST"]),
+        Route("/desk/periods", periods),
+        Route("/desk/periods", period_action, methods=["POST"]),
+        Route("/desk/bulletin", bulletin, methods=["POST"]),
+        Route("/desk/bulletin/{period}/{name}", bulletin_file),
+        Route("/admin/users", users),
+        Route("/admin/users", user_action, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders, hsts=secure),
+            Middleware(BodyLimit, max_bytes=current_limits().max_file_bytes + MB),
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_secret(root),
+                session_cookie="obsx_session",
+                max_age=SESSION_SECONDS,
+                same_site="lax",
+                https_only=secure,
+            ),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.site = site
+    return app
