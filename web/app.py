@@ -537,7 +537,9 @@ def _download(path: Path) -> Response:
 # --- the ministry's desk --------------------------------------------------------------------
 
 
-def _board(site: Site) -> list[dict]:
+def _board(site: Site, year: str | None) -> tuple[list[dict], list[str], str | None]:
+    """Per dataset: contributors x the periods of ``year`` (default: the latest year anything
+    arrived), each cell the period's status from the analysts' view."""
     with site.engine.connect() as conn:
         frame = pd.read_sql(
             sa.text(
@@ -546,9 +548,17 @@ def _board(site: Site) -> list[dict]:
             ),
             conn,
         )
+    if frame.empty:
+        return [], [], None
+    frame["year"] = frame["period"].str[:4]
+    years = sorted(frame["year"].unique())
+    if year not in years:
+        arrived = frame[frame["status"].isin(["on_time", "late"])]
+        year = max(arrived["year"]) if len(arrived) else years[-1]
+    frame = frame[frame["year"] == year]
     boards = []
     for (dataset, period_type), group in frame.groupby(["dataset", "period_type"], sort=True):
-        periods = sorted(group["period"].unique())[-BOARD_PERIODS:]
+        periods = sorted(group["period"].unique())
         cells = {(r.observatory_code, r.period): r for r in group.itertuples()}
         rows = []
         for code in sorted(group["observatory_code"].unique()):
@@ -559,12 +569,12 @@ def _board(site: Site) -> list[dict]:
                 received = None
                 if r is not None and r.received_at is not None and not pd.isna(r.received_at):
                     received = str(r.received_at)[:10]
-                row.append({"status": r.status if r is not None else "", "received": received})
+                due = str(r.due_on)[:10] if r is not None else None
+                row.append(
+                    {"status": r.status if r is not None else "", "received": received, "due": due}
+                )
             rows.append({"code": code, "name": name, "cells": row})
-        totals = {
-            s: int((group[group["period"].isin(periods)]["status"] == s).sum())
-            for s in ("on_time", "late", "missing", "not_due")
-        }
+        totals = group["status"].value_counts().to_dict()
         boards.append(
             {
                 "dataset": dataset,
@@ -574,13 +584,15 @@ def _board(site: Site) -> list[dict]:
                 "totals": totals,
             }
         )
-    return boards
+    return boards, years, year
 
 
 @signed_in("analyst")
 async def desk(request: Request):
-    boards = await run_in_threadpool(_board, _site(request))
-    return render(request, "desk.html", boards=boards)
+    wanted = request.query_params.get("year")
+    year = wanted if wanted and re.fullmatch(r"\d{4}", wanted) else None
+    boards, years, shown = await run_in_threadpool(_board, _site(request), year)
+    return render(request, "desk.html", boards=boards, years=years, year=shown)
 
 
 def _reconciliation(site: Site) -> tuple[object, list[dict]]:
