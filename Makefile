@@ -76,5 +76,6 @@ clean:
 bench: install
 	$(BIN)/python bench/bench_submission.py $(BENCH_URL)
 	$(BIN)/python bench/bench_real_shapes.py $(BENCH_URL)
+	$(BIN)/python bench/bench_web_check.py
 	$(BIN)/python bench/bench_national.py $(BENCH_URL)
 	$(BIN)/python bench/bench_national_refresh.py

@@ -45,6 +45,7 @@ class User:
     active: bool
     contributors: tuple[str, ...]
     locked_until: dt.datetime | None = None
+    password_set_at: dt.datetime | None = None  # a session from before a reset is void
 
 
 def _now() -> dt.datetime:
@@ -82,6 +83,7 @@ def _user(conn: sa.Connection, row) -> User:
         bool(row.active),
         tuple(codes),
         _aware(row.locked_until),
+        _aware(row.password_set_at),
     )
 
 

@@ -194,3 +194,17 @@ def test_the_analysts_reporting_board_shows_who_delivered(site):
 
     assert board.status_code == 200
     assert "Entregas por período" in board.text
+
+
+def test_a_password_reset_or_a_disabled_account_ends_its_open_sessions(site):
+    for name in ("reset", "gone"):
+        accounts.add_user(site["engine"], name, "contributor", PASSWORD, contributors=["pa_colon"])
+    reset, gone = signed_in(site, "reset"), signed_in(site, "gone")
+    assert reset.get("/c/pa_colon").status_code == 200
+
+    accounts.reset_password(site["engine"], "reset", "another long password")
+    accounts.set_active(site["engine"], "gone", False)
+
+    for client in (reset, gone):
+        answer = client.get("/c/pa_colon")
+        assert answer.status_code == 303 and answer.headers["location"] == "/login"

@@ -55,7 +55,7 @@ def browser():
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=es"):
         options.add_argument(argument)
-    options.add_argument("--window-size=1280,900")
+    options.add_argument("--window-size=1440,900")
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(120)
     yield driver

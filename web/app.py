@@ -96,10 +96,14 @@ def _user(request: Request) -> accounts.User | None:
     if not isinstance(uid, int):
         return None
     user = accounts.get_user(_site(request).engine, uid)
-    if user is None or not user.active:
-        request.session.clear()
+    if user is None or not user.active or request.session.get("pw") != _stamp(user):
+        request.session.clear()  # disabled, or its password reset since this session began
         return None
     return user
+
+
+def _stamp(user: accounts.User) -> str:
+    return user.password_set_at.isoformat() if user.password_set_at else ""
 
 
 def render(request: Request, template: str, status: int = 200, **context) -> Response:
@@ -191,7 +195,13 @@ async def login(request: Request):
         return render(request, "login.html", status=401, error=message, username=username)
     lang = request.session.get("lang")
     request.session.clear()  # a new session: nothing carried over from before signing in
-    request.session.update({"uid": answer.user.user_id, "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "uid": answer.user.user_id,
+            "pw": _stamp(answer.user),
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
     if lang:
         request.session["lang"] = lang
     await run_in_threadpool(
@@ -559,6 +569,7 @@ def _board(site: Site, year: str | None) -> tuple[list[dict], list[str], str | N
     boards = []
     for (dataset, period_type), group in frame.groupby(["dataset", "period_type"], sort=True):
         periods = sorted(group["period"].unique())
+        due = group.groupby("period")["due_on"].min().astype(str).str[:10].to_dict()
         cells = {(r.observatory_code, r.period): r for r in group.itertuples()}
         rows = []
         for code in sorted(group["observatory_code"].unique()):
@@ -569,10 +580,7 @@ def _board(site: Site, year: str | None) -> tuple[list[dict], list[str], str | N
                 received = None
                 if r is not None and r.received_at is not None and not pd.isna(r.received_at):
                     received = str(r.received_at)[:10]
-                due = str(r.due_on)[:10] if r is not None else None
-                row.append(
-                    {"status": r.status if r is not None else "", "received": received, "due": due}
-                )
+                row.append({"status": r.status if r is not None else "", "received": received})
             rows.append({"code": code, "name": name, "cells": row})
         totals = group["status"].value_counts().to_dict()
         boards.append(
@@ -580,6 +588,7 @@ def _board(site: Site, year: str | None) -> tuple[list[dict], list[str], str | N
                 "dataset": dataset,
                 "period_type": period_type,
                 "periods": periods,
+                "due": due,
                 "rows": rows,
                 "totals": totals,
             }
