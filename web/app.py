@@ -690,7 +690,7 @@ async def decide(request: Request):
         detail=f"decision {decision}: follows {source}; {reason[:500]}",
         address=_address(request),
     )
-    _flash(request, t["decided"].format(geo=geo, period=period, source=source))
+    _flash(request, t["decision_recorded"].format(geo=geo, period=period, source=source))
     return RedirectResponse("/desk/reconciliation", status_code=303)
 
 

@@ -91,9 +91,12 @@ TEXT: dict[str, dict[str, str]] = {
         "source": "Fuente",
         "reason": "Motivo",
         "decide": "Decidir",
-        "decided": "Decisión registrada: {geo} {period} sigue a {source}. Los indicadores la "
+        "decision_recorded": "Decisión registrada: {geo} {period} sigue a {source}. Los indicadores la "
         "siguen en la próxima actualización.",
         "reason_required": "Escriba el motivo de la decisión.",
+        "to_reconcile": "Por conciliar",
+        "reopened": "Reabierto",
+        "decided": "Decidido",
         "nothing_to_decide": "Nada que conciliar.",
         "periods": "Períodos cerrados",
         "close": "Cerrar",
@@ -217,9 +220,12 @@ TEXT: dict[str, dict[str, str]] = {
         "source": "Source",
         "reason": "Reason",
         "decide": "Decide",
-        "decided": "Decision recorded: {geo} {period} follows {source}. The indicators follow it "
+        "decision_recorded": "Decision recorded: {geo} {period} follows {source}. The indicators follow it "
         "at the next refresh.",
         "reason_required": "Write the reason for the decision.",
+        "to_reconcile": "To reconcile",
+        "reopened": "Reopened",
+        "decided": "Decided",
         "nothing_to_decide": "Nothing to reconcile.",
         "periods": "Closed periods",
         "close": "Close",
