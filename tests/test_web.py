@@ -151,6 +151,19 @@ def test_another_contributors_feedback_is_refused(site):
     assert signed_in(site, "panama").get(f"/submissions/{other}").status_code == 200
 
 
+def test_a_contributor_reads_its_calendar_and_downloads_its_templates(site):
+    client = signed_in(site, "colon")
+
+    calendar = client.get("/c/pa_colon/calendar")
+    template = client.get("/c/pa_colon/templates/incidents.xlsx")
+
+    assert calendar.status_code == 200 and "Calendario de entregas" in calendar.text
+    assert template.status_code == 200 and template.content[:2] == b"PK"
+    assert "plantilla_incidents" in template.headers["content-disposition"]
+    assert client.get("/c/pa_colon/templates/geography.xlsx").status_code == 404
+    assert client.get("/c/pa_panama/calendar").status_code == 404
+
+
 def test_an_analyst_cannot_open_the_portal_nor_a_contributor_the_desk(site):
     assert signed_in(site, "analista").get("/c/pa_colon").status_code == 403
     assert signed_in(site, "colon").get("/desk").status_code == 403

@@ -11,7 +11,7 @@ import re
 import httpx
 import pytest
 
-from obsx import accounts
+from obsx import accounts, corrections
 from obsx.dropzone import Dropzone
 from obsx.indicators import compute_indicators, refresh_indicators
 from obsx.reconcile import refresh_reconciliation
@@ -44,7 +44,7 @@ def desk(tmp_path_factory):
     accounts.add_user(engine, "analista", "analyst", PASSWORD, display_name="Luis Gómez")
     accounts.add_user(engine, "panama", "contributor", PASSWORD, contributors=["pa_panama"])
     server, url = start_server(root)
-    yield {"root": root, "url": url, "engine": engine}
+    yield {"root": root, "url": url, "engine": engine, "zone": zone}
     stop_server(server)
 
 
@@ -123,12 +123,45 @@ def test_an_analyst_closes_and_reopens_a_month(desk):
     assert "<td>2025-03</td><td>analista</td>" not in reopened.text
 
 
+def test_a_correction_held_for_a_closed_month_is_approved_from_the_desk(desk):
+    engine = desk["engine"]
+    corrections.close_period(engine, "2025-01", by="test")
+    deliver(
+        desk["zone"],
+        engine,
+        "pa_panama",
+        "panama_correccion.csv",
+        HEADER + "\nH1,2025-01-03,0804,0101,M,26,FIREARM\n",
+    )
+    client = signed_in(desk, "analista")
+    page = client.get("/desk/corrections").text
+    (held,) = re.findall(r'name="ids" value="(\d+)"', page)
+    assert "25 → 26" in page
+
+    def act(action, reason=""):
+        token = csrf_of(client.get("/desk/corrections").text)
+        return client.post(
+            "/desk/corrections",
+            data={"csrf": token, "ids": [held], "action": action, "reason": reason},
+            follow_redirects=True,
+        )
+
+    assert "Escriba el motivo" in act("reject").text  # a rejection says why
+    approved = act("approve")
+
+    assert "Correcciones aplicadas: 1" in approved.text
+    assert "No hay correcciones pendientes" in approved.text
+    assert [c.status for c in corrections.list_corrections(engine, status=None)] == ["approved"]
+    assert "corrections approve" in [e["action"] for e in accounts.audit_events(engine)]
+
+
 def test_nothing_of_the_desk_is_open_to_a_contributor_nor_to_nobody(desk):
     staff = signed_in(desk, "panama")
     nobody = httpx.Client(base_url=desk["url"])
     token = csrf_of(staff.get("/c/pa_panama").text)
 
     assert staff.get("/desk/reconciliation").status_code == 403
+    assert staff.get("/desk/corrections").status_code == 403
     assert staff.get("/desk/bulletin/2025-02/boletin_2025-02.html").status_code == 403
     assert (
         staff.post(

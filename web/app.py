@@ -544,6 +544,61 @@ def _download(path: Path) -> Response:
     return FileResponse(path, filename=path.name, content_disposition_type="attachment")
 
 
+def _calendar(site: Site, code: str) -> list[dict]:
+    """What the contributor owes, newest first: due date, first arrival, status."""
+    with site.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.text(
+                "SELECT dataset, period_type, period, due_on, received_at, status"
+                f" FROM {site.view('reporting_status')} WHERE observatory_code = :code"
+                " ORDER BY period DESC, dataset"
+            ),
+            conn,
+            params={"code": code},
+        )
+    frame["due_on"] = frame["due_on"].astype(str).str[:10]
+    frame["received_at"] = frame["received_at"].map(
+        lambda v: "" if v is None or pd.isna(v) else str(v)[:10]
+    )
+    return frame.to_dict("records")
+
+
+@signed_in("contributor")
+async def calendar(request: Request):
+    code = _contributor(request)
+    site = _site(request)
+    rows = await run_in_threadpool(_calendar, site, code)
+    return render(
+        request,
+        "calendar.html",
+        code=code,
+        name=site.registry[code].name,
+        rows=rows,
+        datasets=_datasets(),
+    )
+
+
+@signed_in("contributor")
+async def template(request: Request):
+    """The Excel template of one of the contributor's datasets (``obsx template``)."""
+    from obsx.contract import load_contract
+    from obsx.publishing import excel_template
+
+    code = _contributor(request)
+    wanted = request.path_params["dataset"]
+    dataset = next((d for d in _datasets() if d == wanted), None)
+    if dataset is None:
+        raise HTTPException(404)
+    lang = _lang(request)
+    data = await run_in_threadpool(excel_template, load_contract(dataset), lang)
+    stem = "plantilla" if lang == "es" else "template"
+    return Response(
+        data,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"content-disposition": f'attachment; filename="{stem}_{dataset}_{code}.xlsx"'},
+    )
+
+
 # --- the ministry's desk --------------------------------------------------------------------
 
 
@@ -692,6 +747,57 @@ async def decide(request: Request):
     )
     _flash(request, t["decision_recorded"].format(geo=geo, period=period, source=source))
     return RedirectResponse("/desk/reconciliation", status_code=303)
+
+
+def _corrections(site: Site):
+    from obsx import corrections
+
+    return corrections.list_corrections(site.engine, status="pending")
+
+
+@signed_in("analyst")
+async def corrections_page(request: Request):
+    items = await run_in_threadpool(_corrections, _site(request))
+    return render(request, "corrections.html", items=items)
+
+
+@signed_in("analyst")
+async def corrections_action(request: Request):
+    """Approve (applied, indicators recomputed) or reject (a reason required) held corrections."""
+    from obsx import corrections
+
+    form = await checked_form(request)
+    site = _site(request)
+    t = _t(request)
+    action = form.get("action")
+    reason = str(form.get("reason", "")).strip()
+    pending = {c.correction_id for c in await run_in_threadpool(_corrections, site)}
+    ids = sorted({int(i) for i in form.getlist("ids") if str(i).isdigit()} & pending)
+    if action not in ("approve", "reject") or not ids:
+        _flash(request, t["choose_corrections"], "error")
+        return RedirectResponse("/desk/corrections", status_code=303)
+    if action == "reject" and not reason:
+        _flash(request, t["reason_required"], "error")
+        return RedirectResponse("/desk/corrections", status_code=303)
+    user = request.state.user
+    if action == "approve":
+        done = await run_in_threadpool(corrections.approve, site.engine, ids, user.username)
+    else:
+        done = await run_in_threadpool(
+            corrections.reject, site.engine, ids, user.username, reason[:2000]
+        )
+    await run_in_threadpool(
+        accounts.audit,
+        site.engine,
+        f"corrections {action}",
+        user.username,
+        target=", ".join(f"#{i}" for i in ids),
+        detail=reason or None,
+        address=_address(request),
+    )
+    said = {"approve": "corrections_approved", "reject": "corrections_rejected"}[action]
+    _flash(request, t[said].format(count=done))
+    return RedirectResponse("/desk/corrections", status_code=303)
 
 
 def _bulletins(site: Site) -> dict[str, dict[str, Path]]:
@@ -896,12 +1002,16 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
         Route("/c/{code}/check", check, methods=["POST"]),
         Route("/c/{code}/send", send, methods=["POST"]),
         Route("/c/{code}/packs", packs),
+        Route("/c/{code}/calendar", calendar),
+        Route("/c/{code}/templates/{dataset}.xlsx", template),
         Route("/c/{code}/packs/{name}", pack_file),
         Route("/submissions/{sid}", feedback),
         Route("/submissions/{sid}/rejected.csv", rejected_rows),
         Route("/desk", desk),
         Route("/desk/reconciliation", reconciliation),
         Route("/desk/reconciliation/decide", decide, methods=["POST"]),
+        Route("/desk/corrections", corrections_page),
+        Route("/desk/corrections", corrections_action, methods=["POST"]),
         Route("/desk/periods", periods),
         Route("/desk/periods", period_action, methods=["POST"]),
         Route("/desk/bulletin", bulletin, methods=["POST"]),
