@@ -22,6 +22,7 @@ from obsx.warehouse import audit_event, web_user, web_user_contributor
 
 ROLES = ("contributor", "analyst", "admin")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+EMAIL_RE = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,189}\.[^@\s<>,;.]{2,63}$")
 MIN_PASSWORD = 10
 LOCK_AFTER = 10
 LOCK_MINUTES = 15
@@ -46,6 +47,7 @@ class User:
     contributors: tuple[str, ...]
     locked_until: dt.datetime | None = None
     password_set_at: dt.datetime | None = None  # a session from before a reset is void
+    email: str | None = None
 
 
 def _now() -> dt.datetime:
@@ -84,6 +86,7 @@ def _user(conn: sa.Connection, row) -> User:
         tuple(codes),
         _aware(row.locked_until),
         _aware(row.password_set_at),
+        row.email,
     )
 
 
@@ -95,6 +98,7 @@ def add_user(
     display_name: str | None = None,
     contributors: tuple[str, ...] | list[str] = (),
     known_contributors: set[str] | None = None,
+    email: str | None = None,
 ) -> User:
     """Create an account. A contributor account needs at least one contributor code (checked
     against ``known_contributors`` when given); other roles take none."""
@@ -114,6 +118,8 @@ def add_user(
     ]
     if unknown:
         raise AccountError(f"unknown contributor {', '.join(unknown)}")
+    if email is not None and not EMAIL_RE.match(email):
+        raise AccountError(f"{email!r} is not an e-mail address")
     _check_password(password)
     now = _now()
     with engine.begin() as conn:
@@ -123,6 +129,7 @@ def add_user(
             web_user.insert().values(
                 username=username,
                 display_name=display_name or username,
+                email=email,
                 role=role,
                 password_hash=_HASHER.hash(password),
                 active=True,

@@ -662,12 +662,28 @@ def cmd_users(args) -> int:
                 display_name=args.name,
                 contributors=args.contributor,
                 known_contributors=set(read_contributors()),
+                email=args.email,
             )
         else:
             accounts.reset_password(engine, args.username, password)
         print(f"{args.username}: password {password} (shown once)")
     except accounts.AccountError as exc:
         raise UsageError(f"obsx users {args.action}: {exc}") from exc
+    return OK
+
+
+def cmd_notify(args) -> int:
+    from obsx.contributors import read_contributors
+    from obsx.deployment import current_deployment
+    from obsx.notify import send_pending, smtp_settings
+
+    engine = _engine(args)
+    smtp = smtp_settings()
+    if smtp is None:
+        raise UsageError("obsx notify: no SMTP server (OBSX_SMTP_HOST, docs/deploy.md)")
+    names = {code: c["name"] for code, c in read_contributors().items()}
+    sent = send_pending(engine, smtp, names, current_deployment().language)
+    print(f"feedback notices sent: {sent}")
     return OK
 
 
@@ -815,6 +831,11 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--port", type=_count(1), default=8000)
     web.set_defaults(func=cmd_web)
 
+    notify = commands.add_parser(
+        "notify", help="e-mail contributors' staff whose feedback is ready (OBSX_SMTP_HOST)"
+    )
+    notify.set_defaults(func=cmd_notify)
+
     people = commands.add_parser("users", help="accounts of the web application")
     people.add_argument("action", choices=["add", "list", "reset-password", "disable", "demo"])
     people.add_argument("username", nargs="?")
@@ -825,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         "--contributor", action="append", default=[], help="add: contributor code (repeatable)"
     )
     people.add_argument("--name", help="add: the person's name as shown")
+    people.add_argument("--email", help="add: where feedback notices go (contributor staff)")
     people.set_defaults(func=cmd_users)
 
     db = commands.add_parser("db", help="warehouse administration").add_subparsers(

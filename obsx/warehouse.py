@@ -415,6 +415,7 @@ web_user = sa.Table(
     sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), comment="where feedback notices go (optional)"),
     sa.Column("role", sa.String(20), nullable=False, comment="contributor, analyst or admin"),
     sa.Column("password_hash", sa.String(255), nullable=False, comment="Argon2id"),
     sa.Column("active", sa.Boolean, nullable=False),
@@ -433,6 +434,13 @@ web_user_contributor = sa.Table(
         primary_key=True,
     ),
     sa.Column("observatory_code", sa.String(64), primary_key=True),
+)
+feedback_notice = sa.Table(
+    "feedback_notice",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False, comment="e-mails sent"),
 )
 audit_event = sa.Table(
     "audit_event",

@@ -1,10 +1,13 @@
 """The web application as people use it: a real ``obsx web`` process on a free port, over a real
 SQLite warehouse, driven over HTTP (sign in, check, send, feedback, IDOR, CSRF, lock-out)."""
 
+import email
+import email.policy
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -14,25 +17,64 @@ from obsx import accounts
 from obsx.dropzone import Dropzone
 from obsx.reference import observatories
 from tests.conftest import process_inboxes, sqlite_warehouse
-from tests.webserver import OBSX, PASSWORD, start_server, stop_server
+from tests.webserver import OBSX, PASSWORD, free_port, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "incidents"
 
 
+class Mailbox:
+    """What a local SMTP server (aiosmtpd) received."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
+        return "250 OK"
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """A data root with a warehouse, Panamá's April file processed, four accounts, a server."""
+def mailbox():
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, mailbox):
+    """A data root with a warehouse, Panamá's April file processed, four accounts, a server that
+    e-mails feedback notices through the local SMTP server."""
     root = tmp_path_factory.mktemp("web")
     engine = sqlite_warehouse(root)
     zone = Dropzone(root, observatories())
     zone.ensure_folders()
     shutil.copy(FIXTURES / "panama_abril.sav", zone.inbox("pa_panama") / "panama_abril.sav")
     (panama,) = process_inboxes(root, engine, ["pa_panama"])
-    accounts.add_user(engine, "colon", "contributor", PASSWORD, contributors=["pa_colon"])
+    accounts.add_user(
+        engine,
+        "colon",
+        "contributor",
+        PASSWORD,
+        contributors=["pa_colon"],
+        email="estadistica@colon.example",
+    )
     accounts.add_user(engine, "panama", "contributor", PASSWORD, contributors=["pa_panama"])
     accounts.add_user(engine, "analista", "analyst", PASSWORD)
     accounts.add_user(engine, "victima", "contributor", PASSWORD, contributors=["pa_colon"])
-    server, url = start_server(root)
+    server, url = start_server(
+        root,
+        OBSX_SMTP_HOST="127.0.0.1",
+        OBSX_SMTP_PORT=str(mailbox.port),
+        OBSX_WEB_URL="https://portal.example",
+        OBSX_NOTIFY_SECONDS="0.5",
+    )
     yield {"root": root, "url": url, "zone": zone, "engine": engine, "panama": panama}
     stop_server(server)
 
@@ -103,7 +145,7 @@ def test_a_file_of_a_type_not_accepted_is_refused_before_it_is_stored(site):
     assert all(p.read_bytes() != b"MZ\x90\x00" for p in staged)
 
 
-def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(site):
+def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(site, mailbox):
     client = signed_in(site, "colon")
     data = (FIXTURES / "colon_enero.xlsx").read_bytes()
 
@@ -138,7 +180,13 @@ def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(si
     rejected = client.get(link + "/rejected.csv")
     assert rejected.status_code == 200
     assert "Estafa" in rejected.content.decode("utf-8-sig")
-    site["colon_submission"] = link
+    deadline = time.monotonic() + 30
+    while not mailbox.messages and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (notice,) = mailbox.messages  # Panamá's staff have no address: only Colón's is told
+    assert notice["To"] == "estadistica@colon.example"
+    assert "colon_enero.xlsx" in notice["Subject"] and "Aceptado parcialmente" in notice["Subject"]
+    assert f"https://portal.example{link}" in notice.get_content()
 
 
 def test_another_contributors_feedback_is_refused(site):

@@ -19,11 +19,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen, str]:
+def start_server(root: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     """``obsx web`` on a free port, as ``make web`` starts it; returns it once it answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("WAREHOUSE_URL", "OBSX_WEB_SECRET")}
-    env |= {"OBSX_DATA_DIR": str(root), "OBSX_WEB_LOG_LEVEL": "warning"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WAREHOUSE_URL", "OBSX_WEB_SECRET") and not k.startswith("OBSX_SMTP")
+    }
+    env |= {"OBSX_DATA_DIR": str(root), "OBSX_WEB_LOG_LEVEL": "warning"} | settings
     server = subprocess.Popen(
         [str(OBSX), "web", "--port", str(port)],
         env=env,

@@ -7,9 +7,12 @@ exists elsewhere). No path is built from what a request says: files are found by
 folders the server owns and matching names or ids from that listing or from the warehouse.
 """
 
+import asyncio
+import contextlib
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import re
 import secrets
@@ -37,6 +40,7 @@ from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, s
 from web.words import TEXT
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger("obsx.web")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -978,6 +982,38 @@ async def http_error(request: Request, exc: HTTPException):
     return render(request, "error.html", status=exc.status_code, message=text)
 
 
+async def _notices(site: Site, every: float) -> None:
+    """E-mail contributors' staff when feedback is ready (obsx/notify.py), every ``every`` s."""
+    from obsx.notify import send_pending, smtp_settings
+
+    while True:
+        smtp = smtp_settings()
+        if smtp is not None:
+            names = {code: o.name for code, o in site.registry.items()}
+            try:
+                sent = await run_in_threadpool(
+                    send_pending, site.engine, smtp, names, site.default_lang
+                )
+                if sent:
+                    log.info("feedback notices sent: %d", sent)
+            except Exception:  # a mail server down is said and tried again, never fatal
+                log.exception("feedback notices not sent")
+        await asyncio.sleep(every)
+
+
+def _lifespan(site: Site):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        every = float(os.environ.get("OBSX_NOTIFY_SECONDS") or 60)
+        task = asyncio.create_task(_notices(site, every))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
+
+
 def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
     """The application over the data root ``root`` and the warehouse at ``url`` (defaults:
     ``$OBSX_DATA_DIR``, ``$WAREHOUSE_URL``), migrated to this release."""
@@ -1035,6 +1071,7 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
             ),
         ],
         exception_handlers={HTTPException: http_error},
+        lifespan=_lifespan(site),
     )
     app.state.site = site
     return app

@@ -5,9 +5,10 @@ Revises: 0020
 Create Date: 2026-12-05 10:00:00.000000
 
 The web application (web/) signs people in: contributor staff (linked to one or more
-contributors), ministry analysts and administrators, with Argon2 password hashes and a lock
-after repeated wrong passwords. audit_event records who did what (sign-in, upload, decision,
-closing, publication), when and from which address.
+contributors), ministry analysts and administrators, with Argon2 password hashes, an optional
+e-mail address and a lock after repeated wrong passwords. audit_event records who did what
+(sign-in, upload, decision, closing, publication), when and from which address; feedback_notice
+which submissions' staff were e-mailed that their feedback is ready.
 
 (Numbered 0023: 0021 and 0022 are taken by work landing at the same time; whichever lands last
 sets its down_revision to the other's head.)
@@ -30,6 +31,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("username", sa.String(64), nullable=False, unique=True),
         sa.Column("display_name", sa.String(200), nullable=False),
+        sa.Column("email", sa.String(254), comment="where feedback notices go (optional)"),
         sa.Column("role", sa.String(20), nullable=False, comment="contributor, analyst or admin"),
         sa.Column("password_hash", sa.String(255), nullable=False, comment="Argon2id"),
         sa.Column("active", sa.Boolean, nullable=False),
@@ -49,6 +51,12 @@ def upgrade() -> None:
         sa.Column("observatory_code", sa.String(64), primary_key=True),
     )
     op.create_table(
+        "feedback_notice",
+        sa.Column("submission_id", sa.String(64), primary_key=True),
+        sa.Column("notified_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recipients", sa.Integer, nullable=False, comment="e-mails sent"),
+    )
+    op.create_table(
         "audit_event",
         sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
@@ -64,5 +72,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_audit_event_at", table_name="audit_event")
     op.drop_table("audit_event")
+    op.drop_table("feedback_notice")
     op.drop_table("web_user_contributor")
     op.drop_table("web_user")
