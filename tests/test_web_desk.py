@@ -10,6 +10,7 @@ import re
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from obsx import accounts, corrections
 from obsx.dropzone import Dropzone
@@ -102,6 +103,32 @@ def test_a_decision_needs_a_reason_and_the_bulletin_built_from_the_desk_shows_it
     assert REASON in bulletin.text
     actions = [e["action"] for e in accounts.audit_events(desk["engine"])]
     assert "reconciliation decision" in actions and "bulletin built" in actions
+
+
+def test_published_figures_show_withheld_cells_without_their_value(desk):
+    from obsx.warehouse import indicator_value as v
+
+    with desk["engine"].connect() as conn:
+        withheld = conn.execute(
+            sa.select(v.c.indicator_code, v.c.period, v.c.geo_code, v.c.numerator, v.c.value)
+            .where(
+                v.c.conf_status.in_(["C", "D"]),
+                v.c.disaggregation == "",
+                v.c.period_type == "month",
+                v.c.numerator > 0,
+            )
+            .limit(5)
+        ).all()
+    assert withheld, "the test data must hold withheld cells"
+    client = signed_in(desk, "analista")
+    for cell in withheld:
+        page = client.get(
+            "/desk/figures", params={"indicator": cell.indicator_code, "period": cell.period}
+        ).text
+        row = re.search(rf'<tr data-geo="{cell.geo_code}">.*?</tr>', page, re.S).group(0)
+        assert "Reservado" in row
+        shown = re.findall(r'<td class="num">([^<]*)</td>', row)
+        assert f"{cell.numerator:,.0f}" not in shown and f"{cell.value:,.1f}" not in shown
 
 
 def test_an_analyst_closes_and_reopens_a_month(desk):

@@ -753,6 +753,85 @@ async def decide(request: Request):
     return RedirectResponse("/desk/reconciliation", status_code=303)
 
 
+FIGURE_PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$")
+
+
+def _figures(site: Site, code: str | None, period: str | None, lang: str) -> dict:
+    """One indicator's published cells (totals) for one period, every area, from the analysts'
+    view: withheld cells come without a value, as they are published."""
+    with site.engine.connect() as conn:
+        indicators = pd.read_sql(
+            sa.text(
+                f"SELECT indicator_code, name_es, name_en, unit FROM {site.view('indicator')}"
+                " ORDER BY indicator_code"
+            ),
+            conn,
+        )
+        codes = list(indicators["indicator_code"])
+        if not codes:
+            return {"indicators": [], "periods": [], "rows": []}
+        code = code if code in codes else codes[0]
+        periods = list(
+            conn.scalars(
+                sa.text(
+                    f"SELECT DISTINCT period FROM {site.view('indicator_value')}"
+                    " WHERE indicator_code = :code ORDER BY period DESC"
+                ),
+                {"code": code},
+            )
+        )
+        if period not in periods:
+            months = [p for p in periods if MONTH.match(p)]
+            period = (months or periods or [None])[0]
+        rows = pd.read_sql(
+            sa.text(
+                "SELECT v.geo_level, v.geo_code, g.name, v.numerator, v.denominator, v.value,"
+                " v.unit, v.conf_status, v.quality_flag, v.change_previous, v.reconciliation"
+                f" FROM {site.view('indicator_value')} v LEFT JOIN {site.view('geography')} g"
+                " ON g.geo_code = v.geo_code AND g.geo_level = v.geo_level AND g.valid_to IS NULL"
+                " WHERE v.indicator_code = :code AND v.period = :period AND v.disaggregation = ''"
+            ),
+            conn,
+            params={"code": code, "period": period},
+        )
+    levels = current_levels()
+    order = {level: i for i, level in enumerate(["national", *levels])}
+    level_names = {code: name.get(lang, code) for code, name in levels.items()}
+    rows["order"] = rows["geo_level"].map(lambda level: order.get(level, 99))
+    rows = rows.sort_values(["order", "geo_code"]).drop(columns="order")
+    rows = rows.astype(object).where(rows.notna(), None)
+    chosen = indicators[indicators["indicator_code"] == code].iloc[0]
+    return {
+        "indicators": [
+            (r.indicator_code, r.name_es if lang == "es" else r.name_en)
+            for r in indicators.itertuples()
+        ],
+        "code": code,
+        "name": chosen["name_es"] if lang == "es" else chosen["name_en"],
+        "unit": chosen["unit"],
+        "period": period,
+        "periods": periods,
+        "rows": rows.to_dict("records"),
+        "level_names": level_names,
+    }
+
+
+def current_levels() -> dict[str, dict[str, str]]:
+    """The deployment's levels, top first: code -> name by language."""
+    from obsx.deployment import current_deployment
+
+    return {level.code: level.name for level in current_deployment().levels}
+
+
+@signed_in("analyst")
+async def figures(request: Request):
+    code = request.query_params.get("indicator")
+    period = request.query_params.get("period")
+    period = period if period and FIGURE_PERIOD.match(period) else None
+    found = await run_in_threadpool(_figures, _site(request), code, period, _lang(request))
+    return render(request, "figures.html", **found)
+
+
 def _corrections(site: Site):
     from obsx import corrections
 
@@ -1046,6 +1125,7 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
         Route("/desk", desk),
         Route("/desk/reconciliation", reconciliation),
         Route("/desk/reconciliation/decide", decide, methods=["POST"]),
+        Route("/desk/figures", figures),
         Route("/desk/corrections", corrections_page),
         Route("/desk/corrections", corrections_action, methods=["POST"]),
         Route("/desk/periods", periods),
