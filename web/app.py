@@ -36,6 +36,7 @@ from starlette.templating import Jinja2Templates
 
 from obsx import accounts
 from obsx.config import data_root, warehouse_url
+from web.oidc import directory_settings, oauth_client
 from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, session_secret
 from web.words import TEXT
 
@@ -58,6 +59,8 @@ class Site:
     engine: sa.Engine
     templates: Jinja2Templates
     default_lang: str
+    directory: object = None  # web.oidc.Directory, when sign-in by the directory is configured
+    oauth: object = None
 
     @functools.cached_property
     def registry(self):
@@ -111,10 +114,12 @@ def _stamp(user: accounts.User) -> str:
 
 
 def render(request: Request, template: str, status: int = 200, **context) -> Response:
-    return _site(request).templates.TemplateResponse(
+    site = _site(request)
+    return site.templates.TemplateResponse(
         request,
         template,
         {
+            "directory": site.directory,
             "t": _t(request),
             "lang": _lang(request),
             "user": getattr(request.state, "user", None),
@@ -197,21 +202,65 @@ async def login(request: Request):
         if answer.refused == "locked" and answer.locked_until:
             message = message.format(until=answer.locked_until.strftime("%Y-%m-%d %H:%M"))
         return render(request, "login.html", status=401, error=message, username=username)
+    return await _start_session(request, answer.user, "sign-in")
+
+
+async def _start_session(request: Request, user: accounts.User, how: str) -> Response:
     lang = request.session.get("lang")
     request.session.clear()  # a new session: nothing carried over from before signing in
     request.session.update(
-        {
-            "uid": answer.user.user_id,
-            "pw": _stamp(answer.user),
-            "csrf": secrets.token_urlsafe(32),
-        }
+        {"uid": user.user_id, "pw": _stamp(user), "csrf": secrets.token_urlsafe(32)}
     )
     if lang:
         request.session["lang"] = lang
     await run_in_threadpool(
-        accounts.audit, site.engine, "sign-in", answer.user.username, address=_address(request)
+        accounts.audit, _site(request).engine, how, user.username, address=_address(request)
     )
     return RedirectResponse("/", status_code=303)
+
+
+async def login_directory(request: Request):
+    """To the ministry's directory (OpenID Connect), which sends the person back to the
+    callback below."""
+    site = _site(request)
+    if site.directory is None:
+        raise HTTPException(404)
+    base = site.directory.web_url or str(request.base_url).rstrip("/")
+    return await site.oauth.authorize_redirect(request, f"{base}/login/oidc/callback")
+
+
+async def login_directory_callback(request: Request):
+    from authlib.integrations.starlette_client import OAuthError
+    from joserfc.errors import JoseError
+
+    site = _site(request)
+    if site.directory is None:
+        raise HTTPException(404)
+    t = _t(request)
+    try:
+        token = await site.oauth.authorize_access_token(request)
+    except (OAuthError, JoseError) as exc:  # a bad state, code, signature, issuer, nonce…
+        log.warning("directory sign-in refused: %r", exc)
+        return render(request, "login.html", status=401, error=t["directory_failed"])
+    claims = token.get("userinfo") or {}
+    email = claims.get("email") if claims.get("email_verified") is True else None
+    answer = (
+        await run_in_threadpool(accounts.sign_in_by_email, site.engine, email)
+        if email
+        else accounts.SignIn(None, "unknown")
+    )
+    if answer.user is None:
+        await run_in_threadpool(
+            accounts.audit,
+            site.engine,
+            "directory sign-in refused",
+            None,
+            target=email or claims.get("sub"),
+            detail=answer.refused,
+            address=_address(request),
+        )
+        return render(request, "login.html", status=401, error=t["directory_unknown"])
+    return await _start_session(request, answer.user, "directory sign-in")
 
 
 async def logout(request: Request):
@@ -1107,10 +1156,15 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
     ensure_current(url, engine)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     site = Site(root, engine, templates, current_deployment().language)
+    site.directory = directory_settings()
+    if site.directory is not None:
+        site.oauth = oauth_client(site.directory)
     secure = os.environ.get("OBSX_WEB_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
     routes = [
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
+        Route("/login/oidc", login_directory),
+        Route("/login/oidc/callback", login_directory_callback),
         Route("/logout", logout, methods=["POST"]),
         Route("/language", language, methods=["POST"]),
         Route("/c/{code}", portal),

@@ -12,6 +12,10 @@ TEXT: dict[str, dict[str, str]] = {
         "locked": "Demasiados intentos fallidos: la cuenta está bloqueada hasta las {until} (UTC). "
         "Un administrador puede restablecer la contraseña.",
         "disabled": "Esta cuenta está desactivada.",
+        "signin_with": "Iniciar sesión con {label}",
+        "directory_failed": "El directorio no confirmó su identidad: intente de nuevo.",
+        "directory_unknown": "Su correo del directorio no corresponde a ninguna cuenta activa: "
+        "pida a un administrador que la cree con esa dirección.",
         "language": "English",
         "portal": "Portal",
         "desk": "Mesa del ministerio",
@@ -174,6 +178,10 @@ TEXT: dict[str, dict[str, str]] = {
         "locked": "Too many failed attempts: the account is locked until {until} (UTC). An "
         "administrator can reset the password.",
         "disabled": "This account is disabled.",
+        "signin_with": "Sign in with {label}",
+        "directory_failed": "The directory did not confirm who you are: try again.",
+        "directory_unknown": "Your directory e-mail matches no active account: ask an "
+        "administrator to create one with that address.",
         "language": "Español",
         "portal": "Portal",
         "desk": "Ministry desk",
