@@ -25,9 +25,13 @@ UPLOAD_SUFFIXES = tuple(sorted(ARCHIVE_SUFFIXES))
 class UploadRefused(ValueError):
     """An upload refused before it is stored: ``code`` says why (``type``, ``size``, ``empty``)."""
 
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, problem=None):
         super().__init__(detail)
         self.code = code
+        self.problem = problem  # the feedback's own problem, when there is one (over-limit)
+
+    def message(self, lang: str) -> str:
+        return self.problem.message(lang) if self.problem is not None else str(self)
 
 
 def upload_suffix(file_name: str) -> str:
@@ -42,10 +46,8 @@ def check_size(size: int, limits: Limits | None = None) -> None:
     """UploadRefused('size') past ``max_file_bytes``; ('empty') for no bytes at all."""
     limits = limits or current_limits()
     if size > limits.max_file_bytes:
-        raise UploadRefused(
-            "size",
-            LimitExceeded("max_file_bytes", limits.max_file_bytes, size).problem().message("es"),
-        )
+        problem = LimitExceeded("max_file_bytes", limits.max_file_bytes, size).problem()
+        raise UploadRefused("size", problem.message("en"), problem)
     if size == 0:
         raise UploadRefused("empty", "0 bytes")
 

@@ -20,6 +20,7 @@ from tests.conftest import process_inboxes, sqlite_warehouse
 from tests.webserver import OBSX, PASSWORD, free_port, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "incidents"
+LIMIT = 200_000  # OBSX_LIMIT_MAX_FILE_BYTES of the server: the fixtures are far smaller
 
 
 class Mailbox:
@@ -74,6 +75,7 @@ def site(tmp_path_factory, mailbox):
         OBSX_SMTP_PORT=str(mailbox.port),
         OBSX_WEB_URL="https://portal.example",
         OBSX_NOTIFY_SECONDS="0.5",
+        OBSX_LIMIT_MAX_FILE_BYTES=str(LIMIT),
     )
     yield {"root": root, "url": url, "zone": zone, "engine": engine, "panama": panama}
     stop_server(server)
@@ -143,6 +145,20 @@ def test_a_file_of_a_type_not_accepted_is_refused_before_it_is_stored(site):
     assert list(site["zone"].inbox("pa_colon").iterdir()) == []
     staged = (site["root"] / "web" / "staging").glob("pa_colon/*")
     assert all(p.read_bytes() != b"MZ\x90\x00" for p in staged)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_stored(site):
+    client = signed_in(site, "colon")
+    over = b"id,fecha\n" + b"1,2025-01-01\n" * (LIMIT // 13 + 100)
+
+    page = check(client, "pa_colon", "grande.csv", over)
+    huge = check(client, "pa_colon", "enorme.csv", over * 10)  # past the body limit: 413
+
+    assert "supera el límite de tamaño del archivo" in page.text
+    assert huge.status_code == 413
+    assert list(site["zone"].inbox("pa_colon").iterdir()) == []
+    staged = (site["root"] / "web" / "staging").glob("pa_colon/*")
+    assert all(p.stat().st_size <= LIMIT for p in staged)
 
 
 def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(site, mailbox):

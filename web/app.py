@@ -367,14 +367,15 @@ def _clear_stale(folder: Path) -> None:
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     """The uploaded bytes, refusing past ``max_bytes`` as they are read."""
-    from obsx.uploads import UploadRefused, check_size
+    from obsx.limits import LimitExceeded
+    from obsx.uploads import UploadRefused
 
     chunks, size = [], 0
     while block := await upload.read(1 << 20):
         size += len(block)
-        if size > max_bytes:
-            check_size(size)  # raises with the limit's words
-            raise UploadRefused("size", str(size))
+        if size > max_bytes:  # not read further: its whole size is not known
+            problem = LimitExceeded("max_file_bytes", max_bytes).problem()
+            raise UploadRefused("size", problem.message("en"), problem)
         chunks.append(block)
     return b"".join(chunks)
 
@@ -403,7 +404,9 @@ async def check(request: Request):
         data = await _read_upload(upload, current_limits().max_file_bytes)
         check_size(len(data))
     except UploadRefused as exc:
-        _flash(request, t[f"refused_{exc.code}"].format(detail=exc), "error")
+        _flash(
+            request, t[f"refused_{exc.code}"].format(detail=exc.message(_lang(request))), "error"
+        )
         return RedirectResponse(f"/c/{code}", status_code=303)
     started = time.monotonic()
     report = await run_in_threadpool(
@@ -470,7 +473,11 @@ async def send(request: Request):
                 deliver, site.zone, code, meta["name"], path.read_bytes()
             )
         except UploadRefused as exc:
-            _flash(request, t[f"refused_{exc.code}"].format(detail=exc), "error")
+            _flash(
+                request,
+                t[f"refused_{exc.code}"].format(detail=exc.message(_lang(request))),
+                "error",
+            )
         else:
             await run_in_threadpool(
                 accounts.audit,
