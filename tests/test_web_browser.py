@@ -83,7 +83,7 @@ def site(tmp_path_factory):
     )
     accounts.add_user(engine, "analista", "analyst", PASSWORD, display_name="Luis Gómez")
     server, url = start_server(root)
-    yield {"root": root, "url": url, "zone": zone}
+    yield {"root": root, "url": url, "zone": zone, "engine": engine}
     stop_server(server)
 
 
@@ -141,6 +141,22 @@ def test_an_observatory_checks_and_sends_a_file_and_an_analyst_reads_the_board(
     click_and_wait(browser, browser.find_element(By.ID, "send"))
     assert "colon_enero.xlsx" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert [p.name for p in site["zone"].inbox("pa_colon").iterdir()] == ["colon_enero.xlsx"]
+    # The next run processes it: its result page, rendered from the feedback, and its rejected
+    # rows to download.
+    process_inboxes(site["root"], site["engine"], ["pa_colon"])
+    browser.get(site["url"] + "/c/pa_colon")
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "#history a"))
+    assert "Estafa" in browser.find_element(By.ID, "feedback").text
+    link = browser.find_element(By.ID, "rejected-csv").get_attribute("href")
+    rejected = browser.execute_script(
+        "return fetch(arguments[0]).then(r => r.ok ? r.text() : 'HTTP ' + r.status)", link
+    )
+    assert "Estafa" in rejected
+    full_page(browser, shots / "portal-feedback.png")
+    # English, one click away.
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name=lang]"))
+    assert "Check before sending" in browser.page_source
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name=lang]"))
     click_and_wait(
         browser,
         browser.find_element(By.CSS_SELECTOR, "header .tools form[action='/logout'] button"),
