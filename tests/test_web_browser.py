@@ -17,9 +17,11 @@ import pytest
 
 from obsx import accounts
 from obsx.dropzone import Dropzone
+from obsx.reconcile import refresh_reconciliation
 from obsx.reference import observatories
 from obsx.reporting import refresh_reporting
 from tests.conftest import process_inboxes, sqlite_warehouse
+from tests.test_reconcile import HEADER, IMELCF, IMELCF_HEADER, PANAMA, deliver
 from tests.webserver import PASSWORD, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "incidents"
@@ -71,6 +73,19 @@ def site(tmp_path_factory):
     for code, name in DELIVERED.items():
         shutil.copy(FIXTURES / name, zone.inbox(code) / name)
     process_inboxes(root, engine, list(DELIVERED))
+    # Forensic medicine's count of the same homicides (tests/test_reconcile.py): February 2025 in
+    # district 0804 waits for a decision.
+    deliver(zone, engine, "pa_panama", "panama.csv", "\n".join([HEADER, *PANAMA]) + "\n")
+    deliver(
+        zone,
+        engine,
+        "pa_imelcf",
+        "necropsias_2025.csv",
+        "\n".join([IMELCF_HEADER, *IMELCF]) + "\n",
+        encoding="latin-1",
+    )
+    with engine.begin() as conn:
+        refresh_reconciliation(conn, dt.datetime.now(dt.UTC))
     with engine.begin() as conn:
         refresh_reporting(conn, dt.datetime.now(dt.UTC))
     accounts.add_user(
@@ -126,6 +141,7 @@ def test_an_observatory_checks_and_sends_a_file_and_an_analyst_reads_the_board(
     browser, site, shots
 ):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
 
     sign_in(browser, site["url"], "colon")
     assert browser.current_url.endswith("/c/pa_colon")
@@ -168,5 +184,17 @@ def test_an_observatory_checks_and_sends_a_file_and_an_analyst_reads_the_board(
     assert "Observatorio de Seguridad Ciudadana del Municipio de Panamá" in board
     assert "Tarde" in board or "A tiempo" in board
     full_page(browser, shots / "desk-board.png")
-    for name in ("portal-verdict.png", "desk-board.png"):
+
+    # The analyst decides that February's figure in 0804 follows forensic medicine.
+    browser.get(site["url"] + "/desk/reconciliation")
+    row = browser.find_element(By.XPATH, "//tr[td[1]='0804' and td[2]='2025-02']")
+    assert "Por conciliar" in row.text and "nan" not in row.text
+    Select(row.find_element(By.NAME, "source")).select_by_value("forensic")
+    row.find_element(By.NAME, "reason").send_keys("NEC-4 confirmado por la fiscalía")
+    click_and_wait(browser, row.find_element(By.CSS_SELECTOR, "button"))
+    assert "Decisión registrada" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    row = browser.find_element(By.XPATH, "//tr[td[1]='0804' and td[2]='2025-02']")
+    assert "Decidido" in row.text and "NEC-4 confirmado por la fiscalía" in row.text
+    full_page(browser, shots / "desk-reconciliation.png")
+    for name in ("portal-verdict.png", "desk-board.png", "desk-reconciliation.png"):
         assert (shots / name).stat().st_size > 10_000

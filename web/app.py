@@ -737,10 +737,15 @@ def _reconciliation(site: Site) -> tuple[object, list[dict]]:
             params={"concept": concept.code},
         )
     shown = frame[frame["status"].isin(["to_reconcile", "reopened", "decided"])]
+    shown = shown.astype(object).where(shown.notna(), None)  # no decision yet: None, not NaN
     items = []
     for (geo, period), group in shown.groupby(["geo_code", "period"], sort=True):
         first = group.iloc[0]
-        counts = {r.source: r.count for r in group.itertuples() if isinstance(r.source, str)}
+        counts = {
+            r.source: r.count
+            for r in group.itertuples()
+            if isinstance(r.source, str) and r.count is not None
+        }
         items.append(
             {
                 "geo": geo,
