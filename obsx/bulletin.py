@@ -21,6 +21,7 @@ WeasyPrint.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import zoneinfo
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ import jinja2
 import pandas as pd
 import sqlalchemy as sa
 
+from obsx.contract import load_contract
 from obsx.deployment import Deployment, current_deployment
-from obsx.indicators import catalogue
+from obsx.indicators import NOT_AVAILABLE, catalogue
 from obsx.reconcile import concepts
 from obsx.warehouse import (
     geography,
@@ -44,6 +46,7 @@ from obsx.warehouse import (
     quarantine,
     reporting_status,
     submission,
+    submission_scope,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -154,9 +157,15 @@ WORDS = {
         "why_unknown": "recalculo (población, geografía o catálogo)",
         "definitions": "Definiciones",
         "legend": "c: confidencial (una cifra de menos de {n} casos, o una de la que podría "
-        "deducirse); …: no reportado; *: tasa inestable (menos de 20 casos). "
+        "deducirse); …: no reportado; n.d.: no disponible (las fuentes no registran lo que la "
+        "cifra cuenta; no es cero); §: cubre solo parte de la población o de los meses del "
+        "período; *: tasa inestable (menos de 20 casos). "
         "Cada cifra se rastrea con «obsx explain» (pase el cursor sobre la cifra en el HTML).",
         "generated": "Generado el {now} con datos recibidos hasta el {as_of}.",
+        "not_available": "n.d.",
+        "note_not_available": "No disponible en el período: ninguna fuente que reportó registra ",
+        "scope": "los delitos o la unidad de cuenta que cuenta",
+        "note_population": "Tasa calculada con la población de {year}.",
         "nation": "Nacional",
         "own_units": "Su área",
         "compare": "Sus indicadores frente a {parent} y el país",
@@ -231,9 +240,15 @@ WORDS = {
         "why_unknown": "recomputed (population, geography or catalogue)",
         "definitions": "Definitions",
         "legend": "c: confidential (fewer than {n} cases, or a figure one could be deduced from); "
-        "…: not reported; *: unstable rate (fewer than 20 cases). "
+        "…: not reported; n/a: not available (the sources do not record what the figure counts; "
+        "not zero); §: covers only part of the population or of the period's months; "
+        "*: unstable rate (fewer than 20 cases). "
         "Every figure is traced with 'obsx explain' (hover over it in the HTML).",
         "generated": "Generated on {now} from data received up to {as_of}.",
+        "not_available": "n/a",
+        "note_not_available": "Not available for the period: no source that reported records ",
+        "scope": "the crimes or the counting unit it counts",
+        "note_population": "Rate computed with the population of {year}.",
         "nation": "National",
         "own_units": "Your area",
         "compare": "Your indicators against {parent} and the country",
@@ -329,7 +344,8 @@ def format_value(value: float, unit: str, period_type: str) -> str:
 class _Values:
     """The published values the report prints, looked up by key (one query)."""
 
-    def __init__(self, conn: sa.Connection, codes, periods):
+    def __init__(self, conn: sa.Connection, codes, periods, lang: str = "es"):
+        self.conn, self.lang = conn, lang
         v = indicator_value.c
         query = sa.select(indicator_value).where(
             v.indicator_code.in_(list(codes)), v.disaggregation == "", v.period.in_(list(periods))
@@ -350,6 +366,8 @@ class _Values:
         explain = f"obsx explain {code} --geo {geo} --period {period}"
         if r is None:
             return Figure("…", key, explain, "missing", status="")
+        if r["quality_flag"] == NOT_AVAILABLE:  # the sources do not supply what it counts
+            return Figure(WORDS[self.lang]["not_available"], key, explain, "missing", status="")
         if r["conf_status"] in WITHHELD:  # one mark for both: which is small is not told
             return Figure("c", key, explain, "withheld", None, "C")
         if r["value"] is None or pd.isna(r["value"]):
@@ -358,6 +376,8 @@ class _Values:
         unstable = r["quality_flag"] == "unstable"
         css = "unstable" if unstable else ""
         text += ("*" if unstable else "") + RECONCILED.get(r.get("reconciliation") or "", "")
+        if partial(r.get("coverage")):
+            text += PARTIAL
         return Figure(text, key, explain, css, float(r["value"]))
 
     def change(self, code: str, geo: str, period: str, column: str) -> str:
@@ -365,6 +385,52 @@ class _Values:
         if r is None or r["conf_status"] != "F" or r[column] is None or pd.isna(r[column]):
             return "—"
         return f"{r[column]:+.1f} %"
+
+
+PARTIAL = "§"  # a value over part of the area's population or of the period's months
+
+
+def partial(coverage) -> bool:
+    """Whether a value covers less than all of its area's population-months."""
+    return coverage is not None and not pd.isna(coverage) and coverage < 99.95
+
+
+def _availability_notes(values: _Values, codes, geo: str, period: str, lang: str) -> dict:
+    """Per indicator, what the notes say of its value for ``geo`` in ``period``: not available
+    (and what no source supplied), or divided by the population of another year. (A value over
+    part of the population or of the months is marked in its cell: ``PARTIAL``.)"""
+    w = WORDS[lang]
+    cat = catalogue()
+    said = {}
+    supplied: dict[str, set[str]] = {}  # dataset -> fields some file of it supplied
+    for dataset, fields in values.conn.execute(
+        sa.select(submission_scope.c.dataset, submission_scope.c.supplied)
+    ):
+        supplied.setdefault(dataset, set()).update(json.loads(fields))
+    for code in codes:
+        r = values.row(code, geo, period)
+        if r is None:
+            continue
+        lines = []
+        if r["quality_flag"] == NOT_AVAILABLE:
+            ind = cat.indicator(code)
+            contract = load_contract(ind.dataset)
+            fields = [
+                " / ".join(contract.field(f).title.get(lang, f) for f in alternatives)
+                for alternatives in cat.need(ind).fields
+                if not supplied.get(ind.dataset, set()) & set(alternatives)
+            ]
+            lines.append(w["note_not_available"] + (", ".join(fields) if fields else w["scope"]))
+        year = r.get("population_year")
+        if year is not None and not pd.isna(year) and int(year) != int(period[:4]):
+            lines.append(w["note_population"].format(year=int(year)))
+        if lines:
+            said[code] = " ".join(lines)
+    return said
+
+
+def _with_status(notes: list[dict], said: dict) -> list[dict]:
+    return [n | {"status": said.get(n["code"], "")} for n in notes]
 
 
 def _svg(chart) -> str:
@@ -770,7 +836,7 @@ def build_report(
         names_frame = _names(conn)
         names = names_frame["name"].to_dict()
         national = names_frame[names_frame["geo_level"] == top].index[0]
-        values = _Values(conn, codes, [*months, year_ago, period[:4]])
+        values = _Values(conn, codes, [*months, year_ago, period[:4]], lang)
         as_of = conn.scalar(sa.select(sa.func.max(submission.c.merged_at)))
         obs_names = dict(
             conn.execute(sa.select(observatory.c.observatory_code, observatory.c.name)).all()
@@ -861,7 +927,10 @@ def build_report(
             "revisions": _revisions(conn, lang, now, names),
             "reconciliation": _reconciliation(conn, period, lang, names),
             "compact": False,
-            "notes": [n for n in notes if n["code"] in HEADLINE + LEVEL_TABLE],
+            "notes": _with_status(
+                [n for n in notes if n["code"] in HEADLINE + LEVEL_TABLE],
+                _availability_notes(values, codes, national, period[:4], lang),
+            ),
             "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
             + (w["reconciliation_legend"] if concepts() else ""),
         }
@@ -951,23 +1020,28 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             .limit(6),
             conn,
         )
-        context = _common(deployment, lang, period, now, as_of) | {
-            "title": f"{w['pack_title']} — {name}",
-            "observatory": name,
-            "code": code,
-            "compare_title": w["compare"].format(parent=names.get(parent, parent))
-            if parent
-            else w["compare_national"],
-            "areas": [a for _, a in areas],
-            "rows": rows,
-            "chart": chart,
-            "record": [_delivery(r, w) for r in record.to_dict("records")],
-            "rejections": _rejections(conn, code, since, lang),
-            "compact": True,  # one page: the definitions without their standards
-            "notes": notes,
-            "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
-            + (w["reconciliation_legend"] if concepts() else ""),
-        }
+        context = (
+            _common(deployment, lang, period, now, as_of)
+            | {
+                "title": f"{w['pack_title']} — {name}",
+                "observatory": name,
+                "code": code,
+                "compare_title": w["compare"].format(parent=names.get(parent, parent))
+                if parent
+                else w["compare_national"],
+                "areas": [a for _, a in areas],
+                "rows": rows,
+                "chart": chart,
+                "record": [_delivery(r, w) for r in record.to_dict("records")],
+                "rejections": _rejections(conn, code, since, lang),
+                "compact": True,  # one page: the definitions without their standards
+                "notes": _with_status(
+                    notes, _availability_notes(values, PACK, national, period[:4], lang)
+                ),
+                "legend": w["legend"].format(n=min(i.suppress_below or 5 for i in cat.values()))
+                + (w["reconciliation_legend"] if concepts() else ""),
+            }
+        )
         html_path, pdf_path = _write(
             zone.reports_dir(code) / f"{w['pack_file']}_{code}_{period}.html",
             _render("pack.html.j2", context),

@@ -28,6 +28,8 @@ CODE = re.compile(r"^[A-Za-z0-9_.+\- ]{1,40}$")
 # An SDMX code (SDG series, unit of measure, age): what SDMX's IDType allows, as the SDG codes use.
 SDMX_CODE = re.compile(r"^[A-Za-z0-9_@$\-]{1,50}$")
 SDMX_KEYS = {"series", "unit_measure", "age"}
+SCOPE_DEFAULTS = ("all", "observed")
+MAX_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,49 @@ class DatasetSpec:
     name: str
     measures: dict[str, Measure]
     dimensions: dict[str, Dimension]
+    # Fields whose codes a source covers as a whole (crime_code: a homicide register covers
+    # 0101 and says nothing of robbery; count_unit: victims or cases), with what a file covers
+    # when its profile does not say (``covers:``): "all" codes, or those "observed" in its rows.
+    scope: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What the sources of a unit and month must supply for a cell to be a figure (rather
+    than not available): ``covers``, for each scope field, the codes (or code prefixes) the
+    source must cover, None for all of them; ``fields``, record fields it must supply (not
+    absent, not all blank), each as the alternatives any of which will do."""
+
+    dataset: str
+    covers: tuple[tuple[str, tuple[str, ...] | None], ...]
+    fields: tuple[tuple[str, ...], ...]
+
+    def met_by(self, scope: dict, supplied: set[str]) -> bool:
+        """Whether one source (its scope: field -> codes covered, absent: all; and the fields
+        it supplied) supports the cell."""
+        for name, codes in self.covers:
+            have = scope.get(name)
+            if have is None:
+                continue
+            if codes is None or not all(any(c.startswith(h) for h in have) for c in codes):
+                return False
+        return all(any(f in supplied for f in alternatives) for alternatives in self.fields)
+
+    def missing(self, scope: dict, supplied: set[str]) -> list[str]:
+        """The fields and codes one source lacks for the cell, in the catalogue's words."""
+        lacking = []
+        for name, codes in self.covers:
+            have = scope.get(name)
+            if have is not None and (
+                codes is None or not all(any(c.startswith(h) for h in have) for c in codes)
+            ):
+                lacking.append(f"{name}: {', '.join(codes) if codes else '*'}")
+        lacking += [
+            " | ".join(alternatives)
+            for alternatives in self.fields
+            if not any(f in supplied for f in alternatives)
+        ]
+        return lacking
 
 
 @dataclass(frozen=True)
@@ -130,6 +175,7 @@ class Indicator:
     suppress_below: int | None
     line: int
     sdmx: SdmxSeries | None = None  # the SDG series it is published as (SDMX-CSV), if any
+    decimals: int = 0  # digits after the point a published value keeps (SDMX-CSV)
 
     @property
     def dataset(self) -> str:
@@ -150,6 +196,51 @@ class Catalogue:
 
     def dimension(self, dataset: str, name: str) -> Dimension:
         return self.datasets[dataset].dimensions[name]
+
+    def need(self, ind: Indicator, dim_name: str | None = None) -> Need:
+        """What ``ind``'s cells (split by ``dim_name``) need of their sources: the fields its
+        conditions and the dimension read, and, of each scope field, the codes its conditions
+        select (all of them when it selects none: a total of every crime)."""
+        spec = self.datasets[ind.dataset]
+        covers: dict[str, set[str] | None] = {}
+        fields: set[tuple[str, ...]] = set()
+
+        def field_of(name: str) -> str:
+            dim = spec.dimensions.get(name)
+            return dim.field if dim else name
+
+        def walk(where: dict) -> None:
+            for key, rule in where.items():
+                if key == "any":
+                    for alternative in rule:
+                        walk(alternative)
+                    continue
+                name = field_of(key)
+                if name not in spec.scope:
+                    fields.add((name,))
+                    continue
+                codes = rule if isinstance(rule, list) else rule.get("prefix")
+                if codes is None or covers.get(name, set()) is None:
+                    covers[name] = None
+                else:
+                    covers[name] = covers.get(name, set()) | set(codes)
+
+        for side in (ind.numerator, ind.denominator):
+            if side is not None:
+                walk(side_where(self, side))
+        for name in spec.scope:
+            covers.setdefault(name, None)
+        if dim_name:
+            dim = spec.dimensions[dim_name]
+            if dim.field in spec.scope:
+                covers[dim.field] = None
+            else:
+                fields.add((dim.field,))
+        return Need(
+            ind.dataset,
+            tuple((k, None if v is None else tuple(sorted(v))) for k, v in sorted(covers.items())),
+            tuple(sorted(fields)),
+        )
 
     def columns(self, dataset: str) -> list[str]:
         """The columns a dataset's facts keep: every field or dimension a condition or a
@@ -302,13 +393,37 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
         )
     for m in measures.values():
         _check_where(path, line, m.where, contract, dims)
-    return DatasetSpec(name, measures, dims)
+    scope = dict(raw.get("scope") or {})
+    for f, default in scope.items():
+        if f not in set(contract.record_fields):
+            _fail(path, line, f"scope: {name} has no field {f!r}")
+        if default not in SCOPE_DEFAULTS:
+            _fail(path, line, f"scope: {f}: {default!r} is one of {', '.join(SCOPE_DEFAULTS)}")
+    return DatasetSpec(name, measures, dims, scope)
 
 
 def _text(path, line, raw: dict, key: str) -> tuple[str, str]:
+    """A name or definition: exactly es and en, each text. In a flow mapping
+    (``{es: ..., en: ...}``) a comma ends the text: ``per 100,000 population`` reads as
+    ``per 100`` and a stray key ``000 population``; that is refused here, never published."""
+    code = raw.get("code")
     value = raw.get(key)
+    line = raw.line(key) if hasattr(raw, "line") and raw.line(key) else line
     if not isinstance(value, dict) or not value.get("es") or not value.get("en"):
-        _fail(path, line, f"{key}: give es and en")
+        _fail(path, line, f"{code}: {key}: give es and en")
+    stray = [k for k in value if k not in ("es", "en")]
+    if stray:
+        at = value.line(stray[0]) if hasattr(value, "line") else None
+        _fail(
+            path,
+            at or line,
+            f"{code}: {key} has {stray[0]!r} besides es and en: a comma inside {{es: ..., en: ...}}"
+            " ends the text there; quote the text or write es: and en: on lines of their own",
+        )
+    for lang in ("es", "en"):
+        if not isinstance(value[lang], str):
+            at = value.line(lang) if hasattr(value, "line") else None
+            _fail(path, at or line, f"{code}: {key}.{lang} is not text ({value[lang]!r}); quote it")
     return value["es"], value["en"]
 
 
@@ -352,6 +467,27 @@ def _sdmx(path, entry, code: str, taken: dict[str, str]) -> SdmxSeries | None:
     return SdmxSeries(**values)
 
 
+def default_decimals(kind: str, unit: str) -> int:
+    """Digits a value keeps when the catalogue does not say: a count none (it is a whole
+    number), a share one (52.3 %), a rate two (12.35 per 100,000: a small area's rate on one
+    or two events moves in the first decimal)."""
+    if kind == "count":
+        return 0
+    return 1 if unit == "%" else 2
+
+
+def _decimals(path, entry, code: str, kind: str, unit: str) -> int:
+    raw = entry.get("decimals")
+    if raw is None:
+        return default_decimals(kind, unit)
+    line = entry.line("decimals")
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_DECIMALS:
+        _fail(path, line, f"{code}: decimals is a whole number from 0 to {MAX_DECIMALS}")
+    if kind == "count" and raw != 0:
+        _fail(path, line, f"{code}: a count is a whole number: decimals 0 (or leave it out)")
+    return raw
+
+
 @functools.cache
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     """Read and check the catalogue; an entry about a dataset this installation's contracts
@@ -379,7 +515,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         unknown = set(entry) - {
             "code", "name", "definition", "standard", "kind", "numerator", "denominator",
             "population", "multiplier", "unit", "disaggregations", "periods", "min_events",
-            "suppress_below", "calendar", "disaggregated_periods", "sdmx",
+            "suppress_below", "calendar", "disaggregated_periods", "sdmx", "decimals",
         }  # fmt: skip
         if unknown:
             _fail(path, line, f"{code}: unknown key(s) {sorted(unknown)}")
@@ -414,6 +550,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
         if kind in ("rate", "ratio", "survey", "coverage") and not multiplier:
             _fail(path, line, f"{code}: a {kind} needs a multiplier (100 or 100000)")
         sdmx = _sdmx(path, entry, code, sdmx_series)
+        unit = str(entry.get("unit") or _fail(path, line, f"{code}: give a unit"))
         indicators.append(
             Indicator(
                 code=code,
@@ -427,7 +564,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 denominator=denominator,
                 population=population,
                 multiplier=multiplier,
-                unit=str(entry.get("unit") or _fail(path, line, f"{code}: give a unit")),
+                unit=unit,
                 disaggregations=dims,
                 periods=periods,
                 disaggregated_periods=split,
@@ -435,6 +572,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 suppress_below=entry.get("suppress_below"),
                 line=line or 0,
                 sdmx=sdmx,
+                decimals=_decimals(path, entry, code, kind, unit),
             )
         )
     return Catalogue(datasets, tuple(indicators), path)
@@ -474,7 +612,7 @@ DOC_WORDS = {
         "numerator": "Numerador", "denominator": "Denominador", "dis": "Desagregaciones",
         "periods": "Períodos", "split": "Períodos desagregados", "min": "Eventos mínimos para una tasa estable",
         "suppress": "Conteos retenidos", "population": "población de las unidades que reportaron",
-        "sdmx": "Serie ODS (SDMX-CSV)",
+        "sdmx": "Serie ODS (SDMX-CSV)", "decimals": "{n} decimales",
         "below": "de 1 a {n} (supresión primaria y secundaria)", "none": "—",
         "kinds": {"rate": "tasa", "count": "conteo", "ratio": "proporción", "survey": "encuesta",
                   "coverage": "cobertura", "completeness": "completitud", "timeliness": "oportunidad"},
@@ -491,7 +629,7 @@ DOC_WORDS = {
         "numerator": "Numerator", "denominator": "Denominator", "dis": "Disaggregations",
         "periods": "Periods", "split": "Periods disaggregated", "min": "Minimum events for a stable rate",
         "suppress": "Counts withheld", "population": "population of the reporting units",
-        "sdmx": "SDG series (SDMX-CSV)",
+        "sdmx": "SDG series (SDMX-CSV)", "decimals": "{n} decimals",
         "below": "1 to {n} (primary and secondary suppression)", "none": "—",
         "kinds": {"rate": "rate", "count": "count", "ratio": "share", "survey": "survey",
                   "coverage": "coverage", "completeness": "completeness", "timeliness": "timeliness"},
@@ -541,7 +679,14 @@ def catalogue_markdown(cat: Catalogue, lang: str) -> str:
         if ind.sdmx:
             s = ind.sdmx
             age = f", AGE `{s.age}`" if s.age != "_T" else ""
-            rows.append((w["sdmx"], f"`{s.series}` (UNIT_MEASURE `{s.unit_measure}`{age})"))
+            rows.append(
+                (
+                    w["sdmx"],
+                    f"`{s.series}` (UNIT_MEASURE `{s.unit_measure}`{age}; "
+                    + w["decimals"].format(n=ind.decimals)
+                    + ")",
+                )
+            )
         lines += ["", f"## {ind.code}", "", f"**{name}**. {definition}", ""]
         lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ KNOWN_KEYS = {
     "country_code",
     "country_name",
     "m49",
+    "iso_alpha2",
     "levels",
     "time_zone",
     "currency",
@@ -74,6 +75,10 @@ class Deployment:
     country_name: dict[str, str]
     levels: tuple[Level, ...]
     m49: str | None = None  # UN M49 area code: the SDG data structure's REF_AREA
+    # ISO 3166-1 alpha-2 (PA): the prefix of sub-national SDMX area codes (PA_0804), so that no
+    # reader takes a unit's code for an M49 country code. Default: country_code when it is two
+    # capital letters; None otherwise (the SDMX export then asks for it).
+    iso_alpha2: str | None = None
     time_zone: str = "UTC"
     currency: str | None = None
     language: str = "es"
@@ -157,6 +162,20 @@ def _m49(spec, path: Path) -> str | None:
     if not re.fullmatch(r"\d{3}", text):
         raise SourceError(path, spec.line("m49"), f"m49: {value!r} is not a 3-digit UN M49 code")
     return text
+
+
+def _iso_alpha2(spec, path: Path) -> str | None:
+    value = spec.get("iso_alpha2")
+    if value is None:  # PA and GT are already their ISO codes
+        code = str(spec.get("country_code", ""))
+        return code if re.fullmatch(r"[A-Z]{2}", code) else None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{2}", value):
+        raise SourceError(
+            path,
+            spec.line("iso_alpha2"),
+            f"iso_alpha2: {value!r} is not an ISO 3166-1 alpha-2 code (two capitals, e.g. PA)",
+        )
+    return value
 
 
 def _disclosure(spec, path: Path) -> dict:
@@ -255,6 +274,7 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         country_name=_text(spec, path, "country_name"),
         levels=tuple(levels),
         m49=_m49(spec, path),
+        iso_alpha2=_iso_alpha2(spec, path),
         time_zone=time_zone,
         currency=spec.get("currency"),
         language=language,

@@ -14,6 +14,7 @@ recompute gives (tests/test_incremental.py).
 """
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from obsx.catalogue import (
     Catalogue,
     Indicator,
+    Need,
     condition_mask,
     condition_sql,
     fact_column,
@@ -39,6 +41,7 @@ from obsx.warehouse import (
     indicator_value,
     population,
     record_tables,
+    submission_scope,
 )
 
 # The period a record falls in, by period type, as columns of the facts tables.
@@ -49,7 +52,7 @@ QUARTER_SQL = (
 )
 VALUE_COLUMNS = (
     "indicator_code, geo_level, geo_code, period_type, period, disaggregation, numerator, "
-    "denominator, value, unit, conf_status, quality_flag, computed_at"
+    "denominator, value, unit, conf_status, quality_flag, coverage, population_year, computed_at"
 )
 
 
@@ -64,7 +67,7 @@ def indicators() -> tuple[Indicator, ...]:
 # What indicators read of each dataset: the current records, or the versions valid at a past
 # moment (as_of). Withdrawn records (record_action DELETE) are history, counted nowhere. The
 # contract's geography field is read as ``unit_code``.
-def records_sql(dataset: str, as_of: bool) -> str:
+def records_sql(dataset: str, as_of: bool, with_submission: bool = False) -> str:
     contract = load_contract(dataset)
     fields = [f for f in contract.record_fields if f != contract.geography_field]
     columns = ", ".join(
@@ -74,6 +77,7 @@ def records_sql(dataset: str, as_of: bool) -> str:
             *fields,
             "period_month",
             "period_year",
+            *(["submission_id"] if with_submission else []),
         ]
     )
     live = f" AND {ACTION_FIELD} <> '{DELETE}'" if contract.has_deletions else ""
@@ -108,8 +112,8 @@ def coverage_sql(as_of: bool) -> str:
         else ""
     )
     return (
-        "SELECT u.geo_code AS unit_code, c.period_month, substr(c.period_month, 1, 4) AS period_year"
-        f" FROM declared_coverage c{merged}"
+        "SELECT u.geo_code AS unit_code, c.period_month, substr(c.period_month, 1, 4) AS period_year,"
+        f" c.submission_id FROM declared_coverage c{merged}"
         " JOIN observatory_unit u ON u.observatory_code = c.observatory_code"
         " WHERE c.dataset = :dataset"
     )
@@ -145,19 +149,21 @@ def _build_facts(
     years: list[str] | None,
     reconciled: dict | None = None,
     by_period: bool = False,
-) -> None:
+) -> dict[Need, int]:
     """Per dataset, a temporary table ``facts_<dataset>`` of its records summed by unit, month
     and every column the catalogue reads (so the several hundred indicator statements read
     thousands of sums, not millions of records), and ``reporting_<dataset>``: the units that
     reported in each month (a record, or a file that declared them covered). ``by_period``:
     both indexed by month and quarter, for a refresh of some months (each of its month and
-    quarter statements then reads those rows, not the year's)."""
+    quarter statements then reads those rows, not the year's). Returns the number under which
+    ``available_<dataset>`` holds the unit-months meeting each need (``_build_availability``)."""
     from obsx.reconcile import build_exclusions, exclusion_sql
 
     cat = catalogue()
     as_of = "as_of" in fixed
     # Records counted by several sources (reconciliation concepts): only the chosen source's.
     reconciled = build_exclusions(conn, fixed.get("as_of"), reconciled)
+    signatures: dict[Need, int] = {}
     for dataset, spec in cat.datasets.items():
         if dataset == "survey_responses":
             continue  # read as microdata: its precision needs every respondent
@@ -192,11 +198,98 @@ def _build_facts(
         )
         statement, used = _timestamps(sql, fixed)
         conn.execute(statement, used | {"dataset": dataset})
+        signatures |= _build_availability(conn, dataset, fixed, years)
         if by_period:
-            for name in (f"facts_{dataset}", f"reporting_{dataset}"):
+            for name in (f"facts_{dataset}", f"reporting_{dataset}", f"available_{dataset}"):
                 for column in ("period_month", "period_quarter"):
                     conn.exec_driver_sql(f"CREATE INDEX ix_{name}_{column} ON {name} ({column})")
-        _analyze(conn, f"facts_{dataset}", f"reporting_{dataset}")
+        _analyze(conn, f"facts_{dataset}", f"reporting_{dataset}", f"available_{dataset}")
+    return signatures
+
+
+def _build_availability(
+    conn: sa.Connection, dataset: str, fixed: dict, years: list[str] | None
+) -> dict[Need, int]:
+    """``available_<dataset>``: the unit-months of ``reporting_<dataset>`` whose sources meet
+    each need of the dataset's indicators (``Catalogue.need``) that some reporting unit-month
+    does not meet, under a number of its own; a need every one meets reads
+    ``reporting_<dataset>`` itself (number 0). A unit-month meets a need when one of the files
+    that reported it (a record of it, or a declaration that it is covered) supplied the fields
+    and covers the codes (``submission_scope``); files merged before scopes were kept supply
+    everything they ever filled (migration 0021)."""
+    cat = catalogue()
+    needs = sorted(
+        {
+            cat.need(ind, dim)
+            for ind in indicators()
+            if ind.dataset == dataset and ind.kind in ("rate", "count", "ratio")
+            for dim in (None, *ind.disaggregations)
+        },
+        key=repr,
+    )
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS available_{dataset}")
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE available_{dataset} (sig INTEGER, unit_code VARCHAR(16),"
+        " period_month VARCHAR(7), period_quarter VARCHAR(7), period_year VARCHAR(4))"
+    )
+    if not needs:
+        return {}
+    as_of = "as_of" in fixed
+    sql = (
+        "SELECT DISTINCT unit_code, period_month, submission_id FROM"
+        f" ({records_sql(dataset, as_of, with_submission=True)}) r"
+        f" WHERE 1 = 1{_years_clause(years, 'r.')}"
+        " UNION SELECT unit_code, period_month, submission_id FROM"
+        f" ({coverage_sql(as_of)}) c WHERE 1 = 1{_years_clause(years, 'c.')}"
+    )
+    statement, used = _timestamps(sql, fixed)
+    sources = pd.DataFrame(
+        conn.execute(statement, used | {"dataset": dataset}).all(),
+        columns=["unit_code", "period_month", "submission_id"],
+    )
+    scopes = {
+        row.submission_id: (json.loads(row.covers), set(json.loads(row.supplied)))
+        for row in conn.execute(
+            sa.select(submission_scope).where(submission_scope.c.dataset == dataset)
+        )
+    }
+    reporting = pd.DataFrame(
+        conn.exec_driver_sql(
+            f"SELECT unit_code, period_month, period_quarter, period_year FROM reporting_{dataset}"
+        ).all(),
+        columns=["unit_code", "period_month", "period_quarter", "period_year"],
+    )
+    numbers: dict[Need, int] = {}
+    rows = []
+    sets: dict[tuple, int] = {}  # the unit-months of each number: needs met alike share one
+    submissions = sources["submission_id"].unique()
+    for need in needs:
+        meeting = [s for s in submissions if s not in scopes or need.met_by(*scopes[s])]
+        met = sources.loc[sources["submission_id"].isin(meeting), ["unit_code", "period_month"]]
+        available = reporting.merge(met.drop_duplicates(), on=["unit_code", "period_month"])
+        if len(available) == len(reporting):
+            numbers[need] = 0
+            continue
+        unit_months = tuple(
+            sorted(zip(available["unit_code"], available["period_month"], strict=True))
+        )
+        if unit_months not in sets:
+            sets[unit_months] = len(rows) + 1
+            rows.append(available.assign(sig=sets[unit_months]))
+        numbers[need] = sets[unit_months]
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if not frame.empty:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO available_{dataset} VALUES (:sig, :unit_code, :period_month,"
+                " :period_quarter, :period_year)"
+            ),
+            frame[["sig", "unit_code", "period_month", "period_quarter", "period_year"]].to_dict(
+                "records"
+            ),
+        )
+    conn.exec_driver_sql(f"CREATE INDEX ix_available_{dataset}_sig ON available_{dataset} (sig)")
+    return numbers
 
 
 def _analyze(conn: sa.Connection, *tables: str) -> None:
@@ -220,7 +313,7 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
     conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE pop_cube (geo_code VARCHAR(16), year INTEGER, sex VARCHAR(2),"
-        " age_group VARCHAR(16), pop FLOAT)"
+        " age_group VARCHAR(16), pop FLOAT, src_year INTEGER)"
     )
     if known.empty:
         return
@@ -237,13 +330,59 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
     wide = cube.pivot_table(
         index=["geo_code", "sex", "age_group"], columns="year", values="pop", aggfunc="first"
     )
-    wide = wide.reindex(columns=range(first, last + 1)).ffill(axis=1).bfill(axis=1)
-    cube = wide.stack().rename("pop").reset_index()
+    wide = wide.reindex(columns=range(first, last + 1))
+    # the year whose figures each cell holds (a census carried forward keeps its own year)
+    source = wide.notna().mul(wide.columns.to_numpy()).where(wide.notna())
+    wide, source = (w.ffill(axis=1).bfill(axis=1) for w in (wide, source))
+    cube = pd.concat(
+        [wide.stack().rename("pop"), source.stack().rename("src_year")], axis=1
+    ).reset_index()
+    cube["src_year"] = cube["src_year"].astype(int)
     conn.execute(
-        sa.text("INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop)"),
+        sa.text(
+            "INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop, :src_year)"
+        ),
         cube.to_dict("records"),
     )
     _analyze(conn, "pop_cube")
+
+
+def _build_area_population(conn: sa.Connection, levels: list[str]) -> None:
+    """``area_pop``: each area's population-months in every month, quarter and year that some
+    dataset reported in (the population of the units it held each month, summed over the
+    period's months): the whole against which a value's ``coverage`` is measured."""
+    conn.exec_driver_sql("DROP TABLE IF EXISTS area_pop")
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE area_pop (geo_level VARCHAR(16), geo_code VARCHAR(16),"
+        " period_type VARCHAR(8), period VARCHAR(10), pop FLOAT)"
+    )
+    reported = " UNION ".join(
+        f"SELECT DISTINCT period_year FROM reporting_{d}"
+        for d in catalogue().datasets
+        if d != "survey_responses"
+    )
+    years = sorted({int(y) for y in conn.exec_driver_sql(reported).scalars() if y})
+    if not years:
+        return
+    months = " UNION ALL ".join(
+        f"SELECT '{y:04d}-{m:02d}' AS period_month, '{y:04d}-Q{(m + 2) // 3}' AS period_quarter,"
+        f" '{y:04d}' AS period_year"
+        for y in years
+        for m in range(1, 13)
+    )
+    for period_type, column in PERIOD_COLUMNS.items():
+        conn.exec_driver_sql(
+            "INSERT INTO area_pop SELECT g.geo_level, g.geo_code,"
+            f" '{period_type}', c.{column}, sum(p.pop) FROM ({months}) c"
+            f" JOIN geography_rollup g ON g.geo_level IN ({_quoted(levels)})"
+            " AND (g.from_month IS NULL OR g.from_month <= c.period_month)"
+            " AND (g.to_month IS NULL OR g.to_month > c.period_month)"
+            " JOIN pop_cube p ON p.geo_code = g.unit_code"
+            " AND p.year = CAST(c.period_year AS INTEGER) AND p.sex = 'T' AND p.age_group = 'T'"
+            f" GROUP BY g.geo_level, g.geo_code, c.{column}"
+        )
+    conn.exec_driver_sql("CREATE INDEX ix_area_pop ON area_pop (geo_code, period)")
+    _analyze(conn, "area_pop")
 
 
 def _record_years_sql() -> str:
@@ -276,12 +415,21 @@ def _population_cell(known: pd.DataFrame, sex: str, age: str) -> pd.DataFrame:
 
 # Areas at the level computed that reported in each period (a unit reported when it has a
 # record in the period or a file declared it covered), with the year of their population.
+# ``source``/``only``: the unit-months that meet an indicator's need (``available_<dataset>``,
+# one number), or all that reported. ``months``: how many months of the period the unit has.
 _REPORTING = (
-    """rep_l AS (SELECT DISTINCT g.geo_level, g.geo_code, r.{period} AS period, r.unit_code,
-                   CAST(r.period_year AS INTEGER) AS year
-            FROM reporting_{dataset} r"""
+    """rep_l AS (SELECT g.geo_level, g.geo_code, r.{period} AS period, r.unit_code,
+                   CAST(r.period_year AS INTEGER) AS year, count(DISTINCT r.period_month) AS months
+            FROM {source} r"""
     + _ROLLUP_JOIN.format(alias="r")
-    + " __PERIODS_r__)"
+    + """{only} __PERIODS_r__
+            GROUP BY g.geo_level, g.geo_code, r.{period}, r.unit_code, r.period_year)"""
+)
+# Areas that reported in the period, for the cells of those where no unit met the need.
+_REPORTED_AREAS = (
+    """SELECT DISTINCT g.geo_level, g.geo_code, r.{period} AS period FROM reporting_{dataset} r"""
+    + _ROLLUP_JOIN.format(alias="r")
+    + " __PERIODS_r__"
 )
 _SIDE = (
     """{name} AS (SELECT g.geo_level, g.geo_code, i.{period} AS period, i.unit_code, {dim} AS dim,
@@ -293,15 +441,23 @@ _SIDE = (
 )
 
 
-def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: str) -> str:
+def _statement(
+    ind: Indicator, period_type: str, dim_name: str | None, target: str, sig: int = 0
+) -> str:
     """One INSERT computing ``ind`` at one level and period type, in total (``dim_name`` None)
-    or by one dimension; every unit that reported gets a cell, zero when it had no event."""
+    or by one dimension; every unit that reported and whose sources supply what the cell reads
+    (``sig``: its unit-months in ``available_<dataset>``, 0: all that reported) gets a cell,
+    zero when it had no event. An area that reported but where no unit did gets a cell with no
+    value, flagged ``not_available``. ``coverage``: the share of the area's population-months
+    (``area_pop``) in the units counted."""
     cat = catalogue()
     dataset = ind.dataset
     dim = cat.dimension(dataset, dim_name) if dim_name else None
     period = PERIOD_COLUMNS[period_type]
     dim_sql, dim_group = (f"i.{dim_name}", f", i.{dim_name}") if dim else ("''", "")
-    ctes = [_REPORTING.format(period=period, dataset=dataset)]
+    source = f"available_{dataset}" if sig else f"reporting_{dataset}"
+    only = f" AND r.sig = {int(sig)}" if sig else ""
+    ctes = [_REPORTING.format(period=period, source=source, only=only)]
     sides = [("num", ind.numerator)] + ([("den", ind.denominator)] if ind.denominator else [])
     for name, side in sides:
         ctes.append(
@@ -315,11 +471,12 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
                 where=condition_sql(side_where(cat, side)),
             )
         )
+    dims = "SELECT '' AS dim"
     if dim is None:
         cells = "SELECT rep_l.*, '' AS dim FROM rep_l"
     elif dim.values:
-        values = " UNION ALL ".join(f"SELECT '{v}' AS dim" for v in dim.values)
-        cells = f"SELECT rep_l.*, d.dim FROM rep_l CROSS JOIN ({values}) d"
+        dims = " UNION ALL ".join(f"SELECT '{v}' AS dim" for v in dim.values)
+        cells = f"SELECT rep_l.*, d.dim FROM rep_l CROSS JOIN ({dims}) d"
     else:  # values present in the data (cooperation contracts): no cell where none was
         source = "den" if ind.denominator else "num"
         cells = (
@@ -333,7 +490,12 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
         "ON {x}.geo_level = c.geo_level AND {x}.geo_code = c.geo_code AND {x}.period = c.period"
         " AND {x}.unit_code = c.unit_code AND {x}.dim = c.dim"
     )
-    joins = [f"LEFT JOIN num {on.format(x='num')}"]
+    joins = [
+        f"LEFT JOIN num {on.format(x='num')}",
+        "LEFT JOIN pop_cube pt ON pt.geo_code = c.unit_code AND pt.year = c.year"
+        " AND pt.sex = 'T' AND pt.age_group = 'T'",
+    ]
+    source_year = "CAST(NULL AS INTEGER)"
     if ind.kind == "rate":
         sex = "c.dim" if dim and dim.population == "sex" else f"'{ind.population.get('sex', 'T')}'"
         age = (
@@ -346,40 +508,59 @@ def _statement(ind: Indicator, period_type: str, dim_name: str | None, target: s
             "JOIN pop_cube p ON p.geo_code = c.unit_code AND p.year = c.year"
             f" AND p.sex = {sex} AND p.age_group = {age}",
         )
-        den = "p.pop"
+        den, source_year = "p.pop", "p.src_year"
     elif ind.denominator:
         joins.append(f"LEFT JOIN den {on.format(x='den')}")
         den = "coalesce(den.n, 0)"
     else:
-        den = "NULL"
+        den = "CAST(NULL AS FLOAT)"
     ctes.append(
         "unit AS (SELECT c.geo_level, c.geo_code, c.period, c.dim, coalesce(num.n, 0) AS n,"
-        f" {den} AS d FROM cells c {' '.join(joins)})"
+        f" {den} AS d, pt.pop * c.months AS cov, {source_year} AS py"
+        f" FROM cells c {' '.join(joins)})"
     )
-    if ind.kind == "count":
-        value, having = "sum(n)", ""
-    else:
-        value = "CASE WHEN sum(d) > 0 THEN sum(n) * :multiplier / sum(d) END"
-        having = " HAVING sum(d) > 0" if ind.kind == "ratio" else ""
-    label = f"'{dim_name}=' || dim" if dim else "''"
+    having = " HAVING sum(d) > 0" if ind.kind == "ratio" else ""
+    ctes.append(
+        "agg AS (SELECT geo_level, geo_code, period, dim, sum(n) AS n, sum(d) AS d,"
+        f" sum(cov) AS cov, max(py) AS py FROM unit GROUP BY geo_level, geo_code, period, dim"
+        f"{having})"
+    )
+    value = "a.n" if ind.kind == "count" else "CASE WHEN a.d > 0 THEN a.n * :multiplier / a.d END"
+    label = f"'{dim_name}=' || {{x}}.dim" if dim else "''"
     conf = "'F'"
     if ind.suppress_below:
-        small = f"sum(n) > 0 AND sum(n) < {int(ind.suppress_below)}"
+        small = f"a.n > 0 AND a.n < {int(ind.suppress_below)}"
         if ind.kind == "ratio":
-            small += f" OR sum(d) > 0 AND sum(d) < {int(ind.suppress_below)}"
+            small += f" OR a.d > 0 AND a.d < {int(ind.suppress_below)}"
         conf = f"CASE WHEN {small} THEN 'C' ELSE 'F' END"
     flag = (
-        f"CASE WHEN sum(n) < {int(ind.min_events)} THEN 'unstable' ELSE '' END"
+        f"CASE WHEN a.n < {int(ind.min_events)} THEN 'unstable' ELSE '' END"
         if ind.min_events and ind.kind == "rate"
         else "''"
     )
-    return (
+    sql = (
         f"INSERT INTO {target} ({VALUE_COLUMNS}) WITH {', '.join(ctes)}"
-        f" SELECT :code, geo_level, geo_code, :period_type, period, {label}, sum(n),"
-        f" {'sum(d)' if ind.kind != 'count' else 'NULL'}, {value}, :unit, {conf}, {flag},"
-        f" :computed_at FROM unit GROUP BY geo_level, geo_code, period, dim{having}"
+        f" SELECT :code, a.geo_level, a.geo_code, :period_type, a.period, {label.format(x='a')},"
+        f" a.n, {'a.d' if ind.kind != 'count' else 'CAST(NULL AS FLOAT)'}, {value}, :unit, {conf}, {flag},"
+        " CASE WHEN ap.pop > 0 THEN 100.0 * a.cov / ap.pop END, a.py, :computed_at FROM agg a"
+        " LEFT JOIN area_pop ap ON ap.geo_level = a.geo_level AND ap.geo_code = a.geo_code"
+        " AND ap.period_type = :period_type AND ap.period = a.period"
     )
+    if sig and (dim is None or dim.values):
+        areas = _REPORTED_AREAS.format(period=period, dataset=dataset)
+        sql += (
+            f" UNION ALL SELECT :code, x.geo_level, x.geo_code, :period_type, x.period,"
+            f" {label.format(x='d')}, {NULLS}, :unit, 'F', '{NOT_AVAILABLE}', 0,"
+            " CAST(NULL AS INTEGER),"
+            f" :computed_at FROM ({areas}) x CROSS JOIN ({dims}) d WHERE NOT EXISTS"
+            " (SELECT 1 FROM rep_l WHERE rep_l.geo_level = x.geo_level"
+            " AND rep_l.geo_code = x.geo_code AND rep_l.period = x.period)"
+        )
+    return sql
 
+
+NOT_AVAILABLE = "not_available"  # quality_flag of a cell the sources cannot support: no value
+NULLS = ", ".join(["CAST(NULL AS FLOAT)"] * 3)  # its numerator, denominator and value
 
 # Reporting coverage: the population of the units that reported over that of all units of the
 # area valid in the period.
@@ -406,7 +587,7 @@ unit AS (SELECT a.geo_level, a.geo_code, a.period, p.pop,
                         AND rep_l.period = a.period
                         AND rep_l.unit_code = a.unit_code)
 SELECT :code, geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
-       sum(covered) * :multiplier / sum(pop), :unit, 'F', '', :computed_at
+       sum(covered) * :multiplier / sum(pop), :unit, 'F', '', NULL, NULL, :computed_at
 FROM unit GROUP BY geo_level, geo_code, period HAVING sum(pop) > 0"""
 )
 
@@ -436,7 +617,7 @@ def insert_indicator_values(
     years: Iterable[str] | None = None,
     periods: dict[str, list[str]] | None = None,
     reconciled: dict | None = None,
-) -> None:
+) -> dict[tuple[str, str | None], int]:
     """Compute every catalogue entry into ``target``, at every level the deployment declares.
 
     ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
@@ -446,13 +627,19 @@ def insert_indicator_values(
     (the facts are still built for the whole years), the others are not written.
     ``reconciled``: the reconciliation items just refreshed (``refresh_reconciliation``), so
     that the sources indicators count are not worked out a second time.
+
+    Returns, per indicator and dimension (None: its total), the number of the unit-months its
+    cells count (0: every one that reported; see ``_build_availability``): counts over
+    different unit-months do not add up, which disclosure control must know.
     """
     years = None if years is None else sorted({str(y) for y in years})
     if periods is not None:
         assert years is not None and set(periods["year"]) <= set(years)
     levels = current_deployment().level_codes
-    _build_facts(conn, fixed, years, reconciled, by_period=periods is not None)
+    cat = catalogue()
+    signatures = _build_facts(conn, fixed, years, reconciled, by_period=periods is not None)
     _build_population(conn, fixed)
+    _build_area_population(conn, levels)
     designs: dict[str, dict[str, pd.DataFrame]] = {}  # survey dataset -> level -> respondents
     for ind in indicators():
         if ind.kind == "survey":
@@ -470,14 +657,18 @@ def insert_indicator_values(
                 shape = {"levels": _quoted(levels[:-1])}
                 statements = [
                     _COVERAGE.format(
-                        target=target, period=PERIOD_COLUMNS[period_type], dataset=ind.dataset
+                        target=target,
+                        period=PERIOD_COLUMNS[period_type],
+                        dataset=ind.dataset,
+                        source=f"reporting_{ind.dataset}",
+                        only="",
                     )
                 ]
             else:
                 shape = {"levels": _quoted(levels)}
                 split = period_type in ind.disaggregated_periods
                 statements = [
-                    _statement(ind, period_type, dim, target)
+                    _statement(ind, period_type, dim, target, signatures[cat.need(ind, dim)])
                     for dim in (None, *(ind.disaggregations if split else ()))
                 ]
             for sql in statements:  # every level at once: the roll-up joins each unit to each
@@ -488,10 +679,18 @@ def insert_indicator_values(
                     )
                 statement, used = _timestamps(sql, fixed)
                 conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in sql} | used)
+    bases = {
+        (ind.code, dim): signatures[cat.need(ind, dim)]
+        for ind in indicators()
+        if ind.kind in ("rate", "count", "ratio")
+        for dim in (None, *ind.disaggregations)
+    }
     for dataset in catalogue().datasets:
-        for name in (f"facts_{dataset}", f"reporting_{dataset}"):
+        for name in (f"facts_{dataset}", f"reporting_{dataset}", f"available_{dataset}"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
+    for name in ("pop_cube", "area_pop"):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    return bases
 
 
 def _survey_design(
@@ -623,7 +822,8 @@ def _previous(period_type: str, expr: str, year_ago: bool) -> str:
 
 def _update_changes(conn: sa.Connection, target: str, years: list[str] | None) -> None:
     """Percent change of each published value against the previous period and the same period
-    a year before (NULL when either is withheld, missing or zero)."""
+    a year before (NULL when either is withheld, missing or zero, or when the two cover
+    different shares of the population-months: a year of January only is no year)."""
     scope = ""
     if years is not None:
         later = sorted({*years, *(str(int(y) + 1) for y in years)})
@@ -639,7 +839,8 @@ def _update_changes(conn: sa.Connection, target: str, years: list[str] | None) -
                 f" AND p.geo_level = {target}.geo_level AND p.geo_code = {target}.geo_code"
                 f" AND p.period_type = {target}.period_type"
                 f" AND p.disaggregation = {target}.disaggregation"
-                f" AND p.conf_status = 'F' AND p.period = {before})"
+                f" AND p.conf_status = 'F' AND p.period = {before}"
+                f" AND abs(coalesce(p.coverage, 100) - coalesce({target}.coverage, 100)) < 0.5)"
                 f" WHERE period_type = '{period_type}'{scope}"
             )
 
@@ -682,12 +883,12 @@ def compute_indicators(
         from obsx.suppression import apply_secondary_suppression
 
         items = refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
-        insert_indicator_values(
+        bases = insert_indicator_values(
             conn, indicator_value.name, {"computed_at": now}, years, periods, reconciled=items
         )
         mark_indicator_values(conn, indicator_value.name)
 
-        apply_secondary_suppression(conn, indicator_value.name, years, catalogue())
+        apply_secondary_suppression(conn, indicator_value.name, years, catalogue(), bases)
         _update_changes(conn, indicator_value.name, years)
         if periods is not None:
             # the whole year was refreshed (its disclosure status and changes): one stamp
@@ -741,10 +942,10 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
     with engine.begin() as conn:
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
-        insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
+        bases = insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
         from obsx.suppression import apply_secondary_suppression
 
-        apply_secondary_suppression(conn, scratch.name, None, catalogue())  # flags as then
+        apply_secondary_suppression(conn, scratch.name, None, catalogue(), bases)  # flags as then
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
         scratch.drop(conn)
     return frame

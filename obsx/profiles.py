@@ -52,6 +52,7 @@ DERIVE_NEEDS = {
 }
 KNOWN_KEYS = {
     "files",
+    "covers",
     "derive",
     "complete_coverage",
     "value_labels",
@@ -139,10 +140,23 @@ class Profile:
     files: tuple[str, ...] = ()  # file-name patterns this profile is for (empty: any)
     derive: tuple[Derivation, ...] = ()
     complete_coverage: bool = False  # a file covers all the contributor's units for its months
+    # the codes a file covers of a field (crime_code: [0101] for a homicide register): its units
+    # then count for no indicator of other codes (they are not reported, not zero)
+    covers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     value_labels: bool = True  # SPSS: read value labels (False: the numeric codes)
     # cells that mean "no value" (Ignorado, n/d): column -> values ("*": every column)
     blank_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # key -> line
+
+    def covered(self, name: str) -> tuple[str, ...] | None:
+        """The codes of ``name`` a file covers, if the profile says: ``covers:``, or the one
+        code every row is given (``derive: {name: {value: X}}``); None: it does not say."""
+        if name in self.covers:
+            return self.covers[name]
+        for d in self.derive:
+            if d.field == name and d.kind == "value":
+                return (str(d.value),)
+        return None
 
     def line_of(self, *keys) -> str:
         """``path:line`` of a key of the profile, for messages."""
@@ -412,10 +426,29 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         files=tuple(str(p) for p in files),
         derive=tuple(derive),
         complete_coverage=bool(spec.get("complete_coverage", False)),
+        covers=_covers(spec, where, names),
         value_labels=bool(spec.get("value_labels", True)),
         blank_values=_blank_values(spec, where),
         lines=dict(getattr(spec, "lines", {})),
     )
+
+
+def _covers(spec, where, names: set[str]) -> dict[str, tuple[str, ...]]:
+    """``covers``: a mapping of a field to the codes (or code prefixes) its files cover."""
+    given = spec.get("covers") or {}
+    if not isinstance(given, dict):
+        _fail(
+            spec, where, "covers", "covers: a mapping of a field to its codes (crime_code: [0101])"
+        )
+    covers = {}
+    for name, codes in given.items():
+        if name not in names:
+            _fail(given, where, name, f"covers.{name}: no field of this dataset")
+        codes = [codes] if isinstance(codes, str) else codes
+        if not isinstance(codes, list) or not codes or not all(isinstance(c, str) for c in codes):
+            _fail(given, where, name, f'covers.{name}: a list of codes, quoted ("0101")')
+        covers[str(name)] = tuple(codes)
+    return covers
 
 
 def _blank_values(spec, where) -> dict[str, tuple[str, ...]]:

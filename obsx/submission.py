@@ -5,6 +5,7 @@ commands can call it too.
 """
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from obsx.catalogue import load_catalogue
 from obsx.contract import load_contract
 from obsx.deployment import current_deployment
 from obsx.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
@@ -33,6 +35,7 @@ from obsx.warehouse import (
     quarantine,
     record_tables,
     submission,
+    submission_scope,
 )
 
 log = logging.getLogger(__name__)
@@ -232,17 +235,34 @@ class AcceptedRows:
     are staged chunk by chunk: how many, their units and months (with counts), first and last
     dates."""
 
-    def __init__(self, dataset: str):
+    def __init__(self, dataset: str, profile: Profile | None = None):
         contract = load_contract(dataset)
         self.geography, self.period = contract.geography_field, contract.period_field
+        self.fields = set(contract.record_fields)
         self.count = 0
         self.first = self.last = None
         self._places: list[pd.DataFrame] = []
+        self.supplied: set[str] = set()  # record fields some accepted row fills
+        # What the file covers of each scope field of the catalogue: what its profile says,
+        # else all codes (None), else the codes its rows hold (filled in by ``add``).
+        spec = load_catalogue().datasets.get(dataset)
+        self.covers: dict[str, list[str] | None] = {}
+        self.observed: dict[str, set[str]] = {}
+        for name, default in (spec.scope if spec else {}).items():
+            said = profile.covered(name) if profile else None
+            if said is not None:
+                self.covers[name] = sorted(said)
+            elif default == "observed":
+                self.observed[name] = set()
 
     def add(self, accepted: pd.DataFrame) -> None:
         if accepted.empty:
             return
         self.count += len(accepted)
+        self.supplied |= {c for c in self.fields & set(accepted) if accepted[c].notna().any()}
+        for name, seen in self.observed.items():
+            if name in accepted:
+                seen.update(accepted[name].dropna().astype(str))
         dates = pd.to_datetime(accepted[self.period])
         known = dates.dropna()
         if not known.empty:
@@ -258,6 +278,17 @@ class AcceptedRows:
         )
         counted = places.groupby(["unit", "month", "year"], dropna=False).size()
         self._places.append(counted.rename("count").reset_index())
+
+    def scope_row(self, sha: str, dataset: str) -> dict:
+        """The file's row of ``submission_scope``: the fields it supplied, the codes it covers."""
+        covers = self.covers | {name: sorted(seen) for name, seen in self.observed.items()}
+        covers = {name: codes for name, codes in covers.items() if codes is not None}
+        return {
+            "submission_id": sha,
+            "dataset": dataset,
+            "supplied": json.dumps(sorted(self.supplied)),
+            "covers": json.dumps(covers, sort_keys=True),
+        }
 
     def places(self) -> pd.DataFrame:
         """Unit, month, year and how many accepted rows have them (missing ones included)."""
@@ -360,6 +391,10 @@ def _merge(
         counts["warnings"] += len(warnings)
         if covers_all:
             _declare_coverage(conn, dataset, code, sha, accepted)
+        if accepted is not None and accepted.count:
+            scope = submission_scope.c.submission_id == sha
+            conn.execute(submission_scope.delete().where(scope))
+            conn.execute(submission_scope.insert(), [accepted.scope_row(sha, dataset)])
         lookalikes: dict[int, str] = {}
         counts |= merge_staged(stage, sha, now, lookalikes=lookalikes)
         result.problems += [
@@ -574,7 +609,7 @@ def _process(
             if chosen is not None:
                 # Validated and staged chunk by chunk inside this transaction: a file is never
                 # held whole, and what a failure interrupts is rolled back with the rest.
-                stage, accepted = Stage(conn, dataset, code), AcceptedRows(dataset)
+                stage, accepted = Stage(conn, dataset, code), AcceptedRows(dataset, chosen[0])
 
                 def stage_rows(rows):
                     accepted.add(rows)

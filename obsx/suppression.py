@@ -29,8 +29,13 @@ log = logging.getLogger(__name__)
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
 
 
-def _signature(cat: Catalogue, ind: Indicator, side, disaggregation: str) -> tuple:
-    """What an atom counts, independent of the indicator that publishes it."""
+def _signature(
+    cat: Catalogue, ind: Indicator, side, disaggregation: str, bases: dict | None = None
+) -> tuple:
+    """What an atom counts, independent of the indicator that publishes it: the records of
+    a dataset's measure matching its conditions, in the unit-months its indicator counts
+    (``bases``, from ``insert_indicator_values``: 0 every unit-month that reported; a count
+    over fewer unit-months is another number, and adds up only with counts over the same)."""
     where = dict(side_where(cat, side))
     if disaggregation:
         name, value = disaggregation.split("=", 1)
@@ -38,13 +43,14 @@ def _signature(cat: Catalogue, ind: Indicator, side, disaggregation: str) -> tup
         key = dim.field if not (dim.bands or dim.prefix) else dim.name
         where[key] = [value]
     rules = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in where.items()))
-    return (side.dataset, side.measure, rules)
+    dim = disaggregation.split("=", 1)[0] or None
+    return (side.dataset, side.measure, rules, (bases or {}).get((ind.code, dim), 0))
 
 
 def _split(signature: tuple) -> list[list[tuple]]:
     """Partitions of an atom's records: a condition ``field: [A, B]`` is the sum of the atoms
     ``field: [A]`` and ``field: [B]`` under the other conditions."""
-    dataset, measure, rules = signature
+    dataset, measure, rules, base = signature
     partitions = []
     for i, (key, rule) in enumerate(rules):
         values = json.loads(rule)
@@ -52,14 +58,14 @@ def _split(signature: tuple) -> list[list[tuple]]:
             continue
         partitions.append(
             [
-                (dataset, measure, rules[:i] + ((key, json.dumps([v])),) + rules[i + 1 :])
+                (dataset, measure, rules[:i] + ((key, json.dumps([v])),) + rules[i + 1 :], base)
                 for v in values
             ]
         )
     return partitions
 
 
-def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | None):
+def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | None, bases=None):
     """The rows subject to disclosure control and the atoms they show."""
     suppressible = {i.code: i for i in cat.indicators if i.suppress_below}
     if not suppressible:
@@ -71,8 +77,9 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
     rows = pd.read_sql(
         sa.text(
             f"SELECT {', '.join(KEY)}, numerator, denominator, conf_status FROM {target}"
-            f" WHERE indicator_code IN ({codes}){scope} ORDER BY {', '.join(KEY)}"
-        ),  # in a fixed order: the choice breaks ties by position
+            f" WHERE indicator_code IN ({codes}) AND numerator IS NOT NULL{scope}"
+            f" ORDER BY {', '.join(KEY)}"
+        ),  # in a fixed order: the choice breaks ties by position; not available: no figure
         conn,
     )
     if rows.empty:
@@ -88,7 +95,8 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
                 pd.DataFrame(
                     {
                         "row": group.index,
-                        "signature": [_signature(cat, ind, side, disaggregation)] * len(group),
+                        "signature": [_signature(cat, ind, side, disaggregation, bases)]
+                        * len(group),
                         "value": group[column].to_numpy(),
                         "threshold": ind.suppress_below,
                     }
@@ -119,10 +127,10 @@ def _margins(conn: sa.Connection, atoms: pd.DataFrame, cat: Catalogue):
     # denominator "known age" the sum of the age groups), in every area and period.
     refinements = defaultdict(lambda: defaultdict(list))  # signature -> key -> one-value sigs
     for signature in signatures:
-        dataset, measure, rules = signature
+        dataset, measure, rules, base = signature
         for key, rule in rules:
             if key != "any" and len(json.loads(rule)) == 1:
-                reduced = (dataset, measure, tuple(r for r in rules if r[0] != key))
+                reduced = (dataset, measure, tuple(r for r in rules if r[0] != key), base)
                 refinements[reduced][key].append(signature)
     partitions = [
         (i, parts)
@@ -206,7 +214,7 @@ def _grouped(pairs: pd.DataFrame) -> list[tuple[int, tuple[int, ...]]]:
 def _conditions(cat: Catalogue, signature: tuple) -> dict:
     """An atom's conditions as field -> ("in", values) or ("prefix", prefixes); a dimension
     published by code prefix (ICCS section) is its field's prefix."""
-    dataset, _, rules = signature
+    dataset, _, rules, _ = signature
     out = {}
     for key, rule in rules:
         value = json.loads(rule)
@@ -240,7 +248,8 @@ def _subsets(cells: pd.DataFrame, signatures, cat: Catalogue) -> list:
     nested = []
     for i, (si, ci) in enumerate(zip(signatures, conditions, strict=True)):
         for j, (sj, cj) in enumerate(zip(signatures, conditions, strict=True)):
-            if i == j or si[:2] != sj[:2] or not set(cj) <= set(ci):
+            # j's unit-months must hold i's: every one that reported (0), or the same
+            if i == j or si[:2] != sj[:2] or sj[3] not in (0, si[3]) or not set(cj) <= set(ci):
                 continue
             if all(_narrower(ci[k], cj[k]) for k in cj) and ci != cj:
                 nested.append((j, i))  # j's records include i's
@@ -297,13 +306,17 @@ def protection_width(threshold: np.ndarray) -> np.ndarray:
 
 
 def apply_secondary_suppression(
-    conn: sa.Connection, target: str, years: list[str] | None, cat: Catalogue | None = None
+    conn: sa.Connection,
+    target: str,
+    years: list[str] | None,
+    cat: Catalogue | None = None,
+    bases: dict | None = None,
 ) -> int:
     """Set ``conf_status`` of the rows of ``years`` (None: all) in ``target``: C for small
     counts, D for the cells withheld so that none of them can be recovered. Returns the number
     of rows withheld. ``cat``: the catalogue the values were computed from (default: the file's)."""
     cat = cat or load_catalogue()
-    rows, link = _atoms(conn, target, cat, years)
+    rows, link = _atoms(conn, target, cat, years, bases)
     if link.empty:
         return 0
     atoms = (

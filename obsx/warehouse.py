@@ -90,6 +90,19 @@ declared_coverage = sa.Table(
     sa.Column("dataset", sa.String(64), nullable=False, index=True),
 )
 
+# What each accepted file supplied (obsx/submission.py): the record fields it filled (a column
+# absent or all blank is not supplied) and, of the catalogue's scope fields, the codes it covers
+# (null: all). A unit and month counts for an indicator only where a file covering it supplied
+# what the indicator reads; elsewhere its cell is "not available", never 0.
+submission_scope = sa.Table(
+    "submission_scope",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("supplied", sa.Text, nullable=False, comment="JSON list of record fields"),
+    sa.Column("covers", sa.Text, nullable=False, comment="JSON {field: [codes]}; absent: all"),
+)
+
 population = sa.Table(
     "population",
     metadata,
@@ -200,7 +213,7 @@ indicator_value = sa.Table(
     sa.Column("period_type", sa.String(8), primary_key=True),
     sa.Column("period", sa.String(10), primary_key=True),
     sa.Column("disaggregation", sa.String(200), primary_key=True),
-    sa.Column("numerator", sa.Float, nullable=False),
+    sa.Column("numerator", sa.Float, comment="null: not available (see quality_flag)"),
     sa.Column("denominator", sa.Float),
     sa.Column("value", sa.Float),
     sa.Column("unit", sa.String(40), nullable=False),
@@ -217,6 +230,15 @@ indicator_value = sa.Table(
         nullable=False,
         server_default="",
         comment="unstable (rate on few events); survey: caution (CV > 15%), unreliable (CV > 30%)",
+    ),
+    sa.Column(
+        "coverage",
+        sa.Float,
+        comment="% of the area's population-months in the period covered by units whose sources"
+        " supplied what the indicator reads (100: all units, every month)",
+    ),
+    sa.Column(
+        "population_year", sa.Integer, comment="rates: the year of the population figures used"
     ),
     sa.Column("standard_error", sa.Float, comment="surveys: design-based (Taylor)"),
     sa.Column("ci_low", sa.Float, comment="surveys: 95% confidence interval"),

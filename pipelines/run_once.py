@@ -19,6 +19,7 @@ from assets.submissions import PROGRESS, submission_partitions
 from obsx.deployment import current_deployment
 from obsx.dropzone import parse_partition_key
 from obsx.expectations import import_in_background
+from obsx.indicators import NOT_AVAILABLE
 from obsx.reference import observatories
 from obsx.submission import COUNT_COLUMNS, process_submission
 from obsx.warehouse import indicator_value, submission
@@ -50,7 +51,6 @@ class RunReport:
     left_in_inbox: list[Path] = field(default_factory=list)
     warehouse: str = ""
     homicide_rates: list[dict] = field(default_factory=list)
-    coverage: dict[str, float] = field(default_factory=dict)
     plan_execution: list[dict] = field(default_factory=list)
     victimization: list[dict] = field(default_factory=list)
     arrests: list[dict] = field(default_factory=list)
@@ -97,16 +97,14 @@ class RunReport:
                 f"Time: {self.wall_seconds:.1f} s ({stages}; Dagster and the rest {other:.1f})"
             )
         for rate in self.homicide_rates:
-            if rate["conf_status"] != "F":
+            if rate["conf_status"] != "F" or rate["quality_flag"] == NOT_AVAILABLE:
                 lines.append(_highlight(rate | {"indicator_code": "National homicide rate"}))
                 continue
             value = "n/a (no population)" if rate["value"] is None else f"{rate['value']:.1f}"
-            coverage = self.coverage.get(rate["period"])
             lines.append(
                 f"National homicide rate {rate['period']} (SDG 16.1.1): {value} per 100,000 "
                 f"({rate['numerator']:.0f} victims / {rate['denominator'] or 0:,.0f} inhabitants of "
-                f"reporting units"
-                + (f"; {coverage:.1f}% of the national population reported)" if coverage else ")")
+                f"reporting units{_coverage(rate)})"
             )
         for row in self.arrests:
             if row["conf_status"] != "F":
@@ -174,12 +172,22 @@ HIGHLIGHTS = [
 ]
 
 
+def _coverage(row: dict) -> str:
+    """How much of the country and the year a national value covers, when not all of it."""
+    coverage = row.get("coverage")
+    if coverage is None or coverage >= 99.95:
+        return ""
+    return f"; covers {coverage:.1f}% of the country's population-months"
+
+
 def _highlight(row: dict) -> str:
     what = row["indicator_code"] + (f" {row['disaggregation']}" if row["disaggregation"] else "")
+    if row["quality_flag"] == NOT_AVAILABLE:
+        return f"{what} {row['period']}: not available (no source supplies what it counts)"
     if row["conf_status"] != "F" or row["value"] is None:
         return f"{what} {row['period']}: withheld (disclosure control)"
     text = f"{what} {row['period']}: {row['value']:.1f} {row['unit']}"
-    text += f" ({row['numerator']:,.0f} / {row['denominator'] or 0:,.0f})"
+    text += f" ({row['numerator']:,.0f} / {row['denominator'] or 0:,.0f}{_coverage(row)})"
     if row["ci_low"] is not None:
         text += f", 95% CI {row['ci_low']:.1f}-{row['ci_high']:.1f}"
     if row["quality_flag"]:
@@ -262,6 +270,7 @@ def national_yearly(
             v.ci_high,
             v.quality_flag,
             v.conf_status,
+            v.coverage,
         )
         .where(
             v.indicator_code == indicator_code,
@@ -475,9 +484,6 @@ def run_once(
             for row in national_yearly(conn, code, split)
             if row["period"] == latest
         ]
-        report.coverage = {
-            r["period"]: r["value"] for r in national_yearly(conn, "REPORTING_COVERAGE")
-        }
     report.wall_seconds = time.perf_counter() - started
     done = {s["partition_key"] for s in report.submissions}
     report.unprocessed_keys = [k for k in keys if k not in done]

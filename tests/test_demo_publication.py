@@ -10,6 +10,7 @@ every solution of the system gives it the same value).
 """
 
 import io
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -194,6 +195,51 @@ def test_the_demo_publishes_its_headline_figures(demo):
     provinces = [r for r in rows if r[0] == "HOMICIDE_COUNT" and r[1] == "province"]
     assert provinces and all(r[4] == "F" for r in provinces)
     assert sum(r[3] for r in provinces) == 414
+
+
+def test_what_no_demo_source_records_is_not_available_never_zero(demo, tmp_path):
+    """No demo file has a relationship or gender-motive column: femicide and domestic violence
+    are not available at every level and period, in the warehouse, the analysts' view and the
+    open data; every other value says how much of its area it covers."""
+    from obsx.opendata import write_open_data
+
+    with demo.connect() as conn:
+        supplied = set().union(
+            *(
+                json.loads(s)
+                for s in conn.execute(sa.text("SELECT supplied FROM submission_scope")).scalars()
+            )
+        )
+        rows = pd.read_sql(
+            sa.text(
+                "SELECT indicator_code, geo_level, period, disaggregation, numerator, value,"
+                " quality_flag, coverage, conf_status FROM analytics_indicator_value"
+            ),
+            conn,
+        )
+    assert not supplied & {"relationship", "gender_motive"}  # the premise, from the files
+    for code in ("FEMICIDE_RATE", "DOMESTIC_VIOLENCE_RATE"):
+        cells = rows[rows["indicator_code"] == code]
+        assert len(cells) > 100 and set(cells["quality_flag"]) == {"not_available"}, code
+        assert cells["value"].isna().all() and cells["numerator"].isna().all()
+    # the national figures of the homicide register cover the five districts that report
+    sdg = rows[
+        (rows["indicator_code"] == "SDG_16_1_1")
+        & (rows["geo_level"] == "national")
+        & (rows["period"] == "2025")
+        & (rows["disaggregation"] == "")
+    ].iloc[0]
+    coverage = rows[
+        (rows["indicator_code"] == "REPORTING_COVERAGE")
+        & (rows["geo_level"] == "national")
+        & (rows["period"] == "2025")
+    ].iloc[0]
+    assert sdg["coverage"] == pytest.approx(coverage["value"]) == pytest.approx(53.0, abs=0.05)
+    table = pd.read_csv(write_open_data(demo, tmp_path)["csv"], encoding="utf-8-sig")
+    femicide = table[table["indicator_code"] == "FEMICIDE_RATE"]
+    assert len(femicide) and femicide["value"].isna().all()
+    assert set(femicide["quality_flag"]) == {"not_available"}
+    assert "coverage" in table.columns
 
 
 def test_obsx_indicators_prints_what_is_published_unless_asked_for_more(demo, monkeypatch, capsys):

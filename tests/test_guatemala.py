@@ -389,9 +389,73 @@ def test_a_file_that_counts_cases_is_not_added_to_victims(gt_warehouse, tmp_path
     )
     assert outcome.status == "accepted"
     compute_indicators(gt_warehouse)
-    assert national(gt_warehouse, "SDG_16_1_1", "2024-01").numerator == 0  # cases, not victims
-    # the municipios reported (zero victims), they are not silent: the count is 0, not missing
-    assert national(gt_warehouse, "INCIDENT_COUNT", "2024-01").numerator == 0
+    # cases, not victims: no victim figure at all, rather than a victim count of 0
+    for code in ("SDG_16_1_1", "HOMICIDE_COUNT", "INCIDENT_COUNT"):
+        assert flagged(gt_warehouse, code, "2024-01") == (None, None, "not_available"), code
+    # the cases are published as cases, over the whole country (the file declares it complete)
+    cases = national(gt_warehouse, "HOMICIDE_CASE_RATE", "2024-01")
+    assert (cases.numerator, cases.denominator) == (250, NATIONAL_POPULATION_2018)
+    # a homicide register says nothing of other crimes' cases: no total of all cases
+    assert flagged(gt_warehouse, "CASE_RATE", "2024-01")[2] == "not_available"
+    assert flagged(gt_warehouse, "CASE_RATE", "2024", "iccs_section=04")[2] == "not_available"
+
+
+def flagged(engine, code, period, disaggregation=""):
+    """A national value's numerator, value and quality flag."""
+    v = indicator_value.c
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                sa.select(v.numerator, v.value, v.quality_flag).where(
+                    v.indicator_code == code,
+                    v.geo_level == "national",
+                    v.period == period,
+                    v.disaggregation == disaggregation,
+                )
+            ).one()
+        )
+
+
+def test_a_homicide_register_gives_no_other_crime_and_no_field_it_lacks(gt_warehouse, tmp_path):
+    """INACIF's national count has no weapon, age or relationship column and counts homicides
+    only: robbery, theft and extortion are not reported (not 0), nor are the firearm share, the
+    youth share or femicide; SDG 16.1.1 is published, marked as one month of the year, divided
+    by the 2018 census."""
+    outcome = submit(
+        gt_warehouse, tmp_path, "gt_inacif", FIXTURES / "homicidios_nacional_2024_01.csv"
+    )
+    assert outcome.status == "accepted"
+    compute_indicators(gt_warehouse)
+    for code in (
+        "ROBBERY_RATE", "THEFT_RATE", "EXTORTION_RATE", "FIREARM_HOMICIDE_SHARE",
+        "FIREARM_HOMICIDE_RATE", "HOMICIDE_YOUTH_SHARE", "FEMICIDE_RATE", "INCIDENT_COUNT",
+    ):  # fmt: skip
+        for period in ("2024-01", "2024"):
+            assert flagged(gt_warehouse, code, period) == (None, None, "not_available"), code
+    v = indicator_value.c
+    with gt_warehouse.connect() as conn:
+        zeros = conn.execute(
+            sa.select(sa.func.count()).where(
+                v.indicator_code.in_(["ROBBERY_RATE", "FIREARM_HOMICIDE_SHARE", "FEMICIDE_RATE"]),
+                v.value == 0,
+            )
+        ).scalar()
+        sdg = {
+            r.period: r
+            for r in conn.execute(
+                sa.select(v.period, v.value, v.coverage, v.population_year).where(
+                    v.indicator_code == "SDG_16_1_1",
+                    v.geo_level == "national",
+                    v.disaggregation == "",
+                )
+            )
+        }
+    assert zeros == 0  # at no level
+    assert sdg["2024-01"].coverage == pytest.approx(100)
+    assert sdg["2024"].coverage == pytest.approx(100 / 12)  # January only
+    assert sdg["2024"].population_year == 2018  # the census, carried forward
+    # sex is in the file: the count of women is a figure
+    assert flagged(gt_warehouse, "HOMICIDE_COUNT", "2024", "sex=F")[2] != "not_available"
 
 
 def test_a_file_replayed_from_the_archive_is_read_through_the_profile_its_name_chose(

@@ -8,18 +8,21 @@ are cells of 1 or 2 victims: withheld.
 
 import contextlib
 import csv
+import json
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from pysdmx.io import get_datasets
+from pysdmx.io import get_datasets, read_sdmx
+from pysdmx.model import Codelist, Schema
 
 from obsx.catalogue import SdmxSeries, load_catalogue
 from obsx.dropzone import Dropzone, file_sha256, partition_key
 from obsx.indicators import compute_indicators
-from obsx.opendata import published_table, write_open_data
+from obsx.opendata import ATTRIBUTES, DIMENSIONS, NUMERIC, published_table, write_open_data
 from obsx.reference import observatories
 from obsx.sourceyaml import SourceError
 from obsx.submission import process_submission
@@ -92,9 +95,27 @@ def exported(warehouse, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sdg(exported) -> pd.DataFrame:
-    [dataset] = get_datasets(exported["sdmx"])  # pysdmx reads what pysdmx wrote
+    """The SDMX-CSV as pysdmx reads it with the structure shipped beside it (typed: codes as
+    text, numbers as doubles, NA where empty)."""
+    [dataset] = get_datasets(exported["sdmx"], exported["sdmx_structure"])
     assert dataset.short_urn == "Dataflow=OBSX:DF_SDG_PA(1.0)"
-    return pd.DataFrame(dataset.data).astype(str)
+    assert isinstance(dataset.structure, Schema)  # the dataflow was found in the structure
+    return pd.DataFrame(dataset.data)
+
+
+@pytest.fixture(scope="module")
+def written(exported) -> pd.DataFrame:
+    """The SDMX-CSV as its bytes say, every cell text."""
+    return pd.read_csv(exported["sdmx"], dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def areas(exported) -> dict[str, str]:
+    """The area code list of the shipped structure: code -> name."""
+    message = read_sdmx(exported["sdmx_structure"])
+    [codelist] = [s for s in message.structures if isinstance(s, Codelist)]
+    assert codelist.short_urn == "Codelist=OBSX:CL_AREA_PA(1.0)"
+    return {code.id: code.name for code in codelist.items}
 
 
 def obs(sdg, series, area, year, sex="_T", age="_T"):
@@ -141,6 +162,7 @@ def test_the_files_are_written_whole_and_named(exported):
         "csv": "indicator_value.csv",
         "parquet": "indicator_value.parquet",
         "sdmx": "sdg_pa.csv",
+        "sdmx_structure": "sdg_pa_structure.json",
     }
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in exported.values())
 
@@ -148,13 +170,11 @@ def test_the_files_are_written_whole_and_named(exported):
 def test_sdg_16_1_1_reads_back_as_the_warehouse_holds_it(warehouse, sdg):
     value, status = stored(warehouse, "SDG_16_1_1", "PA", "2025")
     national = obs(sdg, "VC_IHR_PSRC", "591", "2025")  # Panama in UN M49, as the SDG data
-    assert status == "F" and float(national["OBS_VALUE"]) == value  # exactly, not approximately
-    assert national[["OBS_STATUS", "CONF_STATUS", "UNIT_MEASURE", "UNIT_MULT"]].tolist() == [
-        "A",
-        "F",
-        "PER_100000_POP",
-        "0",
-    ]
+    # the catalogue's 2 decimals (SDG_16_1_1 decimals: 2), exactly
+    assert status == "F" and national["OBS_VALUE"] == round(value, 2) != value
+    assert national[
+        ["OBS_STATUS", "CONF_STATUS", "UNIT_MEASURE", "UNIT_MULT", "NATURE"]
+    ].tolist() == ["A", "F", "PER_100000_POP", "0", "C"]
     assert national[["FREQ", "REPORTING_TYPE", "URBANISATION", "PRODUCT"]].tolist() == [
         "A",
         "N",
@@ -162,8 +182,8 @@ def test_sdg_16_1_1_reads_back_as_the_warehouse_holds_it(warehouse, sdg):
         "_T",
     ]
     count = obs(sdg, "VC_IHR_PSRCN", "591", "2025")
-    assert (float(count["OBS_VALUE"]), count["UNIT_MEASURE"]) == (19, "NUMBER")  # 4 + 15 victims
-    assert float(obs(sdg, "VC_IHR_PSRCN", "591", "2024")["OBS_VALUE"]) == 10
+    assert (count["OBS_VALUE"], count["UNIT_MEASURE"]) == (19, "NUMBER")  # 4 + 15 victims
+    assert obs(sdg, "VC_IHR_PSRCN", "591", "2024")["OBS_VALUE"] == 10
     # SDG reporting is annual; weapons are not an SDG breakdown
     assert set(sdg["TIME_PERIOD"]) == {"2024", "2025"}
     assert set(sdg["SERIES"]) == {"VC_IHR_PSRC", "VC_IHR_PSRCN", "VC_SNS_WALN"}
@@ -172,13 +192,13 @@ def test_sdg_16_1_1_reads_back_as_the_warehouse_holds_it(warehouse, sdg):
 def test_feeling_safe_is_a_share_of_people_aged_15_and_over_with_its_bounds(warehouse, sdg):
     value, _ = stored(warehouse, "SDG_16_1_4", "PA", "2025")
     safe = obs(sdg, "VC_SNS_WALN", "591", "2025", age="Y_GE15")
-    assert float(safe["OBS_VALUE"]) == value == pytest.approx(50.0)
-    assert float(safe["LOWER_BOUND"]) < value < float(safe["UPPER_BOUND"])
+    assert safe["OBS_VALUE"] == round(value, 1) and value == pytest.approx(50.0)  # decimals: 1
+    assert safe["LOWER_BOUND"] < value < safe["UPPER_BOUND"]
     assert safe["UNIT_MEASURE"] == "PT"
     assert len(sdg[(sdg["SERIES"] == "VC_SNS_WALN") & (sdg["SEX"] == "F")]) > 0
 
 
-def test_withheld_cells_have_no_value_and_say_why(warehouse, sdg, exported):
+def test_withheld_cells_have_no_value_and_say_why(warehouse, sdg, written):
     with warehouse.connect() as conn:
         truth = pd.read_sql(
             sa.text(
@@ -193,20 +213,20 @@ def test_withheld_cells_have_no_value_and_say_why(warehouse, sdg, exported):
     assert len(withheld) >= 4 and set(withheld["conf_status"]) <= {"C", "D"}
     series = {"SDG_16_1_1": "VC_IHR_PSRC", "HOMICIDE_COUNT": "VC_IHR_PSRCN"}
     for cell in withheld.itertuples():
-        area = "591" if cell.geo_level == "national" else cell.geo_code
-        area = area.lstrip("0")  # pysdmx 1.20 reads REF_AREA as a number: 0804 comes back 804
+        area = "591" if cell.geo_level == "national" else f"PA_{cell.geo_code}"
         row = obs(
             sdg, series[cell.indicator_code], area, cell.period, *SEX_AGE[cell.disaggregation]
         )
-        assert row["OBS_VALUE"] in ("", "nan"), cell
-        assert row["CONF_STATUS"] == cell.conf_status
+        assert pd.isna(row["OBS_VALUE"]), cell
+        # SDMX: missing value, suppressed (CL_OBS_STATUS Q), confidential (CL_CONF_STATUS C)
+        assert (row["OBS_STATUS"], row["CONF_STATUS"]) == ("Q", "C"), cell
     # published and withheld cells alike: every one there, none more
     assert len(sdg[sdg["SERIES"] != "VC_SNS_WALN"]) == len(truth)
-    assert set(sdg.loc[sdg["CONF_STATUS"] != "F", "OBS_VALUE"]) <= {"", "nan"}
-    # the file itself keeps the statistics office's codes
-    with exported["sdmx"].open(encoding="utf-8") as f:
-        areas = {row["REF_AREA"] for row in csv.DictReader(f)}
-    assert {"591", "0804", "08", "0301", "03"} <= areas
+    withheld_rows = written[written["CONF_STATUS"] != "F"]
+    assert set(withheld_rows["OBS_VALUE"]) == {""} and set(withheld_rows["OBS_STATUS"]) == {"Q"}
+    assert set(written.loc[written["CONF_STATUS"] == "F", "OBS_STATUS"]) == {"A"}
+    # the file names areas so that no reader takes them for UN M49 countries
+    assert {"591", "PA_0804", "PA_08", "PA_0301", "PA_03"} <= set(written["REF_AREA"])
 
 
 def _view_frame(engine) -> pd.DataFrame:
@@ -289,4 +309,136 @@ def test_writing_again_replaces_the_files_with_the_same_content(warehouse, expor
     again = write_open_data(warehouse, exported["csv"].parent)
     for kind in ("csv", "sdmx"):
         assert again[kind].read_bytes() == exported[kind].read_bytes()
+    structure = json.loads(exported["sdmx_structure"].read_text(encoding="utf-8"))
+    assert (
+        json.loads(again["sdmx_structure"].read_text(encoding="utf-8"))["data"] == structure["data"]
+    )
     assert not [p for p in again["csv"].parent.iterdir() if p.name.startswith(".")]
+
+
+# --- SDMX you can load: codes and attributes read back as written ----------------------------
+
+
+def test_every_code_and_attribute_reads_back_with_pysdmx_as_written(sdg, written, areas):
+    """pysdmx, given the structure shipped beside the data, reads every cell as the file has it:
+    codes as the same text (0804 stays PA_0804, never 804), numbers as the same number."""
+    assert len(sdg) == len(written) > 0
+    assert list(sdg.columns) == [*DIMENSIONS, "OBS_VALUE", *ATTRIBUTES]
+    for column in sdg.columns:
+        read, text = sdg[column], written[column]
+        if column in NUMERIC:
+            assert (read.isna() == (text == "")).all(), column
+            assert (read[text != ""].astype(float) == text[text != ""].astype(float)).all(), column
+        else:
+            assert (read.astype(str) == text).all(), column
+    # every area is a code of the shipped code list, with a name
+    assert set(written["REF_AREA"]) <= set(areas)
+    assert areas["591"] == "Panamá" and areas["PA_0804"] and areas["PA_08"]
+
+
+def test_no_area_code_reads_as_an_m49_country_or_region(written, areas):
+    """Only the country itself is an M49 code; every unit below it carries the country's ISO
+    prefix, so no reader takes 08 for Albania (8), 0804 for Ukraine (804) or 13 for Central
+    America."""
+    for code in set(areas) | set(written["REF_AREA"]):
+        assert code == "591" or re.fullmatch(r"PA_[0-9]+", code), code
+    with pytest.raises(ValueError):
+        for code in set(areas) - {"591"}:
+            int(code)  # none is a number
+
+
+def test_numbers_keep_the_catalogues_decimals(written):
+    """A count is written as a whole number (414, not 414.0), a rate with the catalogue's two
+    decimals, a share with one; withheld: empty."""
+    cat = load_catalogue()
+    patterns = {
+        "VC_IHR_PSRCN": r"[0-9]+",  # HOMICIDE_COUNT decimals 0
+        "VC_IHR_PSRC": r"[0-9]+\.[0-9]{2}",  # SDG_16_1_1 decimals 2
+        "VC_SNS_WALN": r"[0-9]+\.[0-9]",  # SDG_16_1_4 decimals 1
+    }
+    assert [cat.indicator(c).decimals for c in ("HOMICIDE_COUNT", "SDG_16_1_1", "SDG_16_1_4")] == [
+        0,
+        2,
+        1,
+    ]
+    for series, pattern in patterns.items():
+        rows = written[written["SERIES"] == series]
+        assert len(rows) > 0
+        for column in ("OBS_VALUE", "LOWER_BOUND", "UPPER_BOUND"):
+            given = rows.loc[rows[column] != "", column]
+            assert given.str.fullmatch(pattern).all(), (series, column, list(given))
+    assert (written["NATURE"] == "C").all()  # IAEG-SDGs CL_NATURE: country data
+
+
+def test_open_data_names_are_the_catalogues_text(exported):
+    """Catalogue text read as written, into indicator_value.csv: both names of every indicator
+    published, exactly (ROBBERY_RATE's 'per 100,000 population', not 'per 100')."""
+    cat = load_catalogue()
+    with exported["csv"].open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    names = {(r["indicator_code"], r["name_es"], r["name_en"]) for r in rows}
+    assert len({code for code, _, _ in names}) == len(names)  # one pair of names per indicator
+    for code, name_es, name_en in names:
+        assert (name_es, name_en) == (cat.indicator(code).name_es, cat.indicator(code).name_en)
+    published = {code for code, _, _ in names}
+    assert {"ROBBERY_RATE", "THEFT_RATE", "EXTORTION_RATE", "KIDNAPPING_RATE"} <= published
+    assert ("ROBBERY_RATE", "Víctimas de robo por 100.000 habitantes",
+            "Victims of robbery per 100,000 population") in names  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("decimals: 1", r"HOMICIDE_COUNT: a count is a whole number: decimals 0"),
+        ("decimals: 7", r"HOMICIDE_COUNT: decimals is a whole number from 0 to 6"),
+        ("decimals: two", r"HOMICIDE_COUNT: decimals is a whole number from 0 to 6"),
+    ],
+)
+def test_a_bad_decimals_names_its_line(tmp_path, bad, message):
+    text = Path(load_catalogue().path).read_text(encoding="utf-8")
+    count = "    sdmx: {series: VC_IHR_PSRCN, unit_measure: NUMBER}\n    decimals: 0\n"
+    line = text[: text.index(count)].count("\n") + 2
+    broken = tmp_path / "catalogue.yaml"
+    broken.write_text(text.replace(count, count.replace("decimals: 0", bad), 1), encoding="utf-8")
+    with pytest.raises(SourceError, match=rf"catalogue.yaml:{line}: {message}"):
+        load_catalogue(broken)
+
+
+def test_the_iso_prefix_is_the_deployments(tmp_path):
+    from obsx.deployment import load_deployment
+
+    assert load_deployment("pa").iso_alpha2 == "PA"  # from country_code
+    assert load_deployment("gt").iso_alpha2 == "GT"
+    folder = tmp_path / "xx"
+    shutil.copytree(Path(load_deployment("pa").root), folder)
+    spec = (folder / "deployment.yaml").read_text(encoding="utf-8")
+    (folder / "deployment.yaml").write_text(
+        spec.replace("country_code: PA\n", "country_code: PANAMA\n", 1), encoding="utf-8"
+    )
+    assert load_deployment(str(folder)).iso_alpha2 is None  # no fallback: the export asks
+    (folder / "deployment.yaml").write_text(
+        spec.replace("country_code: PA\n", "country_code: PANAMA\niso_alpha2: Panama\n", 1),
+        encoding="utf-8",
+    )
+    with pytest.raises(SourceError, match=r"deployment.yaml:3: iso_alpha2: 'Panama' is not"):
+        load_deployment(str(folder / "..") + "/xx")
+
+
+def test_one_function_says_what_area_a_value_stands_for():
+    """observation_area: REF_AREA, NATURE and COMMENT_OBS of a published row, in one place (where
+    coverage will decide whether a national value may be given the country's code)."""
+    from obsx.deployment import current_deployment
+    from obsx.opendata import observation_area
+
+    pa = current_deployment()
+    row = {
+        "geo_level": "national",
+        "geo_code": "PA",
+        "conf_status": "F",
+        "quality_flag": "unstable",
+    }
+    assert observation_area(pd.Series(row), pa) == ("591", "C", "unstable")
+    row = {"geo_level": "district", "geo_code": "0804", "conf_status": "C", "quality_flag": ""}
+    assert observation_area(pd.Series(row), pa) == ("PA_0804", "C", "")  # withheld: no comment
+    row = {"geo_level": "province", "geo_code": "08", "conf_status": "F", "quality_flag": ""}
+    assert observation_area(pd.Series(row), pa)[0] == "PA_08"

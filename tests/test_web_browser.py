@@ -55,10 +55,21 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--lang=es"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--lang=es",
+    ):
         options.add_argument(argument)
     options.add_argument("--window-size=1440,900")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    except WebDriverException:  # a start that timed out on a loaded machine: once more
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(120)
     yield driver
     driver.quit()
