@@ -847,7 +847,8 @@ def _figures(site: Site, code: str | None, period: str | None, lang: str) -> dic
         rows = pd.read_sql(
             sa.text(
                 "SELECT v.geo_level, v.geo_code, g.name, v.numerator, v.denominator, v.value,"
-                " v.unit, v.conf_status, v.quality_flag, v.change_previous, v.reconciliation"
+                " v.unit, v.conf_status, v.quality_flag, v.coverage, v.change_previous,"
+                " v.reconciliation"
                 f" FROM {site.view('indicator_value')} v LEFT JOIN {site.view('geography')} g"
                 " ON g.geo_code = v.geo_code AND g.geo_level = v.geo_level AND g.valid_to IS NULL"
                 " WHERE v.indicator_code = :code AND v.period = :period AND v.disaggregation = ''"
