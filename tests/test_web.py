@@ -136,6 +136,15 @@ def test_a_bad_file_checked_gives_its_problems_and_stores_nothing(site):
     assert list(inbox.iterdir()) == []
 
 
+def test_a_file_name_is_shown_as_text_never_as_markup(site):
+    client = signed_in(site, "colon")
+
+    page = check(client, "pa_colon", "<img src=x onerror=alert(1)>.csv", b"a;b\n1;2\n")
+
+    assert page.status_code == 200
+    assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;.csv" in page.text
+
+
 def test_a_file_of_a_type_not_accepted_is_refused_before_it_is_stored(site):
     client = signed_in(site, "colon")
 
