@@ -190,7 +190,7 @@ def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(si
 
     run = subprocess.run(
         [str(OBSX), "--data-dir", str(site["root"]), "run", "--settle-seconds", "0"],
-        env={k: v for k, v in os.environ.items() if k != "WAREHOUSE_URL"},
+        env={k: v for k, v in os.environ.items() if k not in ("WAREHOUSE_URL", "DAGSTER_HOME")},
         capture_output=True,
         text=True,
         timeout=600,

@@ -25,7 +25,8 @@ def start_server(root: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("WAREHOUSE_URL", "OBSX_WEB_SECRET") and not k.startswith("OBSX_SMTP")
+        if k not in ("WAREHOUSE_URL", "OBSX_WEB_SECRET", "OBSX_WEB_URL")
+        and not k.startswith(("OBSX_SMTP", "OBSX_OIDC", "OBSX_LIMIT_"))
     }
     env |= {"OBSX_DATA_DIR": str(root), "OBSX_WEB_LOG_LEVEL": "warning"} | settings
     server = subprocess.Popen(
