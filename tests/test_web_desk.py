@@ -131,6 +131,17 @@ def test_published_figures_show_withheld_cells_without_their_value(desk):
         assert f"{cell.numerator:,.0f}" not in shown and f"{cell.value:,.1f}" not in shown
 
 
+def test_the_board_leads_to_each_contributors_submissions(desk):
+    client = signed_in(desk, "analista")
+
+    board = client.get("/desk", params={"year": "2025"}).text
+    listed = client.get("/desk/submissions", params={"contributor": "pa_panama"})
+
+    assert 'href="/desk/submissions?contributor=pa_panama"' in board
+    assert "panama.csv" in listed.text and "Aceptado" in listed.text
+    assert client.get("/desk/submissions", params={"contributor": "../x"}).status_code == 404
+
+
 def test_an_analyst_closes_and_reopens_a_month(desk):
     client = signed_in(desk, "analista")
 

@@ -719,6 +719,41 @@ async def desk(request: Request):
     return render(request, "desk.html", boards=boards, years=years, year=shown)
 
 
+def _desk_submissions(site: Site, code: str) -> list[dict]:
+    """A contributor's submissions as the desk lists them: file, dataset, status, counts."""
+    from obsx.warehouse import submission as s
+
+    with site.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                s.c.file_name,
+                s.c.dataset,
+                s.c.status,
+                s.c.received_at,
+                s.c.rows_read,
+                s.c.rows_accepted,
+                s.c.rows_rejected,
+            )
+            .where(s.c.observatory_code == code)
+            .order_by(s.c.received_at.desc())
+            .limit(500)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+@signed_in("analyst")
+async def desk_submissions(request: Request):
+    site = _site(request)
+    wanted = request.query_params.get("contributor", "")
+    code = next((c for c in site.registry if c == wanted), None)
+    if code is None:
+        raise HTTPException(404)
+    rows = await run_in_threadpool(_desk_submissions, site, code)
+    return render(
+        request, "desk_submissions.html", code=code, name=site.registry[code].name, history=rows
+    )
+
+
 def _reconciliation(site: Site) -> tuple[object, list[dict]]:
     from obsx import reconcile
 
@@ -1193,6 +1228,7 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
         Route("/desk/reconciliation", reconciliation),
         Route("/desk/reconciliation/decide", decide, methods=["POST"]),
         Route("/desk/figures", figures),
+        Route("/desk/submissions", desk_submissions),
         Route("/desk/corrections", corrections_page),
         Route("/desk/corrections", corrections_action, methods=["POST"]),
         Route("/desk/periods", periods),
