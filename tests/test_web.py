@@ -68,6 +68,7 @@ def site(tmp_path_factory, mailbox):
     )
     accounts.add_user(engine, "panama", "contributor", PASSWORD, contributors=["pa_panama"])
     accounts.add_user(engine, "analista", "analyst", PASSWORD)
+    accounts.add_user(engine, "admin", "admin", PASSWORD)
     accounts.add_user(engine, "victima", "contributor", PASSWORD, contributors=["pa_colon"])
     server, url = start_server(
         root,
@@ -294,3 +295,30 @@ def test_a_password_reset_or_a_disabled_account_ends_its_open_sessions(site):
     for client in (reset, gone):
         answer = client.get("/c/pa_colon")
         assert answer.status_code == 303 and answer.headers["location"] == "/login"
+
+
+def test_an_administrator_adds_an_account_whose_password_is_shown_once(site):
+    admin = signed_in(site, "admin")
+    token = csrf_of(admin.get("/admin/users").text)
+
+    added = admin.post(
+        "/admin/users",
+        data={
+            "csrf": token,
+            "action": "add",
+            "username": "nueva",
+            "role": "contributor",
+            "contributors": ["pa_colon"],
+        },
+        follow_redirects=True,
+    )
+    password = re.search(
+        r"Nueva contraseña de nueva \(se muestra una sola vez\): (\S+)</p>", added.text
+    ).group(1)
+    again = admin.get("/admin/users")
+
+    assert password not in again.text  # shown once
+    assert "<td>nueva</td><td>contributor</td><td>pa_colon</td>" in again.text
+    assert accounts.authenticate(site["engine"], "nueva", password).user is not None
+    assert "user add" in [e["action"] for e in accounts.audit_events(site["engine"])]
+    assert signed_in(site, "analista").get("/admin/users").status_code == 403
