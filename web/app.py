@@ -1084,8 +1084,7 @@ async def bulletin_file(request: Request):
 # --- accounts ------------------------------------------------------------------------------
 
 
-@signed_in("admin")
-async def users(request: Request):
+async def _users_page(request: Request, new_password: dict | None = None) -> Response:
     site = _site(request)
     listed = await run_in_threadpool(accounts.list_users, site.engine)
     events = await run_in_threadpool(accounts.audit_events, site.engine, 100)
@@ -1096,8 +1095,13 @@ async def users(request: Request):
         events=events,
         roles=accounts.ROLES,
         contributors=sorted(site.registry),
-        new_password=request.session.pop("new_password", None),
+        new_password=new_password,
     )
+
+
+@signed_in("admin")
+async def users(request: Request):
+    return await _users_page(request)
 
 
 @signed_in("admin")
@@ -1122,13 +1126,14 @@ async def user_action(request: Request):
                     known_contributors=set(site.registry),
                 )
             )
-            request.session["new_password"] = {"user": username, "password": password}
+            shown = {"user": username, "password": password}
         elif action == "reset":
             password = accounts.new_password()
             await run_in_threadpool(accounts.reset_password, site.engine, username, password)
-            request.session["new_password"] = {"user": username, "password": password}
+            shown = {"user": username, "password": password}
         elif action in ("disable", "enable"):
             await run_in_threadpool(accounts.set_active, site.engine, username, action == "enable")
+            shown = None
         else:
             raise HTTPException(400)
     except accounts.AccountError as exc:
@@ -1142,7 +1147,8 @@ async def user_action(request: Request):
         target=username,
         address=_address(request),
     )
-    return RedirectResponse("/admin/users", status_code=303)
+    # A new password is shown in this answer only: never kept in the session cookie.
+    return await _users_page(request, shown)
 
 
 # --- errors --------------------------------------------------------------------------------
