@@ -430,6 +430,53 @@ reconciliation_decision = sa.Table(
     sa.Index("ix_reconciliation_decision_item", "concept", "geo_code", "period"),
 )
 
+# People who use the web application (web/), and what they did. Passwords are Argon2 hashes.
+web_user = sa.Table(
+    "web_user",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), comment="where feedback notices go (optional)"),
+    sa.Column("role", sa.String(20), nullable=False, comment="contributor, analyst or admin"),
+    sa.Column("password_hash", sa.String(255), nullable=False, comment="Argon2id"),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, comment="wrong passwords in a row"),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("password_set_at", sa.DateTime(timezone=True), nullable=False),
+)
+web_user_contributor = sa.Table(
+    "web_user_contributor",
+    metadata,
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("web_user.user_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("observatory_code", sa.String(64), primary_key=True),
+)
+feedback_notice = sa.Table(
+    "feedback_notice",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False, comment="e-mails sent"),
+)
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("username", sa.String(64), comment="who (as typed, for a failed sign-in)"),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(300), comment="what: a submission, a period, an item"),
+    sa.Column("detail", sa.Text),
+    sa.Column("address", sa.String(64), comment="the client's IP address"),
+    sa.Index("ix_audit_event_at", "at"),
+)
+
 
 def _contract_columns(contract: Contract, keyed: bool = True) -> list[sa.Column]:
     return [
