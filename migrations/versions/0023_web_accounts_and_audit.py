@@ -1,7 +1,7 @@
 """web accounts, their contributors, and the audit of what people do
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-05 10:00:00.000000
 
 The web application (web/) signs people in: contributor staff (linked to one or more
@@ -9,9 +9,6 @@ contributors), ministry analysts and administrators, with Argon2 password hashes
 e-mail address and a lock after repeated wrong passwords. audit_event records who did what
 (sign-in, upload, decision, closing, publication), when and from which address; feedback_notice
 which submissions' staff were e-mailed that their feedback is ready.
-
-(Numbered 0023: 0022 is taken by work landing at the same time; whichever of the two lands
-last sets its down_revision to the other's revision.)
 """
 
 from collections.abc import Sequence
@@ -20,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0021"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
