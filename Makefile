@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 DATA_DIR := $(abspath $(or $(OBSX_DATA_DIR),var))
 STAMP := $(VENV)/.installed-$(shell cksum requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo demo-gt test lint ui run bench lock clean
+.PHONY: install demo demo-gt test lint ui web run bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ ui: install
 	mkdir -p $(DATA_DIR)/dagster
 	OBSX_DATA_DIR=$(DATA_DIR) DAGSTER_HOME=$(DATA_DIR)/dagster $(BIN)/dagster dev -w workspace.yaml
 
+# The portal and the desk on http://127.0.0.1:8000 (after make demo): demo accounts are made the
+# first time, their random passwords printed once.
+web: install
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx users demo
+	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx web
+
 run: install
 	OBSX_DATA_DIR=$(DATA_DIR) $(BIN)/obsx run
 
@@ -70,5 +76,6 @@ clean:
 bench: install
 	$(BIN)/python bench/bench_submission.py $(BENCH_URL)
 	$(BIN)/python bench/bench_real_shapes.py $(BENCH_URL)
+	$(BIN)/python bench/bench_web_check.py
 	$(BIN)/python bench/bench_national.py $(BENCH_URL)
 	$(BIN)/python bench/bench_national_refresh.py

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from obsx.contract import Contract, load_contract
+from obsx.contract import Contract, band_bounds_sql, load_contract
 from obsx.sourceyaml import SourceError, load_yaml
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "indicators" / "catalogue.yaml"
@@ -40,9 +40,13 @@ class Dimension:
     bands: dict[str, tuple[int, int | None]] | None = None
     prefix: int | None = None
     population: str | None = None  # the population column it splits: sex or age_group
+    # bands: a field holding a band the source gave instead of a value (age_band, "18-24"),
+    # read where ``field`` is blank: a record takes the band its band fits wholly inside.
+    band_field: str | None = None
 
     def expression(self, alias: str = "r") -> str:
-        """The SQL that gives a record's value of this dimension."""
+        """The SQL that gives a record's value of this dimension (NULL: none of its values; a
+        source band that straddles two of them is none, never guessed)."""
         column = f"{alias}.{self.field}"
         if self.bands:
             cases = " ".join(
@@ -51,7 +55,18 @@ class Dimension:
                 + f" THEN '{code}'"
                 for code, (low, high) in self.bands.items()
             )
-            return f"CASE {cases} END"
+            if not self.band_field:
+                return f"CASE {cases} END"
+            lowest, highest = band_bounds_sql(f"{alias}.{self.band_field}")
+            nested = " ".join(
+                f"WHEN {lowest} >= {low}"
+                + (f" AND {highest} <= {high}" if high is not None else "")
+                + f" THEN '{code}'"
+                for code, (low, high) in self.bands.items()
+            )
+            return (
+                f"CASE WHEN {column} IS NOT NULL THEN CASE {cases} END ELSE CASE {nested} END END"
+            )
         if self.prefix:
             return f"substr({column}, 1, {self.prefix})"
         return column
@@ -209,6 +224,13 @@ class Catalogue:
             dim = spec.dimensions.get(name)
             return dim.field if dim else name
 
+        def supplied_by(name: str) -> tuple[str, ...]:
+            """The fields any of which gives ``name``: an age group, the age or the band."""
+            dim = spec.dimensions.get(name)
+            if dim is None:
+                return (name,)
+            return (dim.field, dim.band_field) if dim.band_field else (dim.field,)
+
         def walk(where: dict) -> None:
             for key, rule in where.items():
                 if key == "any":
@@ -217,7 +239,7 @@ class Catalogue:
                     continue
                 name = field_of(key)
                 if name not in spec.scope:
-                    fields.add((name,))
+                    fields.add(supplied_by(key))
                     continue
                 codes = rule if isinstance(rule, list) else rule.get("prefix")
                 if codes is None or covers.get(name, set()) is None:
@@ -234,7 +256,7 @@ class Catalogue:
             known = set()
             for key, rule in ind.denominator.where.items():
                 if key != "any" and (isinstance(rule, list) or "prefix" in rule):
-                    known.add((field_of(key),))
+                    known.add(supplied_by(key))
             fields -= known
         for name in spec.scope:
             covers.setdefault(name, None)
@@ -243,7 +265,7 @@ class Catalogue:
             if dim.field in spec.scope:
                 covers[dim.field] = None
             else:
-                fields.add((dim.field,))
+                fields.add(supplied_by(dim_name))
         return Need(
             ind.dataset,
             tuple((k, None if v is None else tuple(sorted(v))) for k, v in sorted(covers.items())),
@@ -396,8 +418,21 @@ def _dataset_spec(path, name: str, raw: dict, line: int | None) -> DatasetSpec:
         population = spec.get("population")
         if population not in (None, *POPULATION_DIMENSIONS):
             _fail(path, line, f"dimension {d}: population is sex or age_group")
+        band_field = spec.get("band_field")
+        if band_field is not None and not (
+            bands
+            and band_field in set(contract.record_fields)
+            and contract.field(band_field).band is not None
+        ):
+            _fail(path, line, f"dimension {d}: band_field names a band field of {name} (bands)")
         dims[d] = Dimension(
-            d, f, tuple(values) if values else None, bands, spec.get("prefix"), population
+            d,
+            f,
+            tuple(values) if values else None,
+            bands,
+            spec.get("prefix"),
+            population,
+            band_field,
         )
     for m in measures.values():
         _check_where(path, line, m.where, contract, dims)

@@ -621,6 +621,72 @@ def _now():
     return dt.datetime.now(dt.UTC)
 
 
+def cmd_web(args) -> int:
+    from web.server import serve
+
+    serve(_prepare_environment(args.data_dir), args.host, args.port)
+    return OK
+
+
+def cmd_users(args) -> int:
+    from obsx import accounts
+    from obsx.contributors import read_contributors
+
+    engine = _engine(args)
+    try:
+        if args.action == "list":
+            for u in accounts.list_users(engine):
+                state = "active" if u.active else "disabled"
+                print(f"{u.username}\t{u.role}\t{','.join(u.contributors) or '-'}\t{state}")
+            return OK
+        if args.action == "demo":
+            made = accounts.demo_accounts(engine, read_contributors())
+            for name, role, password in made:
+                print(f"{name}\t{role}\t{password}")
+            if made:
+                print("(passwords shown once; obsx users reset-password NAME gives a new one)")
+            return OK
+        if not args.username:
+            raise UsageError(f"users {args.action} needs a user name")
+        if args.action == "disable":
+            accounts.set_active(engine, args.username, False)
+            print(f"{args.username}: disabled")
+            return OK
+        password = accounts.new_password()
+        if args.action == "add":
+            accounts.add_user(
+                engine,
+                args.username,
+                args.role,
+                password,
+                display_name=args.name,
+                contributors=args.contributor,
+                known_contributors=set(read_contributors()),
+                email=args.email,
+            )
+        else:
+            accounts.reset_password(engine, args.username, password)
+        print(f"{args.username}: password {password} (shown once)")
+    except accounts.AccountError as exc:
+        raise UsageError(f"obsx users {args.action}: {exc}") from exc
+    return OK
+
+
+def cmd_notify(args) -> int:
+    from obsx.contributors import read_contributors
+    from obsx.deployment import current_deployment
+    from obsx.notify import send_pending, smtp_settings
+
+    engine = _engine(args)
+    smtp = smtp_settings()
+    if smtp is None:
+        raise UsageError("obsx notify: no SMTP server (OBSX_SMTP_HOST, docs/deploy.md)")
+    names = {code: c["name"] for code, c in read_contributors().items()}
+    sent = send_pending(engine, smtp, names, current_deployment().language)
+    print(f"feedback notices sent: {sent}")
+    return OK
+
+
 def cmd_catalogue_docs(args) -> int:
     from obsx.catalogue import load_catalogue, write_catalogue_docs
 
@@ -759,6 +825,29 @@ def main(argv: list[str] | None = None) -> int:
     fixes.add_argument("--reason", help="why a correction is rejected")
     fixes.add_argument("--show", type=_count(0), default=40, help="indicator changes to print")
     fixes.set_defaults(func=cmd_corrections)
+
+    web = commands.add_parser("web", help="the web portal and desk (uvicorn)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=_count(1), default=8000)
+    web.set_defaults(func=cmd_web)
+
+    notify = commands.add_parser(
+        "notify", help="e-mail contributors' staff whose feedback is ready (OBSX_SMTP_HOST)"
+    )
+    notify.set_defaults(func=cmd_notify)
+
+    people = commands.add_parser("users", help="accounts of the web application")
+    people.add_argument("action", choices=["add", "list", "reset-password", "disable", "demo"])
+    people.add_argument("username", nargs="?")
+    people.add_argument(
+        "--role", choices=["contributor", "analyst", "admin"], default="contributor"
+    )
+    people.add_argument(
+        "--contributor", action="append", default=[], help="add: contributor code (repeatable)"
+    )
+    people.add_argument("--name", help="add: the person's name as shown")
+    people.add_argument("--email", help="add: where feedback notices go (contributor staff)")
+    people.set_defaults(func=cmd_users)
 
     db = commands.add_parser("db", help="warehouse administration").add_subparsers(
         dest="db_command", required=True

@@ -16,6 +16,21 @@ from obsx.problems import register_rule
 
 FIELD_TYPES = {"string", "integer", "number", "date", "time"}
 NUMERIC_TYPES = {"integer", "number"}
+# A count above this share of its unit's population in one month is said to its contributor (a
+# warning: the row is kept), once reference population exists: see obsx.submission.
+POPULATION_SHARE = "warn_above_population_share"
+# A band of ages (or any whole numbers) as the warehouse keeps it: "18-24" (18 to 24, both
+# included) or "60+" (60 and over). A field with the constraint ``band: [lowest, highest]`` holds
+# one; sources write "18 a 24 años", "60 y más" too, and a profile maps labels of its own
+# (MENORES: [0, 17]). SQL reads the bounds back with band_bounds_sql.
+BAND_RE = re.compile(r"^(\d{1,3})(?:-(\d{1,3})|\+)$")
+BAND_PATTERN = r"^\d{1,3}(?:-\d{1,3}|\+)$"  # the same, without groups (Great Expectations)
+_SPELT_RANGE = re.compile(r"^(?:de )?(\d{1,3}) (?:a |al |hasta )?(\d{1,3})(?: anos?)?$")
+_SPELT_OPEN = re.compile(r"^(?:de )?(\d{1,3})(?: anos?)? (?:y|o) mas(?: anos?)?$")
+# The largest whole number the warehouse stores (an INTEGER column: 4 bytes on PostgreSQL). An
+# integer field without a max of its own is held to it, so that a figure beyond it is a row's
+# problem, not a merge that fails; a contract may not ask for more.
+INTEGER_MAX = 2**31 - 1
 # How each field type is held in pandas (pandera validates these; pyarrow-backed strings).
 PANDAS_DTYPES = {
     "string": "str",
@@ -53,6 +68,45 @@ def pad_digits(values, width: int):
     values, and blanks, unchanged. ``values``: a pandas Series of text."""
     digits = values.str.fullmatch(r"\d+").fillna(False)
     return values.where(~digits, values.str.zfill(width))
+
+
+def band_text(low: int, high: int | None) -> str:
+    """The stored spelling of a band: ``18-24``, or ``60+`` when it has no upper bound."""
+    return f"{low}+" if high is None else f"{low}-{high}"
+
+
+def band_bounds(text: str) -> tuple[int, int | None] | None:
+    """A stored band's lowest and highest value (None: open); None if ``text`` is not one."""
+    match = BAND_RE.match(str(text))
+    if not match:
+        return None
+    low, high = int(match[1]), None if match[2] is None else int(match[2])
+    return (low, high) if high is None or low <= high else None
+
+
+def read_band(value: str) -> str | None:
+    """A band as a source writes it (``18-24``, ``18 a 24 años``, ``60+``, ``60 y más``) in its
+    stored spelling; None when it is not written as a band (a label a profile may map)."""
+    text = str(value).strip()
+    if band_bounds(text.replace(" ", "")):
+        return text.replace(" ", "")
+    folded = normalise_label(text.replace("+", " y mas"))
+    if match := _SPELT_RANGE.match(folded):
+        return band_text(int(match[1]), int(match[2]))
+    if match := _SPELT_OPEN.match(folded):
+        return band_text(int(match[1]), None)
+    return None
+
+
+def band_bounds_sql(column: str) -> tuple[str, str]:
+    """SQL for the lowest and highest value of a band column (NULL when open or not a band),
+    with functions SQLite and PostgreSQL share: ``18-24`` trimmed of its digits from the right is
+    ``18-``, then of the dash, ``18``."""
+    dashed = f"replace({column}, '+', '-')"
+    digits = "'0123456789'"
+    low = f"CAST(NULLIF(rtrim(rtrim({dashed}, {digits}), '-'), '') AS INTEGER)"
+    high = f"CAST(NULLIF(ltrim(ltrim({dashed}, {digits}), '-'), '') AS INTEGER)"
+    return low, high
 
 
 @functools.lru_cache(maxsize=65536)  # headers, aliases and code labels repeat file after file
@@ -97,6 +151,15 @@ class Field:
     constraints: dict = field(default_factory=dict)
     codelist: CodeList | None = None
     default: str | None = None  # the value of a blank cell
+    # The contract version that added the field: records hashed before it keep their hashes
+    # (the field counts in a record's content hash only where it has a value).
+    added_in: int | None = None
+
+    @property
+    def band(self) -> tuple[int, int] | None:
+        """For a band field, the lowest and highest value a band may reach."""
+        limits = self.constraints.get("band")
+        return (int(limits[0]), int(limits[1])) if limits else None
 
 
 @dataclass(frozen=True)
@@ -134,6 +197,22 @@ class Contract:
     @property
     def defaults(self) -> dict[str, str]:
         return {f.name: f.default for f in self.fields if f.default is not None}
+
+    @property
+    def hash_defaults(self) -> dict[str, str | None]:
+        """Fields that count in a record's content hash only where they differ from this
+        (warehouse.row_hashes): those with a default, and, where given, fields added later."""
+        later = {f.name: None for f in self.fields if f.added_in and f.default is None}
+        return {**later, **self.defaults}
+
+    @property
+    def population_shares(self) -> dict[str, float]:
+        """Count fields with a plausibility check against population: field -> share."""
+        return {
+            f.name: float(f.constraints[POPULATION_SHARE])
+            for f in self.fields
+            if POPULATION_SHARE in f.constraints
+        }
 
     @property
     def has_deletions(self) -> bool:
@@ -201,6 +280,25 @@ def parse_contract(spec: dict) -> Contract:
             raise ValueError(f"{spec['dataset']}.{f['name']}: the warehouse reserves that name")
         if f["type"] not in FIELD_TYPES:
             raise ValueError(f"{spec['dataset']}.{f['name']}: unknown type {f['type']!r}")
+        if f["type"] == "integer" and f.get("constraints", {}).get("max", 0) > INTEGER_MAX:
+            raise ValueError(f"{spec['dataset']}.{f['name']}: max beyond {INTEGER_MAX:,}")
+        share = f.get("constraints", {}).get(POPULATION_SHARE)
+        if share is not None and not (f["type"] in NUMERIC_TYPES and 0 < share <= 1):
+            raise ValueError(f"{spec['dataset']}.{f['name']}: {POPULATION_SHARE} is a share of 1")
+        band = f.get("constraints", {}).get("band")
+        if band is not None and not (
+            f["type"] == "string"
+            and isinstance(band, list)
+            and len(band) == 2
+            and all(isinstance(v, int) for v in band)
+            and 0 <= band[0] <= band[1] <= 999
+        ):
+            raise ValueError(f"{spec['dataset']}.{f['name']}: band is [lowest, highest] of text")
+        added_in = f.get("added_in")
+        if added_in is not None and not (
+            isinstance(added_in, int) and 1 < added_in <= int(spec["version"])
+        ):
+            raise ValueError(f"{spec['dataset']}.{f['name']}: added_in is a later version")
         if f.get("codelist") and f["codelist"] not in codelists:
             raise ValueError(f"{spec['dataset']}.{f['name']}: unknown code list {f['codelist']!r}")
         fields.append(
@@ -214,6 +312,7 @@ def parse_contract(spec: dict) -> Contract:
                 constraints=dict(f.get("constraints", {})),
                 codelist=codelists.get(f.get("codelist")),
                 default=f.get("default"),
+                added_in=f.get("added_in"),
             )
         )
     names = {f.name for f in fields}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.contract import Contract
+from obsx.contract import BAND_PATTERN, INTEGER_MAX, Contract
 from obsx.deployment import current_deployment
 from obsx.warehouse import record_tables, submission
 
@@ -42,13 +42,14 @@ def expectations_for(contract: Contract) -> list:
             found.append(
                 e.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.codelist.labels))
             )
-        if f.type in ("integer", "number") and ("min" in c or "max" in c):
+        highest = c.get("max", INTEGER_MAX if f.type == "integer" else None)
+        if f.type in ("integer", "number") and ("min" in c or highest is not None):
             found.append(
                 e.ExpectColumnValuesToBeBetween(
-                    column=f.name, min_value=c.get("min"), max_value=c.get("max")
+                    column=f.name, min_value=c.get("min"), max_value=highest
                 )
             )
-        pattern = c.get("pattern")
+        pattern = c.get("pattern") or (BAND_PATTERN if f.band is not None else None)
         if f.name == contract.geography_field:  # the deployment's code pattern for its units
             pattern = current_deployment().units_level.pattern
         if pattern:

@@ -129,6 +129,17 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "system writes one of them, add to {where}, under codes.{field}, the line "
         "'{value}: <code>'.",
     ),
+    "age-band": (
+        ERROR,
+        "«{value}» no es un rango de edades en «{title}»: escriba 18-24 (de 18 a 24 años) o 60+ "
+        "(60 o más), entre {low} y {high}. Si es la forma en que su sistema escribe un rango, "
+        "añada en {where}, bajo codes.{field}, la línea «{value}: [edad mínima, edad máxima]» "
+        "(null como máxima si no tiene tope).",
+        "'{value}' is not an age band in '{title}': write 18-24 (18 to 24 years) or 60+ (60 and "
+        "over), between {low} and {high}. If it is how your system writes a band, add to "
+        "{where}, under codes.{field}, the line '{value}: [lowest age, highest age]' (null as "
+        "the highest when it has none).",
+    ),
     "pattern": (
         ERROR,
         "«{value}» no tiene el formato esperado para «{title}».",
@@ -205,6 +216,15 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "registros cuentan en los totales pero no en las tasas hasta que el ministerio la cargue.",
         "Unit {value} has no population for {year} in the reference data: its records count in "
         "totals but not in rates until the ministry loads it.",
+    ),
+    "implausible-count": (
+        WARNING,
+        "{value} en «{title}» es el {share} de la población de la unidad {unit} "
+        "({population} habitantes en {year}) en un solo mes ({month}). La fila se aceptó; revise "
+        "la cifra: ¿un total anual, un cero de más, otra columna?",
+        "{value} in '{title}' is {share} of the population of unit {unit} ({population} "
+        "inhabitants in {year}) in a single month ({month}). The row was accepted; check the "
+        "figure: a yearly total, an extra zero, another column?",
     ),
     "held-closed-period": (
         WARNING,

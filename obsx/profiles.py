@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obsx.config import REPO_ROOT
-from obsx.contract import Contract, normalise_label
+from obsx.contract import Contract, band_bounds, band_text, normalise_label, read_band
 from obsx.deployment import current_deployment
 from obsx.reading import Layout
 from obsx.sourceyaml import LineDict, SourceError, load_yaml
@@ -347,6 +347,9 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
     codes: dict[str, dict[str, str]] = {}
     codes_spec = spec.get("codes") or {}
     for name, table in codes_spec.items():
+        if name in names and contract.field(name).band is not None:
+            codes[name] = _band_labels(name, table, contract.field(name).band, codes_spec, where)
+            continue
         if name not in names or contract.field(name).codelist is None:
             _fail(codes_spec, where, name, f"codes.{name}: {name!r} is not a coded field")
         valid = contract.field(name).codelist
@@ -449,6 +452,35 @@ def _covers(spec, where, names: set[str]) -> dict[str, tuple[str, ...]]:
             _fail(given, where, name, f'covers.{name}: a list of codes, quoted ("0101")')
         covers[str(name)] = tuple(codes)
     return covers
+
+
+def _band_labels(name: str, table, limits: tuple[int, int], codes_spec, where) -> dict:
+    """``codes.<band field>``: a source's labels and the band each stands for, written
+    ``[lowest, highest]`` (``[18, null]``: 18 and over) or as a band (``18-24``, ``60+``)."""
+    mapped = {}
+    for value, band in (table or {}).items():
+        line_table = table if isinstance(table, LineDict) else codes_spec
+        if isinstance(value, bool):
+            _fail(line_table, where, value, f"codes.{name}: quote the value {value!r}")
+        stored = None
+        if isinstance(band, list) and len(band) == 2 and isinstance(band[0], int):
+            high = band[1]
+            if high is None or (isinstance(high, int) and not isinstance(high, bool)):
+                stored = band_text(band[0], high)
+        elif isinstance(band, str):
+            stored = read_band(band)
+        bounds = band_bounds(stored) if stored else None
+        if bounds is None or bounds[0] < limits[0] or (bounds[1] or 0) > limits[1]:
+            _fail(
+                line_table,
+                where,
+                value,
+                f"codes.{name}.{value!r}: {band!r} is not a band: [lowest, highest] from"
+                f" {limits[0]} to {limits[1]} ([18, null]: 18 and over)",
+            )
+        mapped[str(value)] = stored
+        mapped[normalise_label(str(value))] = stored
+    return mapped
 
 
 def _blank_values(spec, where) -> dict[str, tuple[str, ...]]:

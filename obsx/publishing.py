@@ -13,7 +13,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from obsx.contract import Contract
+from obsx.contract import POPULATION_SHARE, Contract
 from obsx.feedback import defuse_text
 
 WORDS = {
@@ -82,6 +82,20 @@ def _rules(f, lang: str) -> str:
         words.append("no futura" if lang == "es" else "not in the future")
     if "pattern" in c:
         words.append(f"`{c['pattern']}`")
+    if f.band is not None:
+        low, high = f.band
+        words.append(
+            f"18-24 o 60+ (de {low} a {high})"
+            if lang == "es"
+            else f"18-24 or 60+ ({low} to {high})"
+        )
+    if POPULATION_SHARE in c:
+        share = f"{c[POPULATION_SHARE]:.0%}"
+        words.append(
+            f"aviso si pasa del {share.replace('%', ' %')} de la población de la unidad en un mes"
+            if lang == "es"
+            else f"a warning above {share} of the unit's population in a month"
+        )
     if f.default is not None:
         words.append(("vacío = " if lang == "es" else "empty = ") + str(f.default))
     return ", ".join(words)

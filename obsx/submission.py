@@ -237,6 +237,7 @@ class AcceptedRows:
 
     def __init__(self, dataset: str, profile: Profile | None = None):
         contract = load_contract(dataset)
+        self.dataset = dataset
         self.geography, self.period = contract.geography_field, contract.period_field
         self.fields = set(contract.record_fields)
         self.count = 0
@@ -254,6 +255,8 @@ class AcceptedRows:
                 self.covers[name] = sorted(said)
             elif default == "observed":
                 self.observed[name] = set()
+        self.shares = contract.population_shares  # count field -> share judged implausible
+        self._counts: list[pd.DataFrame] = []  # rows counting more than one, for those fields
 
     def add(self, accepted: pd.DataFrame) -> None:
         if accepted.empty:
@@ -278,6 +281,24 @@ class AcceptedRows:
         )
         counted = places.groupby(["unit", "month", "year"], dropna=False).size()
         self._places.append(counted.rename("count").reset_index())
+        for name in self.shares:
+            values = accepted[name]
+            several = values.gt(1).fillna(False).to_numpy()
+            if several.any():  # a row of one victim is never implausible: only these are kept
+                self._counts.append(
+                    places[several].assign(
+                        row=accepted.index[several].to_numpy(),
+                        field=name,
+                        value=values[several].to_numpy(),
+                    )
+                )
+
+    def counts(self) -> pd.DataFrame:
+        """Rows of the count fields with a value above one: row, field, value, unit, month,
+        year."""
+        if not self._counts:
+            return pd.DataFrame(columns=["row", "field", "value", "unit", "month", "year"])
+        return pd.concat(self._counts, ignore_index=True)
 
     def scope_row(self, sha: str, dataset: str) -> dict:
         """The file's row of ``submission_scope``: the fields it supplied, the codes it covers."""
@@ -313,6 +334,81 @@ def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows) -> None:
     )
 
 
+def unit_totals(conn, units: list[str]) -> pd.DataFrame:
+    """Each unit's total population by year (geo_code, year, population): the total given, else
+    the sum of its parts (by sex, else by age group)."""
+    p = population.c
+    known = pd.DataFrame(
+        conn.execute(
+            sa.select(p.geo_code, p.year, p.sex, p.age_group, p.population).where(
+                p.geo_code.in_(units)
+            )
+        ).all(),
+        columns=["geo_code", "year", "sex", "age_group", "population"],
+    )
+    keys = ["geo_code", "year"]
+    total = known[known["sex"].eq("T") & known["age_group"].eq("T")]
+    by_sex = known[known["sex"].ne("T") & known["age_group"].eq("T")]
+    by_age = known[known["sex"].eq("T") & known["age_group"].ne("T")]
+    found = [total[[*keys, "population"]]]
+    for parts in (by_sex, by_age):
+        found.append(parts.groupby(keys, as_index=False)["population"].sum())
+    every = pd.concat(found, ignore_index=True)
+    return every.drop_duplicates(subset=keys, keep="first")  # the total first, then by sex
+
+
+def _population_in(totals: pd.DataFrame, unit: str, year: int) -> tuple[int, int] | None:
+    """A unit's population in ``year`` and the year it is of: that year's, else the latest
+    earlier year's (a census), else the earliest later one's (as the rates take it)."""
+    figures = totals[totals["geo_code"].eq(unit)]
+    if figures.empty:
+        return None
+    years = figures["year"].astype(int)
+    earlier = figures[years.le(year)]
+    chosen = earlier.loc[earlier["year"].idxmax()] if not earlier.empty else None
+    if chosen is None:
+        chosen = figures.loc[figures["year"].idxmin()]
+    return int(chosen["population"]), int(chosen["year"])
+
+
+def _implausible_counts(conn, accepted: AcceptedRows) -> list:
+    """Rows counting more than their field's share of their unit's population in one month
+    (the contract's warn_above_population_share): said, never refused."""
+    counts = accepted.counts().dropna(subset=["unit", "year"])
+    if counts.empty:
+        return []
+    counts["year"] = counts["year"].astype(int)
+    totals = unit_totals(conn, sorted(set(counts["unit"])))
+    pairs = counts[["unit", "year"]].drop_duplicates()
+    figures = [_population_in(totals, u, y) for u, y in pairs.itertuples(index=False)]
+    pairs["population"] = [f[0] if f else float("nan") for f in figures]
+    pairs["population_year"] = [f[1] if f else float("nan") for f in figures]
+    counts = counts.merge(pairs, on=["unit", "year"])
+    counts["share"] = counts["field"].map(accepted.shares)
+    over = counts["value"].astype(float) > counts["share"] * counts["population"]
+    contract = load_contract(accepted.dataset)
+    found = []
+    for c in counts[over].sort_values(["row", "month"]).itertuples():
+        f = contract.field(c.field)
+        part = c.value / c.population if c.population else float("inf")
+        found.append(
+            problem(
+                "implausible-count",
+                row=int(c.row),
+                value=f"{int(c.value):,}",
+                title_es=f.title["es"],
+                title_en=f.title["en"],
+                share_es=f"{part:.1%}".replace(".", ",").replace("%", " %"),
+                share_en=f"{part:.1%}",
+                unit=c.unit,
+                population=f"{int(c.population):,}",
+                year=int(c.population_year),
+                month=c.month,
+            )
+        )
+    return found
+
+
 def _reference_warnings(conn, accepted: AcceptedRows) -> list:
     """Units of accepted rows that no rate or no indicator can use: without population, or not
     in the geography in the month of the record. Nothing is said before reference data exist."""
@@ -333,6 +429,7 @@ def _reference_warnings(conn, accepted: AcceptedRows) -> list:
             for unit in distinct
             if unit not in with_population
         ]
+        found += _implausible_counts(conn, accepted)
     if conn.scalar(sa.select(sa.func.count()).select_from(geography_rollup)):
         r = geography_rollup.c
         spans: dict[str, list] = {}

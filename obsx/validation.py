@@ -18,11 +18,14 @@ from obsx.contract import (
     ACTION_FIELD,
     DELETE,
     FORMULA_START,
+    INTEGER_MAX,
     PANDAS_DTYPES,
     Contract,
     Field,
+    band_bounds,
     normalise_label,
     pad_digits,
+    read_band,
 )
 from obsx.deployment import Level, current_deployment
 from obsx.places import Places
@@ -167,6 +170,12 @@ def _coerce(
         distinct = values.dropna().unique()
         canonical = {v: profile.code_for(f.name, v) or f.codelist.canonical(v) for v in distinct}
         values = values.map(canonical)
+    if f.band is not None:
+        # The profile's labels first (MENORES), then bands as written (18 a 24 años); anything
+        # else stays as written, for the band check to name.
+        distinct = values.dropna().unique()
+        stored = {v: profile.code_for(f.name, v) or read_band(v) or v for v in distinct}
+        values = values.map(stored)
     if f.default is not None:
         values = values.astype("str").fillna(f.default)
     if f.constraints.get("zero_pad"):
@@ -199,6 +208,8 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
         checks.append(pa.Check(lambda s, codes=codes: s.isin(codes), name="codelist"))
     if "pattern" in c:
         checks.append(pa.Check(lambda s, p=c["pattern"]: s.str.match(p), name="pattern"))
+    if f.band is not None:
+        checks.append(pa.Check(lambda s, f=f: _is_band(s, *f.band), name="age-band"))
     if "max_length" in c:
         checks.append(pa.Check(lambda s, n=c["max_length"]: s.str.len() <= n, name="max-length"))
     if f.name in contract.identifier_fields:
@@ -218,12 +229,27 @@ def _checks(f: Field, observatory: Observatory, contract: Contract, today: dt.da
     else:
         if "min" in c:
             checks.append(pa.Check(lambda s, n=c["min"]: s >= n, name="min"))
-        if "max" in c:
-            checks.append(pa.Check(lambda s, n=c["max"]: s <= n, name="max"))
+        highest = _max(f)
+        if highest is not None:
+            checks.append(pa.Check(lambda s, n=highest: s <= n, name="max"))
     if f.name == contract.geography_field:
         owned = set(observatory.districts)
         checks.append(pa.Check(lambda s, owned=owned: s.isin(owned), name="geography-not-owned"))
     return checks
+
+
+def _is_band(values: pd.Series, lowest: int, highest: int) -> pd.Series:
+    """Which values are bands within ``lowest``..``highest`` (each distinct value once)."""
+    ok = {}
+    for v in values.dropna().unique():
+        bounds = band_bounds(v)
+        ok[v] = bounds is not None and lowest <= bounds[0] and (bounds[1] or 0) <= highest
+    return values.map(ok).fillna(True).astype(bool)
+
+
+def _max(f: Field):
+    """A numeric field's largest value: its own max, else, for an integer, the warehouse's."""
+    return f.constraints.get("max", INTEGER_MAX if f.type == "integer" else None)
 
 
 def pandera_schema(contract: Contract, observatory: Observatory, today: dt.date):
@@ -282,7 +308,11 @@ def _problem_params(
         params["opened"] = observatory.opened_on.isoformat()
     elif code == "formula-identifier":
         params["first"] = {"\t": "\\t", "\r": "\\r"}.get(value[:1], value[:1])
-    elif code in ("min", "max", "max-length"):
+    elif code == "age-band":
+        params |= {"field": f.name, "where": profile.where, "low": f.band[0], "high": f.band[1]}
+    elif code == "max":
+        params["limit"] = _max(f)
+    elif code in ("min", "max-length"):
         key = {"max-length": "max_length"}.get(code, code)
         params["limit"] = f.constraints[key]
     return params

@@ -430,6 +430,53 @@ reconciliation_decision = sa.Table(
     sa.Index("ix_reconciliation_decision_item", "concept", "geo_code", "period"),
 )
 
+# People who use the web application (web/), and what they did. Passwords are Argon2 hashes.
+web_user = sa.Table(
+    "web_user",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), comment="where feedback notices go (optional)"),
+    sa.Column("role", sa.String(20), nullable=False, comment="contributor, analyst or admin"),
+    sa.Column("password_hash", sa.String(255), nullable=False, comment="Argon2id"),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, comment="wrong passwords in a row"),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("password_set_at", sa.DateTime(timezone=True), nullable=False),
+)
+web_user_contributor = sa.Table(
+    "web_user_contributor",
+    metadata,
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("web_user.user_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("observatory_code", sa.String(64), primary_key=True),
+)
+feedback_notice = sa.Table(
+    "feedback_notice",
+    metadata,
+    sa.Column("submission_id", sa.String(64), primary_key=True),
+    sa.Column("notified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False, comment="e-mails sent"),
+)
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("username", sa.String(64), comment="who (as typed, for a failed sign-in)"),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(300), comment="what: a submission, a period, an item"),
+    sa.Column("detail", sa.Text),
+    sa.Column("address", sa.String(64), comment="the client's IP address"),
+    sa.Index("ix_audit_event_at", "at"),
+)
+
 
 def _contract_columns(contract: Contract, keyed: bool = True) -> list[sa.Column]:
     return [
@@ -559,8 +606,9 @@ def dialect_insert(engine_or_conn):
 def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = None) -> pd.Series:
     """A stable SHA-256 of each row's contract values: equal content, equal hash.
 
-    A column listed in ``defaults`` counts only where it differs from its default, so adding an
-    optional field with a default to a contract leaves the hashes of existing records unchanged.
+    A column listed in ``defaults`` counts only where it differs from its default (None: where
+    it has a value), so adding an optional field to a contract leaves the hashes of existing
+    records unchanged (Contract.hash_defaults).
     """
     defaults = defaults or {}
     plain = [c for c in columns if c not in defaults]
@@ -568,7 +616,8 @@ def row_hashes(frame: pd.DataFrame, columns: list[str], defaults: dict | None = 
     joined = text.iloc[:, 0].str.cat([text[c] for c in plain[1:]], sep="\x1f")
     for column, default in defaults.items():
         value = frame[column].astype("str")
-        joined = joined + ("\x1f" + column + "=" + value).where(value.ne(default).fillna(False), "")
+        counted = frame[column].notna() if default is None else value.ne(default).fillna(False)
+        joined = joined + ("\x1f" + column + "=" + value).where(counted, "")
     sha256 = hashlib.sha256
     hashes = [sha256(s.encode("utf-8")).hexdigest() for s in joined.tolist()]
     return pd.Series(hashes, index=frame.index, dtype="str")
@@ -807,7 +856,7 @@ class Stage:
         period = pd.to_datetime(accepted[contract.period_field])
         rows = accepted[fields].assign(
             observatory_code=self.observatory_code,
-            row_hash=row_hashes(accepted, fields, defaults=contract.defaults),
+            row_hash=row_hashes(accepted, fields, defaults=contract.hash_defaults),
             period_month=period.dt.strftime("%Y-%m"),
             period_year=period.dt.strftime("%Y"),
             source_row=accepted.index.astype(int),
