@@ -212,10 +212,15 @@ class Catalogue:
     def dimension(self, dataset: str, name: str) -> Dimension:
         return self.datasets[dataset].dimensions[name]
 
-    def need(self, ind: Indicator, dim_name: str | None = None) -> Need:
+    def need(self, ind: Indicator, dim_name: str | None = None, side: Side | None = None) -> Need:
         """What ``ind``'s cells (split by ``dim_name``) need of their sources: the fields its
         conditions and the dimension read, and, of each scope field, the codes its conditions
-        select (all of them when it selects none: a total of every crime)."""
+        select (all of them when it selects none: a total of every crime).
+
+        With ``side`` (its numerator or denominator): the part of that need that can change the
+        side's count. A field the side itself selects values of is not in it: a unit-month
+        without the field has no record with those values (its age bands count 0 either way),
+        so two counts with the same conditions under such needs are one number."""
         spec = self.datasets[ind.dataset]
         covers: dict[str, set[str] | None] = {}
         fields: set[tuple[str, ...]] = set()
@@ -247,9 +252,9 @@ class Catalogue:
                 else:
                     covers[name] = covers.get(name, set()) | set(codes)
 
-        for side in (ind.numerator, ind.denominator):
-            if side is not None:
-                walk(side_where(self, side))
+        for counted in (ind.numerator, ind.denominator):
+            if counted is not None:
+                walk(side_where(self, counted))
         if ind.kind == "ratio":
             # A field the denominator selects on (victims of known age) is no need: a source
             # without it adds nothing to either side (the share is over records that have it).
@@ -266,6 +271,12 @@ class Catalogue:
                 covers[dim.field] = None
             else:
                 fields.add(supplied_by(dim_name))
+        if side is not None:
+            selected = {dim_name} if dim_name else set()
+            for key, rule in side_where(self, side).items():
+                if key != "any" and (isinstance(rule, list) or "prefix" in rule):
+                    selected.add(key)
+            fields = {f for f in fields if not set(f) & {field_of(k) for k in selected}}
         return Need(
             ind.dataset,
             tuple((k, None if v is None else tuple(sorted(v))) for k, v in sorted(covers.items())),

@@ -220,10 +220,11 @@ def _build_availability(
     cat = catalogue()
     needs = sorted(
         {
-            cat.need(ind, dim)
+            cat.need(ind, dim, side)
             for ind in indicators()
             if ind.dataset == dataset and ind.kind in ("rate", "count", "ratio")
             for dim in (None, *ind.disaggregations)
+            for side in (None, ind.numerator, ind.denominator)
         },
         key=repr,
     )
@@ -617,7 +618,7 @@ def insert_indicator_values(
     years: Iterable[str] | None = None,
     periods: dict[str, list[str]] | None = None,
     reconciled: dict | None = None,
-) -> dict[tuple[str, str | None], int]:
+) -> dict[Need, int]:
     """Compute every catalogue entry into ``target``, at every level the deployment declares.
 
     ``fixed`` holds the timestamps bound in every statement that names them: computed_at, and
@@ -628,9 +629,9 @@ def insert_indicator_values(
     ``reconciled``: the reconciliation items just refreshed (``refresh_reconciliation``), so
     that the sources indicators count are not worked out a second time.
 
-    Returns, per indicator and dimension (None: its total), the number of the unit-months its
-    cells count (0: every one that reported; see ``_build_availability``): counts over
-    different unit-months do not add up, which disclosure control must know.
+    Returns the number of the unit-months each need is met in (0: every one that reported; see
+    ``_build_availability``), per need of a cell and of each side's count (``Catalogue.need``):
+    counts over different unit-months are different numbers, which disclosure control must know.
     """
     years = None if years is None else sorted({str(y) for y in years})
     if periods is not None:
@@ -679,18 +680,12 @@ def insert_indicator_values(
                     )
                 statement, used = _timestamps(sql, fixed)
                 conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in sql} | used)
-    bases = {
-        (ind.code, dim): signatures[cat.need(ind, dim)]
-        for ind in indicators()
-        if ind.kind in ("rate", "count", "ratio")
-        for dim in (None, *ind.disaggregations)
-    }
     for dataset in catalogue().datasets:
         for name in (f"facts_{dataset}", f"reporting_{dataset}", f"available_{dataset}"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
     for name in ("pop_cube", "area_pop"):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    return bases
+    return signatures
 
 
 def _survey_design(

@@ -34,9 +34,10 @@ def _signature(
     cat: Catalogue, ind: Indicator, side, disaggregation: str, bases: dict | None = None
 ) -> tuple:
     """What an atom counts, independent of the indicator that publishes it: the records of
-    a dataset's measure matching its conditions, in the unit-months its indicator counts
-    (``bases``, from ``insert_indicator_values``: 0 every unit-month that reported; a count
-    over fewer unit-months is another number, and adds up only with counts over the same)."""
+    a dataset's measure matching its conditions, in the unit-months its indicator counts where
+    that changes the count (``bases``: per need, from ``insert_indicator_values``; 0 every
+    unit-month that reported; a count over other unit-months is another number, and adds up
+    only with counts over the same)."""
     where = dict(side_where(cat, side))
     if disaggregation:
         name, value = disaggregation.split("=", 1)
@@ -45,7 +46,8 @@ def _signature(
         where[key] = [value]
     rules = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in where.items()))
     dim = disaggregation.split("=", 1)[0] or None
-    return (side.dataset, side.measure, rules, (bases or {}).get((ind.code, dim), 0))
+    base = (bases or {}).get(cat.need(ind, dim, side), 0)
+    return (side.dataset, side.measure, rules, base)
 
 
 def _split(signature: tuple) -> list[list[tuple]]:
@@ -78,7 +80,8 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
     rows = pd.read_sql(
         sa.text(
             f"SELECT {', '.join(KEY)}, coalesce(numerator, 0) AS numerator,"
-            f" coalesce(denominator, 0) AS denominator, conf_status, quality_flag FROM {target}"
+            f" coalesce(denominator, 0) AS denominator, conf_status, quality_flag, coverage"
+            f" FROM {target}"
             f" WHERE indicator_code IN ({codes}){scope} ORDER BY {', '.join(KEY)}"
         ),  # in a fixed order: the choice breaks ties by position
         conn,
@@ -108,6 +111,7 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
         link[c] = rows.loc[link["row"], c].to_numpy()
     # A total: some indicator publishes the atom without disaggregation (its own total).
     link["total"] = (rows.loc[link["row"], "disaggregation"] == "").to_numpy()
+    link["coverage"] = rows.loc[link["row"], "coverage"].round(1).fillna(-1.0).to_numpy()
     place = ["signature", "geo_level", "geo_code", "period_type", "period"]
     link["atom"] = link.groupby(place, sort=False).ngroup()
     return rows, link
@@ -119,7 +123,7 @@ def _margins(conn: sa.Connection, atoms: pd.DataFrame, cat: Catalogue):
     cover it, a set at least any subset of its records)."""
     place = ["geo_level", "geo_code", "period_type", "period"]
     sig, signatures = pd.factorize(atoms["signature"])
-    cells = atoms[["atom", *place]].assign(sig=sig, value=atoms["value"].astype(float))
+    cells = atoms[["atom", *place, "coverage"]].assign(sig=sig, value=atoms["value"].astype(float))
     sig_of = {s: i for i, s in enumerate(signatures)}
     by_sig = {i: frame for i, frame in cells.groupby("sig")}
     pairs = []  # (relation, total, part): one relation per kind of margin and total
@@ -249,8 +253,7 @@ def _subsets(cells: pd.DataFrame, signatures, cat: Catalogue) -> list:
     nested = []
     for i, (si, ci) in enumerate(zip(signatures, conditions, strict=True)):
         for j, (sj, cj) in enumerate(zip(signatures, conditions, strict=True)):
-            # j's unit-months must hold i's: every one that reported (0), or the same
-            if i == j or si[:2] != sj[:2] or sj[3] not in (0, si[3]) or not set(cj) <= set(ci):
+            if i == j or si[:2] != sj[:2] or not set(cj) <= set(ci):
                 continue
             if all(_narrower(ci[k], cj[k]) for k in cj) and ci != cj:
                 nested.append((j, i))  # j's records include i's
@@ -259,9 +262,17 @@ def _subsets(cells: pd.DataFrame, signatures, cat: Catalogue) -> list:
     place = ["geo_level", "geo_code", "period_type", "period"]
     found = []
     for big, small in nested:
-        a = cells[cells["sig"] == big][["atom", *place]]
-        b = cells[cells["sig"] == small][["atom", *place]]
-        found.append(a.merge(b, on=place, suffixes=("", "_part"))[["atom", "atom_part"]])
+        a = cells[cells["sig"] == big][["atom", *place, "coverage", "value"]]
+        b = cells[cells["sig"] == small][["atom", *place, "coverage", "value"]]
+        pair = a.merge(b, on=place, suffixes=("", "_part"))
+        if signatures[big][3] not in (0, signatures[small][3]):
+            # counts over other unit-months (a homicide register's, an all-crimes one's) nest
+            # where they cover the same share of the area, as a reader of coverage would assume
+            same = (pair["coverage"] == pair["coverage_part"]) & (
+                pair["value"] >= pair["value_part"]
+            )
+            pair = pair[same]
+        found.append(pair[["atom", "atom_part"]])
     found = pd.concat(found, ignore_index=True)
     return sorted(
         (t, (p,)) for t, p in zip(found["atom"].tolist(), found["atom_part"].tolist(), strict=True)
@@ -329,6 +340,7 @@ def apply_secondary_suppression(
             period_type=("period_type", "first"),
             period=("period", "first"),
             value=("value", "first"),
+            coverage=("coverage", "first"),
             threshold=("threshold", "min"),
             total=("total", "any"),
         )
