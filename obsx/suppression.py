@@ -111,7 +111,8 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
         link[c] = rows.loc[link["row"], c].to_numpy()
     # A total: some indicator publishes the atom without disaggregation (its own total).
     link["total"] = (rows.loc[link["row"], "disaggregation"] == "").to_numpy()
-    link["coverage"] = rows.loc[link["row"], "coverage"].round(1).fillna(-1.0).to_numpy()
+    coverage = pd.to_numeric(rows.loc[link["row"], "coverage"], errors="coerce")
+    link["coverage"] = coverage.round(1).fillna(-1.0).to_numpy()  # -1: no population
     place = ["signature", "geo_level", "geo_code", "period_type", "period"]
     link["atom"] = link.groupby(place, sort=False).ngroup()
     return rows, link

@@ -428,7 +428,7 @@ def test_a_homicide_register_gives_no_other_crime_and_no_field_it_lacks(gt_wareh
     compute_indicators(gt_warehouse)
     for code in (
         "ROBBERY_RATE", "THEFT_RATE", "EXTORTION_RATE", "FIREARM_HOMICIDE_SHARE",
-        "FIREARM_HOMICIDE_RATE", "HOMICIDE_YOUTH_SHARE", "FEMICIDE_RATE", "INCIDENT_COUNT",
+        "FIREARM_HOMICIDE_RATE", "FEMICIDE_RATE", "INCIDENT_COUNT",
     ):  # fmt: skip
         for period in ("2024-01", "2024"):
             assert flagged(gt_warehouse, code, period) == (None, None, "not_available"), code
@@ -451,6 +451,14 @@ def test_a_homicide_register_gives_no_other_crime_and_no_field_it_lacks(gt_wareh
             )
         }
     assert zeros == 0  # at no level
+    # the youth share is over victims of known age: none here, so no share at all
+    with gt_warehouse.connect() as conn:
+        youth = conn.execute(
+            sa.select(sa.func.count()).where(
+                v.indicator_code == "HOMICIDE_YOUTH_SHARE", v.value.is_not(None)
+            )
+        ).scalar()
+    assert youth == 0
     assert sdg["2024-01"].coverage == pytest.approx(100)
     assert sdg["2024"].coverage == pytest.approx(100 / 12)  # January only
     assert sdg["2024"].population_year == 2018  # the census, carried forward
