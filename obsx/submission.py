@@ -198,6 +198,8 @@ def check_file(
                 clock.lap("validate")
             if on_accepted is None:
                 kept.append(accepted)
+            elif accepted.empty:
+                pass  # nothing to stage (a header that matches no field: the file is judged)
             else:
                 with deadline.paused():  # writing to the warehouse is not reading the file
                     on_accepted(accepted)

@@ -161,6 +161,24 @@ def test_bytes_rejected_for_the_wrong_observatory_do_not_block_their_owner(tmp_p
     assert owner == "pa_panama"
 
 
+def test_a_header_that_matches_nothing_is_rejected_at_once_with_its_problems(tmp_path, engine):
+    """Random text, or an export whose header matches no field: a verdict the contributor can act
+    on (the columns missing), not a crash in the merge that holds the observatory's next files."""
+    zone = Dropzone(tmp_path, ["pa_panama"])
+    zone.ensure_folders()
+    for name, data in (
+        ("basura.csv", b"foo,bar,baz\nqwe,rty,uio\nasd,fgh,jkl\n"),
+        ("texto.csv", b"lorem ipsum dolor sit amet\nconsectetur adipiscing elit\n"),
+    ):
+        outcome = _send(zone, engine, "pa_panama", name, data)
+        assert outcome.status == "rejected", name
+        codes = {p["code"] for p in json.loads(outcome.feedback[0].read_text())["problems"]}
+        assert "missing-column" in codes, (name, codes)
+    assert held(engine) == []
+    # the observatory's next file is judged on its own
+    assert _send(zone, engine, "pa_panama", "enero.csv", CSV).status == "accepted"
+
+
 def test_a_superseded_file_sent_again_applies_again_and_the_latest_is_one_submission(
     tmp_path, engine
 ):
