@@ -481,14 +481,10 @@ def cmd_corrections(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    import datetime as dt
-    import hashlib
-
     from obsx.dropzone import safe_stem
-    from obsx.feedback import Report, write_feedback
-    from obsx.problems import WARNING
+    from obsx.feedback import write_feedback
     from obsx.reference import observatories
-    from obsx.submission import check_file
+    from obsx.uploads import dry_run
 
     registry = observatories()
     if args.observatory not in registry:
@@ -497,43 +493,23 @@ def cmd_validate(args) -> int:
     data = path.read_bytes()  # missing, a folder, unreadable: main() says so in one line
     observatory = registry[args.observatory]
     # Accepted rows are only counted (a dry run stores nothing): memory stays at one chunk.
-    result, info = check_file(
-        data, path.name, observatory, args.dataset, dt.date.today(), on_accepted=lambda rows: None
-    )
-    lang = args.lang or info["language"]
-    report = Report(
-        submission_id=hashlib.sha256(data).hexdigest(),
-        observatory_code=observatory.code,
-        observatory_name=observatory.name,
-        dataset=info["dataset"],
-        file_name=path.name,
-        received_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        status=result.status,
-        counts={
-            "rows_read": result.rows_read,
-            "rows_accepted": result.rows_accepted,
-            "rows_rejected": result.rows_rejected,
-            "warnings": sum(p.severity == WARNING for p in result.problems),
-        },
-        problems=result.problems,
-        file_info=info,
-        lang=lang,
-        dry_run=True,
-        rejected_rows=result.rejected_for_resending(lang),
-    )
+    report = dry_run(data, path.name, observatory, args.dataset, args.lang)
+    lang = report.lang
     out = Path(args.out) if args.out else Path.cwd() / f"{safe_stem(path.name)}_validacion"
     written = write_feedback(out, safe_stem(path.name), report)
+    counts = report.counts
     print(
-        f"{path.name}: {result.status} - {result.rows_read} rows read, {result.rows_accepted} "
-        f"would be accepted, {result.rows_rejected} rejected, {report.counts['warnings']} warnings"
+        f"{path.name}: {report.status} - {counts['rows_read']} rows read, "
+        f"{counts['rows_accepted']} would be accepted, {counts['rows_rejected']} rejected, "
+        f"{counts['warnings']} warnings"
     )
-    for p in result.problems[: args.show]:
+    for p in report.problems[: args.show]:
         where = "file" if p.row is None else f"row {p.row}"
         print(f"  {where} {p.column or ''}: {p.message(lang)}")
-    if len(result.problems) > args.show:
-        print(f"  ... {len(result.problems) - args.show} more")
+    if len(report.problems) > args.show:
+        print(f"  ... {len(report.problems) - args.show} more")
     print("feedback: " + ", ".join(str(w) for w in written))
-    return OK if result.status == "accepted" else ATTENTION
+    return OK if report.status == "accepted" else ATTENTION
 
 
 def _contracts(names: list[str] | None = None):

@@ -81,6 +81,7 @@ def dry_run(
         lang=lang,
         dry_run=True,
         max_problems_per_code=current_limits().max_problems_per_code,
+        rejected_rows=result.rejected_for_resending(lang),
     )
 
 
