@@ -3,6 +3,11 @@
 Names are compared case-, accent- and space-insensitively. Several units share a name (there are
 many ``San José``), so a name is resolved within its parent when the file gives the parent
 (``Guatemala`` / ``Palencia``); a name that still fits several units is ambiguous, never guessed.
+
+Names are matched at the deployment's unit level only. A file that names places of another level
+(provinces where the deployment keeps districts) is not read as the districts that happen to share
+their names (Panamá, Colón): when its names are of the other level and none is a unit's alone,
+every name is reported as a place of that level; a name that is only another level's always is.
 """
 
 from dataclasses import dataclass
@@ -12,12 +17,14 @@ import pandas as pd
 from obsx.contract import normalise_label
 
 UNKNOWN, AMBIGUOUS, UNKNOWN_PARENT = "unknown-place", "ambiguous-place", "unknown-parent-place"
+OTHER_LEVEL = "place-at-other-level"
 
 
 @dataclass(frozen=True)
 class Resolved:
     codes: pd.Series  # unit code, or None where it failed
-    failures: pd.Series  # None, or UNKNOWN / AMBIGUOUS / UNKNOWN_PARENT
+    failures: pd.Series  # None, or UNKNOWN / AMBIGUOUS / UNKNOWN_PARENT / OTHER_LEVEL
+    elsewhere: dict  # name -> (level, code) of the place of another level it names
 
 
 class Places:
@@ -38,6 +45,10 @@ class Places:
             label = normalise_label(r.name)
             self._units.setdefault(label, set()).add(r.geo_code)
             self._units_in.setdefault((r.parent_code, label), set()).add(r.geo_code)
+        self._elsewhere = {}  # normalised name -> (level, code) at the nearest other level
+        for lv in reversed(levels[:-1]):
+            for r in by_level[lv.code].itertuples():
+                self._elsewhere.setdefault(normalise_label(r.name), (lv, r.geo_code))
 
     def _one(
         self, name: str, parent: str | None, spellings: dict[str, str]
@@ -78,8 +89,22 @@ class Places:
                 lookups[(name, parent)] = (None, None)
             else:
                 lookups[(name, parent)] = self._one(name, parent or None, spellings or {})
+        elsewhere = {}  # the names that are places of another level
+        alone = False  # some name is a unit's and no other level's
+        for (name, _), (code, failure) in lookups.items():
+            other = self._elsewhere.get(normalise_label(name)) if name else None
+            unit = code is not None or failure == AMBIGUOUS
+            if other is not None:
+                elsewhere[name] = other
+            elif unit:
+                alone = True
+        for key, (code, failure) in lookups.items():
+            name = key[0]
+            if name in elsewhere and (failure == UNKNOWN or (code is not None and not alone)):
+                lookups[key] = (None, OTHER_LEVEL)
         keys = list(zip(pairs["name"], pairs["parent"], strict=True))
         return Resolved(
             codes=pd.Series([lookups[k][0] for k in keys], index=names.index, dtype="object"),
             failures=pd.Series([lookups[k][1] for k in keys], index=names.index, dtype="object"),
+            elsewhere=elsewhere,
         )

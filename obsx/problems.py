@@ -180,6 +180,13 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "Hay varios lugares llamados «{value}»; indique también {parent_es} para distinguirlos.",
         "Several places are called '{value}'; give the {parent_en} too to tell them apart.",
     ),
+    "place-at-other-level": (
+        ERROR,
+        "«{value}» es {level_es} ({place_code}), no {unit_a_es}: los datos se registran por {unit_es}. "
+        "Indique en cada fila su {unit_es}.",
+        "'{value}' is a {level_en} ({place_code}), not a {unit_en}: records are kept by {unit_en}. "
+        "Send each row's {unit_en}.",
+    ),
     "unknown-parent-place": (
         ERROR,
         "No se encontró «{value}» como {parent_es} en la división territorial.",

@@ -617,6 +617,7 @@ def _derive(
             (d.parent, parents[row]) if code == "unknown-parent-place" else (d.place, names[row])
         )
         within = f" ({parents[row]})" if parents is not None and parents[row] else ""
+        level, other = resolved.elsewhere.get(names[row], (places.unit_level, ""))
         found.append(
             problem(
                 code,
@@ -627,9 +628,21 @@ def _derive(
                 within_en=within,
                 parent_es=parent_es,
                 parent_en=parent_en,
+                level_es=_article(level.name["es"]),
+                level_en=level.name["en"].lower(),
+                place_code=other,
+                unit_a_es=_article(places.unit_level.name["es"]),
+                unit_es=places.unit_level.name["es"].lower(),
+                unit_en=places.unit_level.name["en"].lower(),
             )
         )
     return resolved.codes.fillna("").astype("str"), found, failed
+
+
+def _article(noun: str) -> str:
+    """«una provincia», «un municipio»: a level's name with its indefinite article."""
+    noun = noun.lower()
+    return ("una " if noun.split()[0].endswith("a") else "un ") + noun
 
 
 def apply_profile(

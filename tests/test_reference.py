@@ -77,3 +77,37 @@ def test_latin1_geography_with_comarcas_and_day_first_dates():
         ["1201", "district", "Besikó"],
     ]
     assert geography["valid_from"].tolist()[1] == dt.date(1997, 1, 1)
+
+
+def test_a_file_naming_provinces_is_not_read_as_the_districts_sharing_their_names():
+    """Panamá, Colón, Bocas del Toro and Los Santos are provinces and districts of Panama: a
+    file that names provinces (Chiriquí and Veraguas are provinces only) must not put its rows in
+    the districts of the same name (issue 21: 325 of 556 rows were accepted misplaced)."""
+    import pandas as pd
+
+    from obsx.contract import load_contract
+    from obsx.places import OTHER_LEVEL
+    from obsx.profiles import Derivation
+    from obsx.validation import _derive
+
+    imelcf = reference.observatories()["pa_imelcf"]
+
+    def place(names):
+        raw = pd.DataFrame({"Lugar": names})
+        derive = Derivation(field="district_code", kind="place", place="Lugar")
+        codes, problems, _ = _derive(derive, raw, load_contract("incidents"), imelcf, None)
+        return codes.tolist(), problems
+
+    provinces = ["Panamá", "Colón", "Bocas del Toro", "Los Santos", "Chiriquí", "Veraguas"]
+    codes, problems = place(provinces)
+    assert codes == [""] * 6
+    assert [p.code for p in problems] == [OTHER_LEVEL] * 6
+    assert problems[1].message("es") == (
+        "«Colón» es una provincia o comarca (03), no un distrito: los datos se registran por "
+        "distrito. Indique en cada fila su distrito."
+    )
+    assert problems[4].message("en").startswith("'Chiriquí' is a province or comarca (04), not")
+    # A file of districts keeps the districts of those names; a province among them is refused.
+    codes, problems = place(["Panamá", "San Miguelito", "Colón", "Chiriquí"])
+    assert codes == ["0804", "0805", "0301", ""]
+    assert [(p.row, p.code) for p in problems] == [(3, OTHER_LEVEL)]
