@@ -49,6 +49,18 @@ class Protection:
     lps: int = 0
 
 
+@dataclass
+class Move:
+    """A certificate: the cells it moves (sorted) and by how much."""
+
+    cells: np.ndarray
+    moves: np.ndarray
+
+    def at(self, cell: int) -> float:
+        i = int(np.searchsorted(self.cells, cell))
+        return float(self.moves[i]) if i < self.cells.size and self.cells[i] == cell else 0.0
+
+
 def _highs(c, low, high, A: sp.csc_array, row_low, row_high) -> np.ndarray | None:
     """Minimise c @ x over low <= x <= high, row_low <= A x <= row_high (HiGHS); None when
     infeasible."""
@@ -135,9 +147,10 @@ def protect_intervals(
     if G.shape[0] and (G @ values).max() > 1e-6:
         raise ValueError("an inequality does not hold in the data")
     slack = -(G @ values)
-    pattern = sp.vstack([abs(E), abs(G)]).tocsr().astype(bool).astype(np.int8)
     # every relation as a row with bounds on the change: E y = 0, G y <= slack
     A_csc = sp.vstack([E, G]).tocsc()
+    A_csc.sort_indices()
+    pattern_csr = A_csc.tocsr()  # relation -> cells
     row_low = np.concatenate([np.zeros(E.shape[0]), np.full(G.shape[0], -np.inf)])
     row_high = np.concatenate([np.zeros(E.shape[0]), slack])
 
@@ -147,14 +160,15 @@ def protect_intervals(
     reach_down = np.zeros(n)
     result = Protection(withheld, chosen)
 
+    # Everything below works on the cells of a neighbourhood only (index arrays, sliced
+    # matrices): no step costs in proportion to the whole table, however many LPs it takes.
     def neighbourhood(cells: np.ndarray) -> np.ndarray:
-        grown = cells.copy()
-        rows = np.flatnonzero(pattern @ cells.astype(np.int8))
-        if rows.size:
-            grown[pattern[rows].indices] = True
-        return grown
+        relations = np.unique(A_csc[:, cells].indices)
+        if not relations.size:
+            return cells
+        return np.union1d(cells, pattern_csr[relations].indices)
 
-    def certificate(p: int, delta: float, allowed: int = 0) -> np.ndarray | None:
+    def certificate(p: int, delta: float, allowed: int = 0) -> Move | None:
         """A certificate moving ``p`` by ``delta`` using headlines of tier ``allowed`` at most,
         else (at the last tier) by as much as the relations allow; None: not at all, or not
         without a headline of a later tier.
@@ -162,13 +176,12 @@ def protect_intervals(
         Tried without headlines on the rings ``FIRST_RING`` .. ``LAST_RING`` around ``p``, then
         (tier 0: not at all) on the whole connected part at once: a cell that needs more than a
         few rings usually needs a headline, and growing ring by ring cost an LP per ring."""
-        region = np.zeros(n, dtype=bool)
-        region[p] = True
+        region = np.array([p])
         ring = 0
         while True:
             grown = neighbourhood(region)
             ring += 1
-            stopped = np.array_equal(grown, region)
+            stopped = grown.size == region.size
             region = grown
             if ring < FIRST_RING and not stopped:
                 continue
@@ -177,7 +190,7 @@ def protect_intervals(
                     return None
                 continue  # no LP until the whole part
             result.lps += 1
-            y = _solve(p, delta, np.flatnonzero(region), 0)
+            y = _solve(p, delta, region, 0)
             if y is not None:
                 return y
             if not stopped:
@@ -185,24 +198,27 @@ def protect_intervals(
             if not allowed:
                 return None
             # The whole connected part, and only a headline would do: the cheapest that does.
-            cells = np.flatnonzero(region)
             result.lps += 1
-            y = _solve(p, delta, cells, allowed)
+            y = _solve(p, delta, region, allowed)
             if y is not None or allowed < last_tier:
                 return y
             result.lps += 2  # how far can p move at all?
-            most = _solve(p, delta, cells, allowed, furthest=True)
-            if most is None or abs(most[p]) <= TOL:
+            most = _solve(p, delta, region, allowed, furthest=True)
+            if most is None or abs(most.at(p)) <= TOL:
                 return None
-            return _solve(p, most[p] * (1 - 1e-9), cells, allowed)
+            return _solve(p, most.at(p) * (1 - 1e-9), region, allowed)
 
     def _solve(p: int, delta: float, cells: np.ndarray, allowed: int, furthest=False):
         held = cells[withheld[cells]]
         free = cells[~withheld[cells] & (tier[cells] <= allowed)]
         k, f = held.size, free.size
         both = np.concatenate([held, free])
-        touched = np.flatnonzero(np.diff(A_csc[:, both].tocsr().indptr))
-        block = A_csc[touched][:, both]
+        columns = A_csc[:, both]
+        touched = np.unique(columns.indices)
+        block = sp.csc_array(
+            (columns.data, np.searchsorted(touched, columns.indices), columns.indptr),
+            shape=(touched.size, both.size),
+        )
         A = sp.hstack([block, -block[:, k:]]).tocsc()  # columns: held, free up, free down
         low = np.concatenate([known_low[held] - values[held], np.zeros(2 * f)])
         high = np.concatenate(
@@ -220,10 +236,10 @@ def protect_intervals(
         x = _highs(c, low, high, A, row_low[touched], row_high[touched])
         if x is None:
             return None
-        y = np.zeros(n)
-        y[held] = x[:k]
-        y[free] = x[k : k + f] - x[k + f :]
-        return y
+        move = np.concatenate([x[:k], x[k : k + f] - x[k + f :]])
+        moved = np.flatnonzero(np.abs(move) > TOL)
+        order = moved[np.argsort(both[moved])]
+        return Move(both[order], move[order])
 
     rows = [(c,) for c in range(n)] if rows is None else [tuple(map(int, r)) for r in rows]
     rows_of: list[list[int]] = [[] for _ in range(n)]
@@ -247,11 +263,10 @@ def protect_intervals(
 
     withhold(np.flatnonzero(primary))
 
-    def record(y: np.ndarray) -> None:
-        moved = np.flatnonzero(np.abs(y) > TOL)
-        withhold(moved[~withheld[moved]])  # hidden ones (with their rows) stay as they are
-        np.maximum.at(reach_up, moved, y[moved])
-        np.minimum.at(reach_down, moved, y[moved])
+    def record(y: Move) -> None:
+        withhold(y.cells[~withheld[y.cells]])  # hidden ones (with their rows) stay as they are
+        np.maximum.at(reach_up, y.cells, y.moves)
+        np.minimum.at(reach_down, y.cells, y.moves)
 
     def protect(p: int, allowed: int) -> bool:
         """Certificates for both sides of small count ``p``; False when one needs a headline
@@ -269,8 +284,8 @@ def protect_intervals(
             y = certificate(p, delta, allowed)
             if y is None and allowed < last_tier:
                 return False
-            if y is None or abs(y[p] - delta) > 1e-6:
-                reached = values[p] + (0.0 if y is None else y[p])
+            if y is None or abs(y.at(p) - delta) > 1e-6:
+                reached = values[p] + (0.0 if y is None else y.at(p))
                 result.unprotected[p] = (
                     f"the relations hold it at {reached:g} on the "
                     f"{side} side (target {values[p] + delta:g})"
@@ -301,7 +316,7 @@ def protect_intervals(
             tries = [(d, a) for a in range(max(last_tier, 1) + 1) for d in (1.0, downward)]
             for delta, allowed in tries:
                 y = certificate(cell, delta, allowed) if abs(delta) > TOL else None
-                if y is not None and abs(y[cell]) > TOL:
+                if y is not None and abs(y.at(cell)) > TOL:
                     record(y)
                     break
             else:
