@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.catalogue import load_catalogue
-from obsx.contract import load_contract
+from obsx.contract import band_bounds, load_contract
 from obsx.deployment import current_deployment
 from obsx.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
 from obsx.feedback import Report, write_feedback
@@ -249,6 +249,14 @@ class AcceptedRows:
         # What the file covers of each scope field of the catalogue: what its profile says,
         # else all codes (None), else the codes its rows hold (filled in by ``add``).
         spec = load_catalogue().datasets.get(dataset)
+        # A band field (age_band) supplies what the dimensions reading it group only where a
+        # band fits wholly inside one of their groups: "25-34 años" is no age group of 15-29
+        # and 30-44, so a file of such bands supplies none (not available, never 0).
+        self.grouping = [
+            (d.band_field, list(d.bands.values()))
+            for d in (spec.dimensions.values() if spec else [])
+            if d.band_field and d.bands
+        ]
         self.covers: dict[str, list[str] | None] = {}
         self.observed: dict[str, set[str]] = {}
         for name, default in (spec.scope if spec else {}).items():
@@ -264,7 +272,11 @@ class AcceptedRows:
         if accepted.empty:
             return
         self.count += len(accepted)
-        self.supplied |= {c for c in self.fields & set(accepted) if accepted[c].notna().any()}
+        self.supplied |= {
+            c
+            for c in self.fields & set(accepted)
+            if accepted[c].notna().any() and self._groups(c, accepted[c])
+        }
         for name, seen in self.observed.items():
             if name in accepted:
                 seen.update(accepted[name].dropna().astype(str))
@@ -294,6 +306,27 @@ class AcceptedRows:
                         value=values[several].to_numpy(),
                     )
                 )
+
+    def _groups(self, field: str, values: pd.Series) -> bool:
+        """Whether the band field's values fit some group of every dimension reading it."""
+        for band_field, groups in self.grouping:
+            if band_field != field:
+                continue
+            fits = False
+            for text in values.dropna().astype(str).unique():
+                bounds = band_bounds(text)
+                if bounds is None:
+                    continue
+                low, high = bounds
+                fits = any(
+                    low >= g_low and (g_high is None or (high is not None and high <= g_high))
+                    for g_low, g_high in groups
+                )
+                if fits:
+                    break
+            if not fits:
+                return False
+        return True
 
     def counts(self) -> pd.DataFrame:
         """Rows of the count fields with a value above one: row, field, value, unit, month,

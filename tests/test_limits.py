@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from obsx import reference
 from obsx.contract import INTEGER_MAX, load_contract
 from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators
+from obsx.indicators import NOT_AVAILABLE, compute_indicators
 from obsx.migrations import upgrade
 from obsx.profiles import ProfileError, parse_profile
 from obsx.reading import read_submission
@@ -123,7 +123,7 @@ def value(engine, code, geo, period, disaggregation=""):
     v = indicator_value.c
     with engine.connect() as conn:
         return conn.execute(
-            sa.select(v.numerator, v.denominator, v.value).where(
+            sa.select(v.numerator, v.denominator, v.value, v.quality_flag).where(
                 v.indicator_code == code,
                 v.geo_code == geo,
                 v.period == period,
@@ -173,11 +173,13 @@ def test_ranges_that_straddle_the_age_groups_give_no_age_group(mx_warehouse, tmp
     # Minors (0-17) straddle 0-14 and 15-29, adults (18+) 15-29 and the rest: Guanajuato's
     # 290 homicide victims of January count in its total and in no age group.
     assert value(mx_warehouse, "HOMICIDE_COUNT", "11", "2024-01").numerator == 231 + 9 + 24 + 12
-    # Counted in no group. (Today each group's cell is 0; once availability is data (#21, item
-    # 1) a unit whose records give no age group has none: not available, which this allows.)
+    # Counted in no group, and no group is 0: a file whose bands all straddle the groups
+    # supplies no age group, so each group's cell is not available (no value, flagged).
     for group in ("0-14", "15-29", "30-44", "45-59", "60+"):
         cell = value(mx_warehouse, "HOMICIDE_COUNT", "11", "2024", f"age_group={group}")
-        assert cell is None or cell.numerator == 0
+        assert (cell.numerator, cell.value, cell.quality_flag) == (None, None, NOT_AVAILABLE)
+    youth = value(mx_warehouse, "HOMICIDE_YOUTH_SHARE", "11", "2024")
+    assert youth is None or youth.value is None  # no victim of known age group: no share
     share = value(mx_warehouse, "HOMICIDE_YOUTH_SHARE", "11", "2024")
     assert share is None or (share.denominator == 0 and share.value is None)
 
