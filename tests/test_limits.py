@@ -318,3 +318,84 @@ def test_the_merged_records_suite_checks_bands_and_the_integer_ceiling():
     assert band.regex == r"^\d{1,3}(?:-\d{1,3}|\+)$"
     count = found[("ExpectColumnValuesToBeBetween", "victim_count")]
     assert (count.min_value, count.max_value) == (0, INTEGER_MAX)
+
+
+# --- Cases: SESNSP's investigation files (carpetas), state by month -----------------------
+
+CARPETAS = {  # (state, subtype, means) -> January .. March
+    ("15", "Homicidio doloso", "Con arma de fuego"): (120, 131, 117),
+    ("15", "Homicidio doloso", "Con arma blanca"): (22, 19, 25),
+    ("15", "Feminicidio", "Con otro elemento"): (6, 4, 7),
+    ("15", "Lesiones dolosas", "Con arma blanca"): (1904, 2011, 2143),
+    ("15", "Robo a transeúnte en vía pública", "No especificado"): (3010, 2875, 3122),
+    ("11", "Homicidio doloso", "Con arma de fuego"): (251, 240, 262),
+    ("11", "Lesiones dolosas", "No especificado"): (610, 598, 640),
+    ("06", "Homicidio doloso", "Con arma de fuego"): (61, 55, 70),
+}
+ENTIDAD = {"15": "México", "11": "Guanajuato", "06": "Colima"}
+
+
+def carpetas_file(folder: Path) -> Path:
+    """A file in the shape of SESNSP's incidence file: a row per state, subtype and means,
+    a column per month (only January to March published)."""
+    months = ["Enero", "Febrero", "Marzo", "Abril", "Mayo", "Junio", "Julio", "Agosto"]
+    months += ["Septiembre", "Octubre", "Noviembre", "Diciembre"]
+    lines = [
+        "Año,Clave_Ent,Entidad,Bien jurídico afectado,Tipo de delito,Subtipo de delito,"
+        "Modalidad," + ",".join(months)
+    ]
+    for (state, subtype, means), counts in CARPETAS.items():
+        cells = [str(c) for c in counts] + [""] * 9
+        lines.append(
+            f"2024,{int(state)},{ENTIDAD[state]},La vida,{subtype.split()[0]},{subtype},{means},"
+            + ",".join(cells)
+        )
+    path = folder / "sesnsp_carpetas_2024.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_cases_only_file_gives_case_rates_and_no_victim_figure(mx_warehouse, tmp_path):
+    registry = reference.observatories()
+    zone = Dropzone(tmp_path, registry)
+    zone.ensure_folders()
+    source = carpetas_file(tmp_path)
+    target = zone.inbox("mx_carpetas") / source.name
+    shutil.copy(source, target)
+    outcome = process_submission(
+        partition_key("mx_carpetas", file_sha256(target)), zone, mx_warehouse, registry, TODAY
+    )
+    assert (outcome.status, outcome.counts["rows_rejected"]) == ("accepted", 0)
+    compute_indicators(mx_warehouse)
+
+    def cases(state, months=(0, 1, 2), crimes=None):
+        return sum(
+            counts[m]
+            for (s, subtype, _), counts in CARPETAS.items()
+            if s == state and (crimes is None or subtype in crimes)
+            for m in months
+        )
+
+    homicide = ("Homicidio doloso", "Feminicidio")
+    # Estado de México, January: 120 + 22 + 6 homicide files of 16,992,418 residents.
+    january = value(mx_warehouse, "HOMICIDE_CASE_RATE", "15", "2024-01")
+    assert (january.numerator, january.denominator) == (148, ESTADO_DE_MEXICO_2020)
+    assert january.value == pytest.approx(148 * 100_000 / ESTADO_DE_MEXICO_2020)
+    quarter = value(mx_warehouse, "HOMICIDE_CASE_RATE", "15", "2024-Q1")
+    assert quarter.numerator == cases("15", crimes=homicide) == 451
+    every = value(mx_warehouse, "CASE_RATE", "11", "2024-01")
+    assert every.numerator == cases("11", months=(0,)) == 861
+    section = value(mx_warehouse, "CASE_RATE", "15", "2024-Q1", "iccs_section=04")
+    assert section.numerator == 3010 + 2875 + 3122
+    national = value(mx_warehouse, "HOMICIDE_CASE_RATE", "MX", "2024-02")
+    assert national.numerator == 131 + 19 + 4 + 240 + 55
+    # Cases are not victims: every victim figure is not available, never 0.
+    for code in ("SDG_16_1_1", "HOMICIDE_COUNT", "ROBBERY_RATE", "FIREARM_HOMICIDE_SHARE"):
+        for area in ("15", "MX"):
+            cell = value(mx_warehouse, code, area, "2024-01")
+            assert cell is None or (cell.value, cell.quality_flag) == (None, NOT_AVAILABLE), (
+                code,
+                area,
+                cell,
+            )
+    assert value(mx_warehouse, "SDG_16_1_1", "15", "2024-01").quality_flag == NOT_AVAILABLE
