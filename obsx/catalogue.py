@@ -202,6 +202,7 @@ class Catalogue:
     datasets: dict[str, DatasetSpec]
     indicators: tuple[Indicator, ...]
     path: Path
+    overlay: Path | None = None  # the deployment's own indicators file, if any
 
     def indicator(self, code: str) -> Indicator:
         for ind in self.indicators:
@@ -542,10 +543,71 @@ def _decimals(path, entry, code: str, kind: str, unit: str) -> int:
     return raw
 
 
+DEPLOYMENT = "deployment"
+OVERLAY_KEYS = {"indicators", "switch_off", "rename"}
+
+
+def load_catalogue(path: Path = CATALOGUE, overlay: Path | str | None = DEPLOYMENT) -> Catalogue:
+    """Read and check the catalogue, with the current deployment's own indicators
+    (``deployment.yaml`` key ``indicators``; ``overlay``: another such file, or None for the
+    project's catalogue alone); an entry about a dataset this installation's contracts lack is
+    skipped (a deployment without arrests has no arrest rate)."""
+    if overlay == DEPLOYMENT:
+        from obsx.deployment import current_deployment
+
+        overlay = current_deployment().indicators_path
+    return _load_catalogue(path, None if overlay is None else Path(overlay))
+
+
+def _overlay(path: Path, entries: list, catalogue_path: Path) -> list:
+    """The catalogue's entries as a deployment's file changes them: ``switch_off`` (codes it
+    does not publish), ``rename`` (code -> {es, en}: its own words for a name) and
+    ``indicators`` (entries of its own, checked like the catalogue's, lines of this file)."""
+    raw = load_yaml(path)
+    unknown = set(raw) - OVERLAY_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        _fail(path, raw.line(key), f"unknown key {key!r}; known: {sorted(OVERLAY_KEYS)}")
+    codes = {entry.get("code") for entry in entries}
+    off = raw.get("switch_off") or []
+    if not isinstance(off, list):
+        _fail(path, raw.line("switch_off"), "switch_off: a list of indicator codes")
+    for code in off:
+        if code not in codes:
+            _fail(path, raw.line("switch_off"), f"switch_off: no indicator {code!r}")
+    renamed = raw.get("rename") or {}
+    if not isinstance(renamed, dict):
+        _fail(path, raw.line("rename"), "rename: indicator code -> {es: ..., en: ...}")
+    for code in renamed:
+        if code not in codes:
+            _fail(path, renamed.line(code), f"rename: no indicator {code!r}")
+    kept = []
+    for entry in entries:
+        if entry.get("code") in off:
+            continue
+        if entry.get("code") in renamed:
+            entry = _Renamed(entry, renamed[entry.get("code")], renamed.line(entry.get("code")))
+        kept.append((entry, catalogue_path))
+    own = raw.get("indicators") or []
+    if not isinstance(own, list):
+        _fail(path, raw.line("indicators"), "indicators: a list of entries like the catalogue's")
+    return kept + [(entry, path) for entry in own]
+
+
+class _Renamed(dict):
+    """A catalogue entry under a deployment's name (its lines: the rename's, for the name)."""
+
+    def __init__(self, entry, name, line):
+        super().__init__(entry)
+        self["name"] = name
+        self._entry, self._line = entry, line
+
+    def line(self, key):
+        return self._line if key == "name" else self._entry.line(key)
+
+
 @functools.cache
-def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
-    """Read and check the catalogue; an entry about a dataset this installation's contracts
-    lack is skipped (a deployment without arrests has no arrest rate)."""
+def _load_catalogue(path: Path, overlay: Path | None) -> Catalogue:
     from obsx.contract import observatory_datasets
 
     available = set(observatory_datasets())
@@ -558,7 +620,11 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     }
     indicators, seen = [], set()
     sdmx_series: dict[str, str] = {}  # SDG series -> the indicator reporting it
-    for entry in raw.get("indicators") or []:
+    entries = [(entry, path) for entry in raw.get("indicators") or []]
+    if overlay is not None:
+        entries = _overlay(overlay, [e for e, _ in entries], path)
+    catalogue_path = path
+    for entry, path in entries:
         line = entry.line("code")
         code = entry.get("code")
         if not isinstance(code, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]{1,39}", code):
@@ -629,7 +695,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
                 decimals=_decimals(path, entry, code, kind, unit),
             )
         )
-    return Catalogue(datasets, tuple(indicators), path)
+    return Catalogue(datasets, tuple(indicators), catalogue_path, overlay)
 
 
 def condition_mask(where: dict, frame: pd.DataFrame) -> pd.Series:

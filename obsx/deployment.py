@@ -44,6 +44,7 @@ KNOWN_KEYS = {
     "reporting_calendar",
     "reconciliation",
     "disclosure",
+    "indicators",
 }
 DISCLOSURE_KEYS = {"protection_width"}
 CALENDAR_KEYS = {"every", "due_day", "since", "from"}
@@ -94,6 +95,9 @@ class Deployment:
     # disclosure control policy: protection_width (how wide an intruder's interval for a withheld
     # small count must stay; default the catalogue's threshold: the whole range 0 .. threshold)
     disclosure: dict = field(default_factory=dict)
+    # the deployment's own indicators beside the project's catalogue (obsx.catalogue): entries
+    # added, switched off or renamed; None: the catalogue as it is
+    indicators_path: Path | None = None
 
     @property
     def units_level(self) -> Level:
@@ -284,7 +288,18 @@ def parse_deployment(spec, path: Path, name: str) -> Deployment:
         reporting_calendar=calendar,
         reconciliation=spec.get("reconciliation") or {},
         disclosure=_disclosure(spec, path),
+        indicators_path=_indicators(spec, path, root),
     )
+
+
+def _indicators(spec, path: Path, root: Path) -> Path | None:
+    name = spec.get("indicators")
+    if name is None:
+        return None
+    found = root / str(name)
+    if not isinstance(name, str) or not found.is_file():
+        raise SourceError(path, spec.line("indicators"), f"indicators: no file {name!r} here")
+    return found
 
 
 @functools.cache

@@ -1071,7 +1071,10 @@ def _fingerprint(conn: sa.Connection) -> str:
     import hashlib
     from pathlib import Path
 
-    digest = hashlib.sha256(catalogue().path.read_bytes())
+    cat = catalogue()
+    digest = hashlib.sha256(cat.path.read_bytes())
+    if cat.overlay is not None:
+        digest.update(cat.overlay.read_bytes())
     here = Path(__file__).resolve().parent
     for name in _DEFINITION_FILES:
         digest.update((here / name).read_bytes())

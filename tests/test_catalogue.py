@@ -20,7 +20,7 @@ from obsx.reference import observatories
 from obsx.sourceyaml import SourceError
 from obsx.submission import process_submission
 from obsx.warehouse import indicator, indicator_value
-from tests.conftest import TODAY
+from tests.conftest import TODAY, load_reference
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 POP = reference.read_population()
@@ -369,3 +369,80 @@ def test_authorised_users_read_the_same_lineage_in_sql(warehouse):
             )
         ).one()
     assert tuple(row) == ("incidentes_panama.csv", 4, 1)
+
+
+# --- A deployment's own indicators (deployment.yaml key ``indicators``) ----------------------
+
+OWN_INDICATORS = """\
+# Panama's own: a figure the ministry publishes, one it does not, one it names its way
+switch_off: [KIDNAPPING_RATE]
+rename:
+  ROBBERY_RATE:
+    es: "Robos denunciados por 100.000 habitantes"
+    en: "Reported robberies per 100,000 population"
+indicators:
+  - code: PA_FIREARM_VICTIMS
+    name: {es: "Víctimas de armas de fuego", en: "Victims of firearms"}
+    definition:
+      es: "Víctimas de cualquier delito cometido con arma de fuego."
+      en: "Victims of any crime committed with a firearm."
+    kind: count
+    numerator: {dataset: incidents, measure: victims, where: {weapon: [FIREARM]}}
+    unit: victims
+    suppress_below: 5
+"""
+
+
+def own_deployment(tmp_path, monkeypatch, text: str) -> Path:
+    """A copy of the Panama deployment with ``indicators.yaml`` holding ``text``."""
+    import shutil
+
+    from obsx.deployment import DEPLOYMENTS_DIR
+
+    folder = tmp_path / "pa_own"
+    shutil.copytree(DEPLOYMENTS_DIR / "pa", folder, ignore=shutil.ignore_patterns("demo"))
+    spec = folder / "deployment.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8") + "indicators: indicators.yaml\n")
+    (folder / "indicators.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("OBSX_DEPLOYMENT", str(folder))
+    return folder / "indicators.yaml"
+
+
+def test_a_deployment_adds_switches_off_and_renames_indicators(tmp_path, monkeypatch, engine):
+    own_deployment(tmp_path, monkeypatch, OWN_INDICATORS)
+    cat = load_catalogue()
+    codes = [i.code for i in cat.indicators]
+    assert "KIDNAPPING_RATE" not in codes and codes[-1] == "PA_FIREARM_VICTIMS"
+    assert cat.indicator("ROBBERY_RATE").name_es == "Robos denunciados por 100.000 habitantes"
+    assert load_catalogue(overlay=None).indicator("KIDNAPPING_RATE")  # the project's, whole
+
+    warehouse = load_reference(engine)
+    zone = Dropzone(tmp_path / "data", observatories())
+    zone.ensure_folders()
+    deliver(zone, warehouse, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS)
+    compute_indicators(warehouse, NOW)
+    own = row(warehouse, "PA_FIREARM_VICTIMS", "0804", "2025")
+    assert (own["numerator"], own["conf_status"]) == (3, "C")  # H1, H3, A1: a small count
+    assert row(warehouse, "KIDNAPPING_RATE", "0804", "2025") is None
+    with warehouse.connect() as conn:
+        names = dict(conn.execute(sa.select(indicator.c.indicator_code, indicator.c.name_es)).all())
+    assert names["ROBBERY_RATE"] == "Robos denunciados por 100.000 habitantes"
+    assert "KIDNAPPING_RATE" not in names
+
+
+@pytest.mark.parametrize(
+    "text, where, message",
+    [
+        ("switch_off: [NOPE]\n", 1, "switch_off: no indicator 'NOPE'"),
+        ("rename:\n  NOPE: {es: a, en: b}\n", 2, "rename: no indicator 'NOPE'"),
+        ("publish: []\n", 1, "unknown key 'publish'"),
+        (OWN_INDICATORS.replace("PA_FIREARM_VICTIMS", "ROBBERY_RATE"), 8, "defined twice"),
+        (OWN_INDICATORS.replace("weapon: [FIREARM]", "weapon: [LASER]"), 8, "LASER"),
+    ],
+)
+def test_a_deployment_indicators_file_is_checked_with_its_lines(
+    tmp_path, monkeypatch, text, where, message
+):
+    path = own_deployment(tmp_path, monkeypatch, text)
+    with pytest.raises(SourceError, match=rf"{path.name}:{where}: .*{message}"):
+        load_catalogue()
