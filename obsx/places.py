@@ -5,9 +5,10 @@ many ``San José``), so a name is resolved within its parent when the file gives
 (``Guatemala`` / ``Palencia``); a name that still fits several units is ambiguous, never guessed.
 
 Names are matched at the deployment's unit level only. A file that names places of another level
-(provinces where the deployment keeps districts) is not read as the districts that happen to share
-their names (Panamá, Colón): when its names are of the other level and none is a unit's alone,
-every name is reported as a place of that level; a name that is only another level's always is.
+without their parent (provinces where the deployment keeps districts) is not read as the districts
+that happen to share their names (Panamá, Colón): when its names are of the other level and none is
+a unit's alone, every name is reported as a place of that level; a name that is only another
+level's always is. A name found within the parent the file gives is that parent's unit.
 """
 
 from dataclasses import dataclass
@@ -89,18 +90,21 @@ class Places:
                 lookups[(name, parent)] = (None, None)
             else:
                 lookups[(name, parent)] = self._one(name, parent or None, spellings or {})
+        # Names given without their parent: is the file of units, or of another level?
         elsewhere = {}  # the names that are places of another level
         alone = False  # some name is a unit's and no other level's
-        for (name, _), (code, failure) in lookups.items():
+        for (name, parent), (code, failure) in lookups.items():
             other = self._elsewhere.get(normalise_label(name)) if name else None
             unit = code is not None or failure == AMBIGUOUS
-            if other is not None:
+            if other is not None and not parent:
                 elsewhere[name] = other
             elif unit:
                 alone = True
         for key, (code, failure) in lookups.items():
-            name = key[0]
-            if name in elsewhere and (failure == UNKNOWN or (code is not None and not alone)):
+            name, parent = key
+            if parent or name not in elsewhere:
+                continue  # a name found within its parent is that parent's unit
+            if failure == UNKNOWN or (code is not None and not alone):
                 lookups[key] = (None, OTHER_LEVEL)
         keys = list(zip(pairs["name"], pairs["parent"], strict=True))
         return Resolved(
