@@ -26,6 +26,10 @@ EMAIL_RE = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,189}\.[^@\s<>,;.]{2,63}$"
 MIN_PASSWORD = 10
 LOCK_AFTER = 10
 LOCK_MINUTES = 15
+# Refused sign-ins from one address (a spray over many names, which no account's own count sees)
+# after which that address waits ADDRESS_MINUTES; the web's OBSX_LOGIN_ADDRESS_LIMIT overrides it.
+ADDRESS_LIMIT = 30
+ADDRESS_MINUTES = 15
 
 _HASHER = PasswordHasher()
 # Verified against when the user does not exist, so that a wrong name takes as long as a wrong
@@ -239,6 +243,35 @@ def authenticate(
             values["password_hash"] = _HASHER.hash(password)
         conn.execute(web_user.update().where(web_user.c.user_id == row.user_id).values(**values))
         return SignIn(_user(conn, row))
+
+
+def address_throttled(
+    engine: sa.Engine, address: str | None, limit: int = ADDRESS_LIMIT, now=None
+) -> dt.datetime | None:
+    """Until when sign-ins from ``address`` are refused unread: after ``limit`` refused
+    sign-ins from it within ``ADDRESS_MINUTES`` (the audit's record), None otherwise."""
+    if not address:
+        return None
+    now = now or _now()
+    e = audit_event.c
+    with engine.connect() as conn:
+        recent = (
+            conn.execute(
+                sa.select(e.at)
+                .where(
+                    e.address == address[:64],
+                    e.action == "sign-in refused",
+                    e.at >= now - dt.timedelta(minutes=ADDRESS_MINUTES),
+                )
+                .order_by(e.at.desc())
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+    if len(recent) < limit:
+        return None
+    return _aware(recent[0]) + dt.timedelta(minutes=ADDRESS_MINUTES)
 
 
 def sign_in_by_email(engine: sa.Engine, email: str) -> SignIn:

@@ -322,3 +322,28 @@ def test_an_administrator_adds_an_account_whose_password_is_shown_once(site):
     assert accounts.authenticate(site["engine"], "nueva", password).user is not None
     assert "user add" in [e["action"] for e in accounts.audit_events(site["engine"])]
     assert signed_in(site, "analista").get("/admin/users").status_code == 403
+
+
+def test_a_spray_of_wrong_passwords_over_many_names_stops_its_address(tmp_path):
+    """Each name tried once (no account's own lock moves): after OBSX_LOGIN_ADDRESS_LIMIT
+    refusals the address is refused unread, even with a right password, and the audit says so."""
+    engine = sqlite_warehouse(tmp_path)
+    accounts.add_user(engine, "sprayed", "contributor", PASSWORD, contributors=["pa_colon"])
+    server, url = start_server(tmp_path, OBSX_LOGIN_ADDRESS_LIMIT="5")
+    try:
+        client = httpx.Client(base_url=url, timeout=60)
+        token = csrf_of(client.get("/login").text)
+        answers = [
+            client.post("/login", data={"csrf": token, "username": f"n{i}", "password": "x"})
+            for i in range(5)
+        ]
+        right = {"csrf": token, "username": "sprayed", "password": PASSWORD}
+        stopped = client.post("/login", data=right)
+    finally:
+        stop_server(server)
+    assert [a.status_code for a in answers] == [401] * 5
+    assert stopped.status_code == 429 and "desde esta dirección" in stopped.text
+    user = next(u for u in accounts.list_users(engine) if u.username == "sprayed")
+    assert user.active
+    events = accounts.audit_events(engine)
+    assert [e["detail"] for e in events if e["username"] == "sprayed"] == ["throttled"]

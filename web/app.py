@@ -187,8 +187,23 @@ async def login(request: Request):
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))[:1024]
     site = _site(request)
-    answer = await run_in_threadpool(accounts.authenticate, site.engine, username, password)
     t = _t(request)
+    limit = int(os.environ.get("OBSX_LOGIN_ADDRESS_LIMIT") or accounts.ADDRESS_LIMIT)
+    until = await run_in_threadpool(
+        accounts.address_throttled, site.engine, _address(request), limit
+    )
+    if until is not None:  # not even read: no account's count moves, no password is checked
+        await run_in_threadpool(
+            accounts.audit,
+            site.engine,
+            "sign-in refused",
+            username,
+            detail="throttled",
+            address=_address(request),
+        )
+        message = t["throttled"].format(until=until.strftime("%Y-%m-%d %H:%M"))
+        return render(request, "login.html", status=429, error=message, username=username)
+    answer = await run_in_threadpool(accounts.authenticate, site.engine, username, password)
     if answer.user is None:
         await run_in_threadpool(
             accounts.audit,

@@ -12,6 +12,8 @@ TEXT: dict[str, dict[str, str]] = {
         "locked": "Demasiados intentos fallidos: la cuenta está bloqueada hasta las {until} (UTC). "
         "Un administrador puede restablecer la contraseña.",
         "disabled": "Esta cuenta está desactivada.",
+        "throttled": "Demasiados intentos fallidos desde esta dirección: vuelva a intentarlo "
+        "después de las {until} (UTC).",
         "signin_with": "Iniciar sesión con {label}",
         "directory_failed": "El directorio no confirmó su identidad: intente de nuevo.",
         "directory_unknown": "Su correo del directorio no corresponde a ninguna cuenta activa: "
@@ -180,6 +182,7 @@ TEXT: dict[str, dict[str, str]] = {
         "locked": "Too many failed attempts: the account is locked until {until} (UTC). An "
         "administrator can reset the password.",
         "disabled": "This account is disabled.",
+        "throttled": "Too many failed attempts from this address: try again after {until} (UTC).",
         "signin_with": "Sign in with {label}",
         "directory_failed": "The directory did not confirm who you are: try again.",
         "directory_unknown": "Your directory e-mail matches no active account: ask an "
