@@ -170,6 +170,9 @@ def cmd_run(args) -> int:
 
     # A wrong URL (2) or a server down (1): one line, before Dagster starts.
     _warehouse(warehouse_url(root=root), fault=True).dispose()
+    from pipelines import stopping
+
+    stopping.install()  # SIGINT, SIGTERM: finish the current file, start nothing more
     from pipelines.run_once import run_once
 
     try:
@@ -182,7 +185,17 @@ def cmd_run(args) -> int:
     except (SourceError, ReferenceDataError) as exc:  # the deployment's own files: say what
         print(f"NEEDS ATTENTION - the deployment's files cannot be used: {exc}")
         return ATTENTION
-    print(report.summary())
+    except KeyboardInterrupt:  # a second signal: stopped at once, the current file rolled back
+        signum = stopping.requested() or 2
+        print(
+            f"NEEDS ATTENTION - Stopped at once by a second signal ({stopping.name(signum)}):"
+            " the file being processed was rolled back and stays in its inbox",
+            flush=True,
+        )
+        return 128 + signum
+    print(report.summary(), flush=True)
+    if report.stopped_by:
+        return 128 + report.stopped_by
     return OK if report.all_processed else ATTENTION
 
 
