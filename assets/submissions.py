@@ -280,7 +280,13 @@ def check_submissions(
     warehouse: WarehouseResource,
     shards: list,
 ):
-    """The batch's materialization and checks, over every shard's outcomes."""
+    """The batch's materialization and checks, over every shard's outcomes (a SIGINT or SIGTERM
+    of `obsx run` waits for them: the files just merged are recorded)."""
+    with stopping.deferred():
+        yield from _check_submissions(context, dropzone, warehouse, shards)
+
+
+def _check_submissions(context, dropzone, warehouse, shards):
     engine = warehouse.engine()
     zone = dropzone.dropzone()
     registry = observatories(engine=engine)

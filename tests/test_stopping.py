@@ -99,3 +99,42 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
     assert done_again.returncode == 0, done_again.stdout + done_again.stderr
     assert list(inbox.iterdir()) == []
     assert f"Submissions processed: {len(left)} ({len(left)} accepted" in done_again.stdout
+
+
+def test_a_signal_between_batches_starts_no_other_batch(tmp_path):
+    """One file per Dagster run: the signal lands after the first file (in its run's checks or
+    indicators, where Dagster's own handler interrupts the step, or between runs); no other
+    run starts."""
+    root = tmp_path / "var"
+    files = backlog(root)
+    inbox = root / "dropzone" / "pa_colon" / "inbox"
+    out = tmp_path / "run.out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "OBSX_DATA_DIR": str(root),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "OBSX_DEPLOYMENT": "pa",
+    }
+    argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0", "--batch-size", "1"]
+    with out.open("wb") as sink:
+        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            while b"[1/" not in out.read_bytes():
+                assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+                time.sleep(0.05)
+            time.sleep(0.3)  # past the file: the run's checks or indicators
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    text = out.read_text()
+    assert code == 128 + signal.SIGTERM, text
+    left = {p.name for p in inbox.iterdir()}
+    assert len(files) - 3 <= len(left) < len(files), text  # one run, maybe two, not forty
+    assert all((inbox / name).read_bytes() == files[name] for name in left)
+    assert "NEEDS ATTENTION - Stopped by SIGTERM: " in text
