@@ -189,7 +189,7 @@ def cmd_run(args) -> int:
         signum = stopping.requested() or 2
         print(
             f"NEEDS ATTENTION - Stopped at once by a second signal ({stopping.name(signum)}):"
-            " the file being processed was rolled back and stays in its inbox",
+            " a file not finished was rolled back and stays in its inbox for the next run",
             flush=True,
         )
         return 128 + signum

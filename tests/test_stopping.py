@@ -138,3 +138,50 @@ def test_a_signal_between_batches_starts_no_other_batch(tmp_path):
     assert len(files) - 3 <= len(left) < len(files), text  # one run, maybe two, not forty
     assert all((inbox / name).read_bytes() == files[name] for name in left)
     assert "NEEDS ATTENTION - Stopped by SIGTERM: " in text
+
+
+def test_a_second_signal_stops_at_once_and_loses_nothing(tmp_path):
+    """Two SIGTERMs in a row: whatever was being done is rolled back; every file is either
+    processed with its feedback or untouched in its inbox."""
+    root = tmp_path / "var"
+    files = backlog(root)
+    inbox = root / "dropzone" / "pa_colon" / "inbox"
+    feedback = root / "dropzone" / "pa_colon" / "feedback"
+    out = tmp_path / "run.out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "OBSX_DATA_DIR": str(root),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "OBSX_DEPLOYMENT": "pa",
+    }
+    argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"]
+    with out.open("wb") as sink:
+        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            while b"[1/" not in out.read_bytes():
+                assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    text = out.read_text()
+    assert code == 128 + signal.SIGTERM, text
+    assert "NEEDS ATTENTION - Stopped" in text
+    left = {p.name for p in inbox.iterdir()}
+    assert left, text
+    for name, data in files.items():
+        if name in left:
+            assert (inbox / name).read_bytes() == data
+        else:
+            assert list(feedback.glob(f"{name.removesuffix('.csv')}__*.json")), name
+    done_again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done_again.returncode == 0, done_again.stdout + done_again.stderr
+    assert list(inbox.iterdir()) == []
