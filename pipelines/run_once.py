@@ -205,6 +205,9 @@ def _highlight(row: dict) -> str:
     return text
 
 
+# A run `obsx run` stopped on a signal (SIGINT, SIGTERM) carries it.
+STOPPED_TAG = "obsx/stopped_by"
+
 # The command prints its own summary; Dagster's step-by-step log stays in the instance (and UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -213,8 +216,12 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
     result = job.execute_in_process(
         run_config=QUIET, instance=instance, raise_on_error=False, **kwargs
     )
-    if not result.success and not stopping.requested():  # stopped: the summary says so
-        report.failed_runs.append(result.run_id)
+    if not result.success:
+        signum = stopping.requested()
+        if signum:  # stopped: the summary says so; the run says why, in the UI and next time
+            instance.add_run_tags(result.run_id, {STOPPED_TAG: stopping.name(signum)})
+        else:
+            report.failed_runs.append(result.run_id)
     # Each partition carries its own file's time by stage; the checks' time is on a check.
     events = [e.materialization for e in result.get_asset_materialization_events()]
     for evaluation in result.get_asset_check_evaluations():
@@ -360,6 +367,8 @@ def failed_since_last_success(instance: dg.DagsterInstance, jobs=None) -> list[s
             )
             files = run.tags.get(FILES_TAG)
             when = record.create_timestamp.astimezone(dt.UTC)
+            if run.tags.get(STOPPED_TAG):
+                who += f", stopped by {run.tags[STOPPED_TAG]}"
             found.append(
                 f"{job} {run.run_id[:8]} at {when:%Y-%m-%d %H:%M} UTC ({who}"
                 + (f"; files: {files}" if files else "")

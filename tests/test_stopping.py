@@ -99,6 +99,7 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
     assert done_again.returncode == 0, done_again.stdout + done_again.stderr
     assert list(inbox.iterdir()) == []
     assert f"Submissions processed: {len(left)} ({len(left)} accepted" in done_again.stdout
+    assert f"(obsx run, stopped by {signum.name}; files: " in done_again.stdout
 
 
 def test_a_signal_between_batches_starts_no_other_batch(tmp_path):
