@@ -15,6 +15,7 @@ from obsx.indicators import (
     units_without_population,
 )
 from obsx.warehouse import indicator_value as indicator_value_table
+from pipelines import stopping
 from pipelines.resources import WarehouseResource
 
 ADD_UP_CHECK = "numerators_add_up"
@@ -48,6 +49,12 @@ def indicator_value(warehouse: WarehouseResource):
     """Every indicator of the catalogue (indicators/catalogue.yaml), recomputed for the years
     whose records changed since the last refresh (all years when a definition or reference
     changed), with survey precision and disclosure control."""
+    signum = stopping.requested()
+    if signum:  # `obsx run` was asked to stop: the next run recomputes what this one merged
+        raise dg.Failure(
+            description=f"stopped by {stopping.name(signum)} before the indicator refresh:"
+            " the next run recomputes the indicators"
+        )
     engine = warehouse.engine()
     started = time.perf_counter()
     refresh = refresh_indicators(engine)

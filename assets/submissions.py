@@ -15,6 +15,7 @@ from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volu
 from obsx.reference import observatories
 from obsx.submission import COUNT_COLUMNS, STAGES, process_submission
 from obsx.warehouse import quarantine, record_tables, submission
+from pipelines import stopping
 from pipelines.executors import shard_by_contributor, shards_of
 from pipelines.resources import DropzoneResource, WarehouseResource
 
@@ -233,28 +234,38 @@ def process_submission_shard(
     keys = context.partition_keys  # positions are the batch's, whichever shard this is
     positions = {key: i for i, key in enumerate(keys, start=1)}
     stopped: dict[str, str] = {}  # contributor -> its file that failed in this shard
-    for key in shard:
-        position = positions[key]
-        contributor = parse_partition_key(key)[0]
-        if contributor in stopped:
-            # Its later files wait in the inbox: merged after the failed one, on the retry, so
-            # that an older file never lands on top of a newer one.
-            failed[key] = f"waiting behind {stopped[contributor]}, which failed: left in the inbox"
-            progress(position, len(keys), key, _file_name(zone, key), "failed", 0)
-            continue
-        try:
-            outcome = process_submission(key, zone, engine, registry, today, context.run.run_id)
-        except Exception as exc:  # one file must not fail its batch
-            context.log.exception(f"submission {key} failed")
-            failed[key] = f"{type(exc).__name__}: {exc}"
-            name = _file_name(zone, key)
-            stopped[contributor] = name or key
-            progress(position, len(keys), key, name, "failed", 0)
-            continue
-        outcomes.append(outcome)
-        context.log.info(f"{key} {outcome.file_name!r}: {outcome.status} {outcome.counts}")
-        progress(position, len(keys), key, outcome.file_name, outcome.status, outcome.counts)
-    return {"outcomes": outcomes, "failed": failed}
+    left: list[str] = []  # not started: `obsx run` was asked to stop (SIGINT, SIGTERM)
+    with stopping.deferred():  # a signal finishes the current file, then stops
+        for key in shard:
+            if stopping.requested():
+                left.append(key)
+                continue
+            position = positions[key]
+            contributor = parse_partition_key(key)[0]
+            if contributor in stopped:
+                # Its later files wait in the inbox: merged after the failed one, on the retry,
+                # so that an older file never lands on top of a newer one.
+                failed[key] = (
+                    f"waiting behind {stopped[contributor]}, which failed: left in the inbox"
+                )
+                progress(position, len(keys), key, _file_name(zone, key), "failed", 0)
+                continue
+            try:
+                outcome = process_submission(key, zone, engine, registry, today, context.run.run_id)
+            except Exception as exc:  # one file must not fail its batch
+                context.log.exception(f"submission {key} failed")
+                failed[key] = f"{type(exc).__name__}: {exc}"
+                name = _file_name(zone, key)
+                stopped[contributor] = name or key
+                progress(position, len(keys), key, name, "failed", 0)
+                continue
+            outcomes.append(outcome)
+            context.log.info(f"{key} {outcome.file_name!r}: {outcome.status} {outcome.counts}")
+            progress(position, len(keys), key, outcome.file_name, outcome.status, outcome.counts)
+    if left:
+        signal_name = stopping.name(stopping.requested())
+        context.log.info(f"stopped by {signal_name}: {len(left)} files left in the inbox")
+    return {"outcomes": outcomes, "failed": failed, "left": left}
 
 
 @dg.op(
@@ -269,13 +280,20 @@ def check_submissions(
     warehouse: WarehouseResource,
     shards: list,
 ):
-    """The batch's materialization and checks, over every shard's outcomes."""
+    """The batch's materialization and checks, over every shard's outcomes (a SIGINT or SIGTERM
+    of `obsx run` waits for them: the files just merged are recorded)."""
+    with stopping.deferred():
+        yield from _check_submissions(context, dropzone, warehouse, shards)
+
+
+def _check_submissions(context, dropzone, warehouse, shards):
     engine = warehouse.engine()
     zone = dropzone.dropzone()
     registry = observatories(engine=engine)
     keys = context.partition_keys
     outcomes = [o for shard in shards for o in shard["outcomes"]]
     failed = {k: v for shard in shards for k, v in shard["failed"].items()}
+    left = [k for shard in shards for k in shard.get("left", [])]  # stopped before them
     merged_now = [o for o in outcomes if not o.already_merged]
     checks_started = time.perf_counter()
     with engine.connect() as conn:
@@ -337,7 +355,12 @@ def check_submissions(
             key,
         )
     check_seconds = time.perf_counter() - checks_started
-    yield dg.MaterializeResult(metadata={"files in this run": len(keys)})
+    yield dg.MaterializeResult(
+        metadata={
+            "files in this run": len(keys),
+            **({"left in the inbox (run stopped)": len(left)} if left else {}),
+        }
+    )
     yield dg.AssetCheckResult(
         check_name=HELD_CHECK,
         passed=not gaps and not failed,

@@ -316,6 +316,22 @@ def last_closed_month(now: dt.datetime | None = None, deployment: Deployment | N
     return (first - dt.timedelta(days=1)).strftime("%Y-%m")
 
 
+def last_month_with_data(conn: sa.Connection, until: str | None = None) -> str | None:
+    """The latest month (YYYY-MM, not after ``until``) of any current record of any dataset
+    contributors send; None when there is none (an empty warehouse)."""
+    from obsx.contract import observatory_datasets
+    from obsx.warehouse import record_tables
+
+    months = []
+    for dataset in observatory_datasets():
+        current = record_tables(dataset).current
+        query = sa.select(sa.func.max(current.c.period_month))
+        if until:
+            query = query.where(current.c.period_month <= until)
+        months.append(conn.scalar(query))
+    return max((m for m in months if m), default=None)
+
+
 def _shift(period: str, months: int) -> str:
     y, m = int(period[:4]), int(period[5:7])
     index = y * 12 + (m - 1) + months

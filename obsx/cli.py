@@ -4,10 +4,13 @@
 assets the sensor would, recorded in the Dagster instance under the data root.
 
 Exit status: 0 done; 1 (``ATTENTION``) a result that needs a person (a failed run, a file
-rejected, a deployment file to fix); 2 (``USAGE``) the command was used wrongly (a missing file,
-an unknown dataset, observatory, indicator, area or correction, a malformed date or period, a
-warehouse URL that cannot be reached, a data root that is not a folder): one line on stderr, no
-traceback, nothing done.
+rejected, a deployment file to fix; for ``obsx run`` and ``obsx report``, the commands cron runs,
+also a warehouse server that cannot be reached, a full disk or any unexpected error: one
+``NEEDS ATTENTION`` line, the traceback in ``<data root>/logs/obsx-errors.log``); 2 (``USAGE``) the
+command was used wrongly (a missing file, an unknown dataset, observatory, indicator, area or
+correction, a malformed date or period, a warehouse URL that cannot be reached by the other
+commands, a data root that is not a folder or does not exist): one line on stderr, no traceback,
+nothing done. Signals: ``obsx run`` stopped by SIGINT or SIGTERM exits 128 + the signal's number.
 """
 
 import argparse
@@ -28,6 +31,11 @@ class UsageError(Exception):
     """The command was used wrongly: its message is the one line printed; exit status 2."""
 
 
+class Fault(Exception):
+    """Something outside the command needs a person (a server down): one ``NEEDS ATTENTION``
+    line with its message; exit status 1."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its refusals on one line (no usage block) and exit status 2."""
 
@@ -35,17 +43,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: {message} (see {self.prog} -h)\n")
 
 
-def _prepare_environment(data_dir: str | None) -> Path:
-    """Point resources and the Dagster instance at the data root before Dagster is imported."""
+def _prepare_environment(data_dir: str | None, create: bool = False) -> Path:
+    """Point resources and the Dagster instance at the data root before Dagster is imported.
+
+    Only the commands that make a data root (``create``: ``obsx seed``, ``obsx db upgrade``)
+    create it: a mistyped ``--data-dir`` or ``OBSX_DATA_DIR`` is refused, not made empty."""
     root = data_root(data_dir)
     if root.exists() and not root.is_dir():
         raise UsageError(
             f"the data root {root} is a file, not a folder (--data-dir, OBSX_DATA_DIR)"
         )
+    if not create and not root.exists():
+        raise UsageError(_missing_root(root))
     try:
         root.mkdir(parents=True, exist_ok=True)
         os.environ["OBSX_DATA_DIR"] = str(root)
-        home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster")))
+        home = Path(os.environ.get("DAGSTER_HOME") or root / "dagster")
+        os.environ["DAGSTER_HOME"] = str(home)
         home.mkdir(parents=True, exist_ok=True)
         instance_config = home / "dagster.yaml"
         if not instance_config.exists():  # a local instance: SQLite storage, no telemetry
@@ -56,10 +70,17 @@ def _prepare_environment(data_dir: str | None) -> Path:
     return root
 
 
+def _missing_root(root: Path) -> str:
+    return (
+        f"the data root {root} does not exist (--data-dir, OBSX_DATA_DIR; obsx db upgrade or"
+        " obsx seed creates one)"
+    )
+
+
 def cmd_seed(args) -> int:
     from obsx.deployment import current_deployment, deployment_name
 
-    root = _prepare_environment(args.data_dir)
+    root = _prepare_environment(args.data_dir, create=True)
     deployment = current_deployment()
     if not (deployment.root / "demo" / "seed.py").exists():
         raise UsageError(f"deployment {deployment_name()!r} has no demo to seed")
@@ -85,7 +106,17 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
     if next(iter(zone.finished_files(settle_seconds=settle_seconds)), None) is not None:
         return None
     unknown, never = zone.unknown_folders(), zone.never_processed()
-    print(f"Nothing waiting in the inboxes of {len(zone.observatory_codes)} contributors.")
+    # Inside their settle time (modified less than settle_seconds ago): still being written.
+    arriving = [f"{code}/{path.name}" for code, path, _ in zone.finished_files(settle_seconds=0)]
+    if arriving:
+        n = len(arriving)
+        print(
+            f"Nothing to process yet: {n} file{'s' * (n > 1)} still arriving"
+            f" ({', '.join(arriving[:10])}{', …' * (n > 10)}), changed in the last"
+            f" {settle_seconds:g} s; the next run takes {'them' if n > 1 else 'it'}."
+        )
+    else:
+        print(f"Nothing waiting in the inboxes of {len(zone.observatory_codes)} contributors.")
     url, stale, problem = warehouse_url(root=root), None, None
     try:
         parsed = sa.make_url(url)
@@ -95,7 +126,11 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
                 url, connect_args={"connect_timeout": 10} if backend == "postgresql" else {}
             )
             try:
-                with engine.connect() as conn:
+                try:
+                    conn = engine.connect()
+                except sa.exc.DBAPIError as exc:
+                    raise Fault(_unreachable(parsed, exc) + "; indicators not checked") from exc
+                with conn:
                     stale = stale_indicators(conn)
             finally:
                 engine.dispose()
@@ -106,6 +141,8 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
         _warehouse(url)  # a URL that cannot be used: one line, exit status 2
         raise
+    except Fault as exc:  # said, not fatal: the next run checks again
+        problem = str(exc)
     except sa.exc.DBAPIError as exc:  # said, not fatal: the next run checks again
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         shown = parsed.render_as_string(hide_password=True)
@@ -131,7 +168,11 @@ def cmd_run(args) -> int:
         return idle
     from obsx.config import warehouse_url
 
-    _warehouse(warehouse_url(root=root)).dispose()  # a wrong URL: one line, before Dagster starts
+    # A wrong URL (2) or a server down (1): one line, before Dagster starts.
+    _warehouse(warehouse_url(root=root), fault=True).dispose()
+    from pipelines import stopping
+
+    stopping.install()  # SIGINT, SIGTERM: finish the current file, start nothing more
     from pipelines.run_once import run_once
 
     try:
@@ -144,7 +185,17 @@ def cmd_run(args) -> int:
     except (SourceError, ReferenceDataError) as exc:  # the deployment's own files: say what
         print(f"NEEDS ATTENTION - the deployment's files cannot be used: {exc}")
         return ATTENTION
-    print(report.summary())
+    except KeyboardInterrupt:  # a second signal: stopped at once, the current file rolled back
+        signum = stopping.requested() or 2
+        print(
+            f"NEEDS ATTENTION - Stopped at once by a second signal ({stopping.name(signum)}):"
+            " a file not finished was rolled back and stays in its inbox for the next run",
+            flush=True,
+        )
+        return 128 + signum
+    print(report.summary(), flush=True)
+    if report.stopped_by:
+        return 128 + report.stopped_by
     return OK if report.all_processed else ATTENTION
 
 
@@ -228,9 +279,10 @@ def _dataset(name: str) -> str:
     return name
 
 
-def _warehouse(url: str):
+def _warehouse(url: str, fault: bool = False):
     """An engine on ``url`` that has connected once: a URL that cannot be parsed, a driver that
-    is not installed or a server that cannot be reached is a usage error, not a traceback."""
+    is not installed or a server that cannot be reached is a usage error, not a traceback; with
+    ``fault`` (the commands cron runs) a server that cannot be reached is a ``Fault``."""
     import sqlalchemy as sa
 
     from obsx.warehouse import get_engine
@@ -250,19 +302,44 @@ def _warehouse(url: str):
         with engine.connect():
             pass
     except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        if fault:
+            raise Fault(_unreachable(sa.make_url(url), exc)) from exc
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise UsageError(f"cannot reach the warehouse {shown}: {reason}") from exc
     return engine
 
 
-def _engine(args, migrate: bool = True):
-    """The warehouse of the data root, brought to this release's schema unless told not to."""
+def _unreachable(url, exc) -> str:
+    """What an operator reads when the warehouse refuses: where, which URL (no password), why."""
+    reason = str(exc.orig).strip().splitlines()[0] if getattr(exc, "orig", None) else str(exc)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        return f"the warehouse database {url.database} cannot be opened ({shown}): {reason}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return f"the warehouse database at {where} cannot be reached ({shown}): {reason}"
+
+
+def _engine(args, migrate: bool = True, fault: bool = False, create: bool = False):
+    """The warehouse of the data root, brought to this release's schema unless told not to.
+
+    The data root must exist when the warehouse is its default SQLite file (``create``: made);
+    with ``WAREHOUSE_URL`` set, these commands use nothing else of it and create nothing."""
     from obsx.config import warehouse_url
     from obsx.migrations import ensure_current
 
-    root = _prepare_environment(args.data_dir)
+    root = data_root(args.data_dir)
+    if create or root.exists() or not os.environ.get("WAREHOUSE_URL"):
+        root = _prepare_environment(args.data_dir, create=create)
+    else:
+        for parent in root.parents:  # (a_file.txt/var: not a folder either)
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"cannot use the data root {root}: not a folder: {parent}")
+                break
+        os.environ["OBSX_DATA_DIR"] = str(root)
     url = warehouse_url(root=root)
-    engine = _warehouse(url)
+    engine = _warehouse(url, fault=fault)
     if migrate:
         ensure_current(url, engine)
     return engine
@@ -271,7 +348,7 @@ def _engine(args, migrate: bool = True):
 def cmd_db_upgrade(args) -> int:
     from obsx.migrations import current_revision, upgrade
 
-    engine = _engine(args, migrate=False)
+    engine = _engine(args, migrate=False, create=True)
     before = current_revision(engine)
     upgrade(engine)
     print(
@@ -548,11 +625,28 @@ def _month(text: str) -> str:
 
 
 def cmd_report(args) -> int:
-    from obsx.bulletin import build_report, last_closed_month
+    from obsx import bulletin
 
-    engine = _engine(args)
-    period = args.period or last_closed_month()
-    built = build_report(engine, data_root(args.data_dir), period, lang=args.lang)
+    root = _prepare_environment(args.data_dir)
+    engine = _engine(args, fault=True)
+    with engine.connect() as conn:
+        latest = bulletin.last_month_with_data(conn)
+        ended = bulletin.last_month_with_data(conn, until=bulletin.last_closed_month())
+    if latest is None:
+        raise Fault(
+            "nothing to report yet: the warehouse holds no records (obsx run processes the"
+            " inboxes first)"
+        )
+    period = args.period
+    if not period:
+        if ended is None:
+            raise Fault(
+                f"nothing to report yet: no month that has ended has records (the latest is"
+                f" {latest}); obsx report --period {latest} builds it as it stands"
+            )
+        period = ended
+        print(f"no --period: the last month that has data, {period}", flush=True)
+    built = bulletin.build_report(engine, root, period, lang=args.lang)
     print(built.summary())
     return OK
 
@@ -868,16 +962,45 @@ def main(argv: list[str] | None = None) -> int:
     except ReferenceDataError as exc:
         print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)
         return ATTENTION
+    except Fault as exc:
+        print(f"NEEDS ATTENTION - {' '.join(str(exc).split())}", file=sys.stderr)
+        return ATTENTION
     except OSError as exc:  # a path given that is missing, a folder, a file, unreadable…
         where = f": {exc.filename}" if exc.filename else ""
         reason = exc.strerror or str(exc)
         if isinstance(exc, FileExistsError):  # mkdir of an --out folder where a file is
             reason = "a file is there, a folder is needed"
         message = f"{reason}{where}"
-        if args.func is cmd_run:  # mid-run (a full disk…): a result that needs a person
+        if args.func in UNATTENDED:  # mid-run (a full disk…): a result that needs a person
             print(f"NEEDS ATTENTION - {message}", file=sys.stderr)
             return ATTENTION
         return _usage(message)
+    except Exception as exc:  # a bug, broken instance storage…: the log has the traceback
+        if args.func not in UNATTENDED:
+            raise
+        return _logged(args, exc)
+
+
+def _logged(args, exc: Exception) -> int:
+    """One ``NEEDS ATTENTION`` line naming the error and the log that holds its traceback
+    (``<data root>/logs/obsx-errors.log``); if the log cannot be written, the traceback follows
+    the line on stderr."""
+    import datetime as dt
+    import traceback
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    log = data_root(args.data_dir) / "logs" / "obsx-errors.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC obsx {args.command}\n")
+            out.write(traceback.format_exc())
+    except OSError:
+        print(f"NEEDS ATTENTION - {type(exc).__name__}: {first}", file=sys.stderr)
+        traceback.print_exc()
+        return ATTENTION
+    print(f"NEEDS ATTENTION - {type(exc).__name__}: {first} (traceback in {log})", file=sys.stderr)
+    return ATTENTION
 
 
 def _usage(message: str) -> int:
@@ -886,6 +1009,9 @@ def _usage(message: str) -> int:
     print(line if line.startswith("obsx") else f"obsx: {line}", file=sys.stderr)
     return USAGE
 
+
+# The commands cron runs: every fault is a result that needs a person (exit 1), never a traceback.
+UNATTENDED = (cmd_run, cmd_report)
 
 if __name__ == "__main__":
     sys.exit(main())

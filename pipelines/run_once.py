@@ -23,6 +23,7 @@ from obsx.indicators import NOT_AVAILABLE
 from obsx.reference import observatories
 from obsx.submission import COUNT_COLUMNS, process_submission
 from obsx.warehouse import indicator_value, submission
+from pipelines import stopping
 from pipelines.definitions import defs
 from pipelines.planning import contiguous_blocks, plan, range_tags, refresh_stale, stale_indicators
 from pipelines.resources import DropzoneResource, WarehouseResource
@@ -57,11 +58,14 @@ class RunReport:
     highlights: list[dict] = field(default_factory=list)  # HIGHLIGHTS, the homicide rate's year
     seconds: dict[str, float] = field(default_factory=dict)  # time by stage, over every run
     wall_seconds: float = 0.0
+    stopped_by: int = 0  # the signal (SIGINT, SIGTERM) that stopped the run before its end
+    not_started: int = 0  # files left in their inboxes because of it
 
     @property
     def all_processed(self) -> bool:
         return not (
-            self.failed_runs
+            self.stopped_by
+            or self.failed_runs
             or self.failed_checks
             or self.unprocessed_keys
             or self.unknown_folders
@@ -143,6 +147,12 @@ class RunReport:
                 "Runs that failed since the last successful one (Dagster UI, Runs): "
                 + "; ".join(self.earlier_failed_runs)
             )
+        if self.stopped_by:
+            lines.append(
+                f"NEEDS ATTENTION - Stopped by {stopping.name(self.stopped_by)}: "
+                f"{self.not_started} file(s) not started, left in their inboxes for the next run;"
+                " indicators not recomputed (the next run recomputes them)"
+            )
         for name, items in (
             ("Runs that failed", self.failed_runs),
             ("Checks that failed", self.failed_checks),
@@ -195,6 +205,9 @@ def _highlight(row: dict) -> str:
     return text
 
 
+# A run `obsx run` stopped on a signal (SIGINT, SIGTERM) carries it.
+STOPPED_TAG = "obsx/stopped_by"
+
 # The command prints its own summary; Dagster's step-by-step log stays in the instance (and UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -204,7 +217,11 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, report: RunRep
         run_config=QUIET, instance=instance, raise_on_error=False, **kwargs
     )
     if not result.success:
-        report.failed_runs.append(result.run_id)
+        signum = stopping.requested()
+        if signum:  # stopped: the summary says so; the run says why, in the UI and next time
+            instance.add_run_tags(result.run_id, {STOPPED_TAG: stopping.name(signum)})
+        else:
+            report.failed_runs.append(result.run_id)
     # Each partition carries its own file's time by stage; the checks' time is on a check.
     events = [e.materialization for e in result.get_asset_materialization_events()]
     for evaluation in result.get_asset_check_evaluations():
@@ -350,6 +367,8 @@ def failed_since_last_success(instance: dg.DagsterInstance, jobs=None) -> list[s
             )
             files = run.tags.get(FILES_TAG)
             when = record.create_timestamp.astimezone(dt.UTC)
+            if run.tags.get(STOPPED_TAG):
+                who += f", stopped by {run.tags[STOPPED_TAG]}"
             found.append(
                 f"{job} {run.run_id[:8]} at {when:%Y-%m-%d %H:%M} UTC ({who}"
                 + (f"; files: {files}" if files else "")
@@ -407,6 +426,9 @@ def run_once(
     if done_before:
         registry, today = observatories(engine=engine), dt.date.today()
     for key in [k for k in work.again_keys if k in done_before]:
+        if stopping.requested():
+            done_before.discard(key)
+            continue
         try:
             process_submission(key, zone, engine, registry, today)
             report.already_merged.append(key)
@@ -436,10 +458,14 @@ def run_once(
     try:
         job = defs.resolve_job_def("process_submissions")
         for start in range(0, len(work.new_keys), batch_size):
+            if stopping.requested():  # no batch starts after a SIGINT or SIGTERM
+                break
             batch = work.new_keys[start : start + batch_size]
             tags = {**range_tags(batch[0], batch[-1]), **_command_tags(files, batch)}
             _execute(job, instance, report, tags=tags)
         for block in blocks:
+            if stopping.requested():
+                break
             if len(block) == 1:
                 tags = _command_tags(files, block)
                 _execute(job, instance, report, partition_key=block[0], tags=tags)
@@ -451,8 +477,11 @@ def run_once(
             PROGRESS.removeHandler(handler)
 
     # Still stale (no run needed, or the runs failed before their indicator step): recompute
-    # here; one line says so either way.
+    # here; one line says so either way. Not when asked to stop: the next run does it.
+    report.stopped_by = stopping.requested() or 0
     try:
+        if report.stopped_by:
+            raise _Stopped
         with engine.connect() as conn:
             stale = stale_indicators(conn)
         if stale:
@@ -461,6 +490,8 @@ def run_once(
             report.stale_indicators = (
                 f"Indicators were stale ({stale_before}): recomputed by this run"
             )
+    except _Stopped:
+        pass
     except Exception as exc:  # the run's results stand; the next run tries again
         report.indicators_not_refreshed = (
             f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
@@ -490,4 +521,11 @@ def run_once(
     report.left_in_inbox = [
         f.path for f in zone.scan(settle_seconds=0, limit=10**9) if f.key in keys
     ]
+    if report.stopped_by:  # what the stop left: one count, not thousands of names
+        report.not_started = len(report.left_in_inbox)
+        report.unprocessed_keys, report.left_in_inbox = [], []
     return report
+
+
+class _Stopped(Exception):
+    """``obsx run`` was asked to stop: the indicators are left to the next run."""
