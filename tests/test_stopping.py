@@ -28,15 +28,9 @@ def backlog(root) -> dict[str, bytes]:
     return files
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
-    root = tmp_path / "var"
-    files = backlog(root)
-    inbox = root / "dropzone" / "pa_colon" / "inbox"
-    feedback = root / "dropzone" / "pa_colon" / "feedback"
-    before = {p.name: p.stat().st_mtime for p in inbox.iterdir()}
-    out = tmp_path / "run.out"
-    env = {
+def run_env(tmp_path, root) -> dict[str, str]:
+    """``obsx run``'s environment: its own data root, Dagster instance and SQLite warehouse."""
+    return {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "PYTHONUNBUFFERED": "1",
@@ -45,6 +39,25 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
         "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
         "OBSX_DEPLOYMENT": "pa",
     }
+
+
+def wait_for(process: subprocess.Popen, out, marker: bytes) -> None:
+    """Until ``marker`` appears in the process's output (at most 4 minutes)."""
+    deadline = time.monotonic() + 240
+    while marker not in out.read_bytes():
+        assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
+    root = tmp_path / "var"
+    files = backlog(root)
+    inbox = root / "dropzone" / "pa_colon" / "inbox"
+    feedback = root / "dropzone" / "pa_colon" / "feedback"
+    before = {p.name: p.stat().st_mtime for p in inbox.iterdir()}
+    out = tmp_path / "run.out"
+    env = run_env(tmp_path, root)
     with out.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"],
@@ -54,11 +67,7 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
             cwd=REPO_ROOT,
         )
         try:
-            deadline = time.monotonic() + 240
-            while b"] pa_colon/" not in out.read_bytes():  # the first file's progress line
-                assert process.poll() is None, out.read_text()
-                assert time.monotonic() < deadline, out.read_text()
-                time.sleep(0.05)
+            wait_for(process, out, b"] pa_colon/")  # the first file's progress line
             process.send_signal(signum)
             sent = time.monotonic()
             code = process.wait(timeout=60)
@@ -110,23 +119,12 @@ def test_a_signal_between_batches_starts_no_other_batch(tmp_path):
     files = backlog(root)
     inbox = root / "dropzone" / "pa_colon" / "inbox"
     out = tmp_path / "run.out"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "PYTHONUNBUFFERED": "1",
-        "OBSX_DATA_DIR": str(root),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "OBSX_DEPLOYMENT": "pa",
-    }
+    env = run_env(tmp_path, root)
     argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0", "--batch-size", "1"]
     with out.open("wb") as sink:
         process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 240
-            while b"[1/" not in out.read_bytes():
-                assert process.poll() is None and time.monotonic() < deadline, out.read_text()
-                time.sleep(0.05)
+            wait_for(process, out, b"[1/")
             time.sleep(0.3)  # past the file: the run's checks or indicators
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=60)
@@ -149,23 +147,12 @@ def test_a_second_signal_stops_at_once_and_loses_nothing(tmp_path):
     inbox = root / "dropzone" / "pa_colon" / "inbox"
     feedback = root / "dropzone" / "pa_colon" / "feedback"
     out = tmp_path / "run.out"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "PYTHONUNBUFFERED": "1",
-        "OBSX_DATA_DIR": str(root),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "OBSX_DEPLOYMENT": "pa",
-    }
+    env = run_env(tmp_path, root)
     argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"]
     with out.open("wb") as sink:
         process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 240
-            while b"[1/" not in out.read_bytes():
-                assert process.poll() is None and time.monotonic() < deadline, out.read_text()
-                time.sleep(0.05)
+            wait_for(process, out, b"[1/")
             process.send_signal(signal.SIGTERM)
             time.sleep(0.02)
             process.send_signal(signal.SIGTERM)
