@@ -563,7 +563,7 @@ def _overlay(path: Path, entries: list, catalogue_path: Path) -> list:
     """The catalogue's entries as a deployment's file changes them: ``switch_off`` (codes it
     does not publish), ``rename`` (code -> {es, en}: its own words for a name) and
     ``indicators`` (entries of its own, checked like the catalogue's, lines of this file)."""
-    raw = load_yaml(path)
+    raw = load_yaml(path) or {}
     unknown = set(raw) - OVERLAY_KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -578,9 +578,11 @@ def _overlay(path: Path, entries: list, catalogue_path: Path) -> list:
     renamed = raw.get("rename") or {}
     if not isinstance(renamed, dict):
         _fail(path, raw.line("rename"), "rename: indicator code -> {es: ..., en: ...}")
-    for code in renamed:
+    for code, name in renamed.items():
         if code not in codes:
             _fail(path, renamed.line(code), f"rename: no indicator {code!r}")
+        if not isinstance(name, dict) or set(name) != {"es", "en"} or not all(name.values()):
+            _fail(path, renamed.line(code), f"rename: {code}: give es and en")
     kept = []
     for entry in entries:
         if entry.get("code") in off:

@@ -436,6 +436,7 @@ def test_a_deployment_adds_switches_off_and_renames_indicators(tmp_path, monkeyp
         ("switch_off: [NOPE]\n", 1, "switch_off: no indicator 'NOPE'"),
         ("rename:\n  NOPE: {es: a, en: b}\n", 2, "rename: no indicator 'NOPE'"),
         ("publish: []\n", 1, "unknown key 'publish'"),
+        ("rename:\n  THEFT_RATE: {es: Hurtos}\n", 2, "THEFT_RATE: give es and en"),
         (OWN_INDICATORS.replace("PA_FIREARM_VICTIMS", "ROBBERY_RATE"), 8, "defined twice"),
         (OWN_INDICATORS.replace("weapon: [FIREARM]", "weapon: [LASER]"), 8, "LASER"),
     ],
