@@ -1,5 +1,6 @@
 """Feedback to the observatory: a JSON document for machines and an HTML page in Spanish."""
 
+import datetime as dt
 import json
 import os
 import re
@@ -37,9 +38,10 @@ TEXT = {
         "rows_rejected": "Filas rechazadas",
         "warnings": "Advertencias",
         "problems": "Problemas encontrados",
-        "explain": "La fila es la que muestra su hoja de cálculo (la fila de encabezados cuenta). "
-        "Corrija las filas rechazadas y vuelva a enviarlas: las filas ya aceptadas se actualizan, "
-        "no se duplican.",
+        "explain": "La fila es la que muestra su hoja de cálculo (la fila de encabezados cuenta).",
+        "fix": "Corrija las filas rechazadas y vuelva a enviarlas: las filas ya aceptadas se "
+        "actualizan, no se duplican.",
+        "local_time": "hora de {zone}",
         "resend": "Las filas rechazadas, con el motivo, están en",
         "row": "Fila",
         "column": "Columna",
@@ -85,8 +87,10 @@ TEXT = {
         "rows_rejected": "Rows rejected",
         "warnings": "Warnings",
         "problems": "Problems found",
-        "explain": "The row is the one your spreadsheet shows (the header row counts). Fix the "
-        "rejected rows and send them again: rows already accepted are updated, not duplicated.",
+        "explain": "The row is the one your spreadsheet shows (the header row counts).",
+        "fix": "Fix the rejected rows and send them again: rows already accepted are updated, not "
+        "duplicated.",
+        "local_time": "{zone} time",
         "resend": "The rejected rows, with the reason, are in",
         "row": "Row",
         "column": "Column",
@@ -189,7 +193,7 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 <h1>{{ t.title }}</h1>
 <p><strong>{{ t.observatory }}:</strong> {{ r.observatory_name }}<br>
 <strong>{{ t.file }}:</strong> {{ r.file_name }}<br>
-<strong>{{ t.received }}:</strong> {{ r.received_at }}<br>
+<strong>{{ t.received }}:</strong> {{ received }}<br>
 <strong>{{ t.id }}:</strong> <code>{{ r.submission_id[:16] }}</code></p>
 <p class="status {{ r.status }}">{{ t[r.status] }}</p>
 {% if r.dry_run %}<p>{{ t.dry_run }}</p>{% endif %}
@@ -206,7 +210,7 @@ th{background:#f2f2f2}.error td:first-child{border-left:4px solid #c0392b}
 </table>
 {% if problems %}
 <h2>{{ t.problems }}</h2>
-<p>{{ t.explain }}</p>
+<p>{{ t.explain }}{% if r.counts.rows_rejected %} {{ t.fix }}{% endif %}</p>
 {% if rejected_file %}<p>{{ t.resend }} <code>{{ rejected_file }}</code>.</p>{% endif %}
 {% if kinds %}
 <h3>{{ t.by_kind }}</h3>
@@ -265,6 +269,25 @@ def _kinds(problems: list[Problem], lang: str) -> list[dict]:
     ]
 
 
+def local_time(moment: str, lang: str) -> str:
+    """An ISO moment as a person in the deployment's time zone reads it: 05/12/2026 00:13 (hora
+    de America/Panama); the text as it is when it is not a moment."""
+    from zoneinfo import ZoneInfo
+
+    from obsx.deployment import current_deployment
+
+    try:
+        when = dt.datetime.fromisoformat(str(moment))
+    except ValueError:
+        return str(moment)
+    zone = current_deployment().time_zone
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    local = when.astimezone(ZoneInfo(zone))
+    shown = local.strftime("%d/%m/%Y %H:%M") if lang == "es" else local.strftime("%Y-%m-%d %H:%M")
+    return f"{shown} ({TEXT[lang]['local_time'].format(zone=zone)})"
+
+
 def render_html(
     report: Report, rejected_file: str | None = None, csv_cut: tuple[int, int] | None = None
 ) -> str:
@@ -276,6 +299,7 @@ def render_html(
     return PAGE.render(
         kinds=_kinds(report.problems, report.lang) if everything > SUMMARY_FROM else [],
         r=report,
+        received=local_time(report.received_at, report.lang),
         t=TEXT[report.lang],
         lang=report.lang,
         problems=shown,

@@ -315,3 +315,29 @@ def test_merging_the_same_file_twice_is_idempotent(engine, rows):
             after = conn.execute(sa.select(incidents).order_by(incidents.c.incident_id)).all()
     assert after == before
     assert again.already_merged and again.counts == first.counts
+
+
+def test_the_feedback_page_speaks_local_time_and_asks_no_correction_of_nothing(tmp_path, engine):
+    """A file with a warning and no rejected row: the page gives the time as the observatory
+    reads it (Panama, UTC-5) and does not tell it to correct rejected rows it does not have."""
+    zone = Dropzone(tmp_path, ["pa_panama"])
+    zone.ensure_folders()
+    for name, data in (("enero.csv", CSV), ("enero_v2.csv", CSV.replace(b"P1", b"P7"))):
+        path = zone.inbox("pa_panama") / name
+        path.write_bytes(data)
+        outcome = process_submission(
+            partition_key("pa_panama", zone.sha256(path, path.stat())),
+            zone,
+            engine,
+            observatories(),
+            TODAY,
+        )
+    report = json.loads(outcome.feedback[0].read_text())
+    page = next(p for p in outcome.feedback if p.suffix == ".html").read_text()
+    assert report["summary"]["rows_rejected"] == 0 and report["problems"]  # a warning only
+    assert "Corrija las filas rechazadas" not in page
+    received = dt.datetime.fromisoformat(report["received_at"])
+    received = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
+    local = received.astimezone(dt.timezone(dt.timedelta(hours=-5)))
+    assert f"{local:%d/%m/%Y %H:%M} (hora de America/Panama)" in page
+    assert report["received_at"] not in page
