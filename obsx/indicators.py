@@ -940,7 +940,7 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
         bases = insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
         from obsx.suppression import apply_secondary_suppression
 
-        apply_secondary_suppression(conn, scratch.name, None, catalogue(), bases)  # flags as then
+        apply_secondary_suppression(conn, scratch.name, None, catalogue(), bases, as_of)  # as then
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
         scratch.drop(conn)
     return frame

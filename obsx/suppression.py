@@ -14,6 +14,7 @@ conditions) in one area and period. Indicator rows point at atoms — one (numer
 a share (numerator and denominator: a share's denominator is a count too).
 """
 
+import datetime as dt
 import json
 import logging
 from collections import defaultdict
@@ -295,6 +296,25 @@ def _headline(atoms: pd.DataFrame) -> np.ndarray:
     return tier
 
 
+def _printed(conn: sa.Connection, rows: pd.DataFrame, as_of: dt.datetime | None) -> pd.Series:
+    """Per row of ``rows``: whether a bulletin or pack built before ``as_of`` printed its value
+    (``publication_figure``, obsx/bulletin.py): readers hold it, so it is withdrawn last."""
+    query = (
+        f"SELECT DISTINCT {', '.join('f.' + k for k in KEY)} FROM publication_figure f"
+        " JOIN publication p ON p.publication_id = f.publication_id"
+        " WHERE f.conf_status = 'F' AND f.value IS NOT NULL"
+    )
+    params = {}
+    if as_of is not None:
+        query += " AND p.built_at <= :as_of"
+        params["as_of"] = as_of
+    seen = pd.read_sql(sa.text(query), conn, params=params)
+    if seen.empty:
+        return pd.Series(False, index=rows.index)
+    found = rows[KEY].merge(seen.assign(printed=True), on=KEY, how="left")["printed"]
+    return pd.Series(found.fillna(False).astype(bool).to_numpy(), index=rows.index)
+
+
 def _price(atoms: pd.DataFrame) -> np.ndarray:
     """What withholding a cell costs the readers, per unit an intruder's table may move it: a
     district-month part costs 1, each level, period length and total above it ten times more,
@@ -324,10 +344,14 @@ def apply_secondary_suppression(
     years: list[str] | None,
     cat: Catalogue | None = None,
     bases: dict | None = None,
+    as_of: dt.datetime | None = None,
 ) -> int:
     """Set ``conf_status`` of the rows of ``years`` (None: all) in ``target``: C for small
     counts, D for the cells withheld so that none of them can be recovered. Returns the number
-    of rows withheld. ``cat``: the catalogue the values were computed from (default: the file's)."""
+    of rows withheld. ``cat``: the catalogue the values were computed from (default: the file's).
+
+    A figure a bulletin or pack built before ``as_of`` (None: ever) printed is kept as a headline
+    is (``_printed``): a new file withdraws it only when nothing else protects the small counts."""
     cat = cat or load_catalogue()
     rows, link = _atoms(conn, target, cat, years, bases)
     if link.empty:
@@ -354,6 +378,10 @@ def apply_secondary_suppression(
     # some of its periods) withholds exactly what a refresh of every year would.
     withheld = primary.copy()
     price, headline = _price(atoms), _headline(atoms)
+    printed = np.zeros(len(atoms), dtype=bool)
+    printed[link.loc[_printed(conn, rows, as_of)[link["row"]].to_numpy(), "atom"]] = True
+    price[printed & (headline == 0)] *= 1e4
+    headline[printed] = np.maximum(headline[printed], 1)
     threshold = atoms["threshold"].to_numpy(dtype=float)
     # What an intruder knows of a withheld count: not negative. The published table flags every
     # withheld cell alike (docs/analytics.md), so the rule that small counts are withheld tells

@@ -9,6 +9,7 @@ from the published table itself and solves them by linear algebra (a cell is rec
 every solution of the system gives it the same value).
 """
 
+import datetime as dt
 import io
 import json
 from collections import defaultdict
@@ -195,6 +196,52 @@ def test_the_demo_publishes_its_headline_figures(demo):
     provinces = [r for r in rows if r[0] == "HOMICIDE_COUNT" and r[1] == "province"]
     assert provinces and all(r[4] == "F" for r in provinces)
     assert sum(r[3] for r in provinces) == 414
+
+
+def test_a_figure_a_bulletin_printed_is_withdrawn_only_when_it_must_be(demo, tmp_path):
+    """Readers hold what a bulletin printed: a refresh keeps it published where other cells
+    protect the small counts instead, and the table as of before that bulletin is reproduced."""
+    import shutil
+
+    from obsx.indicators import indicator_values_as_of
+    from obsx.warehouse import get_engine
+
+    shutil.copy(demo.url.database, tmp_path / "warehouse.db")
+    engine = get_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    key = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
+    query = sa.text(
+        "SELECT * FROM indicator_value WHERE conf_status = 'D' AND disaggregation = ''"
+        " AND geo_level = 'district' AND period_type = 'month'"
+        " AND indicator_code = 'HOMICIDE_COUNT' ORDER BY geo_code, period"
+    )
+    printed_at = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        secondary = pd.read_sql(query, conn)  # withheld only to protect small counts
+        assert len(secondary) > 10
+        # as if last month's bulletin had printed them (a file since then changed the table)
+        bulletin = conn.execute(
+            sa.text(
+                "INSERT INTO publication (kind, period, lang, path, built_at)"
+                " VALUES ('bulletin', '2025-11', 'es', 'boletin.html', :t)"
+                " RETURNING publication_id"
+            ),
+            {"t": printed_at},
+        ).scalar()
+        figures = secondary[[*key, "value"]].assign(publication_id=bulletin, conf_status="F")
+        figures.to_sql("publication_figure", conn, if_exists="append", index=False)
+    compute_indicators(engine, years=["2025"])
+
+    with engine.connect() as conn:
+        now = pd.read_sql(sa.text("SELECT * FROM indicator_value"), conn)
+    kept = secondary[key].merge(now, on=key)
+    assert len(kept) == len(secondary)
+    assert (kept["conf_status"] == "F").sum() >= 1  # published again, something else withheld
+    found = withstands(engine, CATALOGUE)
+    assert (found["pinned"], found["narrow"], found["published"]) == ([], [], [])
+    # as of before that bulletin the table is the one published then, flags and all
+    before = indicator_values_as_of(engine, printed_at - dt.timedelta(microseconds=1))
+    then = secondary[key].merge(before, on=key)
+    assert (then["conf_status"] == "D").all()
 
 
 def test_what_no_demo_source_records_is_not_available_never_zero(demo, tmp_path):
