@@ -8,6 +8,7 @@ is a load error with its line, never a silently empty indicator; values reach SQ
 quoted literals of codes the contract declares or numbers the catalogue gives.
 """
 
+import dataclasses
 import functools
 import json
 import re
@@ -552,11 +553,22 @@ def load_catalogue(path: Path = CATALOGUE, overlay: Path | str | None = DEPLOYME
     (``deployment.yaml`` key ``indicators``; ``overlay``: another such file, or None for the
     project's catalogue alone); an entry about a dataset this installation's contracts lack is
     skipped (a deployment without arrests has no arrest rate)."""
+    threshold = None
     if overlay == DEPLOYMENT:
         from obsx.deployment import current_deployment
 
-        overlay = current_deployment().indicators_path
-    return _load_catalogue(path, None if overlay is None else Path(overlay))
+        deployment = current_deployment()
+        overlay = deployment.indicators_path
+        threshold = deployment.disclosure.get("threshold")
+    cat = _load_catalogue(path, None if overlay is None else Path(overlay))
+    if threshold is None:
+        return cat
+    # the deployment's statistical law: one threshold for every count the catalogue protects
+    protected = (
+        dataclasses.replace(i, suppress_below=threshold) if i.suppress_below else i
+        for i in cat.indicators
+    )
+    return dataclasses.replace(cat, indicators=tuple(protected))
 
 
 def _overlay(path: Path, entries: list, catalogue_path: Path) -> list:

@@ -46,7 +46,7 @@ KNOWN_KEYS = {
     "disclosure",
     "indicators",
 }
-DISCLOSURE_KEYS = {"protection_width"}
+DISCLOSURE_KEYS = {"protection_width", "threshold"}
 CALENDAR_KEYS = {"every", "due_day", "since", "from"}
 LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
 
@@ -92,8 +92,9 @@ class Deployment:
     reporting_calendar: dict[str, dict] = field(default_factory=dict)
     # concept -> the sources counting it (checked by obsx.reconcile.concepts, which names lines)
     reconciliation: dict = field(default_factory=dict)
-    # disclosure control policy: protection_width (how wide an intruder's interval for a withheld
-    # small count must stay; default the catalogue's threshold: the whole range 0 .. threshold)
+    # disclosure control policy: threshold (a count from 1 to threshold - 1 is withheld; default
+    # each indicator's suppress_below in the catalogue), protection_width (how wide an intruder's
+    # interval for a withheld small count must stay; default the threshold: 0 .. threshold)
     disclosure: dict = field(default_factory=dict)
     # the deployment's own indicators beside the project's catalogue (obsx.catalogue): entries
     # added, switched off or renamed; None: the catalogue as it is
@@ -188,11 +189,15 @@ def _disclosure(spec, path: Path) -> dict:
         raise SourceError(path, spec.line("disclosure"), "disclosure: a mapping")
     for key in set(policy) - DISCLOSURE_KEYS:
         line = policy.line(key) if hasattr(policy, "line") else spec.line("disclosure")
-        raise SourceError(path, line, f"disclosure: unknown key {key!r}; known: protection_width")
-    width = policy.get("protection_width")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
-        line = policy.line("protection_width") if hasattr(policy, "line") else None
-        raise SourceError(path, line, "disclosure.protection_width: a whole number, 1 or more")
+        known = ", ".join(sorted(DISCLOSURE_KEYS))
+        raise SourceError(path, line, f"disclosure: unknown key {key!r}; known: {known}")
+    for key, least in (("protection_width", 1), ("threshold", 2)):
+        value = policy.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < least
+        ):
+            line = policy.line(key) if hasattr(policy, "line") else None
+            raise SourceError(path, line, f"disclosure.{key}: a whole number, {least} or more")
     return dict(policy)
 
 

@@ -1081,7 +1081,12 @@ def _fingerprint(conn: sa.Connection) -> str:
     deployment = current_deployment()
     digest.update(
         repr(
-            (deployment.level_codes, deployment.reporting_calendar, deployment.reconciliation)
+            (
+                deployment.level_codes,
+                deployment.reporting_calendar,
+                deployment.reconciliation,
+                sorted(deployment.disclosure.items()),  # a new threshold withholds other cells
+            )
         ).encode()
     )
     for sql in (

@@ -393,8 +393,9 @@ indicators:
 """
 
 
-def own_deployment(tmp_path, monkeypatch, text: str) -> Path:
-    """A copy of the Panama deployment with ``indicators.yaml`` holding ``text``."""
+def own_deployment(tmp_path, monkeypatch, text: str, more: str = "") -> Path:
+    """A copy of the Panama deployment with ``indicators.yaml`` holding ``text`` (and ``more``
+    keys in ``deployment.yaml``)."""
     import shutil
 
     from obsx.deployment import DEPLOYMENTS_DIR
@@ -402,7 +403,7 @@ def own_deployment(tmp_path, monkeypatch, text: str) -> Path:
     folder = tmp_path / "pa_own"
     shutil.copytree(DEPLOYMENTS_DIR / "pa", folder, ignore=shutil.ignore_patterns("demo"))
     spec = folder / "deployment.yaml"
-    spec.write_text(spec.read_text(encoding="utf-8") + "indicators: indicators.yaml\n")
+    spec.write_text(spec.read_text(encoding="utf-8") + "indicators: indicators.yaml\n" + more)
     (folder / "indicators.yaml").write_text(text, encoding="utf-8")
     monkeypatch.setenv("OBSX_DEPLOYMENT", str(folder))
     return folder / "indicators.yaml"
@@ -447,3 +448,43 @@ def test_a_deployment_indicators_file_is_checked_with_its_lines(
     path = own_deployment(tmp_path, monkeypatch, text)
     with pytest.raises(SourceError, match=rf"{path.name}:{where}: .*{message}"):
         load_catalogue()
+
+
+def test_a_deployment_sets_the_threshold_of_its_statistical_law(tmp_path, monkeypatch, engine):
+    """``disclosure.threshold`` replaces every catalogue threshold: with 3, the three firearm
+    victims of Panamá 2025 (a small count under the catalogue's 5) are published."""
+    own_deployment(tmp_path, monkeypatch, OWN_INDICATORS, "disclosure:\n  threshold: 3\n")
+    cat = load_catalogue()
+    assert {i.suppress_below for i in cat.indicators if i.suppress_below} == {3}
+    assert load_catalogue(overlay=None).indicator("ROBBERY_RATE").suppress_below == 5
+
+    warehouse = load_reference(engine)
+    zone = Dropzone(tmp_path / "data", observatories())
+    zone.ensure_folders()
+    deliver(zone, warehouse, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS)
+    compute_indicators(warehouse, NOW)
+    own = row(warehouse, "PA_FIREARM_VICTIMS", "0804", "2025")
+    assert (own["numerator"], own["conf_status"]) == (3, "F")
+    with warehouse.connect() as conn:
+        law = conn.scalar(
+            sa.select(indicator.c.suppress_below).where(indicator.c.indicator_code == "SDG_16_1_1")
+        )
+    assert law == 3  # what the analysts' SQL and the docs read
+
+
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ("  threshold: 1\n", "disclosure.threshold: a whole number, 2 or more"),
+        ("  protection_width: 0\n", "disclosure.protection_width: a whole number, 1 or more"),
+        ("  k_anonymity: 3\n", "unknown key 'k_anonymity'; known: protection_width, threshold"),
+    ],
+)
+def test_a_deployment_disclosure_policy_is_checked_with_its_line(
+    tmp_path, monkeypatch, policy, message
+):
+    from obsx.deployment import current_deployment
+
+    own_deployment(tmp_path, monkeypatch, "", "disclosure:\n" + policy)
+    with pytest.raises(SourceError, match=rf"deployment.yaml:\d+: .*{message}"):
+        current_deployment()
