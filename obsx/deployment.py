@@ -9,6 +9,7 @@ is the default. No country, level count or code length lives in code.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.util
 import os
@@ -321,3 +322,24 @@ def load_deployment(name: str) -> Deployment:
 def current_deployment(name: str | None = None) -> Deployment:
     """The deployment chosen by ``name``, else ``$OBSX_DEPLOYMENT``, else the Panama demo."""
     return load_deployment(deployment_name(name))
+
+
+ZONE_NOTE = {"es": "hora de {zone}", "en": "{zone} time"}
+
+
+def local_time(moment, lang: str, note: bool = True) -> str:
+    """A moment (ISO text or datetime; UTC when it gives no offset) as a person in the
+    deployment's time zone reads it: 05/12/2026 00:13 (hora de America/Panama); ``note``: False
+    where a table's heading names the zone once. The text as it is when it is not a moment."""
+    if moment is None or str(moment) in ("", "NaT", "nan", "None"):
+        return ""
+    try:
+        when = moment if isinstance(moment, dt.datetime) else dt.datetime.fromisoformat(str(moment))
+    except ValueError:
+        return str(moment)
+    zone = current_deployment().time_zone
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    local = when.astimezone(zoneinfo.ZoneInfo(zone))
+    shown = local.strftime("%d/%m/%Y %H:%M") if lang == "es" else local.strftime("%Y-%m-%d %H:%M")
+    return f"{shown} ({ZONE_NOTE.get(lang, ZONE_NOTE['en']).format(zone=zone)})" if note else shown

@@ -1,6 +1,5 @@
 """Feedback to the observatory: a JSON document for machines and an HTML page in Spanish."""
 
-import datetime as dt
 import json
 import os
 import re
@@ -10,6 +9,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from obsx import deployment
 from obsx.contract import FORMULA_START
 from obsx.limits import Limits, current_limits
 from obsx.problems import ERROR, Problem
@@ -41,7 +41,6 @@ TEXT = {
         "explain": "La fila es la que muestra su hoja de cálculo (la fila de encabezados cuenta).",
         "fix": "Corrija las filas rechazadas y vuelva a enviarlas: las filas ya aceptadas se "
         "actualizan, no se duplican.",
-        "local_time": "hora de {zone}",
         "resend": "Las filas rechazadas, con el motivo, están en",
         "row": "Fila",
         "column": "Columna",
@@ -90,7 +89,6 @@ TEXT = {
         "explain": "The row is the one your spreadsheet shows (the header row counts).",
         "fix": "Fix the rejected rows and send them again: rows already accepted are updated, not "
         "duplicated.",
-        "local_time": "{zone} time",
         "resend": "The rejected rows, with the reason, are in",
         "row": "Row",
         "column": "Column",
@@ -269,25 +267,6 @@ def _kinds(problems: list[Problem], lang: str) -> list[dict]:
     ]
 
 
-def local_time(moment: str, lang: str) -> str:
-    """An ISO moment as a person in the deployment's time zone reads it: 05/12/2026 00:13 (hora
-    de America/Panama); the text as it is when it is not a moment."""
-    from zoneinfo import ZoneInfo
-
-    from obsx.deployment import current_deployment
-
-    try:
-        when = dt.datetime.fromisoformat(str(moment))
-    except ValueError:
-        return str(moment)
-    zone = current_deployment().time_zone
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    local = when.astimezone(ZoneInfo(zone))
-    shown = local.strftime("%d/%m/%Y %H:%M") if lang == "es" else local.strftime("%Y-%m-%d %H:%M")
-    return f"{shown} ({TEXT[lang]['local_time'].format(zone=zone)})"
-
-
 def render_html(
     report: Report, rejected_file: str | None = None, csv_cut: tuple[int, int] | None = None
 ) -> str:
@@ -299,7 +278,7 @@ def render_html(
     return PAGE.render(
         kinds=_kinds(report.problems, report.lang) if everything > SUMMARY_FROM else [],
         r=report,
-        received=local_time(report.received_at, report.lang),
+        received=deployment.local_time(report.received_at, report.lang),
         t=TEXT[report.lang],
         lang=report.lang,
         problems=shown,

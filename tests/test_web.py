@@ -1,6 +1,7 @@
 """The web application as people use it: a real ``obsx web`` process on a free port, over a real
 SQLite warehouse, driven over HTTP (sign in, check, send, feedback, IDOR, CSRF, lock-out)."""
 
+import datetime as dt
 import email
 import email.policy
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from obsx import accounts
 from obsx.dropzone import Dropzone
@@ -203,6 +205,17 @@ def test_a_file_sent_lands_in_the_inbox_and_its_feedback_shows_after_obsx_run(si
     feedback = client.get(link)
     assert feedback.status_code == 200
     assert "Estafa" in feedback.text  # the rejected row's reason
+    # times as the observatory's staff read them: Panama's clock, not the server's UTC
+    with site["engine"].connect() as conn:
+        received = conn.scalar(
+            sa.text("SELECT received_at FROM submission WHERE submission_id = :id"),
+            {"id": link.rsplit("/", 1)[1]},
+        )
+    received = dt.datetime.fromisoformat(str(received))  # UTC, as stored
+    panama = received - dt.timedelta(hours=5)
+    shown = panama.strftime("%d/%m/%Y %H:%M")
+    assert f"<td>{shown}</td>" in history.text and "(America/Panama)" in history.text
+    assert f"{shown} (hora de America/Panama)" in feedback.text
     rejected = client.get(link + "/rejected.csv")
     assert rejected.status_code == 200
     assert "Estafa" in rejected.content.decode("utf-8-sig")

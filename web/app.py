@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 import sqlalchemy as sa
 from starlette.applications import Starlette
@@ -36,6 +37,7 @@ from starlette.templating import Jinja2Templates
 
 from obsx import accounts
 from obsx.config import data_root, warehouse_url
+from obsx.deployment import local_time
 from web.oidc import directory_settings, oauth_client
 from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, session_secret
 from web.words import TEXT
@@ -632,9 +634,8 @@ def _calendar(site: Site, code: str) -> list[dict]:
             params={"code": code},
         )
     frame["due_on"] = frame["due_on"].astype(str).str[:10]
-    frame["received_at"] = frame["received_at"].map(
-        lambda v: "" if v is None or pd.isna(v) else str(v)[:10]
-    )
+    # the day it arrived where the due date is counted: the deployment's time zone
+    frame["received_at"] = frame["received_at"].map(lambda v: local_time(v, "en", note=False)[:10])
     return frame.to_dict("records")
 
 
@@ -1211,6 +1212,13 @@ def _lifespan(site: Site):
     return lifespan
 
 
+@jinja2.pass_context
+def _local_time(context, moment, note: bool = False) -> str:
+    """``{{ when | local }}``: a stored UTC moment in the deployment's time zone, as its people
+    read it (tables name the zone once, in their heading)."""
+    return local_time(moment, context.get("lang", "es"), note)
+
+
 def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
     """The application over the data root ``root`` and the warehouse at ``url`` (defaults:
     ``$OBSX_DATA_DIR``, ``$WAREHOUSE_URL``), migrated to this release."""
@@ -1224,6 +1232,8 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
     engine = get_engine(url)
     ensure_current(url, engine)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["local"] = _local_time
+    templates.env.globals["time_zone"] = current_deployment().time_zone
     site = Site(root, engine, templates, current_deployment().language)
     site.directory = directory_settings()
     if site.directory is not None:
