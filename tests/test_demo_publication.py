@@ -244,6 +244,39 @@ def test_a_figure_a_bulletin_printed_is_withdrawn_only_when_it_must_be(demo, tmp
     assert (then["conf_status"] == "D").all()
 
 
+def test_an_analyst_reads_in_the_desk_which_files_make_the_national_homicide_count(demo):
+    """The desk's origin page on the real demo: the files and rows behind the 414 homicide
+    victims of 2025, adding up to the figure, with no record's identifier."""
+    import re
+
+    import httpx
+
+    from obsx import accounts
+    from tests.webserver import PASSWORD, start_server, stop_server
+
+    accounts.add_user(demo, "analista_demo", "analyst", PASSWORD)
+    server, url = start_server(Path(demo.url.database).parent)
+    try:
+        client = httpx.Client(base_url=url, timeout=300)
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post(
+            "/login", data={"csrf": token, "username": "analista_demo", "password": PASSWORD}
+        )
+        figures = client.get(
+            "/desk/figures", params={"indicator": "HOMICIDE_COUNT", "period": "2025"}
+        )
+        link = re.search(r'href="(/desk/figures/explain\?[^"]*geo=PA[^"]*)"', figures.text)
+        page = client.get(link.group(1).replace("&amp;", "&"))
+    finally:
+        stop_server(server)
+    assert page.status_code == 200
+    files = re.search(r'<table id="files">.*?</table>', page.text, re.S).group(0)
+    counted = re.findall(r'<td class="num counted">([\d,]+)</td>', files)
+    assert sum(int(n.replace(",", "")) for n in counted) == 414  # victims, from 411 records
+    assert len(counted) > 1 and ".csv" in files  # one line per file, several observatories
+    assert not re.search(r"\b[A-Z]{2,}-\d{3,}\b", files)  # no incident code
+
+
 def test_what_no_demo_source_records_is_not_available_never_zero(demo, tmp_path):
     """No demo file has a relationship or gender-motive column: femicide and domestic violence
     are not available at every level and period, in the warehouse, the analysts' view and the

@@ -131,6 +131,31 @@ def test_published_figures_show_withheld_cells_without_their_value(desk):
         assert f"{cell.numerator:,.0f}" not in shown and f"{cell.value:,.1f}" not in shown
 
 
+def test_the_origin_of_a_withheld_figure_shows_nothing_to_count_it_by(desk):
+    """The published side is tested on the demo (tests/test_demo_publication.py)."""
+    from obsx.warehouse import indicator_value as v
+
+    with desk["engine"].connect() as conn:
+        withheld = conn.execute(
+            sa.select(v.c.indicator_code, v.c.geo_code, v.c.period).where(
+                v.c.indicator_code == "HOMICIDE_COUNT",
+                v.c.conf_status.in_(["C", "D"]),
+                v.c.disaggregation == "",
+                v.c.numerator > 0,
+            )
+        ).first()
+    client = signed_in(desk, "analista")
+    query = {"indicator": "HOMICIDE_COUNT", "geo": withheld.geo_code, "period": withheld.period}
+    page = client.get("/desk/figures/explain", params=query)
+    assert page.status_code == 200 and 'id="explain-withheld"' in page.text
+    assert ".csv" not in page.text and 'id="files"' not in page.text
+
+    for hostile in ({"geo": "../../etc"}, {"period": "2025-13"}, {"indicator": "NOPE"}):
+        assert client.get("/desk/figures/explain", params=query | hostile).status_code == 404
+    staff = signed_in(desk, "panama")
+    assert staff.get("/desk/figures/explain", params=query).status_code == 403
+
+
 def test_the_board_leads_to_each_contributors_submissions(desk):
     client = signed_in(desk, "analista")
 

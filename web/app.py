@@ -38,6 +38,7 @@ from starlette.templating import Jinja2Templates
 from obsx import accounts
 from obsx.config import data_root, warehouse_url
 from obsx.deployment import local_time
+from obsx.indicators import NOT_AVAILABLE
 from web.oidc import directory_settings, oauth_client
 from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, session_secret
 from web.words import TEXT
@@ -929,6 +930,100 @@ def _figures(site: Site, code: str | None, period: str | None, lang: str) -> dic
     }
 
 
+GEO_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+
+
+def _row_ranges(rows) -> str:
+    """Spreadsheet rows as a reader scans them: 2-14, 20."""
+    numbers = sorted({int(r) for r in rows if r is not None and not pd.isna(r)})
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _explain(site: Site, code: str, geo: str, period: str) -> dict | None:
+    """What makes one published figure, as an analyst may read it: the files and rows each side
+    was counted from and the population of a rate, never a record's identifiers; a withheld
+    figure, nothing that would give its count away (as the analysts' view publishes it)."""
+    from obsx.catalogue import load_catalogue
+    from obsx.lineage import explain
+
+    with site.engine.connect() as conn:
+        row = (
+            conn.execute(
+                sa.text(
+                    "SELECT indicator_code, geo_level, geo_code, period, value, numerator,"
+                    f" denominator, unit, conf_status, quality_flag FROM {site.view('indicator_value')}"
+                    " WHERE indicator_code = :code AND geo_code = :geo AND period = :period"
+                    " AND disaggregation = ''"
+                ),
+                {"code": code, "geo": geo, "period": period},
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        return None
+    row = dict(row)
+    found = {"figure": row, "files": [], "population": []}
+    if row["conf_status"] != "F" or row["quality_flag"] == NOT_AVAILABLE:
+        return found  # a withheld figure's files and rows would count it
+    lineage = explain(site.engine, code, geo, period)
+    records = lineage.records
+    if not records.empty:
+        cat = load_catalogue()
+        ind = cat.indicator(code)
+        counted = pd.Series(1.0, index=records.index)  # a measure that counts the records
+        for label, side in (("numerator", ind.numerator), ("denominator", ind.denominator)):
+            measure = side and side.measure and cat.datasets[side.dataset].measures[side.measure]
+            if measure and measure.sum and measure.sum in records:
+                mine = records["side"] == label
+                counted[mine] = pd.to_numeric(records.loc[mine, measure.sum], errors="coerce")
+        records = records.assign(counted=counted.fillna(0))
+        by_file = records.groupby(
+            ["side", "observatory_code", "file_name", "received_at"], dropna=False, sort=True
+        )
+        found["files"] = [
+            {
+                "side": side,
+                "contributor": contributor,
+                "contributor_name": getattr(site.registry.get(contributor), "name", contributor),
+                "file_name": file_name,
+                "received_at": received_at,
+                "records": len(group),
+                "counted": float(group["counted"].sum()),
+                "rows": _row_ranges(group["source_row"]),
+            }
+            for (side, contributor, file_name, received_at), group in by_file
+        ]
+    if not lineage.population.empty:
+        population = lineage.population  # by sex and age group, newest year first
+        latest = population[
+            population["year"] == population.groupby("geo_code")["year"].transform("max")
+        ]
+        total = latest.groupby(["geo_code", "year"], as_index=False).agg(
+            population=("population", "sum"), source=("source", "first")
+        )
+        found["population"] = total.to_dict("records")
+    return found
+
+
+@signed_in("analyst")
+async def figure_explain(request: Request):
+    params = request.query_params
+    code, geo, period = params.get("indicator", ""), params.get("geo", ""), params.get("period", "")
+    if not (FIGURE_PERIOD.match(period) and GEO_CODE.match(geo) and GEO_CODE.match(code[:16])):
+        raise HTTPException(404)
+    found = await run_in_threadpool(_explain, _site(request), code, geo, period)
+    if found is None:
+        raise HTTPException(404)
+    return render(request, "explain.html", **found)
+
+
 def current_levels() -> dict[str, dict[str, str]]:
     """The deployment's levels, top first: code -> name by language."""
     from obsx.deployment import current_deployment
@@ -1259,6 +1354,7 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
         Route("/desk/reconciliation", reconciliation),
         Route("/desk/reconciliation/decide", decide, methods=["POST"]),
         Route("/desk/figures", figures),
+        Route("/desk/figures/explain", figure_explain),
         Route("/desk/submissions", desk_submissions),
         Route("/desk/corrections", corrections_page),
         Route("/desk/corrections", corrections_action, methods=["POST"]),
