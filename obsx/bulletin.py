@@ -573,6 +573,15 @@ def _record(
         conn.execute(publication_figure.insert(), rows)
 
 
+def changes_since_last_bulletin(engine: sa.Engine, lang: str) -> dict:
+    """What the next bulletin would list as revised: the figures the last bulletin printed that
+    differ now (as published: a withheld one without its value), and the files that changed
+    them (the analysts' desk reads it before building)."""
+    with engine.connect() as conn:
+        names = _names(conn)["name"].to_dict()
+        return _revisions(conn, lang, dt.datetime.now(dt.UTC), names)
+
+
 def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
     """What changed in the figures the previous bulletin printed, and the files that changed it."""
     w = WORDS[lang]

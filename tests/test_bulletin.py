@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx.bulletin import HEADLINE, build_report, last_closed_month
+from obsx.bulletin import HEADLINE, build_report, changes_since_last_bulletin, last_closed_month
 from obsx.deployment import current_deployment
 from obsx.indicators import compute_indicators
 from obsx.reference import observatories
@@ -212,10 +212,14 @@ def test_a_late_file_is_a_revision_with_its_reason(demo):
         encoding="utf-8",
     )
     _process_inboxes(root, engine)
+    national = f"SDG_16_1_1|national|PA|month|{PERIOD}|"
+    # what the analysts' desk shows before the next bulletin is built: the same revisions
+    ahead = {r["key"]: r for r in changes_since_last_bulletin(engine, "es")["rows"]}
+    assert ahead[national]["before"] == "1.60"
+    assert "incidentes_2025_12_tardio.csv" in ahead[national]["why"]
     again = build_report(engine, root, PERIOD, lang="es", open_data=False)
     html = again.bulletin_html.read_text(encoding="utf-8")
     assert again.revised > 0
-    national = f"SDG_16_1_1|national|PA|month|{PERIOD}|"
     published = _published(engine)
     assert published[national]["numerator"] == 41
     section = html[html.index("Revisiones desde el boletín anterior") :]

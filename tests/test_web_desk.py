@@ -156,6 +156,16 @@ def test_the_origin_of_a_withheld_figure_shows_nothing_to_count_it_by(desk):
     assert staff.get("/desk/figures/explain", params=query).status_code == 403
 
 
+def test_an_analyst_reads_what_changed_since_the_last_bulletin(desk):
+    """The rows themselves are tested with the demo's late file (tests/test_bulletin.py)."""
+    client = signed_in(desk, "analista")
+    page = client.get("/desk/changes")
+    assert page.status_code == 200
+    intro = re.search(r'<p id="changes-intro">(.*?)</p>', page.text, re.S).group(1)
+    assert "Primera edición" in intro or "boletín del" in intro
+    assert signed_in(desk, "panama").get("/desk/changes").status_code == 403
+
+
 def test_the_board_leads_to_each_contributors_submissions(desk):
     client = signed_in(desk, "analista")
 

@@ -1024,6 +1024,16 @@ async def figure_explain(request: Request):
     return render(request, "explain.html", **found)
 
 
+@signed_in("analyst")
+async def changes(request: Request):
+    from obsx.bulletin import changes_since_last_bulletin
+
+    found = await run_in_threadpool(
+        changes_since_last_bulletin, _site(request).engine, _lang(request)
+    )
+    return render(request, "changes.html", **found)
+
+
 def current_levels() -> dict[str, dict[str, str]]:
     """The deployment's levels, top first: code -> name by language."""
     from obsx.deployment import current_deployment
@@ -1355,6 +1365,7 @@ def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
         Route("/desk/reconciliation/decide", decide, methods=["POST"]),
         Route("/desk/figures", figures),
         Route("/desk/figures/explain", figure_explain),
+        Route("/desk/changes", changes),
         Route("/desk/submissions", desk_submissions),
         Route("/desk/corrections", corrections_page),
         Route("/desk/corrections", corrections_action, methods=["POST"]),

@@ -86,6 +86,12 @@ TEXT: dict[str, dict[str, str]] = {
         "denominator": "Denominador",
         "withheld": "Reservado",
         "explain": "Origen",
+        "changes_since": "Cambios desde el último boletín",
+        "changes_help": "Lo que el próximo boletín listará como revisado: las cifras que el último "
+        "imprimió y que hoy son otras, con los archivos que las cambiaron.",
+        "printed": "Publicado",
+        "now": "Ahora",
+        "why": "Por qué",
         "explain_title": "De dónde sale esta cifra",
         "explain_help": "Los archivos y filas que cuenta cada parte de la cifra, y la población de "
         "una tasa. Los registros mismos no se muestran.",
@@ -271,6 +277,12 @@ TEXT: dict[str, dict[str, str]] = {
         "denominator": "Denominator",
         "withheld": "Withheld",
         "explain": "Origin",
+        "changes_since": "Changes since the last bulletin",
+        "changes_help": "What the next bulletin will list as revised: the figures the last one "
+        "printed that are different today, with the files that changed them.",
+        "printed": "Published",
+        "now": "Now",
+        "why": "Why",
         "explain_title": "Where this figure comes from",
         "explain_help": "The files and rows each part of the figure counts, and a rate's "
         "population. The records themselves are not shown.",
