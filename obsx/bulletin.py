@@ -143,6 +143,8 @@ WORDS = {
             "missing": "falta",
             "not_due": "aún no vence",
         },
+        "left_exchange": "{contributor} dejó el intercambio el {date}: sus datos hasta entonces "
+        "siguen contando, y desde entonces no debe entregas.",
         "reported_summary": "{on_time} a tiempo, {late} tarde, {missing} faltan, "
         "{not_due} aún no vencen, de {total} entregas debidas para {period}.",
         "revisions": "Revisiones desde el boletín anterior",
@@ -224,6 +226,8 @@ WORDS = {
             "missing": "missing",
             "not_due": "not yet due",
         },
+        "left_exchange": "{contributor} left the exchange on {date}: its data until then still "
+        "count, and it owes nothing since.",
         "reported_summary": "{on_time} on time, {late} late, {missing} missing, "
         "{not_due} not yet due, of {total} deliveries owed for {period}.",
         "revisions": "Revisions since the previous bulletin",
@@ -810,7 +814,24 @@ def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
         total=len(frame),
         period=_month_label(period, lang),
     )
-    return {"summary": summary, "rows": rows}
+    # contributors that left by the end of the period: their earlier data still count
+    left = conn.execute(
+        sa.text(
+            "SELECT observatory_code, closed_on FROM observatory WHERE closed_on IS NOT NULL"
+            " AND closed_on <= :end ORDER BY closed_on, observatory_code"
+        ),
+        {"end": _month_end(period)},
+    ).all()
+    notes = [
+        w["left_exchange"].format(contributor=obs_names.get(code, code), date=str(closed_on)[:10])
+        for code, closed_on in left
+    ]
+    return {"summary": summary, "rows": rows, "left": notes}
+
+
+def _month_end(period: str) -> dt.date:
+    year, month = int(period[:4]), int(period[5:7])
+    return dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
 
 
 def _local(moment, time_zone: str) -> str:

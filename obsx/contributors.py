@@ -10,7 +10,7 @@ from obsx.sourceyaml import SourceError, load_yaml
 CONTRIBUTOR_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 CONTRIBUTOR_KINDS = ("observatory", "institution")
 ALL_UNITS = "all"  # a national institution may report for every unit of the country
-CONTRIBUTOR_KEYS = {"code", "name", "kind", "opened_on", "units", "complete_coverage"}
+CONTRIBUTOR_KEYS = {"code", "name", "kind", "opened_on", "closed_on", "units", "complete_coverage"}
 
 
 def read_contributors(deployment: Deployment | None = None) -> dict[str, dict]:
@@ -46,11 +46,19 @@ def read_contributors(deployment: Deployment | None = None) -> dict[str, dict]:
         opened = entry.get("opened_on")
         if opened is not None and not isinstance(opened, dt.date):
             raise SourceError(path, entry.line("opened_on"), f"{code}: opened_on is YYYY-MM-DD")
+        closed = entry.get("closed_on")
+        if closed is not None and (
+            not isinstance(closed, dt.date) or (opened is not None and closed < opened)
+        ):
+            raise SourceError(
+                path, entry.line("closed_on"), f"{code}: closed_on is YYYY-MM-DD, after opened_on"
+            )
         registry[code] = {
             "code": code,
             "name": str(entry["name"]),
             "kind": kind,
             "opened_on": opened,
+            "closed_on": closed,
             "units": units if units == ALL_UNITS else [str(u) for u in units],
             "complete_coverage": bool(entry.get("complete_coverage", False)),
             "line": line,

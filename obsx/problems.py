@@ -44,6 +44,14 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
         "The file holds {reason}, which no spreadsheet program writes; it was not read. Open it "
         "and save it again as .xlsx, or send it as CSV.",
     ),
+    "contributor-closed": (
+        ERROR,
+        "Este contribuyente dejó el intercambio el {closed_on}: sus datos anteriores siguen "
+        "contando, pero ya no se reciben archivos suyos. Si debe volver a enviar, hable con el "
+        "ministerio.",
+        "This contributor left the exchange on {closed_on}: its earlier data still count, but its "
+        "files are no longer received. If it must send again, talk to the ministry.",
+    ),
     "failed-repeatedly": (
         ERROR,
         "El procesamiento de este archivo se interrumpió {attempts} veces; se apartó para que no "

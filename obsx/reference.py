@@ -92,6 +92,7 @@ def observatories(
             name=e["name"],
             districts=tuple(units[code]),
             opened_on=e["opened_on"],
+            closed_on=e.get("closed_on"),
             district_validity={u: validity[u] for u in units[code] if u in validity},
             units_level=level,
             places=places,
@@ -437,6 +438,29 @@ def _version_population(conn: sa.Connection, frame: pd.DataFrame, now: dt.dateti
         )
 
 
+def _none_left_silently(conn: sa.Connection, registry: dict, deployment: Deployment) -> None:
+    """A contributor whose files the warehouse holds leaves with an end date, never by being
+    deleted from the registry: without it its records would count nowhere (or as another
+    source's) and published years would change without anyone deciding it."""
+    held = conn.execute(
+        sa.text(
+            "SELECT observatory_code, count(*) FROM submission"
+            " WHERE merged_at IS NOT NULL AND status <> 'rejected' GROUP BY observatory_code"
+        )
+    ).all()
+    gone = sorted((code, n) for code, n in held if code not in registry)
+    if gone:
+        code, n = gone[0]
+        raise SourceError(
+            deployment.contributors_path,
+            None,
+            f"{code} is no longer registered, but the warehouse holds {n} file(s) it sent:"
+            f" keep its entry and add 'closed_on: YYYY-MM-DD' (its records stay counted for the"
+            f" periods it covered; it owes nothing after and later files are refused)"
+            + (f"; also {', '.join(c for c, _ in gone[1:])}" if len(gone) > 1 else ""),
+        )
+
+
 def load_observatories(
     engine: sa.Engine,
     registry: dict[str, dict] | None = None,
@@ -451,6 +475,7 @@ def load_observatories(
         frame = pd.read_sql(sa.select(geography), conn)
     units = resolve_units(registry, frame, deployment)
     with engine.begin() as conn:
+        _none_left_silently(conn, registry, deployment)
         conn.execute(observatory_unit.delete())
         conn.execute(observatory.delete())
         for code, e in registry.items():
@@ -460,6 +485,7 @@ def load_observatories(
                     name=e["name"],
                     country_code=deployment.country_code,
                     opened_on=e["opened_on"],
+                    closed_on=e.get("closed_on"),
                     kind=e["kind"],
                 )
             )

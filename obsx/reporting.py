@@ -55,7 +55,7 @@ def reporting_frame(conn: sa.Connection, today: dt.date) -> pd.DataFrame:
     deployment = current_deployment()
     zone = zoneinfo.ZoneInfo(deployment.time_zone)
     contributors = pd.read_sql(
-        sa.text("SELECT observatory_code, kind, opened_on FROM observatory"), conn
+        sa.text("SELECT observatory_code, kind, opened_on, closed_on FROM observatory"), conn
     )
     rows = []
     for dataset, calendar in deployment.reporting_calendar.items():
@@ -87,6 +87,8 @@ def reporting_frame(conn: sa.Connection, today: dt.date) -> pd.DataFrame:
             if c.opened_on is not None and str(c.opened_on)[:7] > since:
                 since = str(c.opened_on)[:7]
             for period, start, last in _periods(calendar["every"], since, today):
+                if pd.notna(c.closed_on) and start > str(c.closed_on)[:7]:
+                    break  # it left before the period began: nothing owed
                 due = _due_on(last, calendar["due_day"])
                 inside = held[(held.index >= start) & (held.index <= last)]
                 received = inside.min() if len(inside) else None

@@ -659,9 +659,12 @@ def _process(
         with engine.connect() as conn:  # also chooses the profile (``files`` patterns)
             uploaded_as = sa.select(submission.c.file_name).where(submission.c.submission_id == sha)
             file_name = conn.scalar(uploaded_as) or file_name
-    if failed_before >= limits.max_failed_attempts or data is None:
+    closed = observatory.closed_on is not None and today > observatory.closed_on
+    if failed_before >= limits.max_failed_attempts or data is None or closed:
         profile, info = _unread(observatory, file_name)
-        if data is None:
+        if closed:
+            refused = problem("contributor-closed", closed_on=observatory.closed_on.isoformat())
+        elif data is None:
             refused = LimitExceeded("max_file_bytes", limits.max_file_bytes, upload.size).problem()
         else:
             log.warning("%s: processing died %d times, set aside unread", key, failed_before)

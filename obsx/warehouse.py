@@ -39,6 +39,7 @@ observatory = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("country_code", sa.String(2), nullable=False),
     sa.Column("opened_on", sa.Date),
+    sa.Column("closed_on", sa.Date, comment="left the exchange on this day"),
     sa.Column(
         "kind",
         sa.String(20),
