@@ -497,6 +497,23 @@ def _who(args) -> str:
     return args.by or os.environ.get("USER") or "unknown"
 
 
+def cmd_inbox(args) -> int:
+    """``obsx inbox release ID``: a rejected file back into its inbox, judged anew by the next run."""
+    from obsx.dropzone import Dropzone
+    from obsx.reference import observatories
+    from obsx.uploads import release
+
+    engine = _engine(args)
+    root = data_root(args.data_dir)
+    zone = Dropzone(root, observatories(engine=engine))
+    try:
+        done = release(engine, zone, args.submission.lower())
+    except LookupError as exc:
+        raise UsageError(f"obsx inbox release: {exc.args[0]}") from exc
+    print(f"released: {done.path.relative_to(root)} (the next obsx run judges it anew)")
+    return OK
+
+
 def cmd_period(args) -> int:
     from obsx import corrections
 
@@ -878,6 +895,14 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--by", help="decide: who decides (default: $USER)")
     rec.set_defaults(func=cmd_reconcile)
 
+    inbox = commands.add_parser("inbox", help="files in the drop folders").add_subparsers(
+        dest="action", required=True
+    )
+    released = inbox.add_parser(
+        "release", help="a rejected or set-aside file back into its inbox, judged anew"
+    )
+    released.add_argument("submission", help="the submission id (or its first 8+ characters)")
+    released.set_defaults(func=cmd_inbox)
     period = commands.add_parser("period", help="close or reopen published periods")
     period.add_argument("action", choices=["close", "reopen", "list"])
     period.add_argument(

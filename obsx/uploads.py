@@ -117,3 +117,47 @@ def deliver(zone: Dropzone, code: str, file_name: str, data: bytes) -> Delivered
         raise FileExistsError(f"no free name in {inbox} for {stem}{suffix}")
     finally:
         partial.unlink(missing_ok=True)
+
+
+def release(engine, zone: Dropzone, submission_id: str) -> Delivered:
+    """An operator's second chance for a rejected file (one set aside after its processing kept
+    dying, or one rejected before a profile was fixed): its archived bytes go back into its
+    contributor's inbox, its attempts are forgotten and the submission is judged anew by the
+    next run (its row becomes ``received`` again). ``submission_id``: the id or a prefix of it
+    (at least 8 characters) naming one submission."""
+    import sqlalchemy as sa
+
+    from obsx.warehouse import submission
+
+    s = submission.c
+    if len(submission_id) < 8 or not all(c in "0123456789abcdef" for c in submission_id):
+        raise LookupError(f"{submission_id!r}: give at least 8 hex digits of the submission id")
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(s.submission_id, s.observatory_code, s.file_name, s.archive_path, s.status)
+            .where(s.submission_id.like(f"{submission_id}%"))
+            .with_for_update()
+        ).all()
+        if len(rows) != 1:
+            raise LookupError(
+                f"{submission_id}: {'no submission' if not rows else 'several submissions'}"
+                " with that id"
+            )
+        (sid, code, file_name, archive_path, status) = rows[0]
+        if status != "rejected":
+            raise LookupError(
+                f"{sid[:16]} ({file_name}) is {status}, not rejected: nothing to release"
+            )
+        archived = (zone.root / archive_path).resolve()
+        if not archived.is_relative_to(zone.root.resolve()) or not archived.is_file():
+            raise LookupError(f"{sid[:16]} ({file_name}): its archived copy is missing")
+        data = archived.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sid:
+            raise LookupError(f"{sid[:16]} ({file_name}): its archived copy has changed")
+        conn.execute(
+            submission.update()
+            .where(s.submission_id == sid)
+            .values(status="received", merged_at=None)
+        )
+        zone.end_attempt(code, sid)  # its past attempts count no more
+        return deliver(zone, code, file_name, data)

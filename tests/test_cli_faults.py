@@ -205,3 +205,33 @@ def test_report_without_period_builds_the_last_month_that_has_data(in_process, m
     assert "no --period: the last month that has data, 2025-01" in out
     assert cli.main(["report", "--period", "2024-06"]) == 0  # asked for: built as asked
     assert built[-1] == "2024-06"
+
+
+def test_an_operator_releases_a_file_set_aside_and_the_next_run_judges_it(place):
+    """#23 item 1: a file whose processing kept dying is set aside unread; once the cause is
+    gone, ``obsx inbox release`` gives it back and the next run accepts it."""
+    from obsx.dropzone import Dropzone, file_sha256
+
+    root, env = place
+    path = drop(root, "pa_colon", "colon_enero.csv", COLON_CSV)
+    sha = file_sha256(path)
+    zone = Dropzone(root, ["pa_colon"])
+    for _ in range(2):  # two runs killed while reading it (an OOM, a restart)
+        zone.start_attempt("pa_colon", sha)
+
+    set_aside = obsx("run", "--settle-seconds", "0", env=env)
+    assert "rejected" in set_aside.stdout, set_aside.stdout + set_aside.stderr
+    assert not (root / "dropzone/pa_colon/inbox/colon_enero.csv").exists()
+
+    refused = obsx("inbox", "release", "zz", env=env)
+    assert refused.returncode == 2 and "8 hex digits" in refused.stderr
+    released = obsx("inbox", "release", sha[:12], env=env)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert "dropzone/pa_colon/inbox/colon_enero.csv" in released.stdout
+    assert zone.failed_attempts("pa_colon", sha) == 0
+
+    again = obsx("run", "--settle-seconds", "0", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "colon_enero.csv: accepted" in again.stdout
+    twice = obsx("inbox", "release", sha[:12], env=env)
+    assert twice.returncode == 2 and "not rejected" in twice.stderr
