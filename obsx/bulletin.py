@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from obsx.contract import load_contract
 from obsx.deployment import Deployment, current_deployment
 from obsx.indicators import NOT_AVAILABLE, catalogue
+from obsx.problems import label
 from obsx.reconcile import concepts
 from obsx.warehouse import (
     geography,
@@ -772,11 +773,19 @@ def _reconciliation(conn, period: str, lang: str, names: dict[str, str]) -> list
     return out
 
 
-def _delivery(r: dict, w: dict) -> dict:
+def _dataset_title(dataset: str, lang: str) -> str:
+    """A dataset as its readers call it (the contract's title: "Incidentes delictivos")."""
+    try:
+        return load_contract(dataset).title.get(lang, dataset)
+    except (FileNotFoundError, KeyError):
+        return dataset
+
+
+def _delivery(r: dict, w: dict, lang: str) -> dict:
     """One row of ``reporting_status`` as printed: what was owed, by when, when it came."""
     return {
         "code": r["observatory_code"],
-        "dataset": r["dataset"],
+        "dataset": _dataset_title(r["dataset"], lang),
         "period": r["period"],
         "due": r["due_on"].strftime("%Y-%m-%d") if pd.notna(r["due_on"]) else "",
         "received": pd.Timestamp(r["received_at"]).strftime("%Y-%m-%d")
@@ -802,7 +811,7 @@ def _reporting(conn, period: str, lang: str, obs_names: dict[str, str]) -> dict:
         frame = frame[frame["period"] == period]
     counts = frame["status"].value_counts()
     rows = [
-        _delivery(r, w)
+        _delivery(r, w, lang)
         | {"contributor": obs_names.get(r["observatory_code"], r["observatory_code"])}
         for r in frame.to_dict("records")
     ]
@@ -1072,7 +1081,7 @@ def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, mon
             "areas": [a for _, a in areas],
             "rows": rows,
             "chart": chart,
-            "record": [_delivery(r, w) for r in record.to_dict("records")],
+            "record": [_delivery(r, w, lang) for r in record.to_dict("records")],
             "rejections": _rejections(conn, code, since, lang),
             "compact": True,  # one page: the definitions without their standards
             "notes": notes,  # one page: the legend says what n.d. and § mean
@@ -1125,6 +1134,6 @@ def _rejections(conn, code: str, since: dt.datetime, lang: str) -> dict:
         "summary": w["rejected_summary"].format(
             files=len(files), read=f"{read:,}", rejected=f"{rejected:,}", share=share
         ),
-        "reasons": [{"rule": r, "rows": n, "example": m} for r, n, m in reasons],
+        "reasons": [{"rule": label(r, lang), "rows": n, "example": m} for r, n, m in reasons],
         "share": share,
     }

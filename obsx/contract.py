@@ -328,7 +328,9 @@ def parse_contract(spec: dict) -> Contract:
         rules.append(
             Rule(r["code"], r["severity"], tuple(r["sum"]), r[relation], relation, r["message"])
         )
-        register_rule(r["code"], r["severity"], r["message"]["es"], r["message"]["en"])
+        register_rule(
+            r["code"], r["severity"], r["message"]["es"], r["message"]["en"], r.get("label")
+        )
     contract = Contract(
         dataset=spec["dataset"],
         version=int(spec["version"]),

@@ -5,6 +5,7 @@ as the observatory's spreadsheet shows it, and the column), the offending value 
 Spanish and English.
 """
 
+import re
 from dataclasses import asdict, dataclass
 
 ERROR = "error"
@@ -280,11 +281,16 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
 }
 
 
-def register_rule(code: str, severity: str, message_es: str, message_en: str) -> None:
-    """Make a contract's cross-field rule a problem code like the built-in ones."""
+def register_rule(
+    code: str, severity: str, message_es: str, message_en: str, words: dict | None = None
+) -> None:
+    """Make a contract's cross-field rule a problem code like the built-in ones (``words``: its
+    label, ``{es: ..., en: ...}``)."""
     entry = (ERROR if severity == "error" else WARNING, message_es, message_en)
     if CATALOGUE.setdefault(code, entry) != entry:
         raise ValueError(f"problem code {code!r} is defined twice, differently")
+    if words:
+        LABELS[code] = (str(words["es"]), str(words["en"]))
 
 
 @dataclass(frozen=True)
@@ -340,3 +346,64 @@ def problem(code: str, row=None, column=None, value=None, **params) -> Problem:
         value=shorten(value),
         params=tuple((k, shorten(v, 2000)) for k, v in params.items()),
     )
+
+
+# code -> (Spanish, English): what a reason is called where a table lists reasons by kind (the
+# monthly pack's commonest reasons): words a clerk reads, not the code.
+LABELS: dict[str, tuple[str, str]] = {
+    "unreadable-file": ("archivo ilegible", "unreadable file"),
+    "unsupported-format": ("formato no admitido", "format not accepted"),
+    "sent-by-another-observatory": ("enviado antes por otro", "sent before by another"),
+    "over-limit": ("archivo demasiado grande", "file too large"),
+    "unsafe-file": ("archivo no seguro", "unsafe file"),
+    "contributor-closed": ("contribuyente dado de baja", "contributor left the exchange"),
+    "failed-repeatedly": ("procesamiento interrumpido", "processing broke off"),
+    "formula-identifier": ("fórmula en un código", "formula in an id"),
+    "empty-file": ("archivo vacío", "empty file"),
+    "missing-column": ("falta una columna", "column missing"),
+    "unknown-column": ("columna desconocida", "unknown column"),
+    "more-unknown-columns": ("más columnas desconocidas", "more unknown columns"),
+    "row-dropped": ("fila descartada", "row dropped"),
+    "encoding-guessed": ("codificación deducida", "encoding guessed"),
+    "extra-cells": ("celdas de más", "extra cells"),
+    "required": ("dato obligatorio vacío", "required value missing"),
+    "type-date": ("fecha no válida", "invalid date"),
+    "type-time": ("hora no válida", "invalid time"),
+    "type-number": ("número no válido", "invalid number"),
+    "type-integer": ("número entero no válido", "invalid whole number"),
+    "codelist": ("código no válido", "invalid code"),
+    "age-band": ("rango de edad no válido", "invalid age band"),
+    "pattern": ("formato no válido", "invalid format"),
+    "min": ("valor demasiado bajo", "value too low"),
+    "max": ("valor demasiado alto", "value too high"),
+    "max-length": ("texto demasiado largo", "text too long"),
+    "future-date": ("fecha futura", "date in the future"),
+    "geography-not-owned": ("lugar de otro contribuyente", "another contributor's place"),
+    "unknown-place": ("lugar desconocido", "unknown place"),
+    "ambiguous-place": ("lugar ambiguo", "ambiguous place"),
+    "place-at-other-level": ("lugar de otro nivel", "place at another level"),
+    "unknown-parent-place": ("lugar superior desconocido", "unknown parent place"),
+    "bad-date-part": ("parte de fecha no válida", "invalid date part"),
+    "profile-column-missing": ("columna del perfil ausente", "profile column missing"),
+    "profile-column-unused": ("columna del perfil sin uso", "profile column unused"),
+    "unit-outside-geography": ("unidad fuera de la geografía", "unit outside the geography"),
+    "unit-without-population": ("unidad sin población", "unit without population"),
+    "implausible-count": ("conteo inverosímil", "implausible count"),
+    "held-closed-period": ("mes cerrado: en espera", "closed month: held"),
+    "possible-duplicate": ("posible duplicado", "possible duplicate"),
+    "withdraw-unknown": ("baja de un registro inexistente", "withdrawal of an unknown record"),
+    "before-observatory": ("anterior a la apertura", "before the opening"),
+    "geography-not-valid-on-date": ("lugar no vigente en la fecha", "place not valid on the date"),
+    "duplicate-key": ("código repetido", "repeated id"),
+}
+
+
+def label(code: str, lang: str = "es") -> str:
+    """What a reason is called for people: its label, else (a contract's own rule) the start of
+    its message."""
+    if code in LABELS:
+        return LABELS[code][0 if lang == "es" else 1]
+    if code in CATALOGUE:
+        text = CATALOGUE[code][1 if lang == "es" else 2]
+        return re.split(r"[{:.;(]", text, maxsplit=1)[0].strip()[:60] or code
+    return code

@@ -55,7 +55,6 @@ class Observatory:
     name: str
     districts: tuple[str, ...]  # the units (lowest level of the deployment) it may report for
     opened_on: dt.date | None = None
-    closed_on: dt.date | None = None  # left the exchange: its later files are refused
     # unit code -> (valid from, valid to or None): boundary changes keep history
     district_validity: dict[str, tuple[dt.date, dt.date | None]] = field(
         default_factory=dict, hash=False, compare=False
@@ -65,6 +64,7 @@ class Observatory:
     kind: str = "observatory"
     complete_coverage: bool = False  # its files cover all its units for their months
     deployment: str = ""
+    closed_on: dt.date | None = None  # left the exchange: its later files are refused
 
 
 @dataclass

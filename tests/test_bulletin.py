@@ -195,7 +195,9 @@ def test_each_contributor_gets_a_one_page_pack(demo):
         read, rejected = own["rows_read"].sum(), own["rows_rejected"].sum()
         assert f"{read:,} filas leídas, {rejected:,} rechazadas" in text
     colon = (root / "dropzone/pa_colon/reportes/informe_pa_colon_2025-12.html").read_text()
-    assert "codelist" in colon  # its commonest reasons, with an example message
+    assert "código no válido" in colon  # its commonest reasons, in words, with an example
+    assert "codelist" not in colon and ">incidents<" not in colon  # no machine word
+    assert "Incidentes delictivos" in colon
 
 
 def test_a_late_file_is_a_revision_with_its_reason(demo):

@@ -271,3 +271,15 @@ def test_columns_the_file_lacks_are_typed_as_blank_cells():
     assert str(result.accepted["victim_age"].dtype) == "Int64"
     assert result.accepted["occurred_at"].isna().all()
     assert result.accepted["victim_count"].tolist() == [1, 1]  # the contract's default
+
+
+def test_every_problem_has_a_label_a_clerk_reads_in_both_languages():
+    from obsx.contract import load_contract
+    from obsx.problems import CATALOGUE, LABELS, label
+
+    for dataset in ("incidents", "arrests", "survey_responses", "prevention_activities"):
+        load_contract(dataset)  # registers the contracts' own rules, each with its label
+    assert sorted(set(CATALOGUE) - set(LABELS)) == []
+    for code in CATALOGUE:
+        es, en = label(code, "es"), label(code, "en")
+        assert es and en and es != code and en != code, code
