@@ -350,8 +350,8 @@ def apply_secondary_suppression(
     counts, D for the cells withheld so that none of them can be recovered. Returns the number
     of rows withheld. ``cat``: the catalogue the values were computed from (default: the file's).
 
-    A figure a bulletin or pack built before ``as_of`` (None: ever) printed is kept as a headline
-    is (``_printed``): a new file withdraws it only when nothing else protects the small counts."""
+    A figure a bulletin or pack built before ``as_of`` (None: ever) printed is priced as a
+    headline (``_printed``): a certificate uses it only when no cheaper cell it reaches does."""
     cat = cat or load_catalogue()
     rows, link = _atoms(conn, target, cat, years, bases)
     if link.empty:
@@ -378,10 +378,12 @@ def apply_secondary_suppression(
     # some of its periods) withholds exactly what a refresh of every year would.
     withheld = primary.copy()
     price, headline = _price(atoms), _headline(atoms)
+    # A figure readers already hold costs what a headline does; its tier stays (making it a
+    # headline's tier reorders the passes: on the demo that withdrew three printed national
+    # figures of November that the same data publish otherwise).
     printed = np.zeros(len(atoms), dtype=bool)
     printed[link.loc[_printed(conn, rows, as_of)[link["row"]].to_numpy(), "atom"]] = True
     price[printed & (headline == 0)] *= 1e4
-    headline[printed] = np.maximum(headline[printed], 1)
     threshold = atoms["threshold"].to_numpy(dtype=float)
     # What an intruder knows of a withheld count: not negative. The published table flags every
     # withheld cell alike (docs/analytics.md), so the rule that small counts are withheld tells

@@ -49,6 +49,33 @@ def wait_for(process: subprocess.Popen, out, marker: bytes) -> None:
         time.sleep(0.05)
 
 
+def interrupt(tmp_path, env, argv, marker: bytes, *signals, pause: float = 0.0):
+    """``obsx argv`` until ``marker`` appears in its output, then, after ``pause`` seconds,
+    ``signals`` 20 ms apart: its exit status, its output and how long it took to stop."""
+    out = tmp_path / "run.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "obsx.cli", *argv],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        try:
+            wait_for(process, out, marker)
+            time.sleep(pause)
+            for n, signum in enumerate(signals):
+                time.sleep(0.02 if n else 0)
+                process.send_signal(signum)
+            sent = time.monotonic()
+            code = process.wait(timeout=60)
+            took = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return code, out.read_text(), took
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
     root = tmp_path / "var"
@@ -56,26 +83,10 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
     inbox = root / "dropzone" / "pa_colon" / "inbox"
     feedback = root / "dropzone" / "pa_colon" / "feedback"
     before = {p.name: p.stat().st_mtime for p in inbox.iterdir()}
-    out = tmp_path / "run.out"
     env = run_env(tmp_path, root)
-    with out.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-        try:
-            wait_for(process, out, b"] pa_colon/")  # the first file's progress line
-            process.send_signal(signum)
-            sent = time.monotonic()
-            code = process.wait(timeout=60)
-            took = time.monotonic() - sent
-        finally:
-            if process.poll() is None:
-                process.kill()
-    text = out.read_text()
+    argv = ["run", "--settle-seconds", "0"]
+    # after the first file's progress line
+    code, text, took = interrupt(tmp_path, env, argv, b"] pa_colon/", signum)
     assert code == 128 + signum, text
     assert took < 30, (took, text)
     assert "Traceback" not in text
@@ -98,7 +109,7 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
 
     # The next run takes the rest and recomputes the indicators the stopped one left stale.
     done_again = subprocess.run(
-        [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"],
+        [sys.executable, "-m", "obsx.cli", *argv],
         env=env,
         capture_output=True,
         text=True,
@@ -118,20 +129,10 @@ def test_a_signal_between_batches_starts_no_other_batch(tmp_path):
     root = tmp_path / "var"
     files = backlog(root)
     inbox = root / "dropzone" / "pa_colon" / "inbox"
-    out = tmp_path / "run.out"
     env = run_env(tmp_path, root)
-    argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0", "--batch-size", "1"]
-    with out.open("wb") as sink:
-        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            wait_for(process, out, b"[1/")
-            time.sleep(0.3)  # past the file: the run's checks or indicators
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    text = out.read_text()
+    argv = ["run", "--settle-seconds", "0", "--batch-size", "1"]
+    # 0.3 s past the file: the run's checks or indicators
+    code, text, _ = interrupt(tmp_path, env, argv, b"[1/", signal.SIGTERM, pause=0.3)
     assert code == 128 + signal.SIGTERM, text
     left = {p.name for p in inbox.iterdir()}
     assert len(files) - 3 <= len(left) < len(files), text  # one run, maybe two, not forty
@@ -146,21 +147,9 @@ def test_a_second_signal_stops_at_once_and_loses_nothing(tmp_path):
     files = backlog(root)
     inbox = root / "dropzone" / "pa_colon" / "inbox"
     feedback = root / "dropzone" / "pa_colon" / "feedback"
-    out = tmp_path / "run.out"
     env = run_env(tmp_path, root)
-    argv = [sys.executable, "-m", "obsx.cli", "run", "--settle-seconds", "0"]
-    with out.open("wb") as sink:
-        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            wait_for(process, out, b"[1/")
-            process.send_signal(signal.SIGTERM)
-            time.sleep(0.02)
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    text = out.read_text()
+    argv = ["run", "--settle-seconds", "0"]
+    code, text, _ = interrupt(tmp_path, env, argv, b"[1/", signal.SIGTERM, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM, text
     assert "NEEDS ATTENTION - Stopped" in text
     left = {p.name for p in inbox.iterdir()}
@@ -170,6 +159,13 @@ def test_a_second_signal_stops_at_once_and_loses_nothing(tmp_path):
             assert (inbox / name).read_bytes() == data
         else:
             assert list(feedback.glob(f"{name.removesuffix('.csv')}__*.json")), name
-    done_again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    done_again = subprocess.run(
+        [sys.executable, "-m", "obsx.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert done_again.returncode == 0, done_again.stdout + done_again.stderr
     assert list(inbox.iterdir()) == []

@@ -75,30 +75,19 @@ def test_reprocessing_from_the_archive_changes_nothing(upload, engine):
         assert conn.execute(sa.select(submission)).mappings().one() == before
 
 
+def _send(zone, engine, code, name, data):
+    (zone.inbox(code) / name).write_bytes(data)
+    key = partition_key(code, hashlib.sha256(data).hexdigest())
+    return process_submission(key, zone, engine, observatories(), TODAY)
+
+
 def test_a_record_resent_under_a_new_id_is_flagged_as_a_possible_duplicate(tmp_path, engine):
     zone = Dropzone(tmp_path, ["pa_panama"])
     zone.ensure_folders()
-    first = zone.inbox("pa_panama") / "enero.csv"
-    first.write_bytes(CSV)
-    process_submission(
-        partition_key("pa_panama", zone.sha256(first, first.stat())),
-        zone,
-        engine,
-        observatories(),
-        TODAY,
-    )
-    again = zone.inbox("pa_panama") / "enero_v2.csv"
-    again.write_bytes(
-        b"id,fecha,distrito,delito\nX9,2025-01-03,0804,0101\nP9,2025-01-05,0804,0101\n"
-    )
+    _send(zone, engine, "pa_panama", "enero.csv", CSV)
+    again = b"id,fecha,distrito,delito\nX9,2025-01-03,0804,0101\nP9,2025-01-05,0804,0101\n"
 
-    outcome = process_submission(
-        partition_key("pa_panama", zone.sha256(again, again.stat())),
-        zone,
-        engine,
-        observatories(),
-        TODAY,
-    )
+    outcome = _send(zone, engine, "pa_panama", "enero_v2.csv", again)
 
     report = json.loads(outcome.feedback[0].read_text())
     flagged = [
@@ -111,35 +100,15 @@ def test_a_record_resent_under_a_new_id_is_flagged_as_a_possible_duplicate(tmp_p
 def test_the_same_bytes_from_another_observatory_are_refused_and_said_so(tmp_path, engine):
     zone = Dropzone(tmp_path, ["pa_panama", "pa_colon"])
     zone.ensure_folders()
-    for code in ("pa_panama", "pa_colon"):
-        (zone.inbox(code) / "enero.csv").write_bytes(CSV)
-    first = process_submission(
-        partition_key("pa_panama", file_sha256(zone.inbox("pa_panama") / "enero.csv")),
-        zone,
-        engine,
-        observatories(),
-        TODAY,
-    )
+    first = _send(zone, engine, "pa_panama", "enero.csv", CSV)
 
-    second = process_submission(
-        partition_key("pa_colon", file_sha256(zone.inbox("pa_colon") / "enero.csv")),
-        zone,
-        engine,
-        observatories(),
-        TODAY,
-    )
+    second = _send(zone, engine, "pa_colon", "enero.csv", CSV)
 
     assert (first.status, second.status) == ("accepted", "rejected")
     report = json.loads(second.feedback[0].read_text())
     assert [p["code"] for p in report["problems"]] == ["sent-by-another-observatory"]
     assert "pa_panama" in report["problems"][0]["message_es"]
     assert sorted(held(engine)) == [("P1", 1), ("P2", 1)]  # Panamá's rows, nothing for Colón
-
-
-def _send(zone, engine, code, name, data):
-    (zone.inbox(code) / name).write_bytes(data)
-    key = partition_key(code, hashlib.sha256(data).hexdigest())
-    return process_submission(key, zone, engine, observatories(), TODAY)
 
 
 def test_bytes_rejected_for_the_wrong_observatory_do_not_block_their_owner(tmp_path, engine):
@@ -323,15 +292,7 @@ def test_the_feedback_page_speaks_local_time_and_asks_no_correction_of_nothing(t
     zone = Dropzone(tmp_path, ["pa_panama"])
     zone.ensure_folders()
     for name, data in (("enero.csv", CSV), ("enero_v2.csv", CSV.replace(b"P1", b"P7"))):
-        path = zone.inbox("pa_panama") / name
-        path.write_bytes(data)
-        outcome = process_submission(
-            partition_key("pa_panama", zone.sha256(path, path.stat())),
-            zone,
-            engine,
-            observatories(),
-            TODAY,
-        )
+        outcome = _send(zone, engine, "pa_panama", name, data)
     report = json.loads(outcome.feedback[0].read_text())
     page = next(p for p in outcome.feedback if p.suffix == ".html").read_text()
     assert report["summary"]["rows_rejected"] == 0 and report["problems"]  # a warning only
