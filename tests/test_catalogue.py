@@ -409,6 +409,16 @@ def own_deployment(tmp_path, monkeypatch, text: str, more: str = "") -> Path:
     return folder / "indicators.yaml"
 
 
+def panama_refreshed(tmp_path, engine):
+    """The warehouse after Panamá's rows, its indicators computed."""
+    warehouse = load_reference(engine)
+    zone = Dropzone(tmp_path / "data", observatories())
+    zone.ensure_folders()
+    deliver(zone, warehouse, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS)
+    compute_indicators(warehouse, NOW)
+    return warehouse
+
+
 def test_a_deployment_adds_switches_off_and_renames_indicators(tmp_path, monkeypatch, engine):
     own_deployment(tmp_path, monkeypatch, OWN_INDICATORS)
     cat = load_catalogue()
@@ -417,11 +427,7 @@ def test_a_deployment_adds_switches_off_and_renames_indicators(tmp_path, monkeyp
     assert cat.indicator("ROBBERY_RATE").name_es == "Robos denunciados por 100.000 habitantes"
     assert load_catalogue(overlay=None).indicator("KIDNAPPING_RATE")  # the project's, whole
 
-    warehouse = load_reference(engine)
-    zone = Dropzone(tmp_path / "data", observatories())
-    zone.ensure_folders()
-    deliver(zone, warehouse, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS)
-    compute_indicators(warehouse, NOW)
+    warehouse = panama_refreshed(tmp_path, engine)
     own = row(warehouse, "PA_FIREARM_VICTIMS", "0804", "2025")
     assert (own["numerator"], own["conf_status"]) == (3, "C")  # H1, H3, A1: a small count
     assert row(warehouse, "KIDNAPPING_RATE", "0804", "2025") is None
@@ -458,11 +464,7 @@ def test_a_deployment_sets_the_threshold_of_its_statistical_law(tmp_path, monkey
     assert {i.suppress_below for i in cat.indicators if i.suppress_below} == {3}
     assert load_catalogue(overlay=None).indicator("ROBBERY_RATE").suppress_below == 5
 
-    warehouse = load_reference(engine)
-    zone = Dropzone(tmp_path / "data", observatories())
-    zone.ensure_folders()
-    deliver(zone, warehouse, "pa_panama", "incidentes_panama.csv", PANAMA_ROWS)
-    compute_indicators(warehouse, NOW)
+    warehouse = panama_refreshed(tmp_path, engine)
     own = row(warehouse, "PA_FIREARM_VICTIMS", "0804", "2025")
     assert (own["numerator"], own["conf_status"]) == (3, "F")
     with warehouse.connect() as conn:

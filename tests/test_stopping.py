@@ -49,6 +49,18 @@ def wait_for(process: subprocess.Popen, out, marker: bytes) -> None:
         time.sleep(0.05)
 
 
+def run_to_the_end(env, argv) -> subprocess.CompletedProcess:
+    """``obsx argv`` left alone (the next run, after a stopped one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "obsx.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+
+
 def interrupt(tmp_path, env, argv, marker: bytes, *signals, pause: float = 0.0):
     """``obsx argv`` until ``marker`` appears in its output, then, after ``pause`` seconds,
     ``signals`` 20 ms apart: its exit status, its output and how long it took to stop."""
@@ -108,14 +120,7 @@ def test_a_signal_stops_the_backlog_after_the_current_file(tmp_path, signum):
     assert f"Submissions processed: {len(done)} ({len(done)} accepted" in text
 
     # The next run takes the rest and recomputes the indicators the stopped one left stale.
-    done_again = subprocess.run(
-        [sys.executable, "-m", "obsx.cli", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    done_again = run_to_the_end(env, argv)
     assert done_again.returncode == 0, done_again.stdout + done_again.stderr
     assert list(inbox.iterdir()) == []
     assert f"Submissions processed: {len(left)} ({len(left)} accepted" in done_again.stdout
@@ -159,13 +164,6 @@ def test_a_second_signal_stops_at_once_and_loses_nothing(tmp_path):
             assert (inbox / name).read_bytes() == data
         else:
             assert list(feedback.glob(f"{name.removesuffix('.csv')}__*.json")), name
-    done_again = subprocess.run(
-        [sys.executable, "-m", "obsx.cli", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    done_again = run_to_the_end(env, argv)
     assert done_again.returncode == 0, done_again.stdout + done_again.stderr
     assert list(inbox.iterdir()) == []
