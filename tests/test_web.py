@@ -356,6 +356,7 @@ def test_a_spray_of_wrong_passwords_over_many_names_stops_its_address(tmp_path):
         stop_server(server)
     assert [a.status_code for a in answers] == [401] * 5
     assert stopped.status_code == 429 and "desde esta dirección" in stopped.text
+    assert "(hora de America/Panama)" in stopped.text and "UTC" not in stopped.text
     user = next(u for u in accounts.list_users(engine) if u.username == "sprayed")
     assert user.active
     events = accounts.audit_events(engine)

@@ -204,7 +204,7 @@ async def login(request: Request):
             detail="throttled",
             address=_address(request),
         )
-        message = t["throttled"].format(until=until.strftime("%Y-%m-%d %H:%M"))
+        message = t["throttled"].format(until=local_time(until, _lang(request)))
         return render(request, "login.html", status=429, error=message, username=username)
     answer = await run_in_threadpool(accounts.authenticate, site.engine, username, password)
     if answer.user is None:
@@ -218,7 +218,7 @@ async def login(request: Request):
         )
         message = t[answer.refused or "wrong"]
         if answer.refused == "locked" and answer.locked_until:
-            message = message.format(until=answer.locked_until.strftime("%Y-%m-%d %H:%M"))
+            message = message.format(until=local_time(answer.locked_until, _lang(request)))
         return render(request, "login.html", status=401, error=message, username=username)
     return await _start_session(request, answer.user, "sign-in")
 

@@ -9,11 +9,11 @@ TEXT: dict[str, dict[str, str]] = {
         "username": "Usuario",
         "password": "Contraseña",
         "wrong": "Usuario o contraseña incorrectos.",
-        "locked": "Demasiados intentos fallidos: la cuenta está bloqueada hasta las {until} (UTC). "
+        "locked": "Demasiados intentos fallidos: la cuenta está bloqueada hasta el {until}. "
         "Un administrador puede restablecer la contraseña.",
         "disabled": "Esta cuenta está desactivada.",
         "throttled": "Demasiados intentos fallidos desde esta dirección: vuelva a intentarlo "
-        "después de las {until} (UTC).",
+        "después del {until}.",
         "signin_with": "Iniciar sesión con {label}",
         "directory_failed": "El directorio no confirmó su identidad: intente de nuevo.",
         "directory_unknown": "Su correo del directorio no corresponde a ninguna cuenta activa: "
@@ -202,10 +202,10 @@ TEXT: dict[str, dict[str, str]] = {
         "username": "User name",
         "password": "Password",
         "wrong": "Wrong user name or password.",
-        "locked": "Too many failed attempts: the account is locked until {until} (UTC). An "
+        "locked": "Too many failed attempts: the account is locked until {until}. An "
         "administrator can reset the password.",
         "disabled": "This account is disabled.",
-        "throttled": "Too many failed attempts from this address: try again after {until} (UTC).",
+        "throttled": "Too many failed attempts from this address: try again after {until}.",
         "signin_with": "Sign in with {label}",
         "directory_failed": "The directory did not confirm who you are: try again.",
         "directory_unknown": "Your directory e-mail matches no active account: ask an "
