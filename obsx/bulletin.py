@@ -32,7 +32,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.contract import load_contract
-from obsx.deployment import Deployment, current_deployment
+from obsx.deployment import Deployment, current_deployment, local_time
 from obsx.indicators import NOT_AVAILABLE, catalogue
 from obsx.problems import label
 from obsx.reconcile import concepts
@@ -600,7 +600,7 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
     if previous is None:
         return {"intro": w["first_edition"], "rows": []}
     built_at = previous.built_at
-    date = _local(built_at, current_deployment().time_zone)
+    date = _local(built_at)
     printed = pd.read_sql(
         sa.select(publication_figure).where(
             publication_figure.c.publication_id == previous.publication_id
@@ -843,11 +843,10 @@ def _month_end(period: str) -> dt.date:
     return dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
 
 
-def _local(moment, time_zone: str) -> str:
-    """A stored moment as the deployment's readers tell time (SQLite returns naive UTC)."""
-    stamp = pd.Timestamp(moment)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
-    return stamp.tz_convert(time_zone).strftime("%Y-%m-%d %H:%M")
+def _local(moment) -> str:
+    """A stored moment in the deployment's time zone, written 2026-12-05 11:11 as the
+    bulletin has always written it (``local_time``'s English form, without the zone)."""
+    return local_time(moment, "en", note=False)
 
 
 def _common(deployment: Deployment, lang: str, period: str, now: dt.datetime, as_of) -> dict:
@@ -858,8 +857,8 @@ def _common(deployment: Deployment, lang: str, period: str, now: dt.datetime, as
         "period": period,
         "period_label": _month_label(period, lang),
         "generated": WORDS[lang]["generated"].format(
-            now=_local(now, deployment.time_zone),
-            as_of=_local(as_of, deployment.time_zone) if as_of is not None else "—",
+            now=_local(now),
+            as_of=_local(as_of) if as_of is not None else "—",
         ),
     }
 
