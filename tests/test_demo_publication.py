@@ -245,8 +245,9 @@ def test_a_figure_a_bulletin_printed_is_withdrawn_only_when_it_must_be(demo, tmp
 
 
 def test_an_analyst_reads_in_the_desk_which_files_make_the_national_homicide_count(demo):
-    """The desk's origin page on the real demo: the files and rows behind the 414 homicide
-    victims of 2025, adding up to the figure, with no record's identifier."""
+    """The desk's origin page on the real demo: the files behind the 414 homicide victims of
+    2025, and not how many each gave: a file is one observatory's quarter, and those counts are
+    withheld cells (Arraiján's quarters of 2025 are D, La Chorrera's third quarter is C)."""
     import re
 
     import httpx
@@ -269,11 +270,26 @@ def test_an_analyst_reads_in_the_desk_which_files_make_the_national_homicide_cou
         page = client.get(link.group(1).replace("&amp;", "&"))
     finally:
         stop_server(server)
-    assert page.status_code == 200
+    assert page.status_code == 200 and ">414<" in page.text  # the figure itself
     files = re.search(r'<table id="files">.*?</table>', page.text, re.S).group(0)
-    counted = re.findall(r'<td class="num counted">([\d,]+)</td>', files)
-    assert sum(int(n.replace(",", "")) for n in counted) == 414  # victims, from 411 records
-    assert len(counted) > 1 and ".csv" in files  # one line per file, several observatories
+    rows = re.findall(r"<tr><td>.*?</tr>", files, re.S)
+    assert len(rows) >= 8 and "incidentes_2025_T1.csv" in files  # each observatory's quarters
+    assert 'class="num' not in files  # no count per file
+    with demo.connect() as conn:
+        quarters = (
+            conn.execute(
+                sa.text(
+                    "SELECT numerator FROM indicator_value WHERE indicator_code = 'HOMICIDE_COUNT'"
+                    " AND disaggregation = '' AND geo_level = 'district' AND period_type = 'quarter'"
+                    " AND period LIKE '2025-Q%' AND conf_status <> 'F'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert quarters  # withheld district quarters exist: the page must not give them away
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", files)
+    assert not any(c.strip().isdigit() for c in cells)
     assert not re.search(r"\b[A-Z]{2,}-\d{3,}\b", files)  # no incident code
 
 

@@ -933,23 +933,12 @@ def _figures(site: Site, code: str | None, period: str | None, lang: str) -> dic
 GEO_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 
 
-def _row_ranges(rows) -> str:
-    """Spreadsheet rows as a reader scans them: 2-14, 20."""
-    numbers = sorted({int(r) for r in rows if r is not None and not pd.isna(r)})
-    spans: list[list[int]] = []
-    for n in numbers:
-        if spans and n == spans[-1][1] + 1:
-            spans[-1][1] = n
-        else:
-            spans.append([n, n])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
 def _explain(site: Site, code: str, geo: str, period: str) -> dict | None:
-    """What makes one published figure, as an analyst may read it: the files and rows each side
-    was counted from and the population of a rate, never a record's identifiers; a withheld
-    figure, nothing that would give its count away (as the analysts' view publishes it)."""
-    from obsx.catalogue import load_catalogue
+    """What makes one published figure, as an analyst may read it: the files each side was
+    counted from and the population of a rate. Never how many rows each file gave, nor which:
+    a file is one contributor's quarter or month, so its count is a finer cell, often one that
+    is withheld (the demo's national homicides per file were Arraiján's withheld quarters).
+    A withheld figure: nothing at all."""
     from obsx.lineage import explain
 
     with site.engine.connect() as conn:
@@ -975,18 +964,7 @@ def _explain(site: Site, code: str, geo: str, period: str) -> dict | None:
     lineage = explain(site.engine, code, geo, period)
     records = lineage.records
     if not records.empty:
-        cat = load_catalogue()
-        ind = cat.indicator(code)
-        counted = pd.Series(1.0, index=records.index)  # a measure that counts the records
-        for label, side in (("numerator", ind.numerator), ("denominator", ind.denominator)):
-            measure = side and side.measure and cat.datasets[side.dataset].measures[side.measure]
-            if measure and measure.sum and measure.sum in records:
-                mine = records["side"] == label
-                counted[mine] = pd.to_numeric(records.loc[mine, measure.sum], errors="coerce")
-        records = records.assign(counted=counted.fillna(0))
-        by_file = records.groupby(
-            ["side", "observatory_code", "file_name", "received_at"], dropna=False, sort=True
-        )
+        files = records[["side", "observatory_code", "file_name", "received_at"]]
         found["files"] = [
             {
                 "side": side,
@@ -994,11 +972,10 @@ def _explain(site: Site, code: str, geo: str, period: str) -> dict | None:
                 "contributor_name": getattr(site.registry.get(contributor), "name", contributor),
                 "file_name": file_name,
                 "received_at": received_at,
-                "records": len(group),
-                "counted": float(group["counted"].sum()),
-                "rows": _row_ranges(group["source_row"]),
             }
-            for (side, contributor, file_name, received_at), group in by_file
+            for side, contributor, file_name, received_at in files.drop_duplicates()
+            .sort_values(["side", "observatory_code", "file_name"])
+            .itertuples(index=False)
         ]
     if not lineage.population.empty:
         population = lineage.population  # by sex and age group, newest year first

@@ -93,8 +93,9 @@ TEXT: dict[str, dict[str, str]] = {
         "now": "Ahora",
         "why": "Por qué",
         "explain_title": "De dónde sale esta cifra",
-        "explain_help": "Los archivos y filas que cuenta cada parte de la cifra, y la población de "
-        "una tasa. Los registros mismos no se muestran.",
+        "explain_help": "Los archivos de los que se cuenta cada parte de la cifra, y la población "
+        "de una tasa. Cuántas filas dio cada archivo no se muestra: un archivo es un trimestre o un "
+        "mes de un contribuyente, y su cuenta podría ser una cifra reservada.",
         "explain_withheld": "Cifra reservada por el control de divulgación: se publica sin valor, "
         "y sus archivos y filas no se muestran porque permitirían contarla.",
         "explain_not_available": "No disponible: las fuentes no registran lo que cuenta esta "
@@ -103,9 +104,6 @@ TEXT: dict[str, dict[str, str]] = {
         "side_numerator": "numerador",
         "side_denominator": "denominador",
         "part": "Parte",
-        "records": "Registros",
-        "counted": "Cuenta",
-        "file_rows": "Filas del archivo",
         "population_units": "Población de las unidades que reportaron",
         "population": "Población",
         "national": "Nacional",
@@ -284,8 +282,9 @@ TEXT: dict[str, dict[str, str]] = {
         "now": "Now",
         "why": "Why",
         "explain_title": "Where this figure comes from",
-        "explain_help": "The files and rows each part of the figure counts, and a rate's "
-        "population. The records themselves are not shown.",
+        "explain_help": "The files each part of the figure is counted from, and a rate's "
+        "population. How many rows each file gave is not shown: a file is one contributor's "
+        "quarter or month, and its count could be a withheld figure.",
         "explain_withheld": "Withheld by disclosure control: published without a value, and its "
         "files and rows are not shown because they would count it.",
         "explain_not_available": "Not available: the sources do not record what this figure "
@@ -294,9 +293,6 @@ TEXT: dict[str, dict[str, str]] = {
         "side_numerator": "numerator",
         "side_denominator": "denominator",
         "part": "Part",
-        "records": "Records",
-        "counted": "Counted",
-        "file_rows": "File rows",
         "population_units": "Population of the reporting units",
         "population": "Population",
         "national": "National",
