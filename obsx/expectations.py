@@ -50,8 +50,9 @@ def expectations_for(contract: Contract) -> list:
                 )
             )
         pattern = c.get("pattern") or (BAND_PATTERN if f.band is not None else None)
-        if f.name == contract.geography_field:  # the deployment's code pattern for its units
-            pattern = current_deployment().units_level.pattern
+        if f.name == contract.geography_field:  # a code of one of the deployment's levels
+            patterns = [lv.pattern for lv in current_deployment().levels]
+            pattern = None if None in patterns else "|".join(f"(?:{x})" for x in patterns)
         if pattern:
             found.append(e.ExpectColumnValuesToMatchRegex(column=f.name, regex=pattern))
         if "max_length" in c:

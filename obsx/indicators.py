@@ -104,26 +104,87 @@ def population_sql(as_of: bool) -> str:
     )
 
 
-def coverage_sql(as_of: bool) -> str:
-    """Units declared covered by a file (their contributor's units, each month of the file)."""
+def coverage_sql(as_of: bool, with_observatory: bool = False) -> str:
+    """Units declared covered by a file (their contributor's units, each month of the file); a
+    file whose records are placed at a level above the units covers the areas of that level made
+    only of its contributor's units, as units of their own (``geography_rollup``)."""
     merged = (
         " JOIN submission s ON s.submission_id = c.submission_id AND s.merged_at <= :as_of"
         if as_of
         else ""
     )
+    columns = "c.period_month, substr(c.period_month, 1, 4) AS period_year, c.submission_id" + (
+        ", c.observatory_code" if with_observatory else ""
+    )
+    units = current_deployment().units_level.code
+    areas = (  # (contributor, level, area) for the levels some file declared: its whole areas
+        "SELECT o.observatory_code, o.geo_level, a.geo_code AS area_code FROM (SELECT DISTINCT"
+        " observatory_code, geo_level FROM declared_coverage WHERE geo_level IS NOT NULL"
+        " AND dataset = :dataset) o JOIN geography_rollup a ON a.geo_level = o.geo_level"
+        " JOIN geography_rollup lu ON lu.unit_code = a.unit_code"
+        f" AND lu.geo_level = '{units}' AND lu.geo_code = a.unit_code"
+        " LEFT JOIN observatory_unit u ON u.observatory_code = o.observatory_code"
+        " AND u.geo_code = a.unit_code"
+        " GROUP BY o.observatory_code, o.geo_level, a.geo_code HAVING count(u.geo_code) = count(*)"
+    )
     return (
-        "SELECT u.geo_code AS unit_code, c.period_month, substr(c.period_month, 1, 4) AS period_year,"
-        f" c.submission_id FROM declared_coverage c{merged}"
+        f"SELECT u.geo_code AS unit_code, {columns} FROM declared_coverage c{merged}"
         " JOIN observatory_unit u ON u.observatory_code = c.observatory_code"
-        " WHERE c.dataset = :dataset"
+        " WHERE c.dataset = :dataset AND c.geo_level IS NULL"
+        f" UNION ALL SELECT x.area_code AS unit_code, {columns} FROM declared_coverage c{merged}"
+        f" JOIN ({areas}) x ON x.observatory_code = c.observatory_code"
+        " AND x.geo_level = c.geo_level WHERE c.dataset = :dataset"
     )
 
 
-# The area a record's unit belongs to at the level computed, in the record's month.
+# The area a record's unit belongs to at the level computed, in the record's month (a record a
+# source placed at a level above the units: its area, at that level and above). __SHADOW__: not
+# where a source reported for an area holding it as a whole that month (``_build_shadows``).
 _ROLLUP_JOIN = """
 JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level IN (__LEVELS__)
  AND (g.from_month IS NULL OR g.from_month <= {alias}.period_month)
- AND (g.to_month IS NULL OR g.to_month > {alias}.period_month)"""
+ AND (g.to_month IS NULL OR g.to_month > {alias}.period_month) __SHADOW_{alias}__"""
+
+
+def _build_shadows(conn: sa.Connection, dataset: str) -> bool:
+    """``shadow_<dataset>``: where a source reported for an area above the units as a whole (its
+    records placed at the area's level), the units and smaller areas inside it that other
+    sources reported that month, with the levels (the area's and those above) at which they are
+    not counted again: there the area's own source is the figure. Below it, each counts as
+    usual. Returns whether any is shadowed."""
+    units = current_deployment().units_level.code
+    valid = (
+        " AND ({g}.from_month IS NULL OR {g}.from_month <= a.period_month)"
+        " AND ({g}.to_month IS NULL OR {g}.to_month > a.period_month)"
+    )
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS shadow_{dataset}")
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE shadow_{dataset} AS"
+        " SELECT DISTINCT r.unit_code, r.period_month, up.geo_level"
+        f" FROM reporting_{dataset} a"
+        " JOIN geography_rollup own ON own.unit_code = a.unit_code"
+        f" AND own.geo_code = a.unit_code AND own.geo_level <> '{units}'"
+        f" JOIN reporting_{dataset} r ON r.period_month = a.period_month"
+        " AND r.unit_code <> a.unit_code"
+        " JOIN geography_rollup inside ON inside.unit_code = r.unit_code"
+        " AND inside.geo_level = own.geo_level AND inside.geo_code = a.unit_code"
+        + valid.format(g="inside")
+        + " JOIN geography_rollup up ON up.unit_code = a.unit_code"
+        + valid.format(g="up")
+    )
+    found = conn.exec_driver_sql(f"SELECT count(*) FROM shadow_{dataset}").scalar()
+    if found:
+        conn.exec_driver_sql(
+            f"CREATE INDEX ix_shadow_{dataset} ON shadow_{dataset} (unit_code, period_month)"
+        )
+    return bool(found)
+
+
+def _shadow_sql(dataset: str, alias: str) -> str:
+    return (
+        f" AND NOT EXISTS (SELECT 1 FROM shadow_{dataset} s WHERE s.unit_code = {alias}.unit_code"
+        f" AND s.period_month = {alias}.period_month AND s.geo_level = g.geo_level)"
+    )
 
 
 def _timestamps(sql: str, fixed: dict) -> tuple[sa.TextClause, dict]:
@@ -314,8 +375,17 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
     conn.exec_driver_sql("DROP TABLE IF EXISTS pop_cube")
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE pop_cube (geo_code VARCHAR(16), year INTEGER, sex VARCHAR(2),"
-        " age_group VARCHAR(16), pop FLOAT, src_year INTEGER)"
+        " age_group VARCHAR(16), pop FLOAT, src_year INTEGER, is_unit INTEGER)"
     )
+    units = current_deployment().units_level.code
+    lowest = set(
+        conn.scalars(
+            sa.select(geography_rollup.c.unit_code)
+            .where(geography_rollup.c.geo_level == units)
+            .distinct()
+        )
+    )
+    known = known[known["geo_code"].isin(lowest)]  # an area's own figure: see below
     if known.empty:
         return
     known["year"] = known["year"].astype(int)
@@ -341,9 +411,19 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
     cube["src_year"] = cube["src_year"].astype(int)
     conn.execute(
         sa.text(
-            "INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop, :src_year)"
+            "INSERT INTO pop_cube VALUES (:geo_code, :year, :sex, :age_group, :pop, :src_year, 1)"
         ),
         cube.to_dict("records"),
+    )
+    # An area above the units, for records a source placed at its level: the sum of the units
+    # it held at the end of each year (so its rate divides by what its units' rates do).
+    december = "CAST(p.year AS VARCHAR(4)) || '-12'"
+    conn.exec_driver_sql(
+        "INSERT INTO pop_cube SELECT g.geo_code, p.year, p.sex, p.age_group, sum(p.pop),"
+        " max(p.src_year), 0 FROM pop_cube p JOIN geography_rollup g ON g.unit_code = p.geo_code"
+        f" AND g.geo_level <> '{units}' AND (g.from_month IS NULL OR g.from_month <= {december})"
+        f" AND (g.to_month IS NULL OR g.to_month > {december})"
+        " GROUP BY g.geo_code, p.year, p.sex, p.age_group"
     )
     _analyze(conn, "pop_cube")
 
@@ -352,6 +432,13 @@ def _build_area_population(conn: sa.Connection, levels: list[str]) -> None:
     """``area_pop``: each area's population-months in every month, quarter and year that some
     dataset reported in (the population of the units it held each month, summed over the
     period's months): the whole against which a value's ``coverage`` is measured."""
+    conn.exec_driver_sql("DROP TABLE IF EXISTS members")
+    units = current_deployment().units_level.code
+    conn.exec_driver_sql(  # each area's units, itself for a unit (reporting coverage)
+        "CREATE TEMPORARY TABLE members AS SELECT DISTINCT g.geo_code AS area_code, g.unit_code"
+        " FROM geography_rollup g WHERE g.unit_code IN (SELECT unit_code FROM geography_rollup"
+        f" WHERE geo_level = '{units}')"
+    )
     conn.exec_driver_sql("DROP TABLE IF EXISTS area_pop")
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE area_pop (geo_level VARCHAR(16), geo_code VARCHAR(16),"
@@ -378,7 +465,7 @@ def _build_area_population(conn: sa.Connection, levels: list[str]) -> None:
             f" JOIN geography_rollup g ON g.geo_level IN ({_quoted(levels)})"
             " AND (g.from_month IS NULL OR g.from_month <= c.period_month)"
             " AND (g.to_month IS NULL OR g.to_month > c.period_month)"
-            " JOIN pop_cube p ON p.geo_code = g.unit_code"
+            " JOIN pop_cube p ON p.geo_code = g.unit_code AND p.is_unit = 1"
             " AND p.year = CAST(c.period_year AS INTEGER) AND p.sex = 'T' AND p.age_group = 'T'"
             f" GROUP BY g.geo_level, g.geo_code, c.{column}"
         )
@@ -563,8 +650,8 @@ def _statement(
 NOT_AVAILABLE = "not_available"  # quality_flag of a cell the sources cannot support: no value
 NULLS = ", ".join(["CAST(NULL AS FLOAT)"] * 3)  # its numerator, denominator and value
 
-# Reporting coverage: the population of the units that reported over that of all units of the
-# area valid in the period.
+# Reporting coverage: the population of the units that reported (they, or an area holding them
+# that a source reported for as a whole) over that of all units of the area valid in the period.
 _COVERAGE = (
     "INSERT INTO {target} ("
     + VALUE_COLUMNS
@@ -580,13 +667,14 @@ all_l AS (SELECT DISTINCT g.geo_level, g.geo_code, pr.period, g.unit_code, pr.ye
            AND (g.from_month IS NULL OR g.from_month <= pr.month)
            AND (g.to_month IS NULL OR g.to_month > pr.month)),
 unit AS (SELECT a.geo_level, a.geo_code, a.period, p.pop,
-                CASE WHEN rep_l.unit_code IS NULL THEN 0 ELSE p.pop END AS covered
+                CASE WHEN rep.unit_code IS NULL THEN 0 ELSE p.pop END AS covered
          FROM all_l a
          JOIN pop_cube p ON p.geo_code = a.unit_code AND p.year = a.year
-          AND p.sex = 'T' AND p.age_group = 'T'
-         LEFT JOIN rep_l ON rep_l.geo_level = a.geo_level AND rep_l.geo_code = a.geo_code
-                        AND rep_l.period = a.period
-                        AND rep_l.unit_code = a.unit_code)
+          AND p.sex = 'T' AND p.age_group = 'T' AND p.is_unit = 1
+         LEFT JOIN (SELECT DISTINCT rep_l.geo_level, rep_l.geo_code, rep_l.period, m.unit_code
+                    FROM rep_l JOIN members m ON m.area_code = rep_l.unit_code) rep
+                ON rep.geo_level = a.geo_level AND rep.geo_code = a.geo_code
+               AND rep.period = a.period AND rep.unit_code = a.unit_code)
 SELECT :code, geo_level, geo_code, :period_type, period, '', sum(covered), sum(pop),
        sum(covered) * :multiplier / sum(pop), :unit, 'F', '', NULL, NULL, :computed_at
 FROM unit GROUP BY geo_level, geo_code, period HAVING sum(pop) > 0"""
@@ -639,6 +727,7 @@ def insert_indicator_values(
     levels = current_deployment().level_codes
     cat = catalogue()
     signatures = _build_facts(conn, fixed, years, reconciled, by_period=periods is not None)
+    shadowed = {d: _build_shadows(conn, d) for d in cat.datasets if d != "survey_responses"}
     _build_population(conn, fixed)
     _build_area_population(conn, levels)
     designs: dict[str, dict[str, pd.DataFrame]] = {}  # survey dataset -> level -> respondents
@@ -678,12 +767,14 @@ def insert_indicator_values(
                     sql = sql.replace(
                         f"__PERIODS_{alias}__", _periods_filter(periods, period_type, alias)
                     )
+                    shadow = _shadow_sql(ind.dataset, alias) if shadowed[ind.dataset] else ""
+                    sql = sql.replace(f"__SHADOW_{alias}__", shadow)
                 statement, used = _timestamps(sql, fixed)
                 conn.execute(statement, {k: v for k, v in params.items() if f":{k}" in sql} | used)
     for dataset in catalogue().datasets:
-        for name in (f"facts_{dataset}", f"reporting_{dataset}", f"available_{dataset}"):
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    for name in ("pop_cube", "area_pop"):
+        for name in ("facts", "reporting", "available", "shadow"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}_{dataset}")
+    for name in ("pop_cube", "area_pop", "members"):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
     return signatures
 

@@ -52,6 +52,7 @@ DERIVE_NEEDS = {
 }
 KNOWN_KEYS = {
     "files",
+    "level",
     "covers",
     "derive",
     "complete_coverage",
@@ -146,6 +147,9 @@ class Profile:
     value_labels: bool = True  # SPSS: read value labels (False: the numeric codes)
     # cells that mean "no value" (Ignorado, n/d): column -> values ("*": every column)
     blank_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the level of the geography its records are placed at (a province's code or name): they
+    # count for that level and those above, never below; None: the deployment's units
+    level: str | None = None
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # key -> line
 
     def covered(self, name: str) -> tuple[str, ...] | None:
@@ -432,8 +436,22 @@ def parse_profile(spec: dict, contract: Contract, path: Path | None = None) -> P
         covers=_covers(spec, where, names),
         value_labels=bool(spec.get("value_labels", True)),
         blank_values=_blank_values(spec, where),
+        level=_level(spec, where),
         lines=dict(getattr(spec, "lines", {})),
     )
+
+
+def _level(spec, where) -> str | None:
+    """``level``: one of the deployment's levels, by its code, name or alias."""
+    written = spec.get("level")
+    if written is None:
+        return None
+    deployment = current_deployment()
+    code = deployment.level_code(str(written))
+    if code is None:
+        known = ", ".join(deployment.level_codes)
+        _fail(spec, where, "level", f"level: {written!r} is not a level of the geography ({known})")
+    return None if code == deployment.units_level.code else code
 
 
 def _covers(spec, where, names: set[str]) -> dict[str, tuple[str, ...]]:

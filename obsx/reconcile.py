@@ -201,9 +201,7 @@ def _reported(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) 
         "SELECT DISTINCT unit_code, period_month, observatory_code FROM"
         f" ({records_sql(concept.dataset, as_of is not None)}) r"
     )
-    cover = coverage_sql(as_of is not None).replace(
-        "SELECT u.geo_code AS unit_code,", "SELECT u.geo_code AS unit_code, c.observatory_code,"
-    )
+    cover = coverage_sql(as_of is not None, with_observatory=True)
     sql += f" UNION SELECT unit_code, period_month, observatory_code FROM ({cover}) c"
     statement = sa.text(sql)
     params = {"dataset": concept.dataset}

@@ -308,9 +308,11 @@ def _replace(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> int:
 
 
 def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
-    """For every unit of the lowest level, the unit it belongs to at each level, with the
+    """For every area (units of the lowest level, and the areas above that a source may report
+    for as a whole), the area it belongs to at its own level and each level above, with the
     period (months, ``YYYY-MM``) in which that chain holds: boundary changes keep history, so
-    each period's figures roll up on the hierarchy valid then."""
+    each period's figures roll up on the hierarchy valid then. A unit's rows are those whose
+    ``unit_code`` has a row at the lowest level."""
     rows_by_code: dict[str, list] = {}
     for r in frame.itertuples():
         rows_by_code.setdefault(r.geo_code, []).append(r)
@@ -335,13 +337,14 @@ def rollup(frame: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
                 yield [r.geo_code, *codes], s, e
 
     records = []
-    units = frame[frame["geo_level"] == deployment.units_level.code]
-    depth = len(deployment.levels)
-    for r in units.itertuples():
+    depth = {level.code: i + 1 for i, level in enumerate(deployment.levels)}
+    for r in frame.itertuples():
+        if r.geo_level not in depth:
+            continue
         for codes, start, end in chains(r, r.valid_from, r.valid_to):
-            if len(codes) != depth:
+            if len(codes) != depth[r.geo_level]:
                 continue  # a chain that does not reach the country: no figure rolls up there
-            for level, ancestor in zip(deployment.levels, reversed(codes), strict=True):
+            for level, ancestor in zip(deployment.levels, reversed(codes), strict=False):
                 records.append(
                     {
                         "unit_code": r.geo_code,

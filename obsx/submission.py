@@ -221,6 +221,7 @@ def file_info(profile: Profile, table: Source | UnreadableFile, observatory: Obs
         "language": profile.language,
         "dataset": profile.dataset,
         "complete_coverage": profile.complete_coverage or observatory.complete_coverage,
+        "level": profile.level,
     }
     if isinstance(table, UnreadableFile):
         return info
@@ -354,8 +355,9 @@ class AcceptedRows:
         return every.groupby(["unit", "month", "year"], dropna=False)["count"].sum().reset_index()
 
 
-def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows) -> None:
-    """Record that the file covers all the contributor's units in each month it spans."""
+def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows, level=None) -> None:
+    """Record that the file covers all the contributor's units in each month it spans (its
+    areas of ``level``, for records placed there)."""
     conn.execute(declared_coverage.delete().where(declared_coverage.c.submission_id == sha))
     if accepted.first is None:
         return
@@ -363,7 +365,13 @@ def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows) -> None:
     conn.execute(
         declared_coverage.insert(),
         [
-            {"submission_id": sha, "period_month": m, "observatory_code": code, "dataset": dataset}
+            {
+                "submission_id": sha,
+                "period_month": m,
+                "observatory_code": code,
+                "dataset": dataset,
+                "geo_level": level,
+            }
             for m in months
         ],
     )
@@ -371,7 +379,30 @@ def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows) -> None:
 
 def unit_totals(conn, units: list[str]) -> pd.DataFrame:
     """Each unit's total population by year (geo_code, year, population): the total given, else
-    the sum of its parts (by sex, else by age group)."""
+    the sum of its parts (by sex, else by age group). An area above the units (records placed at
+    its level) has the sum of its units' (those it holds now), as its rates do."""
+    found = _own_totals(conn, units)
+    areas = sorted(set(units) - set(found["geo_code"]))
+    if not areas:
+        return found
+    r = geography_rollup.c
+    lowest = sa.select(r.unit_code).where(r.geo_level == current_deployment().units_level.code)
+    inside = pd.DataFrame(
+        conn.execute(
+            sa.select(r.geo_code, r.unit_code)
+            .where(r.geo_code.in_(areas), r.to_month.is_(None), r.unit_code.in_(lowest))
+            .distinct()
+        ).all(),
+        columns=["area", "geo_code"],
+    )
+    if inside.empty:
+        return found
+    parts = inside.merge(_own_totals(conn, sorted(set(inside["geo_code"]))), on="geo_code")
+    summed = parts.groupby(["area", "year"], as_index=False)["population"].sum()
+    return pd.concat([found, summed.rename(columns={"area": "geo_code"})], ignore_index=True)
+
+
+def _own_totals(conn, units: list[str]) -> pd.DataFrame:
     p = population.c
     known = pd.DataFrame(
         conn.execute(
@@ -453,11 +484,7 @@ def _reference_warnings(conn, accepted: AcceptedRows) -> list:
     distinct = sorted(set(places["unit"].dropna()))
     found = []
     if conn.scalar(sa.select(sa.func.count()).select_from(population)):
-        with_population = set(
-            conn.scalars(
-                sa.select(population.c.geo_code).where(population.c.geo_code.in_(distinct))
-            )
-        )
+        with_population = set(unit_totals(conn, distinct)["geo_code"])
         first_year = places.groupby("unit")["year"].min()
         found += [
             problem("unit-without-population", value=unit, year=int(first_year[unit]))
@@ -500,6 +527,7 @@ def _merge(
     accepted: AcceptedRows | None,
     now,
     covers_all: bool = False,
+    level: str | None = None,
 ) -> tuple[str, dict]:
     """Merge the staged rows (``stage``: None when nothing was read) and quarantine rejected
     ones; returns the status and the counts."""
@@ -522,7 +550,7 @@ def _merge(
         result.problems += warnings
         counts["warnings"] += len(warnings)
         if covers_all:
-            _declare_coverage(conn, dataset, code, sha, accepted)
+            _declare_coverage(conn, dataset, code, sha, accepted, level)
         if accepted is not None and accepted.count:
             scope = submission_scope.c.submission_id == sha
             conn.execute(submission_scope.delete().where(scope))
@@ -636,6 +664,7 @@ def _unread(observatory: Observatory, file_name: str) -> tuple[Profile, dict]:
         "language": profile.language,
         "dataset": profile.dataset,
         "complete_coverage": False,
+        "level": profile.level,
     }
     return profile, info
 
@@ -756,7 +785,16 @@ def _process(
                         data, file_name, observatory, dataset, today, chosen, stage_rows, clock
                     )
             status, counts = _merge(
-                conn, dataset, code, sha, result, stage, accepted, now, info["complete_coverage"]
+                conn,
+                dataset,
+                code,
+                sha,
+                result,
+                stage,
+                accepted,
+                now,
+                info["complete_coverage"],
+                info["level"],
             )
             conn.execute(
                 submission.update()

@@ -67,6 +67,24 @@ class Observatory:
     closed_on: dt.date | None = None  # left the exchange: its later files are refused
 
 
+def at_level(observatory: Observatory, level: str | None) -> Observatory:
+    """The contributor as a profile that places its records at ``level`` sees it: it may
+    report for the areas of that level made only of its units, named and coded at that level."""
+    if level is None or (observatory.units_level and observatory.units_level.code == level):
+        return observatory
+    if observatory.places is None:
+        raise ValueError("records placed at a level need the deployment's geography")
+    places = observatory.places.at(level)
+    areas = places.areas_within(level, observatory.districts)
+    return dataclasses.replace(
+        observatory,
+        districts=tuple(sorted(areas)),
+        district_validity=areas,
+        units_level=places.unit_level,
+        places=places,
+    )
+
+
 @dataclass
 class ValidationResult:
     """Accepted rows typed per the contract (index: source row), and every problem found."""
@@ -608,8 +626,8 @@ def _derive(
     parents = raw[d.parent].astype("str").str.strip() if d.parent else None
     resolved = places.resolve(names, parents, d.names)
     found, failed = [], set()
-    parent_es = places.parent_level.name["es"].lower()
-    parent_en = places.parent_level.name["en"].lower()
+    parent = places.parent_level or places.unit_level  # the country has no parent
+    parent_es, parent_en = parent.name["es"].lower(), parent.name["en"].lower()
     for row in index[resolved.failures.notna()]:
         code = resolved.failures[row]
         failed.add(row)
@@ -815,8 +833,9 @@ class FileValidation:
         today: dt.date,
         profile: Profile | None = None,
     ):
-        self.contract, self.observatory, self.today = contract, observatory, today
         self.profile = profile or Profile(observatory=observatory.code, dataset=contract.dataset)
+        observatory = at_level(observatory, self.profile.level)
+        self.contract, self.observatory, self.today = contract, observatory, today
         self.schema = pandera_schema(contract, observatory, today)
         self.seen_ids: set = set()  # record ids of the chunks checked so far
         self.internal_rows = 0  # records made from month columns so far

@@ -68,8 +68,10 @@ geography = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
 )
 
-# For every unit of the lowest level, the unit it belongs to at each level (itself included) and
-# the months in which that holds: indicators roll each period up on the hierarchy valid then.
+# For every area, the area it belongs to at its own level and each level above, and the months in
+# which that holds: indicators roll each period up on the hierarchy valid then. Units of the
+# lowest level roll up from there; an area above them rolls up from its own level (records a
+# source placed at that level count there and above, never below: obsx/places.py).
 geography_rollup = sa.Table(
     "geography_rollup",
     metadata,
@@ -81,7 +83,8 @@ geography_rollup = sa.Table(
 )
 
 # Files that declare they cover all their contributor's units for their months: a unit they do
-# not list is a true zero, not "not reported".
+# not list is a true zero, not "not reported". geo_level: a file whose records are placed at a
+# level above the units covers the areas of that level made only of the contributor's units.
 declared_coverage = sa.Table(
     "declared_coverage",
     metadata,
@@ -89,6 +92,7 @@ declared_coverage = sa.Table(
     sa.Column("period_month", sa.String(7), primary_key=True),
     sa.Column("observatory_code", sa.String(64), nullable=False),
     sa.Column("dataset", sa.String(64), nullable=False, index=True),
+    sa.Column("geo_level", sa.String(16), comment="records placed at this level; NULL: units"),
 )
 
 # What each accepted file supplied (obsx/submission.py): the record fields it filled (a column

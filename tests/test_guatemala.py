@@ -305,10 +305,17 @@ def test_rollup_follows_the_hierarchy_valid_in_each_period():
         columns=["geo_code", "geo_level", "parent_code", "valid_from", "valid_to"],
     )
     rows = reference.rollup(frame, deployment)
-    departments = rows[rows["geo_level"] == "department"][["geo_code", "from_month", "to_month"]]
-    assert departments.astype(object).where(departments.notna(), None).values.tolist() == [
+    rows = rows.astype(object).where(rows.notna(), None)
+    unit = rows[(rows["unit_code"] == "0199") & (rows["geo_level"] == "department")]
+    assert unit[["geo_code", "from_month", "to_month"]].values.tolist() == [
         ["01", "1900-01", "2019-01"],
         ["02", "2019-01", None],
+    ]
+    # an area rolls up from its own level (records a source placed there), never below it
+    area = rows[rows["unit_code"] == "02"]
+    assert area[["geo_level", "geo_code", "from_month"]].values.tolist() == [
+        ["national", "GT", "1900-01"],
+        ["department", "02", "1900-01"],
     ]
 
 
@@ -526,3 +533,143 @@ def test_unhcrs_municipal_table_reads_through_a_profile_and_agrees_with_ines_cod
     assert len(units) == 340 and set(units.index) == set(ine["geo_code"])
     assert round(float(units.loc["0101", "Delitos"]), 3) == 697.645  # crimes per 100,000
     assert round(float(units.loc["0108", "Delitos"]), 3) == 357.256
+
+
+def level_profiles(tmp_path, level: str | None) -> Path:
+    """The deployment's profiles, PNC's arrests read by departamento only (``level``)."""
+    folder = tmp_path / "profiles"
+    shutil.copytree(DEPLOYMENTS_DIR / "gt" / "profiles", folder)
+    path = folder / "gt_pnc" / "detenidos_excel.yaml"
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index("  unit_code:"), text.index("blank_values:")
+    text = text[:start] + "  unit_code: {place: depto_ocu}\n" + text[end:]
+    text = text.replace("complete_coverage: true\n", "")
+    path.write_text(text + (f"level: {level}\n" if level else ""), encoding="utf-8")
+    return folder
+
+
+def moved_profiles(monkeypatch, folder: Path) -> None:
+    deployment = current_deployment()
+    moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
+    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+
+
+def test_a_file_by_departamento_counts_for_departamentos_and_above_never_below(
+    gt_warehouse, tmp_path, monkeypatch
+):
+    """Issue 21, item 5, on PNC's real 2024 workbook read by its departamento column only: the
+    10,874 arrests count for the 22 departamentos and the country, as many in each as the workbook's
+    departamento column says, and for no municipio. A municipio's own source that month counts for the
+    municipio, and not a second time above it, where the departamento's source is the figure."""
+    moved_profiles(monkeypatch, level_profiles(tmp_path, "departamento"))
+    outcome = submit(gt_warehouse, tmp_path / "root", "gt_pnc", PNC / "Detenidos1T2024.xlsx")
+    assert (outcome.status, outcome.counts["rows_inserted"]) == ("accepted", 10_874)
+    mixco = tmp_path / "mixco_detenidos_2024_01.csv"
+    mixco.write_text(
+        "arrest_id,arrested_on,unit_code,sex,age,offence,offence_group\n"
+        + "".join(f"M-{i},2024-01-1{i},0108,M,30,Robo,PROPERTY\n" for i in range(3)),
+        encoding="utf-8",
+    )
+    assert submit(gt_warehouse, tmp_path / "root", "gt_mixco", mixco).status == "accepted"
+    compute_indicators(gt_warehouse)
+
+    workbook = pd.read_excel(PNC / "Detenidos1T2024.xlsx", sheet_name="Sheet1", engine="openpyxl")
+    v = indicator_value.c
+    with gt_warehouse.connect() as conn:
+        values = pd.DataFrame(
+            conn.execute(
+                sa.select(
+                    v.geo_level, v.geo_code, v.period, v.numerator, v.denominator, v.coverage
+                ).where(v.indicator_code == "ARRESTS_RATE", v.disaggregation == "")
+            ).all()
+        )
+        population_01 = conn.scalar(
+            sa.text(
+                "SELECT sum(population) FROM population WHERE geo_code LIKE '01__'"
+                " AND sex = 'T' AND age_group = 'T'"
+            )
+        )
+    year = values[values["period"] == "2024"].set_index("geo_code")
+    assert year.loc["GT", "numerator"] == 10_874
+    assert year.loc["GT", "denominator"] == NATIONAL_POPULATION_2018
+    departments = year[year["geo_level"] == "department"]
+    counts = workbook["depto_ocu"].value_counts()
+    assert len(departments) == 22 and departments["numerator"].sum() == 10_874
+    assert departments.loc["01", "numerator"] == counts["Guatemala"]  # not 3 more: Mixco's
+    assert departments.loc["01", "denominator"] == population_01
+    assert departments.loc["17", "numerator"] == counts["Petén"]
+    # below: Mixco's own three arrests, and no municipio of PNC's departamento-level file
+    municipal = values[values["geo_level"] == "municipality"]
+    assert municipal["geo_code"].unique().tolist() == ["0108"]
+    assert municipal.set_index("period").loc["2024-01", "numerator"] == 3
+    # every departamento reported each month: the whole country, three months of the year's 12
+    january = values[values["period"] == "2024-01"].set_index("geo_code")
+    assert january.loc["GT", "coverage"] == pytest.approx(100)
+    assert january.loc[departments.index, "coverage"].tolist() == pytest.approx([100] * 22)
+    assert year.loc["GT", "coverage"] == pytest.approx(25)
+
+
+def test_a_file_of_departamentos_read_as_municipios_is_refused_naming_both(
+    gt_warehouse, tmp_path, monkeypatch
+):
+    moved_profiles(monkeypatch, level_profiles(tmp_path, None))
+    outcome = submit(gt_warehouse, tmp_path / "root", "gt_pnc", PNC / "Detenidos1T2024.xlsx")
+    assert (outcome.status, outcome.counts["rows_inserted"]) == ("rejected", 0)
+    path = next(p for p in outcome.feedback if p.suffix == ".json")
+    feedback = json.loads(path.read_text(encoding="utf-8"))
+    messages = {p["message_es"] for p in feedback["problems"]}
+    assert "«Petén» es un departamento (17), no un municipio: los datos se registran por" in (
+        " ".join(messages)
+    )
+
+
+def test_a_complete_file_by_departamento_makes_unlisted_departamentos_true_zeros(
+    gt_warehouse, tmp_path, monkeypatch
+):
+    """INACIF's monthly count read by its departamento column, declared complete: the
+    departamentos it does not list had no victim (0, over their population), the country's rate
+    divides by the whole country, and no municipio gets a figure from it."""
+    folder = tmp_path / "profiles"
+    shutil.copytree(DEPLOYMENTS_DIR / "gt" / "profiles", folder)
+    (folder / "gt_inacif" / "homicidios.yaml").write_text(
+        "dataset: incidents\n"
+        'files: ["homicidios_nacional_*"]\n'
+        "complete_coverage: true\n"
+        "level: departamento\n"
+        "columns: {Víctimas: victim_count}\n"
+        "derive:\n"
+        "  incident_id: {join: [Año, Mes, $row]}\n"
+        "  occurred_on: {year: Año, month: Mes, day: 1}\n"
+        '  crime_code: {value: "0101"}\n'
+        "  district_code: {place: Departamento}\n"
+        "codes: {victim_sex: {Ignorado: NE}}\n"
+        "ignore_columns: [Municipio, Código municipio]\n",
+        encoding="utf-8",
+    )
+    moved_profiles(monkeypatch, folder)
+    source = FIXTURES / "homicidios_nacional_2024_01.csv"
+    outcome = submit(gt_warehouse, tmp_path / "root", "gt_inacif", source)
+    assert outcome.status == "accepted"
+    compute_indicators(gt_warehouse)
+    rate = national(gt_warehouse, "SDG_16_1_1", "2024-01")
+    assert (rate.numerator, rate.denominator) == (250, NATIONAL_POPULATION_2018)
+    rows = pd.read_csv(source, encoding="utf-8-sig")
+    listed = rows.groupby("Departamento")["Víctimas"].sum()
+    v = indicator_value.c
+    with gt_warehouse.connect() as conn:
+        values = pd.DataFrame(
+            conn.execute(
+                sa.select(v.geo_level, v.geo_code, v.numerator, v.denominator).where(
+                    v.indicator_code == "SDG_16_1_1",
+                    v.period == "2024-01",
+                    v.disaggregation == "",
+                )
+            ).all()
+        )
+        names = dict(conn.execute(sa.text("SELECT geo_code, name FROM geography")).all())
+    departments = values[values["geo_level"] == "department"].set_index("geo_code")
+    assert len(departments) == 22 and departments["denominator"].notna().all()
+    counted = departments["numerator"].rename(index=names)
+    assert counted[counted > 0].sort_index().to_dict() == listed.sort_index().to_dict()
+    assert (counted == 0).sum() == 22 - len(listed) > 0  # unlisted: true zeros
+    assert values[values["geo_level"] == "municipality"].empty

@@ -88,14 +88,14 @@ def test_a_file_naming_provinces_is_not_read_as_the_districts_sharing_their_name
     from obsx.contract import load_contract
     from obsx.places import OTHER_LEVEL
     from obsx.profiles import Derivation
-    from obsx.validation import _derive
+    from obsx.validation import _derive, at_level
 
     imelcf = reference.observatories()["pa_imelcf"]
 
-    def place(names):
+    def place(names, observatory=imelcf):
         raw = pd.DataFrame({"Lugar": names})
         derive = Derivation(field="district_code", kind="place", place="Lugar")
-        codes, problems, _ = _derive(derive, raw, load_contract("incidents"), imelcf, None)
+        codes, problems, _ = _derive(derive, raw, load_contract("incidents"), observatory, None)
         return codes.tolist(), problems
 
     provinces = ["Panamá", "Colón", "Bocas del Toro", "Los Santos", "Chiriquí", "Veraguas"]
@@ -111,3 +111,11 @@ def test_a_file_naming_provinces_is_not_read_as_the_districts_sharing_their_name
     codes, problems = place(["Panamá", "San Miguelito", "Colón", "Chiriquí"])
     assert codes == ["0804", "0805", "0301", ""]
     assert [(p.row, p.code) for p in problems] == [(3, OTHER_LEVEL)]
+    # The same names read at the level they are of (a profile's ``level: province``): every one
+    # is its province, and a district's name is now the place of another level.
+    by_province = at_level(imelcf, "province")
+    codes, problems = place([*provinces, "San Miguelito"], by_province)
+    assert codes == ["08", "03", "01", "07", "04", "09", ""]
+    assert problems[0].message("es").startswith("«San Miguelito» es un distrito (0805), no una")
+    assert len(by_province.districts) == 13  # a national institution: every province and comarca
+    assert at_level(reference.observatories()["pa_colon"], "province").districts == ()
