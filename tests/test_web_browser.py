@@ -121,8 +121,10 @@ def shots(tmp_path_factory) -> Path:
 
 
 def sign_in(driver, url: str, username: str) -> None:
+    """Sign in from a signed-out browser."""
     from selenium.webdriver.common.by import By
 
+    driver.delete_all_cookies()
     driver.get(url + "/login")
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
@@ -130,12 +132,17 @@ def sign_in(driver, url: str, username: str) -> None:
 
 
 def click_and_wait(driver, element) -> None:
-    """Click, then wait for the page it leads to (a click does not wait for navigation)."""
+    """Click, then wait for the page it leads to (a click does not wait for navigation). While
+    the old page goes, chromedriver may answer "Node with given id does not belong to the
+    document" instead of "stale element" (seen on a loaded machine): asked again until stale."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     element.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(element))
+    WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(element)
+    )
 
 
 def full_page(driver, path: Path) -> None:
