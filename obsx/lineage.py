@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from obsx.catalogue import condition_sql, fact_column, load_catalogue, side_where
 from obsx.contract import load_contract
-from obsx.indicators import PERIOD_COLUMNS, QUARTER_SQL, records_sql
+from obsx.indicators import PERIOD_COLUMNS, QUARTER_SQL, coverage_sql, records_sql
 from obsx.reconcile import build_exclusions, exclusion_sql
 from obsx.warehouse import indicator_value
 
@@ -61,6 +61,19 @@ def _lineage_sql(dataset: str, period_type: str, condition: str) -> str:
         ORDER BY i.observatory_code, {shown}"""
 
 
+def _covered_sql(period_type: str) -> str:
+    """The units of the area that a file declared covered in the period (a unit it does not
+    list had no event: it counts, with its population, as one that sent a record)."""
+    return f"""
+        SELECT DISTINCT c.unit_code
+        FROM (SELECT c0.*, {QUARTER_SQL.format(a="c0.")} AS period_quarter
+              FROM ({coverage_sql(False)}) c0) c
+        JOIN geography_rollup g ON g.unit_code = c.unit_code AND g.geo_level = :geo_level
+         AND (g.from_month IS NULL OR g.from_month <= c.period_month)
+         AND (g.to_month IS NULL OR g.to_month > c.period_month)
+        WHERE g.geo_code = :geo_code AND c.{PERIOD_COLUMNS[period_type]} = :period"""
+
+
 def explain(
     engine: sa.Engine, code: str, geo_code: str, period: str, disaggregation: str = ""
 ) -> Explanation:
@@ -106,11 +119,17 @@ def explain(
         records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         population = pd.DataFrame()
         if ind.kind == "rate":
-            # Every unit that reported in the area and period (with or without an event).
+            # Every unit that reported in the area and period (with or without an event): a
+            # record of it, or a file declaring it covered.
             reporting = pd.read_sql(
                 sa.text(_lineage_sql(ind.dataset, row["period_type"], "1 = 1")), conn, params=params
             )
-            units = sorted(reporting["unit_code"].unique())
+            covered = pd.read_sql(
+                sa.text(_covered_sql(row["period_type"])),
+                conn,
+                params=params | {"dataset": ind.dataset},
+            )
+            units = sorted(set(reporting["unit_code"]) | set(covered["unit_code"]))
             year = int(period[:4])
             population = pd.read_sql(
                 sa.text(

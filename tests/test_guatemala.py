@@ -673,3 +673,51 @@ def test_a_complete_file_by_departamento_makes_unlisted_departamentos_true_zeros
     assert counted[counted > 0].sort_index().to_dict() == listed.sort_index().to_dict()
     assert (counted == 0).sum() == 22 - len(listed) > 0  # unlisted: true zeros
     assert values[values["geo_level"] == "municipality"].empty
+
+
+def test_an_analyst_reads_the_origin_of_a_real_figure_on_the_desk(tmp_path):
+    """The desk's origin page (issue 22) on PNC's real 1T2024 workbook, through a real
+    ``obsx web``: the national arrest rate names the workbook and the 2018 census population of
+    the country's 340 municipios; a withheld municipal cell shows nothing to count it by."""
+    import re
+
+    import httpx
+
+    from obsx import accounts
+    from tests.conftest import sqlite_warehouse
+    from tests.webserver import PASSWORD, start_server, stop_server
+
+    engine = sqlite_warehouse(tmp_path)
+    assert submit(engine, tmp_path, "gt_pnc", PNC / "Detenidos1T2024.xlsx").status == "accepted"
+    compute_indicators(engine)
+    accounts.add_user(engine, "analista", "analyst", PASSWORD)
+    v = indicator_value.c
+    with engine.connect() as conn:
+        withheld = conn.execute(
+            sa.select(v.geo_code, v.period).where(
+                v.indicator_code == "ARRESTS_RATE",
+                v.geo_level == "municipality",
+                v.disaggregation == "",
+                v.conf_status == "C",
+            )
+        ).first()
+    server, url = start_server(tmp_path)
+    try:
+        client = httpx.Client(base_url=url, timeout=300)
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": token, "username": "analista", "password": PASSWORD})
+        query = {"indicator": "ARRESTS_RATE", "geo": "GT", "period": "2024"}
+        page = client.get("/desk/figures/explain", params=query).text
+        files = re.search(r'<table id="files">.*?</table>', page, re.S).group(0)
+        assert files.count("Detenidos1T2024.xlsx") == 1  # a rate: the numerator's one file
+        assert "Policía Nacional Civil" in files
+        population = re.search(r'<table id="population">.*?</table>', page, re.S).group(0)
+        cells = re.findall(r'<td class="num">([0-9,]+)</td>', population)
+        assert len(cells) == 340
+        assert sum(int(c.replace(",", "")) for c in cells) == NATIONAL_POPULATION_2018
+        assert "10,874" in page  # the numerator, as published
+        query = {"indicator": "ARRESTS_RATE", "geo": withheld.geo_code, "period": withheld.period}
+        page = client.get("/desk/figures/explain", params=query).text
+        assert 'id="explain-withheld"' in page and "Detenidos" not in page
+    finally:
+        stop_server(server)
