@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from obsx.catalogue import condition_sql, fact_column, load_catalogue, side_where
 from obsx.contract import load_contract
+from obsx.deployment import current_deployment
 from obsx.indicators import PERIOD_COLUMNS, QUARTER_SQL, coverage_sql, records_sql
 from obsx.reconcile import build_exclusions, exclusion_sql
-from obsx.warehouse import indicator_value
+from obsx.warehouse import geography_rollup, indicator_value
 
 
 @dataclass
@@ -59,6 +60,59 @@ def _lineage_sql(dataset: str, period_type: str, condition: str) -> str:
         WHERE g.geo_code = :geo_code AND i.{PERIOD_COLUMNS[period_type]} = :period
           AND {condition}
         ORDER BY i.observatory_code, {shown}"""
+
+
+def _shadowed(conn, dataset: str, found: pd.DataFrame, geo_level: str) -> pd.Series:
+    """Which of ``found`` (unit_code, period_month) a value at ``geo_level`` does not count:
+    those inside an area that another source reported for as a whole that month, at that area's
+    level and above, where the area's own source is the figure (obsx/indicators.py,
+    ``_build_shadows``)."""
+    none = pd.Series(False, index=found.index)
+    if found.empty:
+        return none
+    deployment = current_deployment()
+    sql = (
+        "SELECT DISTINCT r.unit_code AS area, r.period_month, own.geo_level AS area_level FROM"
+        f" (SELECT unit_code, period_month FROM ({records_sql(dataset, False)}) x UNION"
+        f" SELECT unit_code, period_month FROM ({coverage_sql(False)}) y) r"
+        " JOIN geography_rollup own ON own.unit_code = r.unit_code"
+        f" AND own.geo_code = r.unit_code AND own.geo_level <> '{deployment.units_level.code}'"
+    )
+    areas = pd.read_sql(sa.text(sql), conn, params={"dataset": dataset})
+    order = deployment.level_codes
+    areas = areas[[order.index(a) >= order.index(geo_level) for a in areas["area_level"]]]
+    if areas.empty:
+        return none
+    r = geography_rollup.c
+    chains = pd.read_sql(
+        sa.select(r.unit_code, r.geo_level, r.geo_code, r.from_month, r.to_month).where(
+            r.unit_code.in_(sorted(set(found["unit_code"])))
+        ),
+        conn,
+    )
+    inside = found[["unit_code", "period_month"]].reset_index().merge(chains, on="unit_code")
+    inside = inside[
+        (inside["from_month"].isna() | (inside["from_month"] <= inside["period_month"]))
+        & (inside["to_month"].isna() | (inside["to_month"] > inside["period_month"]))
+    ].merge(
+        areas,
+        left_on=["geo_code", "geo_level", "period_month"],
+        right_on=["area", "area_level", "period_month"],
+    )
+    inside = inside[inside["unit_code"] != inside["area"]]
+    return none | found.index.isin(inside["index"])
+
+
+def _lowest(conn, codes: set[str]) -> list[str]:
+    """The units of the lowest level among ``codes``, an area above them by its units."""
+    r = geography_rollup.c
+    lowest = sa.select(r.unit_code).where(r.geo_level == current_deployment().units_level.code)
+    found = conn.scalars(
+        sa.select(r.unit_code)
+        .where(r.geo_code.in_(sorted(codes)), r.unit_code.in_(lowest))
+        .distinct()
+    )
+    return sorted(set(found))
 
 
 def _covered_sql(period_type: str) -> str:
@@ -115,6 +169,7 @@ def explain(
             condition += exclusion_sql(side.dataset, reconciled, alias="i")
             sql = _lineage_sql(side.dataset, row["period_type"], condition)
             found = pd.read_sql(sa.text(sql), conn, params=params)
+            found = found[~_shadowed(conn, side.dataset, found, row["geo_level"])]
             frames.append(found.assign(side=label))
         records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         population = pd.DataFrame()
@@ -129,7 +184,8 @@ def explain(
                 conn,
                 params=params | {"dataset": ind.dataset},
             )
-            units = sorted(set(reporting["unit_code"]) | set(covered["unit_code"]))
+            reporting = reporting[~_shadowed(conn, ind.dataset, reporting, row["geo_level"])]
+            units = _lowest(conn, set(reporting["unit_code"]) | set(covered["unit_code"]))
             year = int(period[:4])
             population = pd.read_sql(
                 sa.text(

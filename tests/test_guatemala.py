@@ -607,6 +607,13 @@ def test_a_file_by_departamento_counts_for_departamentos_and_above_never_below(
     assert january.loc["GT", "coverage"] == pytest.approx(100)
     assert january.loc[departments.index, "coverage"].tolist() == pytest.approx([100] * 22)
     assert year.loc["GT", "coverage"] == pytest.approx(25)
+    # and the origin of each figure lists exactly what it counts, and the population it divides by
+    found = explain(gt_warehouse, "ARRESTS_RATE", "01", "2024-01")
+    assert len(found.records) == january.loc["01", "numerator"]
+    assert set(found.records["observatory_code"]) == {"gt_pnc"}
+    assert found.population["population"].sum() == population_01
+    found = explain(gt_warehouse, "ARRESTS_RATE", "0108", "2024-01")
+    assert (len(found.records), set(found.records["observatory_code"])) == (3, {"gt_mixco"})
 
 
 def test_a_file_of_departamentos_read_as_municipios_is_refused_naming_both(
