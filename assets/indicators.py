@@ -7,14 +7,14 @@ import sqlalchemy as sa
 
 from assets.reference import reference_contracts, reference_geography, reference_population
 from assets.submissions import submissions
-from obsx.deployment import current_deployment
-from obsx.indicators import (
+from obsx.indicators.engine import (
     records_outside_geography,
     refresh_indicators,
     unbalanced_aggregates,
     units_without_population,
 )
-from obsx.warehouse import indicator_value as indicator_value_table
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import indicator_value as indicator_value_table
 from pipelines import stopping
 from pipelines.resources import WarehouseResource
 

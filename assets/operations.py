@@ -15,8 +15,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.submissions import submissions, top_problems
-from obsx.deployment import current_deployment
-from obsx.warehouse import submission
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import submission
 from pipelines.resources import WarehouseResource
 
 WINDOW = dt.timedelta(hours=24)

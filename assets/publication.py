@@ -8,8 +8,8 @@ UI or with ``obsx report --period YYYY-MM``.
 import dagster as dg
 
 from assets.indicators import indicator_value
-from obsx.bulletin import build_report
-from obsx.deployment import current_deployment
+from obsx.publication.bulletin import build_report
+from obsx.warehouse.deployment import current_deployment
 from pipelines.resources import DropzoneResource, WarehouseResource
 
 REPORT_MONTHS = dg.MonthlyPartitionsDefinition(

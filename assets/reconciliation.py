@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.indicators import indicator_value
-from obsx.reconcile import NEEDS_DECISION, STATUSES, concepts, item_rows
+from obsx.indicators.reconcile import NEEDS_DECISION, STATUSES, concepts, item_rows
 from pipelines.resources import WarehouseResource
 
 

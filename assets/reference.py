@@ -9,10 +9,10 @@ from collections.abc import Callable
 import dagster as dg
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.deployment import current_deployment
 from obsx.sourceyaml import ReferenceDataError, SourceError
-from obsx.warehouse import cooperation_contract, geography, observatory, population
+from obsx.warehouse import reference
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import cooperation_contract, geography, observatory, population
 from pipelines.resources import WarehouseResource
 
 GROUP = "reference"

@@ -9,12 +9,12 @@ import warnings
 import dagster as dg
 import sqlalchemy as sa
 
-from obsx.contract import load_contract
-from obsx.dropzone import parse_partition_key
-from obsx.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
-from obsx.reference import observatories
-from obsx.submission import COUNT_COLUMNS, STAGES, process_submission
-from obsx.warehouse import quarantine, record_tables, submission
+from obsx.indicators.expectations import SuiteOutcome, merged_rows, run_suite, unusual_volumes
+from obsx.intake.contract import load_contract
+from obsx.intake.dropzone import parse_partition_key
+from obsx.intake.submission import COUNT_COLUMNS, STAGES, process_submission
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import quarantine, record_tables, submission
 from pipelines import stopping
 from pipelines.executors import shard_by_contributor, shards_of
 from pipelines.resources import DropzoneResource, WarehouseResource

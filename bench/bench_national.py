@@ -191,7 +191,7 @@ def schema_floor(url: str, server: str | None, folder: Path, dataset: str = "inc
     tables (current, revision, manifest, with every index they have), set-based in one
     transaction: staging table, then three INSERT … SELECT. What the data model costs before any
     of the pipeline's per-file work; the pipeline's time over this says what is ours."""
-    from obsx.migrations import upgrade
+    from obsx.warehouse.migrations import upgrade
 
     source = sa.create_engine(url)
     with source.connect() as conn:

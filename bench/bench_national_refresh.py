@@ -145,11 +145,11 @@ def _poisson(rng: random.Random, mean: float) -> int:
 LOAD = """
 import datetime as dt, sys
 from pathlib import Path
-from obsx import reference
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.migrations import upgrade
-from obsx.submission import process_submission
-from obsx.warehouse import get_engine
+from obsx.warehouse import reference
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.warehouse.migrations import upgrade
+from obsx.intake.submission import process_submission
+from obsx.warehouse.tables import get_engine
 engine = get_engine(sys.argv[1])
 upgrade(engine)
 reference.load_geography(engine, reference.read_geography())
@@ -166,8 +166,8 @@ for path in sorted(zone.inbox("xx_police").iterdir()):
 REFRESH = """
 import sys, time
 import sqlalchemy as sa
-from obsx.indicators import compute_indicators
-from obsx.warehouse import get_engine
+from obsx.indicators.engine import compute_indicators
+from obsx.warehouse.tables import get_engine
 engine = get_engine(sys.argv[1])
 start = time.perf_counter()
 compute_indicators(engine)

@@ -38,11 +38,11 @@ def measure(task: str, path: str, url: str) -> dict:
     """Run one task in this process (called in a child) and return what was measured."""
     from databases import database
 
-    from obsx import reference
-    from obsx.dropzone import Dropzone, file_sha256, partition_key
-    from obsx.migrations import upgrade
-    from obsx.submission import check_file, process_submission
-    from obsx.warehouse import get_engine
+    from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+    from obsx.intake.submission import check_file, process_submission
+    from obsx.warehouse import reference
+    from obsx.warehouse.migrations import upgrade
+    from obsx.warehouse.tables import get_engine
 
     registry = reference.observatories()
     source = Path(path)

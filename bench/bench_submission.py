@@ -16,15 +16,15 @@ from pathlib import Path
 
 from databases import database
 
-from obsx import reference
-from obsx.contract import load_contract
-from obsx.deployment import load_deployment
-from obsx.indicators import compute_indicators
-from obsx.migrations import upgrade
-from obsx.reading import read_submission
-from obsx.reference import observatories
-from obsx.validation import validate
-from obsx.warehouse import get_engine, merge_records
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.contract import load_contract
+from obsx.intake.reading import read_submission
+from obsx.intake.validation import validate
+from obsx.warehouse import reference
+from obsx.warehouse.deployment import load_deployment
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import get_engine, merge_records
 
 PANAMA_DEMO = load_deployment("pa").demo()
 STYLES, incidents_for_year, render = (

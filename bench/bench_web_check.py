@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from obsx import accounts
-from obsx.deployment import load_deployment
+from obsx.warehouse import accounts
+from obsx.warehouse.deployment import load_deployment
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

@@ -1,6 +1,6 @@
-"""Alembic environment: the warehouse's models are obsx.warehouse.metadata.
+"""Alembic environment: the warehouse's models are obsx.warehouse.tables.metadata.
 
-Run through ``obsx db upgrade`` (or any code calling obsx.migrations.upgrade), which hands over a
+Run through ``obsx db upgrade`` (or any code calling obsx.warehouse.migrations.upgrade), which hands over a
 connection; ``alembic -c migrations/alembic.ini`` with ``-x url=...`` works too.
 """
 
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from obsx.config import warehouse_url
-from obsx.warehouse import metadata
+from obsx.warehouse.tables import metadata
 
 config = context.config
 

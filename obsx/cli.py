@@ -78,7 +78,7 @@ def _missing_root(root: Path) -> str:
 
 
 def cmd_seed(args) -> int:
-    from obsx.deployment import current_deployment, deployment_name
+    from obsx.warehouse.deployment import current_deployment, deployment_name
 
     root = _prepare_environment(args.data_dir, create=True)
     deployment = current_deployment()
@@ -97,8 +97,8 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
     import sqlalchemy as sa
 
     from obsx.config import warehouse_url
-    from obsx.contributors import read_contributors
-    from obsx.dropzone import Dropzone
+    from obsx.intake.dropzone import Dropzone
+    from obsx.warehouse.contributors import read_contributors
     from pipelines.planning import refresh_stale, stale_indicators
 
     zone = Dropzone(root, read_contributors())
@@ -135,7 +135,7 @@ def _nothing_waiting(root: Path, settle_seconds: float) -> int | None:
             finally:
                 engine.dispose()
         if stale:
-            from obsx.warehouse import get_engine
+            from obsx.warehouse.tables import get_engine
 
             print(refresh_stale(get_engine(url), stale), flush=True)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError):
@@ -271,7 +271,7 @@ def _year(text: str) -> int:
 
 
 def _dataset(name: str) -> str:
-    from obsx.contract import observatory_datasets
+    from obsx.intake.contract import observatory_datasets
 
     if name not in observatory_datasets():
         known = ", ".join(observatory_datasets())
@@ -285,7 +285,7 @@ def _warehouse(url: str, fault: bool = False):
     ``fault`` (the commands cron runs) a server that cannot be reached is a ``Fault``."""
     import sqlalchemy as sa
 
-    from obsx.warehouse import get_engine
+    from obsx.warehouse.tables import get_engine
 
     try:
         shown = sa.make_url(url).render_as_string(hide_password=True)
@@ -326,7 +326,7 @@ def _engine(args, migrate: bool = True, fault: bool = False, create: bool = Fals
     The data root must exist when the warehouse is its default SQLite file (``create``: made);
     with ``WAREHOUSE_URL`` set, these commands use nothing else of it and create nothing."""
     from obsx.config import warehouse_url
-    from obsx.migrations import ensure_current
+    from obsx.warehouse.migrations import ensure_current
 
     root = data_root(args.data_dir)
     if create or root.exists() or not os.environ.get("WAREHOUSE_URL"):
@@ -346,7 +346,7 @@ def _engine(args, migrate: bool = True, fault: bool = False, create: bool = Fals
 
 
 def cmd_db_upgrade(args) -> int:
-    from obsx.migrations import current_revision, upgrade
+    from obsx.warehouse.migrations import current_revision, upgrade
 
     engine = _engine(args, migrate=False, create=True)
     before = current_revision(engine)
@@ -358,12 +358,12 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_db_roles(args) -> int:
-    from obsx.access import AccessError, grant_roles, other_databases
+    from obsx.warehouse.access import AccessError, grant_roles, other_databases
 
     engine = _engine(args, migrate=False)
     if engine.dialect.name != "postgresql":
         raise UsageError("obsx db roles: roles exist on PostgreSQL only (WAREHOUSE_URL is SQLite)")
-    from obsx.migrations import ensure_current
+    from obsx.warehouse.migrations import ensure_current
 
     ensure_current(engine.url.render_as_string(hide_password=False), engine)
     try:
@@ -392,8 +392,8 @@ def cmd_indicators(args) -> int:
     import pandas as pd
     import sqlalchemy as sa
 
-    from obsx.indicators import indicator_values_as_of
-    from obsx.warehouse import indicator_value
+    from obsx.indicators.engine import indicator_values_as_of
+    from obsx.warehouse.tables import indicator_value
 
     engine = _engine(args)
     if args.indicator_code:
@@ -411,17 +411,17 @@ def cmd_indicators(args) -> int:
         if wanted:
             frame = frame[frame[column] == wanted]
     if not args.unsuppressed:
-        from obsx.suppression import as_published
+        from obsx.indicators.suppression import as_published
 
         frame = as_published(frame)
-    from obsx.feedback import defuse_text_columns  # a spreadsheet runs "=…" cells
+    from obsx.intake.feedback import defuse_text_columns  # a spreadsheet runs "=…" cells
 
     defuse_text_columns(frame).to_csv(sys.stdout, index=False)
     return OK
 
 
 def _known_indicator(code: str) -> None:
-    from obsx.catalogue import load_catalogue
+    from obsx.indicators.catalogue import load_catalogue
 
     codes = [ind.code for ind in load_catalogue().indicators]
     if code not in codes:
@@ -432,7 +432,7 @@ def _known_area(engine, code: str) -> None:
     """An area code of any level the warehouse knows (skipped before reference data loads)."""
     import sqlalchemy as sa
 
-    from obsx.warehouse import geography_rollup, indicator_value
+    from obsx.warehouse.tables import geography_rollup, indicator_value
 
     with engine.connect() as conn:
         known = conn.scalar(
@@ -451,7 +451,7 @@ def _known_area(engine, code: str) -> None:
 def cmd_explain(args) -> int:
     import pandas as pd
 
-    from obsx.lineage import explain
+    from obsx.publication.lineage import explain
 
     engine = _engine(args)
     _known_indicator(args.indicator)
@@ -463,7 +463,7 @@ def cmd_explain(args) -> int:
             raise
         raise UsageError(f"obsx explain: {exc.args[0]}") from exc
     if args.csv:
-        from obsx.feedback import defuse_text_columns
+        from obsx.intake.feedback import defuse_text_columns
 
         defuse_text_columns(found.records).to_csv(sys.stdout, index=False)
         return OK
@@ -499,9 +499,9 @@ def _who(args) -> str:
 
 def cmd_inbox(args) -> int:
     """``obsx inbox release ID``: a rejected file back into its inbox, judged anew by the next run."""
-    from obsx.dropzone import Dropzone
-    from obsx.reference import observatories
-    from obsx.uploads import release
+    from obsx.intake.dropzone import Dropzone
+    from obsx.intake.uploads import release
+    from obsx.warehouse.reference import observatories
 
     engine = _engine(args)
     root = data_root(args.data_dir)
@@ -515,7 +515,7 @@ def cmd_inbox(args) -> int:
 
 
 def cmd_period(args) -> int:
-    from obsx import corrections
+    from obsx.warehouse import corrections
 
     engine = _engine(args)
     if args.action == "close":
@@ -539,7 +539,7 @@ def _print_corrections(items) -> None:
 
 
 def cmd_corrections(args) -> int:
-    from obsx import corrections
+    from obsx.warehouse import corrections
 
     engine = _engine(args)
     if args.action == "list":
@@ -575,10 +575,10 @@ def cmd_corrections(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from obsx.dropzone import safe_stem
-    from obsx.feedback import write_feedback
-    from obsx.reference import observatories
-    from obsx.uploads import dry_run
+    from obsx.intake.dropzone import safe_stem
+    from obsx.intake.feedback import write_feedback
+    from obsx.intake.uploads import dry_run
+    from obsx.warehouse.reference import observatories
 
     registry = observatories()
     if args.observatory not in registry:
@@ -608,13 +608,13 @@ def cmd_validate(args) -> int:
 
 def _contracts(names: list[str] | None = None):
     from obsx.config import SCHEMAS_DIR
-    from obsx.contract import load_contract
+    from obsx.intake.contract import load_contract
 
     return [load_contract(n) for n in names or sorted(p.stem for p in SCHEMAS_DIR.glob("*.yaml"))]
 
 
 def cmd_template(args) -> int:
-    from obsx.publishing import excel_template
+    from obsx.publication.publishing import excel_template
 
     (contract,) = _contracts([args.dataset])
     stem = "plantilla" if args.lang == "es" else "template"
@@ -625,7 +625,7 @@ def cmd_template(args) -> int:
 
 
 def cmd_schema_docs(args) -> int:
-    from obsx.publishing import write_contract_docs
+    from obsx.publication.publishing import write_contract_docs
 
     for path in write_contract_docs(_contracts(), Path(args.out), args.lang):
         print(path)
@@ -642,7 +642,7 @@ def _month(text: str) -> str:
 
 
 def cmd_report(args) -> int:
-    from obsx import bulletin
+    from obsx.publication import bulletin
 
     root = _prepare_environment(args.data_dir)
     engine = _engine(args, fault=True)
@@ -669,7 +669,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    from obsx import reconcile
+    from obsx.indicators import reconcile
 
     engine = _engine(args)
     try:
@@ -716,8 +716,8 @@ def cmd_web(args) -> int:
 
 
 def cmd_users(args) -> int:
-    from obsx import accounts
-    from obsx.contributors import read_contributors
+    from obsx.warehouse import accounts
+    from obsx.warehouse.contributors import read_contributors
 
     engine = _engine(args)
     try:
@@ -760,9 +760,9 @@ def cmd_users(args) -> int:
 
 
 def cmd_notify(args) -> int:
-    from obsx.contributors import read_contributors
-    from obsx.deployment import current_deployment
-    from obsx.notify import send_pending, smtp_settings
+    from obsx.intake.notify import send_pending, smtp_settings
+    from obsx.warehouse.contributors import read_contributors
+    from obsx.warehouse.deployment import current_deployment
 
     engine = _engine(args)
     smtp = smtp_settings()
@@ -775,7 +775,7 @@ def cmd_notify(args) -> int:
 
 
 def cmd_catalogue_docs(args) -> int:
-    from obsx.catalogue import load_catalogue, write_catalogue_docs
+    from obsx.indicators.catalogue import load_catalogue, write_catalogue_docs
 
     for path in write_catalogue_docs(load_catalogue(), Path(args.out)):
         print(path)
@@ -979,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(str(exc))
     except SourceError as exc:
         if Path(exc.path).name == "deployment.yaml" and not Path(exc.path).exists():
-            from obsx.deployment import deployment_name  # a setting, not a file, is wrong
+            from obsx.warehouse.deployment import deployment_name  # a setting, not a file, is wrong
 
             return _usage(f"OBSX_DEPLOYMENT={deployment_name()}: {str(exc).split(': ', 1)[-1]}")
         print(f"NEEDS ATTENTION - {exc}", file=sys.stderr)  # a deployment file to fix

@@ -23,7 +23,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from obsx.config import data_root, warehouse_url
-from obsx.dropzone import parse_partition_key
+from obsx.intake.dropzone import parse_partition_key
 
 EXECUTOR_ENV = "OBSX_EXECUTOR"
 EXECUTORS = ("default", "multiprocess", "celery")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from obsx.dropzone import InboxFile
+from obsx.intake.dropzone import InboxFile
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -87,7 +87,7 @@ def contiguous_blocks(keys: Iterable[str], order: list[str]) -> list[list[str]]:
 
 
 # What the indicators are computed from, and when each row changed: a change later than the
-# last indicator refresh that did not reach the indicators (obsx.indicators.years_to_refresh
+# last indicator refresh that did not reach the indicators (obsx.indicators.engine.years_to_refresh
 # recomputes exactly these). Plain SQL over a few indexed columns: milliseconds.
 _CHANGES = [
     ("submission", ("merged_at",), "submissions merged"),
@@ -128,7 +128,7 @@ def stale_indicators(conn: sa.Connection) -> str | None:
 
 def refresh_stale(engine: sa.Engine, stale: str) -> str:
     """Recompute what ``stale`` describes; the one line that says so."""
-    from obsx.indicators import refresh_indicators
+    from obsx.indicators.engine import refresh_indicators
 
     done = refresh_indicators(engine)
     years = "every year" if done["years"] is None else "years " + ", ".join(done["years"])

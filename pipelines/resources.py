@@ -6,10 +6,10 @@ import dagster as dg
 import sqlalchemy as sa
 
 from obsx.config import data_root, warehouse_url
-from obsx.dropzone import Dropzone
-from obsx.migrations import ensure_current
-from obsx.reference import read_contributors
-from obsx.warehouse import get_engine
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse.migrations import ensure_current
+from obsx.warehouse.reference import read_contributors
+from obsx.warehouse.tables import get_engine
 
 
 class WarehouseResource(dg.ConfigurableResource):

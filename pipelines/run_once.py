@@ -16,13 +16,13 @@ import dagster as dg
 import sqlalchemy as sa
 
 from assets.submissions import PROGRESS, submission_partitions
-from obsx.deployment import current_deployment
-from obsx.dropzone import parse_partition_key
-from obsx.expectations import import_in_background
-from obsx.indicators import NOT_AVAILABLE
-from obsx.reference import observatories
-from obsx.submission import COUNT_COLUMNS, process_submission
-from obsx.warehouse import indicator_value, submission
+from obsx.indicators.engine import NOT_AVAILABLE
+from obsx.indicators.expectations import import_in_background
+from obsx.intake.dropzone import parse_partition_key
+from obsx.intake.submission import COUNT_COLUMNS, process_submission
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator_value, submission
 from pipelines import stopping
 from pipelines.definitions import defs
 from pipelines.planning import contiguous_blocks, plan, range_tags, refresh_stale, stale_indicators

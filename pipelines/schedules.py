@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from obsx.deployment import current_deployment
+from obsx.warehouse.deployment import current_deployment
 from pipelines.jobs import monthly_bulletin_job, nightly_refresh_job
 
 DEFAULT_CRON = "0 2 * * *"

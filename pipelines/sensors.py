@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from assets.submissions import submission_partitions
-from obsx.dropzone import InboxFile, display_name, fingerprint
+from obsx.intake.dropzone import InboxFile, display_name, fingerprint
 from pipelines.jobs import process_submissions_job
 from pipelines.planning import plan
 from pipelines.resources import DropzoneResource

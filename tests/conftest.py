@@ -14,12 +14,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.contract import load_contract
-from obsx.migrations import upgrade
-from obsx.reading import read_submission
-from obsx.validation import Observatory, validate
-from obsx.warehouse import get_engine
+from obsx.intake.contract import load_contract
+from obsx.intake.reading import read_submission
+from obsx.intake.validation import Observatory, validate
+from obsx.warehouse import reference
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import get_engine
 
 TODAY = dt.date(2026, 11, 23)
 PANAMA = Observatory("pa_panama", "Observatorio de Panamá", ("0804",))
@@ -123,8 +123,8 @@ def sqlite_warehouse(root) -> sa.Engine:
 def process_inboxes(root, engine: sa.Engine, codes=None) -> list:
     """Every file waiting in the inboxes (of ``codes``; default every contributor's), processed
     in name order as a run would. Returns the outcomes."""
-    from obsx.dropzone import Dropzone, file_sha256, partition_key
-    from obsx.submission import process_submission
+    from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+    from obsx.intake.submission import process_submission
 
     registry = reference.observatories()
     zone = Dropzone(root, registry)

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import cli
-from obsx.access import AccessError, analyst_loopholes, grant_roles, other_databases
-from obsx.indicators import compute_indicators, indicator_values_as_of
-from obsx.migrations import upgrade
-from obsx.warehouse import get_engine, merge_records
+from obsx.indicators.engine import compute_indicators, indicator_values_as_of
+from obsx.warehouse.access import AccessError, analyst_loopholes, grant_roles, other_databases
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import get_engine, merge_records
 from tests.conftest import load_reference, postgres_database, typed_rows
 
 pytestmark = pytest.mark.postgres

@@ -1,4 +1,4 @@
-"""Accounts (obsx/accounts.py), the portal's inbox delivery (obsx/uploads.py) and ``obsx users``,
+"""Accounts (obsx/warehouse/accounts.py), the portal's inbox delivery (obsx/intake/uploads.py) and ``obsx users``,
 without a server."""
 
 import datetime as dt
@@ -6,10 +6,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from obsx import accounts, cli
-from obsx.dropzone import Dropzone
-from obsx.uploads import UploadRefused, deliver
-from obsx.warehouse import web_user
+from obsx import cli
+from obsx.intake.dropzone import Dropzone
+from obsx.intake.uploads import UploadRefused, deliver
+from obsx.warehouse import accounts
+from obsx.warehouse.tables import web_user
 
 PASSWORD = "correct horse battery"
 

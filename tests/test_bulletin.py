@@ -18,10 +18,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx.bulletin import HEADLINE, build_report, changes_since_last_bulletin, last_closed_month
-from obsx.deployment import current_deployment
-from obsx.indicators import compute_indicators
-from obsx.reference import observatories
+from obsx.indicators.engine import compute_indicators
+from obsx.publication.bulletin import (
+    HEADLINE,
+    build_report,
+    changes_since_last_bulletin,
+    last_closed_month,
+)
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.reference import observatories
 from tests.conftest import process_inboxes, sqlite_warehouse
 
 PERIOD = "2025-12"
@@ -287,8 +292,8 @@ def test_a_reconciliation_decision_changes_the_figure_and_its_footnote(demo):
     demo's planted difference). The table decides for forensic medicine: the national count
     loses one victim and is marked †, Colón's 4 is withheld (a small count) like any, and the
     bulletin says who decided what."""
-    from obsx import reconcile
-    from obsx.indicators import refresh_indicators
+    from obsx.indicators import reconcile
+    from obsx.indicators.engine import refresh_indicators
 
     root, engine, built = demo
     national = f"HOMICIDE_COUNT|national|PA|month|{PERIOD}|"

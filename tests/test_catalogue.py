@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.catalogue import load_catalogue
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators, refresh_indicators
-from obsx.lineage import explain
-from obsx.reference import observatories
+from obsx.indicators.catalogue import load_catalogue
+from obsx.indicators.engine import compute_indicators, refresh_indicators
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import process_submission
+from obsx.publication.lineage import explain
 from obsx.sourceyaml import SourceError
-from obsx.submission import process_submission
-from obsx.warehouse import indicator, indicator_value
+from obsx.warehouse import reference
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator, indicator_value
 from tests.conftest import TODAY, load_reference
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -311,15 +311,15 @@ def test_a_new_indicator_is_a_catalogue_entry(tmp_path, warehouse, monkeypatch):
 """
     extended = tmp_path / "catalogue.yaml"
     extended.write_text(text + entry, encoding="utf-8")
-    import obsx.indicators
+    import obsx.indicators.engine
 
-    monkeypatch.setattr(obsx.indicators, "catalogue", lambda: load_catalogue(extended))
+    monkeypatch.setattr(obsx.indicators.engine, "catalogue", lambda: load_catalogue(extended))
     compute_indicators(warehouse, NOW)
     assert rate(warehouse, "WOMEN_ASSAULTED_COUNT", "0804", "2025")[0] == 1
 
 
 def test_completeness_and_timeliness_follow_when_files_arrived(warehouse):
-    from obsx.indicators import refresh_reporting_values
+    from obsx.indicators.engine import refresh_reporting_values
 
     with warehouse.begin() as conn:  # Panamá's file came on 5 Feb 2025, Colón's on 15 Feb
         for name, day in (("incidentes_panama.csv", 5), ("incidentes_colon.csv", 15)):
@@ -354,7 +354,7 @@ def test_completeness_and_timeliness_follow_when_files_arrived(warehouse):
 
 @pytest.mark.parametrize(("lang", "name"), [("es", "indicators.md"), ("en", "indicators.en.md")])
 def test_committed_catalogue_docs_are_up_to_date(lang, name):
-    from obsx.catalogue import catalogue_markdown
+    from obsx.indicators.catalogue import catalogue_markdown
 
     committed = (Path(__file__).parent.parent / "docs" / name).read_text(encoding="utf-8")
     assert committed == catalogue_markdown(load_catalogue(), lang), "run: obsx catalogue-docs"
@@ -398,7 +398,7 @@ def own_deployment(tmp_path, monkeypatch, text: str, more: str = "") -> Path:
     keys in ``deployment.yaml``)."""
     import shutil
 
-    from obsx.deployment import DEPLOYMENTS_DIR
+    from obsx.warehouse.deployment import DEPLOYMENTS_DIR
 
     folder = tmp_path / "pa_own"
     shutil.copytree(DEPLOYMENTS_DIR / "pa", folder, ignore=shutil.ignore_patterns("demo"))
@@ -485,7 +485,7 @@ def test_a_deployment_sets_the_threshold_of_its_statistical_law(tmp_path, monkey
 def test_a_deployment_disclosure_policy_is_checked_with_its_line(
     tmp_path, monkeypatch, policy, message
 ):
-    from obsx.deployment import current_deployment
+    from obsx.warehouse.deployment import current_deployment
 
     own_deployment(tmp_path, monkeypatch, "", "disclosure:\n" + policy)
     with pytest.raises(SourceError, match=rf"deployment.yaml:\d+: .*{message}"):

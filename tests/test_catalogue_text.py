@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from obsx.catalogue import CATALOGUE, catalogue_markdown, load_catalogue
+from obsx.indicators.catalogue import CATALOGUE, catalogue_markdown, load_catalogue
 from obsx.sourceyaml import SourceError, load_yaml
 
 LANGS = ("es", "en")

@@ -9,13 +9,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import obsx.validation
-from obsx import reference
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.limits import LimitExceeded, current_limits
-from obsx.migrations import upgrade
-from obsx.submission import process_submission
-from obsx.warehouse import declared_coverage, get_engine, quarantine, record_tables, submission
+import obsx.intake.validation
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.limits import LimitExceeded, current_limits
+from obsx.intake.submission import process_submission
+from obsx.warehouse import reference
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import (
+    declared_coverage,
+    get_engine,
+    quarantine,
+    record_tables,
+    submission,
+)
 from tests.conftest import TODAY, load_reference
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -186,14 +192,16 @@ def test_a_file_refused_part_way_through_merges_nothing_it_staged(tmp_path, monk
     load_reference(engine)
     lines = [f"P{i},2025-01-{i:02d},0804,0101" for i in range(1, 10)]
     data = ("id,fecha,distrito,delito\n" + "\n".join(lines) + "\n").encode()
-    real_check = obsx.validation.FileValidation.check
+    real_check = obsx.intake.validation.FileValidation.check
 
     def out_of_time_at_the_third_chunk(self, table):
         if self.chunks == 2:
             raise LimitExceeded("max_seconds", 300.0)
         return real_check(self, table)
 
-    monkeypatch.setattr(obsx.validation.FileValidation, "check", out_of_time_at_the_third_chunk)
+    monkeypatch.setattr(
+        obsx.intake.validation.FileValidation, "check", out_of_time_at_the_third_chunk
+    )
     outcome = submit(root, engine, "pa_panama", "a.csv", data, 4 * 3)
 
     assert (outcome.status, outcome.counts["rows_accepted"]) == ("rejected", 0)

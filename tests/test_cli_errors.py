@@ -9,8 +9,8 @@ import pytest
 
 from obsx import cli
 from obsx.config import REPO_ROOT
-from obsx.migrations import upgrade
-from obsx.warehouse import get_engine
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import get_engine
 from tests.conftest import load_reference
 
 

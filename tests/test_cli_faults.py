@@ -15,8 +15,8 @@ import pytest
 
 from obsx import cli
 from obsx.config import REPO_ROOT
-from obsx.migrations import upgrade
-from obsx.warehouse import get_engine
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import get_engine
 from tests.test_pipeline import COLON_CSV, drop
 
 UNREACHABLE = "postgresql+psycopg://obsx:s3cret@127.0.0.1:1/obsx"  # port 1: nobody listens
@@ -183,7 +183,7 @@ def test_an_unexpected_error_goes_to_the_log_not_the_terminal(in_process, monkey
 def test_report_without_period_builds_the_last_month_that_has_data(in_process, monkeypatch, capsys):
     """Colón's file is of January 2025: that is the month built, not the month just ended
     (whose packs would be empty)."""
-    from obsx import bulletin
+    from obsx.publication import bulletin
 
     drop(in_process, "pa_colon", "enero.csv", COLON_CSV)
     assert cli.main(["run", "--settle-seconds", "0"]) == 0
@@ -210,7 +210,7 @@ def test_report_without_period_builds_the_last_month_that_has_data(in_process, m
 def test_an_operator_releases_a_file_set_aside_and_the_next_run_judges_it(place):
     """#23 item 1: a file whose processing kept dying is set aside unread; once the cause is
     gone, ``obsx inbox release`` gives it back and the next run accepts it."""
-    from obsx.dropzone import Dropzone, file_sha256
+    from obsx.intake.dropzone import Dropzone, file_sha256
 
     root, env = place
     path = drop(root, "pa_colon", "colon_enero.csv", COLON_CSV)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from obsx.contract import load_contract, parse_contract
+from obsx.intake.contract import load_contract, parse_contract
 
 
 @pytest.fixture(scope="module")

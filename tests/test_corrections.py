@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from obsx.corrections import (
+from obsx.indicators.engine import compute_indicators
+from obsx.warehouse.corrections import (
     approve,
     close_period,
     indicator_changes,
@@ -14,8 +15,7 @@ from obsx.corrections import (
     reject,
     reopen_period,
 )
-from obsx.indicators import compute_indicators
-from obsx.warehouse import indicator_value, merge_records, record_tables
+from obsx.warehouse.tables import indicator_value, merge_records, record_tables
 from tests.conftest import typed_rows
 
 incidents, revisions, _, pending = record_tables("incidents")

@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from obsx.contract import load_contract
-from obsx.reading import read_submission
-from obsx.reference import observatories
-from obsx.validation import validate
+from obsx.intake.contract import load_contract
+from obsx.intake.reading import read_submission
+from obsx.intake.validation import validate
+from obsx.warehouse.reference import observatories
 
 TODAY = dt.date(2026, 11, 23)
 

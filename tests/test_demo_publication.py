@@ -4,7 +4,7 @@ The demo's 27 files go through the drop folders into a SQLite warehouse once for
 then an attacker who sees only the analysts' view (withheld cells are NULL) and knows how the
 tables add up — areas over their parts, totals over sex, age group and weapon, years over
 quarters over months, the same count in two indicators — tries to solve for every withheld
-cell. The attacker is written here, independently of obsx.suppression: it derives the margins
+cell. The attacker is written here, independently of obsx.indicators.suppression: it derives the margins
 from the published table itself and solves them by linear algebra (a cell is recovered when
 every solution of the system gives it the same value).
 """
@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from obsx.deployment import current_deployment
-from obsx.indicators import compute_indicators
-from obsx.lineage import explain
+from obsx.indicators.engine import compute_indicators
+from obsx.publication.lineage import explain
+from obsx.warehouse.deployment import current_deployment
 from tests.attacker import withstands
 from tests.conftest import process_inboxes, sqlite_warehouse
 
@@ -203,8 +203,8 @@ def test_a_figure_a_bulletin_printed_is_withdrawn_only_when_it_must_be(demo, tmp
     protect the small counts instead, and the table as of before that bulletin is reproduced."""
     import shutil
 
-    from obsx.indicators import indicator_values_as_of
-    from obsx.warehouse import get_engine
+    from obsx.indicators.engine import indicator_values_as_of
+    from obsx.warehouse.tables import get_engine
 
     shutil.copy(demo.url.database, tmp_path / "warehouse.db")
     engine = get_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
@@ -252,7 +252,7 @@ def test_an_analyst_reads_in_the_desk_which_files_make_the_national_homicide_cou
 
     import httpx
 
-    from obsx import accounts
+    from obsx.warehouse import accounts
     from tests.webserver import PASSWORD, start_server, stop_server
 
     accounts.add_user(demo, "analista_demo", "analyst", PASSWORD)
@@ -297,7 +297,7 @@ def test_what_no_demo_source_records_is_not_available_never_zero(demo, tmp_path)
     """No demo file has a relationship or gender-motive column: femicide and domestic violence
     are not available at every level and period, in the warehouse, the analysts' view and the
     open data; every other value says how much of its area it covers."""
-    from obsx.opendata import write_open_data
+    from obsx.publication.opendata import write_open_data
 
     with demo.connect() as conn:
         supplied = set().union(

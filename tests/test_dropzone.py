@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from obsx.dropzone import Dropzone, display_name, parse_partition_key, partition_key, safe_stem
+from obsx.intake.dropzone import (
+    Dropzone,
+    display_name,
+    parse_partition_key,
+    partition_key,
+    safe_stem,
+)
 
 NOW = time.time()
 SETTLE = 60

@@ -2,9 +2,9 @@
 
 import datetime as dt
 
-from obsx.contract import load_contract
-from obsx.expectations import expectations_for, run_suite, unusual_volumes
-from obsx.warehouse import submission
+from obsx.indicators.expectations import expectations_for, run_suite, unusual_volumes
+from obsx.intake.contract import load_contract
+from obsx.warehouse.tables import submission
 from tests.conftest import typed_rows
 
 CONTRACT = load_contract("incidents")

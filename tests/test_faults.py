@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import cli
-from obsx.warehouse import metadata
+from obsx.warehouse.tables import metadata
 from tests.conftest import postgres_database
 
 SEED = 20261126

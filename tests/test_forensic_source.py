@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.deployment import current_deployment
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.reference import observatories
-from obsx.submission import check_file, process_submission
-from obsx.warehouse import record_tables
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import check_file, process_submission
+from obsx.warehouse import reference
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import record_tables
 from tests.conftest import TODAY, process_inboxes, sqlite_warehouse
 
 GT_FIXTURES = Path(__file__).parent / "fixtures" / "gt"

@@ -14,18 +14,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.contract import load_contract
-from obsx.deployment import DEPLOYMENTS_DIR, current_deployment
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators
-from obsx.lineage import explain
-from obsx.migrations import upgrade
-from obsx.profiles import ProfileError, contributor_profiles, parse_profile
-from obsx.reading import read_submission
-from obsx.submission import check_file, process_submission
-from obsx.validation import apply_profile
-from obsx.warehouse import (
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.contract import load_contract
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.profiles import ProfileError, contributor_profiles, parse_profile
+from obsx.intake.reading import read_submission
+from obsx.intake.submission import check_file, process_submission
+from obsx.intake.validation import apply_profile
+from obsx.publication.lineage import explain
+from obsx.warehouse import reference
+from obsx.warehouse.deployment import DEPLOYMENTS_DIR, current_deployment
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import (
     declared_coverage,
     get_engine,
     indicator_value,
@@ -372,7 +372,7 @@ def test_a_wrong_column_in_a_profile_stops_the_file_before_any_row(tmp_path, con
     moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
     mixco = contributors["gt_mixco"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+        mp.setattr("obsx.intake.submission.current_deployment", lambda name=None: moved)
         result, _ = check("mixco_incidentes_2024.csv", "gt_mixco", {"gt_mixco": mixco})
     assert result.status == "rejected" and len(result.accepted) == 0
     errors = [p for p in result.problems if p.severity == "error"]
@@ -390,7 +390,7 @@ def test_a_file_that_counts_cases_is_not_added_to_victims(gt_warehouse, tmp_path
     profile.write_text(text.replace("derive:\n", "derive:\n  count_unit: {value: CASES}\n"))
     deployment = current_deployment()
     moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
-    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+    monkeypatch.setattr("obsx.intake.submission.current_deployment", lambda name=None: moved)
     outcome = submit(
         gt_warehouse, tmp_path, "gt_inacif", FIXTURES / "homicidios_nacional_2024_01.csv"
     )
@@ -484,7 +484,7 @@ def test_a_file_replayed_from_the_archive_is_read_through_the_profile_its_name_c
     (folder / "gt_mixco" / "z_mixco.yaml").write_text(mixco + 'files: ["mixco_*"]\n')
     deployment = current_deployment()
     moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
-    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+    monkeypatch.setattr("obsx.intake.submission.current_deployment", lambda name=None: moved)
     first = submit(gt_warehouse, tmp_path, "gt_mixco", FIXTURES / "mixco_incidentes_2024.csv")
 
     registry = reference.observatories()
@@ -551,7 +551,7 @@ def level_profiles(tmp_path, level: str | None) -> Path:
 def moved_profiles(monkeypatch, folder: Path) -> None:
     deployment = current_deployment()
     moved = type(deployment)(**{**deployment.__dict__, "profiles_dir": folder})
-    monkeypatch.setattr("obsx.submission.current_deployment", lambda name=None: moved)
+    monkeypatch.setattr("obsx.intake.submission.current_deployment", lambda name=None: moved)
 
 
 def test_a_file_by_departamento_counts_for_departamentos_and_above_never_below(
@@ -690,7 +690,7 @@ def test_an_analyst_reads_the_origin_of_a_real_figure_on_the_desk(tmp_path):
 
     import httpx
 
-    from obsx import accounts
+    from obsx.warehouse import accounts
     from tests.conftest import sqlite_warehouse
     from tests.webserver import PASSWORD, start_server, stop_server
 

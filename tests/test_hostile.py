@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import yaml
 
 from obsx import cli
-from obsx.dropzone import display_name, safe_stem
-from obsx.warehouse import record_tables
+from obsx.intake.dropzone import display_name, safe_stem
+from obsx.warehouse.tables import record_tables
 from tests.hostile.generate import FILES, HERE, large_files, rows
 
 incidents = record_tables("incidents").current

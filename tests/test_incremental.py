@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import indicators as ind_module
-from obsx.dropzone import Dropzone
-from obsx.indicators import compute_indicators, months_to_refresh, refresh_indicators
-from obsx.reference import observatories
-from obsx.warehouse import indicator_value
+from obsx.indicators import engine as ind_module
+from obsx.indicators.engine import compute_indicators, months_to_refresh, refresh_indicators
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator_value
 from tests.test_catalogue import COLON_ROWS, PANAMA_ROWS, deliver
 
 T1 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)

@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.indicators import (
+from obsx.indicators.engine import (
     compute_indicators,
     indicator_values_as_of,
     unbalanced_aggregates,
     units_without_population,
 )
-from obsx.validation import Observatory
-from obsx.warehouse import indicator_value, merge_records, population, population_revision
+from obsx.intake.validation import Observatory
+from obsx.warehouse import reference
+from obsx.warehouse.tables import indicator_value, merge_records, population, population_revision
 from tests.conftest import PANAMA, typed_rows
 
 COLON = Observatory("pa_colon", "Colón", ("0301",))

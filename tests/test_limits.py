@@ -15,17 +15,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.contract import INTEGER_MAX, load_contract
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import NOT_AVAILABLE, compute_indicators
-from obsx.migrations import upgrade
-from obsx.profiles import ProfileError, parse_profile
-from obsx.reading import read_submission
+from obsx.indicators.catalogue import NOT_AVAILABLE
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.contract import INTEGER_MAX, load_contract
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.profiles import ProfileError, parse_profile
+from obsx.intake.reading import read_submission
+from obsx.intake.submission import process_submission
+from obsx.intake.validation import validate, validate_reference
 from obsx.sourceyaml import ReferenceDataError
-from obsx.submission import process_submission
-from obsx.validation import validate, validate_reference
-from obsx.warehouse import (
+from obsx.warehouse import reference
+from obsx.warehouse.migrations import upgrade
+from obsx.warehouse.tables import (
     get_engine,
     indicator_value,
     merge_records,
@@ -307,7 +308,7 @@ def test_a_profile_band_must_be_a_band(band):
 
 
 def test_the_merged_records_suite_checks_bands_and_the_integer_ceiling():
-    from obsx.expectations import expectations_for
+    from obsx.indicators.expectations import expectations_for
 
     found = {
         (type(e).__name__, e.column): e

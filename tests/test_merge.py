@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from obsx.warehouse import merge_records, record_tables
+from obsx.warehouse.tables import merge_records, record_tables
 from tests.conftest import typed_rows
 
 incidents, revisions, manifest, pending = record_tables("incidents")

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from obsx.migrations import current_revision, head_revision, upgrade
-from obsx.warehouse import get_engine, metadata
+from obsx.warehouse.migrations import current_revision, head_revision, upgrade
+from obsx.warehouse.tables import get_engine, metadata
 
 FIRST_RELEASE = "0001"
 

@@ -19,14 +19,20 @@ import sqlalchemy as sa
 from pysdmx.io import get_datasets, read_sdmx
 from pysdmx.model import Codelist, Schema
 
-from obsx.catalogue import SdmxSeries, load_catalogue
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators
-from obsx.opendata import ATTRIBUTES, DIMENSIONS, NUMERIC, published_table, write_open_data
-from obsx.reference import observatories
+from obsx.indicators.catalogue import SdmxSeries, load_catalogue
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import process_submission
+from obsx.publication.opendata import (
+    ATTRIBUTES,
+    DIMENSIONS,
+    NUMERIC,
+    published_table,
+    write_open_data,
+)
 from obsx.sourceyaml import SourceError
-from obsx.submission import process_submission
-from obsx.warehouse import get_engine
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import get_engine
 from tests.conftest import TODAY, load_reference, postgres_database
 from tests.test_catalogue import COLON_ROWS, NOW, PANAMA_ROWS, deliver
 
@@ -54,7 +60,7 @@ NATIONAL = "PA_REPORTING"  # the national values of the fixture cover some distr
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def warehouse(request, tmp_path_factory):
-    from obsx.migrations import upgrade
+    from obsx.warehouse.migrations import upgrade
 
     root = tmp_path_factory.mktemp("opendata")
     sqlite = contextlib.nullcontext(f"sqlite:///{root / 'warehouse.db'}")
@@ -410,7 +416,7 @@ def test_a_bad_decimals_names_its_line(tmp_path, bad, message):
 
 
 def test_the_iso_prefix_is_the_deployments(tmp_path):
-    from obsx.deployment import load_deployment
+    from obsx.warehouse.deployment import load_deployment
 
     assert load_deployment("pa").iso_alpha2 == "PA"  # from country_code
     assert load_deployment("gt").iso_alpha2 == "GT"
@@ -432,8 +438,8 @@ def test_the_iso_prefix_is_the_deployments(tmp_path):
 def test_one_function_says_what_area_a_value_stands_for():
     """observation_area: REF_AREA, NATURE and COMMENT_OBS of a published row, in one place (where
     coverage will decide whether a national value may be given the country's code)."""
-    from obsx.deployment import current_deployment
-    from obsx.opendata import observation_area
+    from obsx.publication.opendata import observation_area
+    from obsx.warehouse.deployment import current_deployment
 
     pa = current_deployment()
     row = {

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import cli
-from obsx.warehouse import submission
+from obsx.warehouse.tables import submission
 from pipelines.sensors import FILES_TAG_BYTES, files_tag
 from tests.test_pipeline import COLON_CSV, PANAMA_CSV, drop, tick
 

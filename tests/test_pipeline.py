@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from obsx import cli
-from obsx.deployment import DEPLOYMENTS_DIR as DEPLOYMENTS
-from obsx.warehouse import indicator_value, quarantine, record_tables, submission
+from obsx.warehouse.deployment import DEPLOYMENTS_DIR as DEPLOYMENTS
+from obsx.warehouse.tables import indicator_value, quarantine, record_tables, submission
 from pipelines.definitions import defs
 from pipelines.resources import DropzoneResource
 from pipelines.sensors import incident_inbox_sensor
@@ -270,8 +270,8 @@ def test_a_broken_reference_file_or_profile_stops_no_one_else(
 def test_an_unchanged_reference_file_is_not_loaded_again(
     root, tmp_path, monkeypatch, warehouse_url
 ):
-    from obsx import reference
-    from obsx.warehouse import geography, observatory, population, reference_load
+    from obsx.warehouse import reference
+    from obsx.warehouse.tables import geography, observatory, population, reference_load
 
     deployment = tmp_path / "deployment"
     shutil.copytree(DEPLOYMENTS / "pa", deployment)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from obsx.contract import load_contract
-from obsx.profiles import ProfileError, load_profile, parse_profile
-from obsx.reference import observatories
-from obsx.submission import check_file
+from obsx.intake.contract import load_contract
+from obsx.intake.profiles import ProfileError, load_profile, parse_profile
+from obsx.intake.submission import check_file
+from obsx.warehouse.reference import observatories
 
 FIXTURES = Path(__file__).parent / "fixtures" / "incidents"
 TODAY = dt.date(2026, 11, 23)

@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from obsx.dropzone import Dropzone, partition_key
-from obsx.indicators import compute_indicators
-from obsx.reference import observatories
-from obsx.submission import process_submission
-from obsx.warehouse import indicator_value, record_tables
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.dropzone import Dropzone, partition_key
+from obsx.intake.submission import process_submission
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator_value, record_tables
 from tests.conftest import TODAY, sqlite_warehouse
 
 HEADER = "id,fecha,distrito,delito,sexo,edad"

@@ -1,4 +1,4 @@
-"""Interval protection (obsx/protection.py) checked by an intruder written apart from it.
+"""Interval protection (obsx/indicators/protection.py) checked by an intruder written apart from it.
 
 Random tables shaped like ours — a country, its provinces and districts; three months and their
 quarter; victims in total and by sex (records with no sex make the total at least the sum) — go
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obsx.protection import protect_intervals
+from obsx.indicators.protection import protect_intervals
 from tests.attacker import intervals
 
 THRESHOLD = 5

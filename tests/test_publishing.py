@@ -8,10 +8,10 @@ import pytest
 
 from obsx import cli
 from obsx.config import REPO_ROOT, SCHEMAS_DIR
-from obsx.contract import load_contract
-from obsx.publishing import contract_html, contract_markdown, excel_template
-from obsx.reference import observatories
-from obsx.submission import check_file
+from obsx.intake.contract import load_contract
+from obsx.intake.submission import check_file
+from obsx.publication.publishing import contract_html, contract_markdown, excel_template
+from obsx.warehouse.reference import observatories
 
 CONTRACT = load_contract("incidents")
 

@@ -8,8 +8,8 @@ import zipfile
 import openpyxl
 import pytest
 
-from obsx.problems import Problem
-from obsx.reading import UnreadableFile, read_submission
+from obsx.intake.problems import Problem
+from obsx.intake.reading import UnreadableFile, read_submission
 
 
 def xlsx_bytes(rows: dict[int, list]) -> bytes:
@@ -219,8 +219,8 @@ def test_unreadable_file_exception_message_is_the_english_message():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from obsx.limits import LimitExceeded, bounded, current_limits  # noqa: E402
-from obsx.reading import read_cells  # noqa: E402
+from obsx.intake.limits import LimitExceeded, bounded, current_limits  # noqa: E402
+from obsx.intake.reading import read_cells  # noqa: E402
 
 MAGIC = [
     b"",

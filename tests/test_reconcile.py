@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from obsx import reconcile
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators, indicator_values_as_of, refresh_indicators
-from obsx.reference import observatories
-from obsx.submission import process_submission
-from obsx.warehouse import indicator_value, reconciliation_decision
+from obsx.indicators import reconcile
+from obsx.indicators.engine import compute_indicators, indicator_values_as_of, refresh_indicators
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import process_submission
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator_value, reconciliation_decision
 from tests.conftest import TODAY, load_reference
 
 HEADER = "id,fecha,distrito,delito,sexo,edad,arma"
@@ -230,8 +230,8 @@ def test_guatemala_forensic_counts_against_an_observatory_register(
     0108. Counts cannot be matched record by record; the figure follows INACIF, the default."""
     import shutil
 
-    from obsx.migrations import upgrade
-    from obsx.warehouse import get_engine
+    from obsx.warehouse.migrations import upgrade
+    from obsx.warehouse.tables import get_engine
 
     monkeypatch.setenv("OBSX_DEPLOYMENT", "gt")
     engine = get_engine(warehouse_url)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from obsx import reference
-from obsx.validation import ReferenceDataError
+from obsx.intake.validation import ReferenceDataError
+from obsx.warehouse import reference
 
 HEADER = "geo_code,geo_level,name,parent_code,valid_from,valid_to,source\n"
 
@@ -85,10 +85,10 @@ def test_a_file_naming_provinces_is_not_read_as_the_districts_sharing_their_name
     the districts of the same name (issue 21: 325 of 556 rows were accepted misplaced)."""
     import pandas as pd
 
-    from obsx.contract import load_contract
-    from obsx.places import OTHER_LEVEL
-    from obsx.profiles import Derivation
-    from obsx.validation import _derive, at_level
+    from obsx.intake.contract import load_contract
+    from obsx.intake.profiles import Derivation
+    from obsx.intake.validation import _derive, at_level
+    from obsx.warehouse.places import OTHER_LEVEL
 
     imelcf = reference.observatories()["pa_imelcf"]
 

@@ -10,14 +10,14 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from obsx import reference
-from obsx.bulletin import build_report
-from obsx.deployment import DEPLOYMENTS_DIR
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators
-from obsx.reporting import reporting_frame
+from obsx.indicators.engine import compute_indicators
+from obsx.indicators.reporting import reporting_frame
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import process_submission
+from obsx.publication.bulletin import build_report
 from obsx.sourceyaml import SourceError
-from obsx.submission import process_submission
+from obsx.warehouse import reference
+from obsx.warehouse.deployment import DEPLOYMENTS_DIR
 from tests.conftest import sqlite_warehouse
 from tests.test_reconcile import HEADER, NOW, PANAMA
 

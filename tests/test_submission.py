@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import obsx.submission
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.reference import observatories
-from obsx.submission import process_submission
-from obsx.warehouse import record_tables, submission
+import obsx.intake.submission
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import process_submission
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import record_tables, submission
 from tests.conftest import TODAY
 
 incidents = record_tables("incidents").current
@@ -40,19 +40,19 @@ def test_crash_in_the_merge_leaves_nothing_and_a_rerun_finishes_the_job(
     upload, engine, monkeypatch
 ):
     zone, key = upload
-    real_merge = obsx.submission.merge_staged
+    real_merge = obsx.intake.submission.merge_staged
 
     def merge_then_crash(*args, **kwargs):
         real_merge(*args, **kwargs)
         raise OSError("disk full")
 
-    monkeypatch.setattr(obsx.submission, "merge_staged", merge_then_crash)
+    monkeypatch.setattr(obsx.intake.submission, "merge_staged", merge_then_crash)
     with pytest.raises(OSError):
         process_submission(key, zone, engine, observatories(), TODAY)
     assert held(engine) == []
     assert (zone.inbox("pa_panama") / "enero.csv").exists()  # not consumed
 
-    monkeypatch.setattr(obsx.submission, "merge_staged", real_merge)
+    monkeypatch.setattr(obsx.intake.submission, "merge_staged", real_merge)
     outcome = process_submission(key, zone, engine, observatories(), TODAY)
 
     assert (outcome.status, outcome.counts["rows_inserted"]) == ("accepted", 2)
@@ -229,23 +229,23 @@ def test_a_file_that_keeps_killing_its_run_is_set_aside_with_feedback(upload, en
 def test_a_retry_after_a_crash_past_the_merge_is_no_duplicate_and_leaves_no_part_files(
     upload, engine, monkeypatch
 ):
-    import obsx.feedback
+    import obsx.intake.feedback
 
     zone, key = upload
-    real_write = obsx.feedback._write_atomically
+    real_write = obsx.intake.feedback._write_atomically
 
     def disk_full(path, text):  # the partial file is written, then the disk is full
         path.with_name(f".{path.name}.999999.part").write_text(text[:10])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(obsx.feedback, "_write_atomically", disk_full)
+    monkeypatch.setattr(obsx.intake.feedback, "_write_atomically", disk_full)
     with pytest.raises(OSError):
         process_submission(key, zone, engine, observatories(), TODAY)
     assert len(held(engine)) == 2  # merged before the disk filled
     feedback = zone.feedback_dir("pa_panama")
     assert any(p.name.endswith(".part") for p in feedback.iterdir())  # left by the "crash"
-    monkeypatch.setattr(obsx.feedback, "_write_atomically", real_write)
-    monkeypatch.setattr("obsx.dropzone._pid_alive", lambda pid: False)
+    monkeypatch.setattr(obsx.intake.feedback, "_write_atomically", real_write)
+    monkeypatch.setattr("obsx.intake.dropzone._pid_alive", lambda pid: False)
     zone.ensure_folders()  # the next run
 
     outcome = process_submission(key, zone, engine, observatories(), TODAY)

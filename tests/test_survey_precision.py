@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from obsx import survey
-from obsx.survey import (
+from obsx.indicators import survey
+from obsx.indicators.survey import (
     CV_CAUTION,
     CV_UNRELIABLE,
     FLAG_CAUTION,

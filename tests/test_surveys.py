@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.indicators import compute_indicators
-from obsx.reference import observatories
-from obsx.submission import check_file, detect_dataset, process_submission
-from obsx.warehouse import indicator_value, merge_records
+from obsx.indicators.engine import compute_indicators
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.submission import check_file, detect_dataset, process_submission
+from obsx.warehouse.reference import observatories
+from obsx.warehouse.tables import indicator_value, merge_records
 from tests.conftest import TODAY, load_reference
 
 FIXTURES = Path(__file__).parent / "fixtures" / "survey_responses"

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from obsx import cli
-from obsx.dropzone import Dropzone, file_sha256, partition_key
-from obsx.feedback import defuse_formulas
-from obsx.reference import observatories
-from obsx.submission import process_submission
+from obsx.intake.dropzone import Dropzone, file_sha256, partition_key
+from obsx.intake.feedback import defuse_formulas
+from obsx.intake.submission import process_submission
+from obsx.warehouse.reference import observatories
 from tests.conftest import TODAY
 
 FIXTURES = Path(__file__).parent / "fixtures" / "incidents"

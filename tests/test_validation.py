@@ -5,10 +5,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from obsx.contract import load_contract
-from obsx.deployment import current_deployment
-from obsx.reading import read_submission
-from obsx.validation import Observatory, ValidationResult, validate
+from obsx.intake.contract import load_contract
+from obsx.intake.reading import read_submission
+from obsx.intake.validation import Observatory, ValidationResult, validate
+from obsx.warehouse.deployment import current_deployment
 
 TODAY = dt.date(2026, 11, 23)
 PANAMA = Observatory("pa_panama", "Ciudad de Panamá", ("0804",))
@@ -274,8 +274,8 @@ def test_columns_the_file_lacks_are_typed_as_blank_cells():
 
 
 def test_every_problem_has_a_label_a_clerk_reads_in_both_languages():
-    from obsx.contract import load_contract
-    from obsx.problems import CATALOGUE, LABELS, label
+    from obsx.intake.contract import load_contract
+    from obsx.intake.problems import CATALOGUE, LABELS, label
 
     for dataset in ("incidents", "arrests", "survey_responses", "prevention_activities"):
         load_contract(dataset)  # registers the contracts' own rules, each with its label

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from obsx import accounts
-from obsx.dropzone import Dropzone
-from obsx.reference import observatories
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse import accounts
+from obsx.warehouse.reference import observatories
 from tests.conftest import process_inboxes, sqlite_warehouse
 from tests.webserver import OBSX, PASSWORD, free_port, start_server, stop_server
 

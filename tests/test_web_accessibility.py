@@ -35,8 +35,8 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from obsx import accounts, corrections
-from obsx.indicators import compute_indicators
+from obsx.indicators.engine import compute_indicators
+from obsx.warehouse import accounts, corrections
 from tests.conftest import process_inboxes
 from tests.test_reconcile import HEADER, NOW, deliver
 from tests.test_web_browser import FIXTURES, browser, click_and_wait, sign_in, site
@@ -417,7 +417,7 @@ def test_every_page_of_an_analyst_passes_the_audit(browser, audited):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    from obsx.warehouse import indicator_value as v
+    from obsx.warehouse.tables import indicator_value as v
 
     with audited["engine"].connect() as conn:
         published, withheld = (

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from obsx import accounts
-from obsx.dropzone import Dropzone
-from obsx.reconcile import refresh_reconciliation
-from obsx.reference import observatories
-from obsx.reporting import refresh_reporting
+from obsx.indicators.reconcile import refresh_reconciliation
+from obsx.indicators.reporting import refresh_reporting
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse import accounts
+from obsx.warehouse.reference import observatories
 from tests.conftest import process_inboxes, sqlite_warehouse
 from tests.test_reconcile import HEADER, IMELCF, IMELCF_HEADER, PANAMA, deliver
 from tests.webserver import PASSWORD, start_server, stop_server

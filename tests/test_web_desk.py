@@ -12,11 +12,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from obsx import accounts, corrections
-from obsx.dropzone import Dropzone
-from obsx.indicators import compute_indicators, refresh_indicators
-from obsx.reconcile import refresh_reconciliation
-from obsx.reference import observatories
+from obsx.indicators.engine import compute_indicators, refresh_indicators
+from obsx.indicators.reconcile import refresh_reconciliation
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse import accounts, corrections
+from obsx.warehouse.reference import observatories
 from tests.conftest import sqlite_warehouse
 from tests.test_reconcile import HEADER, IMELCF, IMELCF_HEADER, NOW, PANAMA, deliver
 from tests.webserver import PASSWORD, start_server, stop_server
@@ -106,7 +106,7 @@ def test_a_decision_needs_a_reason_and_the_bulletin_built_from_the_desk_shows_it
 
 
 def test_published_figures_show_withheld_cells_without_their_value(desk):
-    from obsx.warehouse import indicator_value as v
+    from obsx.warehouse.tables import indicator_value as v
 
     with desk["engine"].connect() as conn:
         withheld = conn.execute(
@@ -133,7 +133,7 @@ def test_published_figures_show_withheld_cells_without_their_value(desk):
 
 def test_the_origin_of_a_withheld_figure_shows_nothing_to_count_it_by(desk):
     """The published side is tested on the demo (tests/test_demo_publication.py)."""
-    from obsx.warehouse import indicator_value as v
+    from obsx.warehouse.tables import indicator_value as v
 
     with desk["engine"].connect() as conn:
         withheld = conn.execute(

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from obsx import accounts
+from obsx.warehouse import accounts
 from tests.conftest import sqlite_warehouse
 from tests.webserver import PASSWORD, free_port, start_server, stop_server
 

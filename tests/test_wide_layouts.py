@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
-from obsx.contract import load_contract
-from obsx.profiles import ProfileError, parse_profile
-from obsx.reading import read_submission
-from obsx.reference import observatories
-from obsx.validation import validate
+from obsx.intake.contract import load_contract
+from obsx.intake.profiles import ProfileError, parse_profile
+from obsx.intake.reading import read_submission
+from obsx.intake.validation import validate
+from obsx.warehouse.reference import observatories
 
 CONTRACT = load_contract("incidents")
 WIDE = parse_profile(

@@ -35,10 +35,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from obsx import accounts
 from obsx.config import data_root, warehouse_url
-from obsx.deployment import local_time
-from obsx.indicators import NOT_AVAILABLE
+from obsx.indicators.catalogue import NOT_AVAILABLE
+from obsx.warehouse import accounts
+from obsx.warehouse.deployment import local_time
 from web.oidc import directory_settings, oauth_client
 from web.security import BodyLimit, SecurityHeaders, checked_form, csrf_token, session_secret
 from web.words import TEXT
@@ -67,13 +67,13 @@ class Site:
 
     @functools.cached_property
     def registry(self):
-        from obsx.reference import observatories
+        from obsx.warehouse.reference import observatories
 
         return observatories(engine=self.engine)
 
     @functools.cached_property
     def zone(self):
-        from obsx.dropzone import Dropzone
+        from obsx.intake.dropzone import Dropzone
 
         return Dropzone(self.root, self.registry)
 
@@ -310,7 +310,7 @@ async def language(request: Request):
 
 
 def _submissions(site: Site, code: str) -> list[dict]:
-    from obsx.warehouse import submission as s
+    from obsx.warehouse.tables import submission as s
 
     with site.engine.connect() as conn:
         rows = conn.execute(
@@ -333,13 +333,13 @@ def _submissions(site: Site, code: str) -> list[dict]:
 
 
 def _waiting(site: Site, code: str) -> list[str]:
-    from obsx.dropzone import display_name
+    from obsx.intake.dropzone import display_name
 
     return [display_name(p) for _, p, _ in site.zone.finished_files(settle_seconds=0, codes=[code])]
 
 
 def _datasets() -> list[str]:
-    from obsx.contract import observatory_datasets
+    from obsx.intake.contract import observatory_datasets
 
     return list(observatory_datasets())
 
@@ -363,7 +363,7 @@ async def portal(request: Request):
 
 
 def _max_mb() -> int:
-    from obsx.limits import MB, current_limits
+    from obsx.intake.limits import MB, current_limits
 
     return current_limits().max_file_bytes // MB
 
@@ -385,8 +385,8 @@ def _clear_stale(folder: Path) -> None:
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     """The uploaded bytes, refusing past ``max_bytes`` as they are read."""
-    from obsx.limits import LimitExceeded
-    from obsx.uploads import UploadRefused
+    from obsx.intake.limits import LimitExceeded
+    from obsx.intake.uploads import UploadRefused
 
     chunks, size = [], 0
     while block := await upload.read(1 << 20):
@@ -402,9 +402,9 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 async def check(request: Request):
     """Check before sending: the file's verdict as ``obsx validate`` gives it; the bytes wait
     in the server's staging folder under a random token until "send" or "cancel"."""
-    from obsx.dropzone import display_name
-    from obsx.limits import current_limits
-    from obsx.uploads import UploadRefused, check_size, dry_run, upload_suffix
+    from obsx.intake.dropzone import display_name
+    from obsx.intake.limits import current_limits
+    from obsx.intake.uploads import UploadRefused, check_size, dry_run, upload_suffix
 
     code = _contributor(request)
     site = _site(request)
@@ -473,7 +473,7 @@ def _staged(request: Request, code: str, token: str) -> tuple[Path, dict] | None
 
 @signed_in("contributor")
 async def send(request: Request):
-    from obsx.uploads import UploadRefused, deliver
+    from obsx.intake.uploads import UploadRefused, deliver
 
     code = _contributor(request)
     site = _site(request)
@@ -516,7 +516,7 @@ async def send(request: Request):
 
 def _submission_of(request: Request) -> dict:
     """The submission of the URL, if it is one of the person's contributors'; else 404."""
-    from obsx.warehouse import submission as s
+    from obsx.warehouse.tables import submission as s
 
     sid = request.path_params["sid"]
     if not HEX64.match(sid):
@@ -658,8 +658,8 @@ async def calendar(request: Request):
 @signed_in("contributor")
 async def template(request: Request):
     """The Excel template of one of the contributor's datasets (``obsx template``)."""
-    from obsx.contract import load_contract
-    from obsx.publishing import excel_template
+    from obsx.intake.contract import load_contract
+    from obsx.publication.publishing import excel_template
 
     code = _contributor(request)
     wanted = request.path_params["dataset"]
@@ -738,7 +738,7 @@ async def desk(request: Request):
 
 def _desk_submissions(site: Site, code: str) -> list[dict]:
     """A contributor's submissions as the desk lists them: file, dataset, status, counts."""
-    from obsx.warehouse import submission as s
+    from obsx.warehouse.tables import submission as s
 
     with site.engine.connect() as conn:
         rows = conn.execute(
@@ -772,7 +772,7 @@ async def desk_submissions(request: Request):
 
 
 def _reconciliation(site: Site) -> tuple[object, list[dict]]:
-    from obsx import reconcile
+    from obsx.indicators import reconcile
 
     try:
         concept = reconcile.get_concept(None)
@@ -824,7 +824,7 @@ async def reconciliation(request: Request):
 def _decide(
     site: Site, concept_code: str, geo: str, period: str, source: str, by: str, reason: str
 ):
-    from obsx import reconcile
+    from obsx.indicators import reconcile
 
     decision = reconcile.decide(site.engine, concept_code, geo, period, source, by, reason)
     with site.engine.begin() as conn:
@@ -834,7 +834,7 @@ def _decide(
 
 @signed_in("analyst")
 async def decide(request: Request):
-    from obsx import reconcile
+    from obsx.indicators import reconcile
 
     form = await checked_form(request)
     site = _site(request)
@@ -939,7 +939,7 @@ def _explain(site: Site, code: str, geo: str, period: str) -> dict | None:
     a file is one contributor's quarter or month, so its count is a finer cell, often one that
     is withheld (the demo's national homicides per file were Arraiján's withheld quarters).
     A withheld figure: nothing at all."""
-    from obsx.lineage import explain
+    from obsx.publication.lineage import explain
 
     with site.engine.connect() as conn:
         row = (
@@ -1003,7 +1003,7 @@ async def figure_explain(request: Request):
 
 @signed_in("analyst")
 async def changes(request: Request):
-    from obsx.bulletin import changes_since_last_bulletin
+    from obsx.publication.bulletin import changes_since_last_bulletin
 
     found = await run_in_threadpool(
         changes_since_last_bulletin, _site(request).engine, _lang(request)
@@ -1013,7 +1013,7 @@ async def changes(request: Request):
 
 def current_levels() -> dict[str, dict[str, str]]:
     """The deployment's levels, top first: code -> name by language."""
-    from obsx.deployment import current_deployment
+    from obsx.warehouse.deployment import current_deployment
 
     return {level.code: level.name for level in current_deployment().levels}
 
@@ -1028,7 +1028,7 @@ async def figures(request: Request):
 
 
 def _corrections(site: Site):
-    from obsx import corrections
+    from obsx.warehouse import corrections
 
     return corrections.list_corrections(site.engine, status="pending")
 
@@ -1042,7 +1042,7 @@ async def corrections_page(request: Request):
 @signed_in("analyst")
 async def corrections_action(request: Request):
     """Approve (applied, indicators recomputed) or reject (a reason required) held corrections."""
-    from obsx import corrections
+    from obsx.warehouse import corrections
 
     form = await checked_form(request)
     site = _site(request)
@@ -1099,8 +1099,8 @@ def _bulletins(site: Site) -> dict[str, dict[str, Path]]:
 
 @signed_in("analyst")
 async def periods(request: Request):
-    from obsx import corrections
-    from obsx.bulletin import last_closed_month
+    from obsx.publication.bulletin import last_closed_month
+    from obsx.warehouse import corrections
 
     site = _site(request)
     closed = await run_in_threadpool(corrections.closed_periods, site.engine)
@@ -1115,7 +1115,7 @@ async def periods(request: Request):
 
 @signed_in("analyst")
 async def period_action(request: Request):
-    from obsx import corrections
+    from obsx.warehouse import corrections
 
     form = await checked_form(request)
     site = _site(request)
@@ -1147,7 +1147,7 @@ async def period_action(request: Request):
 
 @signed_in("analyst")
 async def bulletin(request: Request):
-    from obsx.bulletin import build_report
+    from obsx.publication.bulletin import build_report
 
     form = await checked_form(request)
     site = _site(request)
@@ -1263,8 +1263,8 @@ async def http_error(request: Request, exc: HTTPException):
 
 
 async def _notices(site: Site, every: float) -> None:
-    """E-mail contributors' staff when feedback is ready (obsx/notify.py), every ``every`` s."""
-    from obsx.notify import send_pending, smtp_settings
+    """E-mail contributors' staff when feedback is ready (obsx/intake/notify.py), every ``every`` s."""
+    from obsx.intake.notify import send_pending, smtp_settings
 
     while True:
         smtp = smtp_settings()
@@ -1304,10 +1304,10 @@ def _local_time(context, moment, note: bool = False) -> str:
 def create_app(root: Path | None = None, url: str | None = None) -> Starlette:
     """The application over the data root ``root`` and the warehouse at ``url`` (defaults:
     ``$OBSX_DATA_DIR``, ``$WAREHOUSE_URL``), migrated to this release."""
-    from obsx.deployment import current_deployment
-    from obsx.limits import MB, current_limits
-    from obsx.migrations import ensure_current
-    from obsx.warehouse import get_engine
+    from obsx.intake.limits import MB, current_limits
+    from obsx.warehouse.deployment import current_deployment
+    from obsx.warehouse.migrations import ensure_current
+    from obsx.warehouse.tables import get_engine
 
     root = Path(root) if root else data_root()
     url = url or warehouse_url(root=root)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # The analyst's views read the disclosure status the pipeline stores (primary and secondary
-# suppression; see obsx/suppression.py) instead of deciding it themselves; survey precision and
+# suppression; see obsx/indicators/suppression.py) instead of deciding it themselves; survey precision and
 # changes are published with the value. See docs/analytics.md.
 PUBLISHED = "v.conf_status = 'F'"
 VIEWS = {

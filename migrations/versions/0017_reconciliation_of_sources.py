@@ -27,7 +27,7 @@ def _views_of_0015():
     return module
 
 
-# Sources side by side for the reconciliation table (obsx/reconcile.py): every source's count
+# Sources side by side for the reconciliation table (obsx/indicators/reconcile.py): every source's count
 # per unit and month with the status and the source the published figures follow, and how
 # their records matched. Unit-month counts, not suppressed: for the ministry's statisticians
 # reconciling them, not for publication.
@@ -152,7 +152,7 @@ def upgrade() -> None:
             sa.String(length=16),
             server_default="",
             nullable=False,
-            comment="sources reconciled (obsx/reconcile.py): agreed (a decision inside), pending",
+            comment="sources reconciled (obsx/indicators/reconcile.py): agreed (a decision inside), pending",
         ),
     )
     # ### end Alembic commands ###

@@ -11,7 +11,7 @@ The published view now flags every withheld cell C (SDMX: confidential); indicat
 the distinction for `obsx explain` and the ministry's own audit. See docs/analytics.md.
 
 disclosure_memo (0018) kept the exact-determination audit's answers between refreshes; the
-interval protection that replaces that audit (obsx/protection.py) keeps none: the table goes.
+interval protection that replaces that audit (obsx/indicators/protection.py) keeps none: the table goes.
 """
 
 import importlib.util

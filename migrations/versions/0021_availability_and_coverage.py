@@ -7,9 +7,9 @@ Create Date: 2026-12-05 10:30:00.000000
 A unit that reported counted for every indicator of its dataset, so a file without a
 `relationship` column gave a femicide rate of 0 and a homicide register made robbery 0.
 submission_scope keeps what each accepted file supplied: the record fields it filled and, of
-the catalogue's scope fields, the codes it covers (obsx/submission.py). Indicators count a unit
+the catalogue's scope fields, the codes it covers (obsx/intake/submission.py). Indicators count a unit
 and month only where one of its files supplied what they read; elsewhere the value is empty
-and flagged not_available (obsx/indicators.py). Files merged before this migration are given
+and flagged not_available (obsx/indicators/engine.py). Files merged before this migration are given
 the fields their current records fill and the count units they hold.
 
 indicator_value gains coverage (% of the area's population-months covered by the units

@@ -6,7 +6,7 @@ Create Date: 2026-12-05 19:40:00.000000
 
 A source may place its records at a level above the units (`level: province` in its profile):
 they count for that area and those above it, never below. The roll-up now holds a chain for
-every area, built when the geography is loaded (obsx/reference.py, rollup). Forgetting the
+every area, built when the geography is loaded (obsx/warehouse/reference.py, rollup). Forgetting the
 geography's last load makes the next run load it again, which writes the new rows.
 
 declared_coverage.geo_level: a file of such records that declares complete coverage covers the

@@ -21,8 +21,8 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 
-from obsx.dropzone import Dropzone
-from obsx.reference import observatories
+from obsx.intake.dropzone import Dropzone
+from obsx.warehouse.reference import observatories
 
 # Victims per 100,000 inhabitants per year, by ICCS code (homicide varies per observatory).
 OTHER_CRIME_RATES = {
@@ -618,7 +618,7 @@ def render_prevention(code: str, rows: list[dict]) -> tuple[str, bytes]:
         )
         name = "plan_prevencion_2025.xlsx"
     else:  # the national template's headers, as `obsx template` writes them
-        from obsx.contract import load_contract
+        from obsx.intake.contract import load_contract
 
         contract = load_contract("prevention_activities")
         sheet.title = "Datos"

@@ -101,7 +101,7 @@ class LimitExceeded(Exception):
         self.name, self.limit, self.found = name, limit, found
 
     def problem(self):
-        from obsx.problems import problem
+        from obsx.intake.problems import problem
 
         es, en = WORDS.get(self.name, (self.name, self.name))
         found = "" if self.found is None else _number(self.found)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.contract import load_contract
-from obsx.indicators import insert_indicator_values, refresh_indicators
-from obsx.warehouse import (
+from obsx.indicators.engine import insert_indicator_values, refresh_indicators
+from obsx.intake.contract import load_contract
+from obsx.warehouse.tables import (
     indicator_value,
     merge_records,
     period_lock,

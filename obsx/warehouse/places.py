@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from obsx.contract import normalise_label
+from obsx.intake.contract import normalise_label
 
 UNKNOWN, AMBIGUOUS, UNKNOWN_PARENT = "unknown-place", "ambiguous-place", "unknown-parent-place"
 OTHER_LEVEL = "place-at-other-level"

@@ -12,12 +12,12 @@ from pathlib import Path
 import yaml
 
 from obsx.config import SCHEMAS_DIR
-from obsx.problems import register_rule
+from obsx.intake.problems import register_rule
 
 FIELD_TYPES = {"string", "integer", "number", "date", "time"}
 NUMERIC_TYPES = {"integer", "number"}
 # A count above this share of its unit's population in one month is said to its contributor (a
-# warning: the row is kept), once reference population exists: see obsx.submission.
+# warning: the row is kept), once reference population exists: see obsx.intake.submission.
 POPULATION_SHARE = "warn_above_population_share"
 # A band of ages (or any whole numbers) as the warehouse keeps it: "18-24" (18 to 24, both
 # included) or "60+" (60 and over). A field with the constraint ``band: [lowest, highest]`` holds
@@ -135,8 +135,8 @@ class CodeList:
 
 
 # What a spreadsheet reads as the start of a formula (OWASP CSV injection): an identifier may
-# not start so (obsx.validation, problem formula-identifier); other text is written defused
-# (obsx.feedback.defuse_formulas).
+# not start so (obsx.intake.validation, problem formula-identifier); other text is written defused
+# (obsx.intake.feedback.defuse_formulas).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from obsx.contract import Contract, band_bounds_sql, load_contract
+from obsx.intake.contract import Contract, band_bounds_sql, load_contract
 from obsx.sourceyaml import SourceError, load_yaml
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "indicators" / "catalogue.yaml"
+# quality_flag of a cell the sources cannot support: no value, never 0
+NOT_AVAILABLE = "not_available"
+CATALOGUE = Path(__file__).resolve().parents[2] / "indicators" / "catalogue.yaml"
 KINDS = ("rate", "count", "ratio", "survey", "coverage", "completeness", "timeliness")
 PERIOD_TYPES = ("month", "quarter", "year")
 # Dimensions whose values split the population (the rate's denominator follows them).
@@ -555,7 +557,7 @@ def load_catalogue(path: Path = CATALOGUE, overlay: Path | str | None = DEPLOYME
     skipped (a deployment without arrests has no arrest rate)."""
     threshold = None
     if overlay == DEPLOYMENT:
-        from obsx.deployment import current_deployment
+        from obsx.warehouse.deployment import current_deployment
 
         deployment = current_deployment()
         overlay = deployment.indicators_path
@@ -622,7 +624,7 @@ class _Renamed(dict):
 
 @functools.cache
 def _load_catalogue(path: Path, overlay: Path | None) -> Catalogue:
-    from obsx.contract import observatory_datasets
+    from obsx.intake.contract import observatory_datasets
 
     available = set(observatory_datasets())
     raw = load_yaml(path)

@@ -1,7 +1,7 @@
 """Files people upload through the web portal: the limits checked before a byte is kept, the dry
 run (what ``obsx validate`` would say), and delivery into the contributor's inbox.
 
-Delivery follows the inbox protocol (obsx/dropzone.py): the bytes are written to a hidden
+Delivery follows the inbox protocol (obsx/intake/dropzone.py): the bytes are written to a hidden
 ``.<name>.<pid>.part`` file in the inbox, which no run picks up, then renamed to their final name
 in one step; a name already taken gets `` (2)``, `` (3)``… so that nothing is overwritten. The
 final name is made from the uploaded name by ``safe_stem`` and an allowed suffix only.
@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from obsx.dropzone import ARCHIVE_SUFFIXES, Dropzone, safe_stem
-from obsx.feedback import Report
-from obsx.limits import LimitExceeded, Limits, current_limits
-from obsx.problems import WARNING
+from obsx.intake.dropzone import ARCHIVE_SUFFIXES, Dropzone, safe_stem
+from obsx.intake.feedback import Report
+from obsx.intake.limits import LimitExceeded, Limits, current_limits
+from obsx.intake.problems import WARNING
 
-# What an observatory may send (the readers' formats; obsx/reading.py).
+# What an observatory may send (the readers' formats; obsx/intake/reading.py).
 UPLOAD_SUFFIXES = tuple(sorted(ARCHIVE_SUFFIXES))
 
 
@@ -56,7 +56,7 @@ def dry_run(
     data: bytes, file_name: str, observatory, dataset: str | None, lang: str | None = None
 ) -> Report:
     """The report ``obsx validate`` gives for these bytes: nothing stored, nothing merged."""
-    from obsx.submission import check_file
+    from obsx.intake.submission import check_file
 
     result, info = check_file(
         data, file_name, observatory, dataset, dt.date.today(), on_accepted=lambda rows: None
@@ -127,7 +127,7 @@ def release(engine, zone: Dropzone, submission_id: str) -> Delivered:
     (at least 8 characters) naming one submission."""
     import sqlalchemy as sa
 
-    from obsx.warehouse import submission
+    from obsx.warehouse.tables import submission
 
     s = submission.c
     if len(submission_id) < 8 or not all(c in "0123456789abcdef" for c in submission_id):

@@ -1,7 +1,7 @@
 """What flows back: the ministry's monthly bulletin, each contributor's pack, the open-data files.
 
 ``build_report(engine, root, "2025-10")`` writes, from what the warehouse publishes (values with
-disclosure control applied; see obsx/suppression.py):
+disclosure control applied; see obsx/indicators/suppression.py):
 
 - ``reports/<period>/boletin_<period>.html`` and ``.pdf`` (``bulletin_…`` in English): headline
   indicators with their change against the previous month and the same month a year before,
@@ -10,7 +10,7 @@ disclosure control applied; see obsx/suppression.py):
 - ``dropzone/<contributor>/reportes/informe_<contributor>_<period>.html`` and ``.pdf``: one page
   per contributor, its units against their first-level area and the nation, its reporting record
   and the commonest reasons its rows were rejected;
-- ``reports/<period>/datos_abiertos/``: SDMX-CSV, CSV and Parquet (obsx/opendata.py).
+- ``reports/<period>/datos_abiertos/``: SDMX-CSV, CSV and Parquet (obsx/publication/opendata.py).
 
 Every printed figure carries its lineage key (``data-key``; ``obsx explain`` in its tooltip) and
 is recorded in ``publication_figure``, so the next bulletin can list what was revised since.
@@ -31,12 +31,13 @@ import jinja2
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.contract import load_contract
-from obsx.deployment import Deployment, current_deployment, local_time
-from obsx.indicators import NOT_AVAILABLE, catalogue
-from obsx.problems import label
-from obsx.reconcile import concepts
-from obsx.warehouse import (
+from obsx.indicators.catalogue import NOT_AVAILABLE
+from obsx.indicators.engine import catalogue
+from obsx.indicators.reconcile import concepts
+from obsx.intake.contract import load_contract
+from obsx.intake.problems import label
+from obsx.warehouse.deployment import Deployment, current_deployment, local_time
+from obsx.warehouse.tables import (
     geography,
     geography_rollup,
     indicator_value,
@@ -79,7 +80,7 @@ def _mark(status: str) -> str:
     return "c" if status in WITHHELD else status.lower()
 
 
-# indicator_value.reconciliation (obsx/reconcile.py) as printed after a figure
+# indicator_value.reconciliation (obsx/indicators/reconcile.py) as printed after a figure
 RECONCILED = {"agreed": "†", "pending": "‡"}
 TREND_MONTHS = 24
 
@@ -324,8 +325,8 @@ def last_closed_month(now: dt.datetime | None = None, deployment: Deployment | N
 def last_month_with_data(conn: sa.Connection, until: str | None = None) -> str | None:
     """The latest month (YYYY-MM, not after ``until``) of any current record of any dataset
     contributors send; None when there is none (an empty warehouse)."""
-    from obsx.contract import observatory_datasets
-    from obsx.warehouse import record_tables
+    from obsx.intake.contract import observatory_datasets
+    from obsx.warehouse.tables import record_tables
 
     months = []
     for dataset in observatory_datasets():
@@ -673,7 +674,7 @@ def _revisions(conn, lang: str, now: dt.datetime, names) -> dict:
 
 def _months_touched(conn, since: pd.DataFrame) -> dict[str, set[str]]:
     """Per submission, the months of the records it changed (from the revision tables)."""
-    from obsx.warehouse import record_tables
+    from obsx.warehouse.tables import record_tables
 
     touched: dict[str, set[str]] = {}
     for dataset, group in since.groupby("dataset"):
@@ -719,8 +720,8 @@ def _why(r, since, months, who: set[str], lang) -> str:
 def _reconciliation(conn, period: str, lang: str, names: dict[str, str]) -> list[dict]:
     """Per concept, the year to the month: how many unit-months agree, wait for a decision or
     follow one, and the decisions behind the month's figures."""
-    from obsx.warehouse import reconciliation_decision as d
-    from obsx.warehouse import reconciliation_item as item
+    from obsx.warehouse.tables import reconciliation_decision as d
+    from obsx.warehouse.tables import reconciliation_item as item
 
     w = WORDS[lang]
     out = []
@@ -992,7 +993,7 @@ def build_report(
         built = Built(period, lang, html_path, pdf_path, revised=len(context["revisions"]["rows"]))
         built.packs = _packs(conn, root, period, lang, now, values, cat, names_frame, months, as_of)
     if open_data:
-        from obsx.opendata import write_open_data
+        from obsx.publication.opendata import write_open_data
 
         built.open_data = write_open_data(
             engine, root / "reports" / period / "datos_abiertos", period
@@ -1002,7 +1003,7 @@ def build_report(
 
 def _packs(conn, root, period, lang, now, values: _Values, cat, names_frame, months, as_of):
     """One page per contributor, in its own folder."""
-    from obsx.dropzone import Dropzone
+    from obsx.intake.dropzone import Dropzone
 
     deployment = current_deployment()
     w = WORDS[lang]

@@ -9,10 +9,10 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from obsx import deployment
-from obsx.contract import FORMULA_START
-from obsx.limits import Limits, current_limits
-from obsx.problems import ERROR, Problem
+from obsx.intake.contract import FORMULA_START
+from obsx.intake.limits import Limits, current_limits
+from obsx.intake.problems import ERROR, Problem
+from obsx.warehouse import deployment
 
 # What the page says, in the observatory's language (its profile's `language`, Spanish first).
 TEXT = {

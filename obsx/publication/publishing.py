@@ -13,8 +13,8 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from obsx.contract import POPULATION_SHARE, Contract
-from obsx.feedback import defuse_text
+from obsx.intake.contract import POPULATION_SHARE, Contract
+from obsx.intake.feedback import defuse_text
 
 WORDS = {
     "es": {

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obsx.config import REPO_ROOT
-from obsx.contract import Contract, band_bounds, band_text, normalise_label, read_band
-from obsx.deployment import current_deployment
-from obsx.reading import Layout
+from obsx.intake.contract import Contract, band_bounds, band_text, normalise_label, read_band
+from obsx.intake.reading import Layout
 from obsx.sourceyaml import LineDict, SourceError, load_yaml
+from obsx.warehouse.deployment import current_deployment
 
 ROW_NUMBER = "$row"  # in derive.<field>.join: the row number in the file
 MONTHS = {

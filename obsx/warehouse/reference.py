@@ -12,15 +12,20 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.config import SCHEMAS_DIR
-from obsx.contract import load_contract
-from obsx.contributors import ALL_UNITS, read_contributors
-from obsx.deployment import Deployment, current_deployment
-from obsx.places import Places
-from obsx.profiles import load_reference_profile
-from obsx.reading import UnreadableFile, read_submission
+from obsx.intake.contract import load_contract
+from obsx.intake.profiles import load_reference_profile
+from obsx.intake.reading import UnreadableFile, read_submission
+from obsx.intake.validation import (
+    Observatory,
+    ReferenceDataError,
+    apply_profile,
+    validate_reference,
+)
 from obsx.sourceyaml import SourceError
-from obsx.validation import Observatory, ReferenceDataError, apply_profile, validate_reference
-from obsx.warehouse import (
+from obsx.warehouse.contributors import ALL_UNITS, read_contributors
+from obsx.warehouse.deployment import Deployment, current_deployment
+from obsx.warehouse.places import Places
+from obsx.warehouse.tables import (
     cooperation_contract,
     geography,
     geography_rollup,
@@ -227,13 +232,13 @@ def read_contracts(path: Path | None = None, deployment: Deployment | None = Non
 
 
 # The code that turns a reference file into rows: a change to it loads every file again.
-_LOADING_CODE = (
-    "reference.py",
-    "reading.py",
-    "profiles.py",
-    "validation.py",
-    "contract.py",
-    "contributors.py",
+_LOADING_CODE = (  # under obsx/
+    "warehouse/reference.py",
+    "intake/reading.py",
+    "intake/profiles.py",
+    "intake/validation.py",
+    "intake/contract.py",
+    "warehouse/contributors.py",
 )
 
 
@@ -245,7 +250,7 @@ def source_digest(dataset: str, deployment: Deployment | None = None) -> str:
     deployment = deployment or current_deployment()
     digest = hashlib.sha256(dataset.encode())
     profiles = deployment.profiles_dir
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     if dataset == "observatories":
         source = deployment.contributors_path
     else:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from obsx.warehouse import audit_event, web_user, web_user_contributor
+from obsx.warehouse.tables import audit_event, web_user, web_user_contributor
 
 ROLES = ("contributor", "analyst", "admin")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")

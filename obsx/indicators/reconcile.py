@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.deployment import Deployment, current_deployment
 from obsx.sourceyaml import SourceError
+from obsx.warehouse.deployment import Deployment, current_deployment
 
 STATUSES = ("agree", "within_tolerance", "to_reconcile", "decided", "reopened", "single_source")
 NEEDS_DECISION = ("to_reconcile", "reopened")
@@ -93,7 +93,7 @@ class Concept:
 
 def concepts(deployment: Deployment | None = None) -> tuple[Concept, ...]:
     """The deployment's concepts, checked against the catalogue (a mistake names its line)."""
-    from obsx.indicators import catalogue
+    from obsx.indicators.catalogue import load_catalogue as catalogue
 
     deployment = deployment or current_deployment()
     spec = deployment.reconciliation
@@ -172,8 +172,9 @@ def _sources_of(conn: sa.Connection, concept: Concept) -> dict[str, str]:
 
 def _records(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) -> pd.DataFrame:
     """The concept's records of every source's contributors, one row per record."""
-    from obsx.catalogue import condition_sql
-    from obsx.indicators import catalogue, records_sql
+    from obsx.indicators.catalogue import condition_sql
+    from obsx.indicators.catalogue import load_catalogue as catalogue
+    from obsx.indicators.sources import records_sql
 
     measure = catalogue().datasets[concept.dataset].measures[concept.measure]
     where = condition_sql({**measure.where, **concept.where}, alias="r")
@@ -195,7 +196,7 @@ def _records(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) -
 def _reported(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) -> pd.DataFrame:
     """(unit, month, source) where the source reported: any record of the dataset there, or a
     file of it declaring the unit covered that month."""
-    from obsx.indicators import coverage_sql, records_sql
+    from obsx.indicators.sources import coverage_sql, records_sql
 
     sql = (
         "SELECT DISTINCT unit_code, period_month, observatory_code FROM"
@@ -214,7 +215,7 @@ def _reported(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) 
 
 
 def _decisions(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None) -> pd.DataFrame:
-    from obsx.warehouse import reconciliation_decision as d
+    from obsx.warehouse.tables import reconciliation_decision as d
 
     query = sa.select(d).where(d.c.concept == concept.code)
     if as_of is None:
@@ -228,7 +229,7 @@ def _decisions(conn: sa.Connection, concept: Concept, as_of: dt.datetime | None)
 
 def _reopened(conn: sa.Connection, concept: Concept) -> set[tuple[str, str]]:
     """Items whose latest decision was closed because the counts changed, with none since."""
-    from obsx.warehouse import reconciliation_decision as d
+    from obsx.warehouse.tables import reconciliation_decision as d
 
     frame = pd.read_sql(
         sa.select(d.c.geo_code, d.c.period, d.c.closed_reason, d.c.decided_at)
@@ -394,7 +395,7 @@ def match_records(conn: sa.Connection, concept: Concept, records: pd.DataFrame |
 
 
 def _id(concept: Concept) -> str:
-    from obsx.contract import load_contract
+    from obsx.intake.contract import load_contract
 
     contract = load_contract(concept.dataset)
     return next(k for k in contract.primary_key if k != "observatory_code")
@@ -468,7 +469,7 @@ def refresh_reconciliation(conn: sa.Connection, now: dt.datetime) -> dict[str, p
     """Recompute every concept's items and matches into ``reconciliation_item`` /
     ``reconciliation_match``, and close (reopen the item of) every decision whose counts have
     changed since. Returns the items per concept."""
-    from obsx.warehouse import (
+    from obsx.warehouse.tables import (
         reconciliation_count,
         reconciliation_decision,
         reconciliation_item,
@@ -596,7 +597,7 @@ def build_exclusions(
 
 def exclusion_sql(dataset: str, found: tuple[Concept, ...], alias: str = "r") -> str:
     """A records query's filter: a concept's records count only from the chosen source."""
-    from obsx.catalogue import condition_sql
+    from obsx.indicators.catalogue import condition_sql
 
     return "".join(
         f" AND NOT ({condition_sql(concept.where, alias=alias)} AND EXISTS (SELECT 1"
@@ -665,7 +666,7 @@ def decide(
 ) -> int:
     """Record that the item follows ``source``: the figure is that source's count today; the
     counts seen are kept so that a later change reopens it. Returns the decision id."""
-    from obsx.warehouse import reconciliation_decision as d
+    from obsx.warehouse.tables import reconciliation_decision as d
 
     now = now or dt.datetime.now(dt.UTC)
     concept = get_concept(concept_code)
@@ -729,7 +730,11 @@ def get_concept(code: str | None) -> Concept:
 
 def item_rows(conn: sa.Connection, concept: Concept) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The persisted items with a column per source (counts), and their matches."""
-    from obsx.warehouse import reconciliation_count, reconciliation_item, reconciliation_match
+    from obsx.warehouse.tables import (
+        reconciliation_count,
+        reconciliation_item,
+        reconciliation_match,
+    )
 
     items_ = pd.read_sql(
         sa.select(reconciliation_item).where(reconciliation_item.c.concept == concept.code), conn
@@ -803,7 +808,7 @@ def _explained(m: pd.DataFrame) -> str:
 
 def show_text(conn: sa.Connection, concept: Concept, geo: str, period: str) -> str:
     """One item: the counts, the decision (and past ones), every record and what it matched."""
-    from obsx.warehouse import reconciliation_decision as d
+    from obsx.warehouse.tables import reconciliation_decision as d
 
     frame, matches = item_rows(conn, concept)
     item = frame[(frame["geo_code"] == geo) & (frame["period"] == period)]

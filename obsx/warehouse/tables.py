@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from obsx.contract import (
+from obsx.intake.contract import (
     ACTION_FIELD,
     DELETE,
     PANDAS_DTYPES,
@@ -71,7 +71,7 @@ geography = sa.Table(
 # For every area, the area it belongs to at its own level and each level above, and the months in
 # which that holds: indicators roll each period up on the hierarchy valid then. Units of the
 # lowest level roll up from there; an area above them rolls up from its own level (records a
-# source placed at that level count there and above, never below: obsx/places.py).
+# source placed at that level count there and above, never below: obsx/warehouse/places.py).
 geography_rollup = sa.Table(
     "geography_rollup",
     metadata,
@@ -95,7 +95,7 @@ declared_coverage = sa.Table(
     sa.Column("geo_level", sa.String(16), comment="records placed at this level; NULL: units"),
 )
 
-# What each accepted file supplied (obsx/submission.py): the record fields it filled (a column
+# What each accepted file supplied (obsx/intake/submission.py): the record fields it filled (a column
 # absent or all blank is not supplied) and, of the catalogue's scope fields, the codes it covers
 # (null: all). A unit and month counts for an indicator only where a file covering it supplied
 # what the indicator reads; elsewhere its cell is "not available", never 0.
@@ -256,7 +256,7 @@ indicator_value = sa.Table(
         sa.String(16),
         nullable=False,
         server_default="",
-        comment="sources reconciled (obsx/reconcile.py): agreed (a decision inside), pending",
+        comment="sources reconciled (obsx/indicators/reconcile.py): agreed (a decision inside), pending",
     ),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -369,7 +369,7 @@ publication_figure = sa.Table(
 )
 
 
-# Sources counting the same thing, side by side (obsx/reconcile.py): per concept, unit and month,
+# Sources counting the same thing, side by side (obsx/indicators/reconcile.py): per concept, unit and month,
 # each source's count, the status, the source indicators follow; how their records matched; and
 # the decisions of the reconciliation table, never deleted.
 reconciliation_item = sa.Table(

@@ -3,7 +3,7 @@ spreadsheet row, the submission and the revision it came from, and the populatio
 denominator with the load they belong to (``obsx explain``).
 
 The records are selected by the same conditions the engine uses (the catalogue's, compiled by
-``obsx.catalogue``), so the rows listed add up to the value's numerator — a test holds it to that.
+``obsx.indicators.catalogue``), so the rows listed add up to the value's numerator — a test holds it to that.
 """
 
 from dataclasses import dataclass
@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.catalogue import condition_sql, fact_column, load_catalogue, side_where
-from obsx.contract import load_contract
-from obsx.deployment import current_deployment
-from obsx.indicators import PERIOD_COLUMNS, QUARTER_SQL, coverage_sql, records_sql
-from obsx.reconcile import build_exclusions, exclusion_sql
-from obsx.warehouse import geography_rollup, indicator_value
+from obsx.indicators.catalogue import condition_sql, fact_column, load_catalogue, side_where
+from obsx.indicators.engine import PERIOD_COLUMNS, QUARTER_SQL
+from obsx.indicators.reconcile import build_exclusions, exclusion_sql
+from obsx.indicators.sources import coverage_sql, records_sql
+from obsx.intake.contract import load_contract
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import geography_rollup, indicator_value
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _lineage_sql(dataset: str, period_type: str, condition: str) -> str:
 def _shadowed(conn, dataset: str, found: pd.DataFrame, geo_level: str) -> pd.Series:
     """Which of ``found`` (unit_code, period_month) a value at ``geo_level`` does not count:
     those inside an area that another source reported for as a whole that month, at that area's
-    level and above, where the area's own source is the figure (obsx/indicators.py,
+    level and above, where the area's own source is the figure (obsx/indicators/engine.py,
     ``_build_shadows``)."""
     none = pd.Series(False, index=found.index)
     if found.empty:

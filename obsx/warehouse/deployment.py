@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from obsx.config import REPO_ROOT
-from obsx.contract import normalise_label, pad_digits
+from obsx.intake.contract import normalise_label, pad_digits
 from obsx.sourceyaml import SourceError, load_yaml
 
 if TYPE_CHECKING:  # pandas is imported where codes are padded, not by an idle run
@@ -91,13 +91,13 @@ class Deployment:
     # after the period ends), since (YYYY-MM: the first period owed), from (observatory,
     # institution or all: which contributors owe it)
     reporting_calendar: dict[str, dict] = field(default_factory=dict)
-    # concept -> the sources counting it (checked by obsx.reconcile.concepts, which names lines)
+    # concept -> the sources counting it (checked by obsx.indicators.reconcile.concepts, which names lines)
     reconciliation: dict = field(default_factory=dict)
     # disclosure control policy: threshold (a count from 1 to threshold - 1 is withheld; default
     # each indicator's suppress_below in the catalogue), protection_width (how wide an intruder's
     # interval for a withheld small count must stay; default the threshold: 0 .. threshold)
     disclosure: dict = field(default_factory=dict)
-    # the deployment's own indicators beside the project's catalogue (obsx.catalogue): entries
+    # the deployment's own indicators beside the project's catalogue (obsx.indicators.catalogue): entries
     # added, switched off or renamed; None: the catalogue as it is
     indicators_path: Path | None = None
 

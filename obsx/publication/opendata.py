@@ -29,10 +29,10 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.catalogue import Catalogue, Indicator, load_catalogue
-from obsx.deployment import Deployment, current_deployment
-from obsx.feedback import defuse_formulas, defuse_text_columns
-from obsx.warehouse import geography, indicator_value
+from obsx.indicators.catalogue import Catalogue, Indicator, load_catalogue
+from obsx.intake.feedback import defuse_formulas, defuse_text_columns
+from obsx.warehouse.deployment import Deployment, current_deployment
+from obsx.warehouse.tables import geography, indicator_value
 
 TABLE_CSV = "indicator_value.csv"
 TABLE_PARQUET = "indicator_value.parquet"

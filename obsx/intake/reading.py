@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from obsx.limits import LimitExceeded, active
-from obsx.problems import Problem, problem
+from obsx.intake.limits import LimitExceeded, active
+from obsx.intake.problems import Problem, problem
 
 CSV_EXTENSIONS = {".csv", ".txt", ".tsv"}
 EXCEL_EXTENSIONS = {".xlsx", ".xlsm"}
@@ -67,7 +67,7 @@ class Cells:
     """A file's cells as text, before its header row is found: what a reader produces once and
     every candidate profile (one per dataset) then looks at.
 
-    Workbooks and SPSS files are held whole (``rows``; their size is bounded by obsx.limits); a
+    Workbooks and SPSS files are held whole (``rows``; their size is bounded by obsx.intake.limits); a
     CSV is parsed again from its bytes each time its rows are walked (``stream``), so that its
     rows are never all in memory at once."""
 
@@ -664,7 +664,7 @@ def read_cells(data: bytes, file_name: str, layout: Layout = Layout()) -> Cells:
     """A file's cells, before any header is looked for (see Cells.table). Only the layout's
     sheet, encoding, delimiter and value_labels matter here.
 
-    Raises UnreadableFile, or LimitExceeded for a file over one of obsx.limits."""
+    Raises UnreadableFile, or LimitExceeded for a file over one of obsx.intake.limits."""
     limits, _ = active()
     if len(data) > limits.max_file_bytes:
         raise LimitExceeded("max_file_bytes", limits.max_file_bytes, len(data))

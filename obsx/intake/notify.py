@@ -16,7 +16,7 @@ from email.message import EmailMessage
 
 import sqlalchemy as sa
 
-from obsx.warehouse import feedback_notice, submission, web_user, web_user_contributor
+from obsx.warehouse.tables import feedback_notice, submission, web_user, web_user_contributor
 
 WORDS = {
     "es": {

@@ -14,17 +14,17 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.catalogue import load_catalogue
-from obsx.contract import band_bounds, load_contract
-from obsx.deployment import current_deployment
-from obsx.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
-from obsx.feedback import Report, write_feedback
-from obsx.limits import Deadline, LimitExceeded, Limits, active, bounded, current_limits
-from obsx.problems import ERROR, WARNING, problem
-from obsx.profiles import Profile, contributor_profiles
-from obsx.reading import Cells, Source, UnreadableFile, read_cells
-from obsx.validation import FileValidation, Observatory, ValidationResult
-from obsx.warehouse import (
+from obsx.indicators.catalogue import load_catalogue
+from obsx.intake.contract import band_bounds, load_contract
+from obsx.intake.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
+from obsx.intake.feedback import Report, write_feedback
+from obsx.intake.limits import Deadline, LimitExceeded, Limits, active, bounded, current_limits
+from obsx.intake.problems import ERROR, WARNING, problem
+from obsx.intake.profiles import Profile, contributor_profiles
+from obsx.intake.reading import Cells, Source, UnreadableFile, read_cells
+from obsx.intake.validation import FileValidation, Observatory, ValidationResult
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import (
     DATASETS,
     Stage,
     declared_coverage,
@@ -636,7 +636,7 @@ def process_submission(
 ) -> Outcome:
     """Process one submission key. Idempotent: a rerun of a merged submission changes nothing.
 
-    Bad input never raises: a file over a limit (obsx.limits), unreadable or invalid is
+    Bad input never raises: a file over a limit (obsx.intake.limits), unreadable or invalid is
     rejected with feedback and leaves the inbox. A file whose processing died
     ``max_failed_attempts`` times before (a killed process, an unexpected error) is rejected
     unread, so that it cannot hold up anyone's later runs."""

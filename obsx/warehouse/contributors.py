@@ -4,8 +4,8 @@ units. Light to import: an idle ``obsx run`` reads it before anything heavy."""
 import datetime as dt
 import re
 
-from obsx.deployment import Deployment, current_deployment
 from obsx.sourceyaml import SourceError, load_yaml
+from obsx.warehouse.deployment import Deployment, current_deployment
 
 CONTRIBUTOR_CODE_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 CONTRIBUTOR_KINDS = ("observatory", "institution")

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.catalogue import (
+from obsx.indicators.catalogue import (
+    NOT_AVAILABLE,
     Catalogue,
     Indicator,
     Need,
@@ -31,9 +32,10 @@ from obsx.catalogue import (
     load_catalogue,
     side_where,
 )
-from obsx.contract import ACTION_FIELD, DELETE, load_contract
-from obsx.deployment import current_deployment
-from obsx.warehouse import (
+from obsx.indicators.sources import coverage_sql, population_sql, records_sql
+from obsx.intake.contract import load_contract
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import (
     DATASETS,
     geography_rollup,
     indicator,
@@ -62,79 +64,6 @@ def catalogue() -> Catalogue:
 
 def indicators() -> tuple[Indicator, ...]:
     return catalogue().indicators
-
-
-# What indicators read of each dataset: the current records, or the versions valid at a past
-# moment (as_of). Withdrawn records (record_action DELETE) are history, counted nowhere. The
-# contract's geography field is read as ``unit_code``.
-def records_sql(dataset: str, as_of: bool, with_submission: bool = False) -> str:
-    contract = load_contract(dataset)
-    fields = [f for f in contract.record_fields if f != contract.geography_field]
-    columns = ", ".join(
-        [
-            f"{contract.geography_field} AS unit_code",
-            "observatory_code",
-            *fields,
-            "period_month",
-            "period_year",
-            *(["submission_id"] if with_submission else []),
-        ]
-    )
-    live = f" AND {ACTION_FIELD} <> '{DELETE}'" if contract.has_deletions else ""
-    if not as_of:
-        return f"SELECT {columns} FROM {dataset} WHERE 1 = 1{live}"
-    return (
-        f"SELECT {columns} FROM {dataset}_revision WHERE valid_from <= :as_of"
-        f" AND (valid_to IS NULL OR valid_to > :as_of){live}"
-    )
-
-
-def population_sql(as_of: bool) -> str:
-    """The population figures: today's, or those loaded by a past moment (before the first
-    load, the first ones: a rate is better reproduced with them than left without)."""
-    if not as_of:
-        return "SELECT geo_code, year, sex, age_group, population FROM population"
-    columns = "geo_code, year, sex, age_group, population"
-    return (
-        f"SELECT {columns} FROM population_revision"
-        " WHERE loaded_at <= :as_of AND (replaced_at IS NULL OR replaced_at > :as_of)"
-        f" UNION ALL SELECT {columns} FROM population_revision"
-        " WHERE loaded_at = (SELECT min(loaded_at) FROM population_revision)"
-        " AND NOT EXISTS (SELECT 1 FROM population_revision WHERE loaded_at <= :as_of)"
-    )
-
-
-def coverage_sql(as_of: bool, with_observatory: bool = False) -> str:
-    """Units declared covered by a file (their contributor's units, each month of the file); a
-    file whose records are placed at a level above the units covers the areas of that level made
-    only of its contributor's units, as units of their own (``geography_rollup``)."""
-    merged = (
-        " JOIN submission s ON s.submission_id = c.submission_id AND s.merged_at <= :as_of"
-        if as_of
-        else ""
-    )
-    columns = "c.period_month, substr(c.period_month, 1, 4) AS period_year, c.submission_id" + (
-        ", c.observatory_code" if with_observatory else ""
-    )
-    units = current_deployment().units_level.code
-    areas = (  # (contributor, level, area) for the levels some file declared: its whole areas
-        "SELECT o.observatory_code, o.geo_level, a.geo_code AS area_code FROM (SELECT DISTINCT"
-        " observatory_code, geo_level FROM declared_coverage WHERE geo_level IS NOT NULL"
-        " AND dataset = :dataset) o JOIN geography_rollup a ON a.geo_level = o.geo_level"
-        " JOIN geography_rollup lu ON lu.unit_code = a.unit_code"
-        f" AND lu.geo_level = '{units}' AND lu.geo_code = a.unit_code"
-        " LEFT JOIN observatory_unit u ON u.observatory_code = o.observatory_code"
-        " AND u.geo_code = a.unit_code"
-        " GROUP BY o.observatory_code, o.geo_level, a.geo_code HAVING count(u.geo_code) = count(*)"
-    )
-    return (
-        f"SELECT u.geo_code AS unit_code, {columns} FROM declared_coverage c{merged}"
-        " JOIN observatory_unit u ON u.observatory_code = c.observatory_code"
-        " WHERE c.dataset = :dataset AND c.geo_level IS NULL"
-        f" UNION ALL SELECT x.area_code AS unit_code, {columns} FROM declared_coverage c{merged}"
-        f" JOIN ({areas}) x ON x.observatory_code = c.observatory_code"
-        " AND x.geo_level = c.geo_level WHERE c.dataset = :dataset"
-    )
 
 
 # The area a record's unit belongs to at the level computed, in the record's month (a record a
@@ -218,7 +147,7 @@ def _build_facts(
     both indexed by month and quarter, for a refresh of some months (each of its month and
     quarter statements then reads those rows, not the year's). Returns the number under which
     ``available_<dataset>`` holds the unit-months meeting each need (``_build_availability``)."""
-    from obsx.reconcile import build_exclusions, exclusion_sql
+    from obsx.indicators.reconcile import build_exclusions, exclusion_sql
 
     cat = catalogue()
     as_of = "as_of" in fixed
@@ -647,7 +576,6 @@ def _statement(
     return sql
 
 
-NOT_AVAILABLE = "not_available"  # quality_flag of a cell the sources cannot support: no value
 NULLS = ", ".join(["CAST(NULL AS FLOAT)"] * 3)  # its numerator, denominator and value
 
 # Reporting coverage: the population of the units that reported (they, or an area holding them
@@ -814,10 +742,12 @@ def _insert_survey(
 ) -> None:
     """A weighted share for every area, year and disaggregation, with its standard error,
     95% confidence interval and coefficient of variation from the survey design (strata and
-    PSUs of each observatory's survey, Taylor linearisation; see ``obsx.survey``)."""
+    PSUs of each observatory's survey, Taylor linearisation; see ``obsx.indicators.survey``)."""
     if not design:
         return
-    from obsx.survey import estimate_shares  # the survey stack loads only when there are surveys
+    from obsx.indicators.survey import (
+        estimate_shares,  # the survey stack loads only when there are surveys
+    )
 
     cat = catalogue()
     rows = []
@@ -965,8 +895,8 @@ def compute_indicators(
         elif years is not None:
             delete = delete.where(sa.func.substr(indicator_value.c.period, 1, 4).in_(years))
         conn.execute(delete)
-        from obsx.reconcile import mark_indicator_values, refresh_reconciliation
-        from obsx.suppression import apply_secondary_suppression
+        from obsx.indicators.reconcile import mark_indicator_values, refresh_reconciliation
+        from obsx.indicators.suppression import apply_secondary_suppression
 
         items = refresh_reconciliation(conn, now)  # closes the decisions a new count reopened
         bases = insert_indicator_values(
@@ -998,7 +928,11 @@ REPORTING_KINDS = ("completeness", "timeliness")
 def refresh_reporting_values(conn: sa.Connection, now: dt.datetime) -> pd.DataFrame:
     """The reporting status of every contributor and the completeness and timeliness values:
     recomputed at every refresh, since a period falls due with the calendar, not with a file."""
-    from obsx.reporting import refresh_contract_execution, refresh_reporting, reporting_values
+    from obsx.indicators.reporting import (
+        refresh_contract_execution,
+        refresh_reporting,
+        reporting_values,
+    )
 
     status = refresh_reporting(conn, now)
     refresh_contract_execution(conn, now)
@@ -1029,7 +963,7 @@ def indicator_values_as_of(engine: sa.Engine, as_of: dt.datetime) -> pd.DataFram
         scratch.drop(conn, checkfirst=True)
         scratch.create(conn)
         bases = insert_indicator_values(conn, scratch.name, {"computed_at": as_of, "as_of": as_of})
-        from obsx.suppression import apply_secondary_suppression
+        from obsx.indicators.suppression import apply_secondary_suppression
 
         apply_secondary_suppression(conn, scratch.name, None, catalogue(), bases, as_of)  # as then
         frame = pd.read_sql(sa.select(scratch).order_by(*scratch.primary_key.columns), conn)
@@ -1153,7 +1087,7 @@ def records_outside_geography(conn: sa.Connection) -> list[dict]:
 
 # --- Refreshing only what changed -------------------------------------------------------------
 
-_DEFINITION_FILES = ("indicators.py", "suppression.py", "catalogue.py", "reconcile.py")
+_DEFINITION_FILES = ("engine.py", "suppression.py", "catalogue.py", "reconcile.py", "sources.py")
 
 
 def _fingerprint(conn: sa.Connection) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from obsx.limits import current_limits
+from obsx.intake.limits import current_limits
 
 KEY_SEPARATOR = "__"
 HASH_CHARS_IN_KEY = 16

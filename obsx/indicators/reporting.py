@@ -15,8 +15,8 @@ import zoneinfo
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.deployment import current_deployment
-from obsx.warehouse import DATASETS, reporting_status
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import DATASETS, reporting_status
 
 ACCEPTED = ("accepted", "partly_accepted")
 NOTHING = pd.Series([], index=pd.Index([], dtype=object), dtype=object)  # no arrival yet
@@ -182,7 +182,7 @@ def refresh_contract_execution(conn: sa.Connection, now: dt.datetime) -> pd.Data
     """Per cooperation contract and quarter of its term (up to today): activities planned and
     executed, budget planned and executed, participants by sex and 15-29, and whether its
     municipality sent any prevention activity for the quarter (``flag`` no_report when not)."""
-    from obsx.warehouse import contract_execution
+    from obsx.warehouse.tables import contract_execution
 
     contracts = pd.read_sql(sa.text("SELECT * FROM cooperation_contract"), conn)
     conn.execute(contract_execution.delete())

@@ -14,7 +14,7 @@ import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
 
-from obsx.contract import (
+from obsx.intake.contract import (
     ACTION_FIELD,
     DELETE,
     FORMULA_START,
@@ -27,12 +27,12 @@ from obsx.contract import (
     pad_digits,
     read_band,
 )
-from obsx.deployment import Level, current_deployment
-from obsx.places import Places
-from obsx.problems import ERROR, Problem, problem
-from obsx.profiles import MONTHS, ROW_NUMBER, Derivation, Profile
-from obsx.reading import RawTable
+from obsx.intake.problems import ERROR, Problem, problem
+from obsx.intake.profiles import MONTHS, ROW_NUMBER, Derivation, Profile
+from obsx.intake.reading import RawTable
 from obsx.sourceyaml import ReferenceDataError
+from obsx.warehouse.deployment import Level, current_deployment
+from obsx.warehouse.places import Places
 
 TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 # The two date spellings the contract accepts; Excel dates arrive as ISO text, maybe with a time.
@@ -820,7 +820,7 @@ def validate(
 
 
 class FileValidation:
-    """The validation of one file fed chunk by chunk (obsx.reading.Source.chunks), each chunk
+    """The validation of one file fed chunk by chunk (obsx.intake.reading.Source.chunks), each chunk
     checked as ``validate`` checks a whole table; what holds across chunks lives here: a record
     id is used once per file, file-level problems are said once, records made from month columns
     are numbered on. The whole file's problems and rejected rows are tallied; accepted rows are

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.contract import BAND_PATTERN, INTEGER_MAX, Contract
-from obsx.deployment import current_deployment
-from obsx.warehouse import record_tables, submission
+from obsx.intake.contract import BAND_PATTERN, INTEGER_MAX, Contract
+from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import record_tables, submission
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from obsx.catalogue import Catalogue, Indicator, load_catalogue, side_where
-from obsx.indicators import NOT_AVAILABLE
-from obsx.protection import protect_intervals
+from obsx.indicators.catalogue import (
+    NOT_AVAILABLE,
+    Catalogue,
+    Indicator,
+    load_catalogue,
+    side_where,
+)
+from obsx.indicators.protection import protect_intervals
 
 log = logging.getLogger(__name__)
 KEY = ["indicator_code", "geo_level", "geo_code", "period_type", "period", "disaggregation"]
@@ -285,7 +290,7 @@ def _headline(atoms: pd.DataFrame) -> np.ndarray:
     """The totals a bulletin leads with (an indicator's figure without disaggregation), by tier:
     2 national, 1 first level, 0 the rest; withheld only when nothing finer protects, the
     national ones last."""
-    from obsx.deployment import current_deployment
+    from obsx.warehouse.deployment import current_deployment
 
     levels = current_deployment().level_codes
     total = atoms["total"].to_numpy()
@@ -298,7 +303,7 @@ def _headline(atoms: pd.DataFrame) -> np.ndarray:
 
 def _printed(conn: sa.Connection, rows: pd.DataFrame, as_of: dt.datetime | None) -> pd.Series:
     """Per row of ``rows``: whether a bulletin or pack built before ``as_of`` printed its value
-    (``publication_figure``, obsx/bulletin.py): readers hold it, so it is withdrawn last."""
+    (``publication_figure``, obsx/publication/bulletin.py): readers hold it, so it is withdrawn last."""
     query = (
         f"SELECT DISTINCT {', '.join('f.' + k for k in KEY)} FROM publication_figure f"
         " JOIN publication p ON p.publication_id = f.publication_id"
@@ -319,7 +324,7 @@ def _price(atoms: pd.DataFrame) -> np.ndarray:
     """What withholding a cell costs the readers, per unit an intruder's table may move it: a
     district-month part costs 1, each level, period length and total above it ten times more,
     so protection is taken from the finest cells; a headline (``_headline``) 10^4 times more."""
-    from obsx.deployment import current_deployment
+    from obsx.warehouse.deployment import current_deployment
 
     levels = current_deployment().level_codes
     depth = atoms["geo_level"].map({lv: len(levels) - 1 - i for i, lv in enumerate(levels)})
@@ -332,7 +337,7 @@ def _price(atoms: pd.DataFrame) -> np.ndarray:
 def protection_width(threshold: np.ndarray) -> np.ndarray:
     """How wide an intruder's interval for a small count must stay: the deployment's
     ``disclosure.protection_width``, else the threshold (the whole range 0 .. threshold)."""
-    from obsx.deployment import current_deployment
+    from obsx.warehouse.deployment import current_deployment
 
     width = current_deployment().disclosure.get("protection_width")
     return np.full_like(threshold, float(width)) if width is not None else threshold.copy()
