@@ -313,7 +313,7 @@ def test_a_reconciliation_decision_changes_the_figure_and_its_footnote(demo):
     assert shown[national] == f"{published[national]['value']:,.0f}†§"  # 5 districts of 81
     assert shown[f"HOMICIDE_COUNT|district|0301|month|{PERIOD}|"] == "c"
     html = again.bulletin_html.read_text(encoding="utf-8")
-    assert "Colón 2025-12: sigue a forensic (4); mesa de conciliación" in html
+    assert "Colón 2025-12: sigue a Medicina Legal (IMELCF) (4); mesa de conciliación" in html
     assert "acta 12/2025" in html and "†: cifra conciliada" in html
     for key, text in parser.figures:
         _check_figure(key, text, published)

@@ -79,6 +79,10 @@ def test_a_decision_needs_a_reason_and_the_bulletin_built_from_the_desk_shows_it
     client = signed_in(desk, "analista")
     table = client.get("/desk/reconciliation").text
     assert "0804" in table and "Por conciliar" in table
+    # sources in the analyst's words, the deployment's keys only as the form's values
+    head = re.search(r"<thead>.*?</thead>", table, re.S).group(0)
+    assert "observatorios municipales" in head and "Medicina Legal (IMELCF)" in head
+    assert ">forensic<" not in table and ">observatory<" not in table
 
     refused = decide(client, "   ")
     assert "Escriba el motivo" in refused.text
@@ -87,7 +91,7 @@ def test_a_decision_needs_a_reason_and_the_bulletin_built_from_the_desk_shows_it
     done = decide(client, REASON)
     assert "Decisión registrada" in done.text
     row = re.search(r"<tr><td>0804</td><td>2025-02</td>.*?</tr>", done.text, re.S).group(0)
-    assert "Decidido" in row and REASON in row
+    assert "Decidido" in row and REASON in row and "Medicina Legal (IMELCF)<br>" in row
 
     refresh_indicators(desk["engine"])  # what the next obsx run or the nightly refresh does
     page = client.get("/desk/periods").text

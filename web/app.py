@@ -817,8 +817,8 @@ def _reconciliation(site: Site) -> tuple[object, list[dict]]:
 @signed_in("analyst")
 async def reconciliation(request: Request):
     concept, items = await run_in_threadpool(_reconciliation, _site(request))
-    sources = [s.name for s in concept.sources] if concept else []
-    return render(request, "reconciliation.html", concept=concept, items=items, sources=sources)
+    labels = {s.name: s.said(_lang(request)) for s in concept.sources} if concept else {}
+    return render(request, "reconciliation.html", concept=concept, items=items, sources=labels)
 
 
 def _decide(

@@ -14,7 +14,8 @@ counts agree, and how close two records must be to be the same victim::
         where: {crime_code: {prefix: ["0101"]}}
         sources:
           observatory: {kind: observatory}
-          forensic: {contributors: [pa_imelcf]}   # counts_only: true for a file of counts
+          forensic: {contributors: [pa_imelcf]}   # counts_only: true for a file of counts;
+                                                  # name: {es: …, en: …}: what people read
         default: observatory
         tolerance: {absolute: 0, relative: 0.0}
         match: {days: 1, age_years: 2}
@@ -38,12 +39,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
 
 from obsx.sourceyaml import SourceError
+from obsx.warehouse.contributors import read_contributors
 from obsx.warehouse.deployment import Deployment, current_deployment
 
 STATUSES = ("agree", "within_tolerance", "to_reconcile", "decided", "reopened", "single_source")
@@ -63,10 +65,22 @@ CONCEPT_KEYS = {
 
 @dataclass(frozen=True)
 class Source:
-    name: str
+    name: str  # the deployment's key for it (forensic): what decisions store
     kind: str | None
     contributors: tuple[str, ...]
     counts_only: bool = False  # it sends counts (per unit, month, sex…), not one row per victim
+    # what people read ({es, en}): the deployment's name:, else its contributors' names, else
+    # the kind in words
+    label: dict = field(default_factory=dict, compare=False)
+
+    def said(self, lang: str) -> str:
+        return self.label.get(lang) or self.label.get("es") or self.name
+
+
+KIND_WORDS = {
+    "observatory": {"es": "observatorios municipales", "en": "municipal observatories"},
+    "institution": {"es": "instituciones nacionales", "en": "national institutions"},
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,7 @@ def concepts(deployment: Deployment | None = None) -> tuple[Concept, ...]:
     path = deployment.root / "deployment.yaml"
     cat = catalogue()
     known_indicators = {i.code for i in cat.indicators}
+    registry = read_contributors(deployment) if spec else {}
     found = []
     for code, raw in spec.items():
         line = spec.line(code) if hasattr(spec, "line") else None
@@ -122,13 +137,22 @@ def concepts(deployment: Deployment | None = None) -> tuple[Concept, ...]:
         sources = []
         for name, entry in (raw.get("sources") or {}).items():
             entry = entry or {}
-            unknown = set(entry) - {"kind", "contributors", "counts_only"}
+            unknown = set(entry) - {"kind", "contributors", "counts_only", "name"}
             if unknown:
                 fail(f"source {name}: unknown {sorted(unknown)}")
             kind, codes = entry.get("kind"), tuple(entry.get("contributors") or ())
             if bool(kind) == bool(codes):
                 fail(f"source {name}: give kind or contributors, not both")
-            sources.append(Source(str(name), kind, codes, bool(entry.get("counts_only", False))))
+            label = entry.get("name")
+            if label is not None and not (
+                isinstance(label, dict) and set(label) <= {"es", "en"} and label.get("es")
+            ):
+                fail(f"source {name}: name is {{es: …, en: …}}")
+            if label is None:
+                named = [registry[c]["name"] for c in codes if c in registry]
+                label = KIND_WORDS.get(kind) or {"es": "; ".join(named), "en": "; ".join(named)}
+            counts_only = bool(entry.get("counts_only", False))
+            sources.append(Source(str(name), kind, codes, counts_only, dict(label)))
         if len(sources) < 2:
             fail("needs at least two sources")
         default = raw.get("default")

@@ -754,14 +754,14 @@ def _reconciliation(conn, period: str, lang: str, names: dict[str, str]) -> list
                     agree=counts.get("agree", 0),
                     within=counts.get("within_tolerance", 0),
                     pending=counts.get("to_reconcile", 0) + counts.get("reopened", 0),
-                    default=concept.default,
+                    default=concept.source(concept.default).said(lang),
                     decided=counts.get("decided", 0),
                 ),
                 "decisions": [
                     w["decision_line"].format(
                         geo=names.get(r["geo_code"], r["geo_code"]),
                         period=r["period"],
-                        source=r["source"],
+                        source=concept.source(r["source"]).said(lang),
                         figure=r["figure"],
                         by=r["decided_by"],
                         at=pd.Timestamp(r["decided_at"]).strftime("%Y-%m-%d"),
