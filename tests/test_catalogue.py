@@ -479,7 +479,9 @@ def test_a_deployment_sets_the_threshold_of_its_statistical_law(tmp_path, monkey
     [
         ("  threshold: 1\n", "disclosure.threshold: a whole number, 2 or more"),
         ("  protection_width: 0\n", "disclosure.protection_width: a whole number, 1 or more"),
-        ("  k_anonymity: 3\n", "unknown key 'k_anonymity'; known: protection_width, threshold"),
+        ("  k_anonymity: 3\n", "unknown key 'k_anonymity'; known: headlines, monthly_dim"),
+        ("  headlines: SDG_16_1_1\n", "disclosure.headlines: a list of codes"),
+        ("  monthly_dimensions: {sex: true}\n", "disclosure.monthly_dimensions: a list of"),
     ],
 )
 def test_a_deployment_disclosure_policy_is_checked_with_its_line(
@@ -490,3 +492,60 @@ def test_a_deployment_disclosure_policy_is_checked_with_its_line(
     own_deployment(tmp_path, monkeypatch, "", "disclosure:\n" + policy)
     with pytest.raises(SourceError, match=rf"deployment.yaml:\d+: .*{message}"):
         current_deployment()
+
+
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ("  headlines: [SDG_16_1_1, NOPE]\n", "disclosure.headlines: unknown NOPE"),
+        ("  monthly_dimensions: [sex, colour]\n", "disclosure.monthly_dimensions: unknown colour"),
+    ],
+)
+def test_a_deployment_disclosure_policy_names_what_the_catalogue_has(
+    tmp_path, monkeypatch, policy, message
+):
+    own_deployment(tmp_path, monkeypatch, "", "disclosure:\n" + policy)
+    with pytest.raises(SourceError, match=rf"deployment.yaml:\d+: {message}"):
+        load_catalogue()
+
+
+def test_a_deployment_chooses_its_headlines_and_what_it_publishes_by_month(
+    tmp_path, monkeypatch, engine
+):
+    """Issue 20, item 5: a statistical law that publishes months by sex (the catalogue splits
+    crimes by quarter and year only; prevention monthly by activity and contract: now not), and
+    leads with the homicide rate and count alone. The independent attacker still finds nothing."""
+    from tests.attacker import withstands
+
+    policy = "disclosure:\n  headlines: [SDG_16_1_1, HOMICIDE_COUNT]\n  monthly_dimensions: [sex]\n"
+    own_deployment(tmp_path, monkeypatch, "", policy)
+    cat = load_catalogue()
+    assert [i.code for i in cat.indicators if i.headline] == ["SDG_16_1_1", "HOMICIDE_COUNT"]
+    sdg = cat.indicator("SDG_16_1_1")
+    assert sdg.dimensions_in("month") == ("sex",)
+    assert set(sdg.dimensions_in("quarter")) == set(sdg.disaggregations) > {"sex"}
+    assert cat.indicator("PLAN_EXECUTION").dimensions_in("month") == ()
+    assert load_catalogue(overlay=None).indicator("SDG_16_1_1").dimensions_in("month") == ()
+
+    warehouse = panama_refreshed(tmp_path, engine)
+    v = indicator_value.c
+    with warehouse.connect() as conn:
+        split = dict(
+            conn.execute(
+                sa.select(v.period_type, sa.func.count(sa.distinct(v.disaggregation)))
+                .where(v.indicator_code == "SDG_16_1_1", v.disaggregation != "")
+                .group_by(v.period_type)
+            ).all()
+        )
+        by_month = set(
+            conn.scalars(
+                sa.select(v.disaggregation)
+                .where(v.period_type == "month", v.disaggregation != "")
+                .distinct()
+            )
+        )
+    assert {d.split("=")[0] for d in by_month} == {"sex"}
+    assert split["quarter"] == split["year"] > split["month"] > 0
+    assert row(warehouse, "SDG_16_1_1", "PA", "2025")["conf_status"] == "F"
+    found = withstands(warehouse, Path(__file__).parents[1] / "indicators" / "catalogue.yaml")
+    assert (found["pinned"], found["narrow"], found["published"]) == ([], [], [])

@@ -194,10 +194,22 @@ class Indicator:
     line: int
     sdmx: SdmxSeries | None = None  # the SDG series it is published as (SDMX-CSV), if any
     decimals: int = 0  # digits after the point a published value keeps (SDMX-CSV)
+    # the deployment's policy (disclosure: in deployment.yaml): whether its national and
+    # first-level totals are headlines (withheld last), and the dimensions published by month
+    # (None: all it has)
+    headline: bool = True
+    monthly_dimensions: tuple[str, ...] | None = None
 
     @property
     def dataset(self) -> str:
         return self.numerator.dataset
+
+    def dimensions_in(self, period_type: str) -> tuple[str, ...]:
+        """The dimensions it is published by in periods of ``period_type``: by month, those the
+        deployment lists when it does, else the catalogue's ``disaggregated_periods`` say."""
+        if period_type == "month" and self.monthly_dimensions is not None:
+            return tuple(d for d in self.disaggregations if d in self.monthly_dimensions)
+        return self.disaggregations if period_type in self.disaggregated_periods else ()
 
 
 @dataclass(frozen=True)
@@ -555,22 +567,49 @@ def load_catalogue(path: Path = CATALOGUE, overlay: Path | str | None = DEPLOYME
     (``deployment.yaml`` key ``indicators``; ``overlay``: another such file, or None for the
     project's catalogue alone); an entry about a dataset this installation's contracts lack is
     skipped (a deployment without arrests has no arrest rate)."""
-    threshold = None
+    policy = {}
     if overlay == DEPLOYMENT:
         from obsx.warehouse.deployment import current_deployment
 
         deployment = current_deployment()
         overlay = deployment.indicators_path
-        threshold = deployment.disclosure.get("threshold")
+        policy = deployment.disclosure
     cat = _load_catalogue(path, None if overlay is None else Path(overlay))
-    if threshold is None:
+    if not policy:
         return cat
-    # the deployment's statistical law: one threshold for every count the catalogue protects
-    protected = (
-        dataclasses.replace(i, suppress_below=threshold) if i.suppress_below else i
+    return dataclasses.replace(cat, indicators=_with_policy(cat, policy, deployment))
+
+
+def _with_policy(cat: Catalogue, policy: dict, deployment) -> tuple[Indicator, ...]:
+    """The catalogue's entries under a deployment's statistical law (``disclosure:``): one
+    threshold for every count the catalogue protects; the indicators whose national and
+    first-level totals are headlines; the dimensions published by month. A code the catalogue
+    does not have is an error at its line of deployment.yaml."""
+    path = deployment.root / "deployment.yaml"
+
+    def line(key):
+        return policy.line(key) if hasattr(policy, "line") else None
+
+    codes = {i.code for i in cat.indicators}
+    dimensions = {d for i in cat.indicators for d in i.disaggregations}
+    headlines, monthly = policy.get("headlines"), policy.get("monthly_dimensions")
+    for key, given, known in (
+        ("headlines", headlines, codes),
+        ("monthly_dimensions", monthly, dimensions),
+    ):
+        unknown = sorted(set(given or ()) - known)
+        if unknown:
+            raise SourceError(path, line(key), f"disclosure.{key}: unknown {', '.join(unknown)}")
+    threshold = policy.get("threshold")
+    return tuple(
+        dataclasses.replace(
+            i,
+            suppress_below=threshold if threshold and i.suppress_below else i.suppress_below,
+            headline=headlines is None or i.code in headlines,
+            monthly_dimensions=None if monthly is None else tuple(monthly),
+        )
         for i in cat.indicators
     )
-    return dataclasses.replace(cat, indicators=tuple(protected))
 
 
 def _overlay(path: Path, entries: list, catalogue_path: Path) -> list:

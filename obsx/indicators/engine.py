@@ -684,10 +684,9 @@ def insert_indicator_values(
                 ]
             else:
                 shape = {"levels": _quoted(levels)}
-                split = period_type in ind.disaggregated_periods
                 statements = [
                     _statement(ind, period_type, dim, target, signatures[cat.need(ind, dim)])
-                    for dim in (None, *(ind.disaggregations if split else ()))
+                    for dim in (None, *ind.dimensions_in(period_type))
                 ]
             for sql in statements:  # every level at once: the roll-up joins each unit to each
                 sql = sql.replace("__LEVELS__", shape["levels"])
@@ -755,7 +754,7 @@ def _insert_survey(
         placed = _with_conditions(cat, ind, respondents)
         for period_type in ind.periods:
             placed["period"] = placed[PERIOD_COLUMNS[period_type]]
-            for dim_name in (None, *ind.disaggregations):
+            for dim_name in (None, *ind.dimensions_in(period_type)):
                 domains = ["geo_code", "period"]
                 frame = placed
                 if dim_name:

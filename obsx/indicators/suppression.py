@@ -117,6 +117,11 @@ def _atoms(conn: sa.Connection, target: str, cat: Catalogue, years: list[str] | 
         link[c] = rows.loc[link["row"], c].to_numpy()
     # A total: some indicator publishes the atom without disaggregation (its own total).
     link["total"] = (rows.loc[link["row"], "disaggregation"] == "").to_numpy()
+    # a headline: the total of an indicator the deployment leads with (all, unless it lists them)
+    leads = [code for code, ind in suppressible.items() if ind.headline]
+    link["headline"] = (
+        link["total"] & rows.loc[link["row"], "indicator_code"].isin(leads).to_numpy()
+    )
     coverage = pd.to_numeric(rows.loc[link["row"], "coverage"], errors="coerce")
     link["coverage"] = coverage.round(1).fillna(-1.0).to_numpy()  # -1: no population
     place = ["signature", "geo_level", "geo_code", "period_type", "period"]
@@ -293,7 +298,7 @@ def _headline(atoms: pd.DataFrame) -> np.ndarray:
     from obsx.warehouse.deployment import current_deployment
 
     levels = current_deployment().level_codes
-    total = atoms["total"].to_numpy()
+    total = atoms["headline"].to_numpy()
     tier = np.zeros(len(atoms), dtype=np.int64)
     if len(levels) > 2:
         tier[total & (atoms["geo_level"] == levels[1]).to_numpy()] = 1
@@ -373,6 +378,7 @@ def apply_secondary_suppression(
             coverage=("coverage", "first"),
             threshold=("threshold", "min"),
             total=("total", "any"),
+            headline=("headline", "any"),
         )
         .reset_index()
     )

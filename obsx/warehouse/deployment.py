@@ -47,7 +47,7 @@ KNOWN_KEYS = {
     "disclosure",
     "indicators",
 }
-DISCLOSURE_KEYS = {"protection_width", "threshold"}
+DISCLOSURE_KEYS = {"protection_width", "threshold", "headlines", "monthly_dimensions"}
 CALENDAR_KEYS = {"every", "due_day", "since", "from"}
 LEVEL_KEYS = {"code", "name", "pattern", "zero_pad", "aliases", "parent_prefix"}
 
@@ -95,7 +95,9 @@ class Deployment:
     reconciliation: dict = field(default_factory=dict)
     # disclosure control policy: threshold (a count from 1 to threshold - 1 is withheld; default
     # each indicator's suppress_below in the catalogue), protection_width (how wide an intruder's
-    # interval for a withheld small count must stay; default the threshold: 0 .. threshold)
+    # interval for a withheld small count must stay; default the threshold: 0 .. threshold),
+    # headlines (the indicators whose national and first-level totals are withheld last; default
+    # all), monthly_dimensions (the dimensions published by month; default the catalogue's)
     disclosure: dict = field(default_factory=dict)
     # the deployment's own indicators beside the project's catalogue (obsx.indicators.catalogue): entries
     # added, switched off or renamed; None: the catalogue as it is
@@ -199,7 +201,14 @@ def _disclosure(spec, path: Path) -> dict:
         ):
             line = policy.line(key) if hasattr(policy, "line") else None
             raise SourceError(path, line, f"disclosure.{key}: a whole number, {least} or more")
-    return dict(policy)
+    for key in ("headlines", "monthly_dimensions"):  # checked against the catalogue when read
+        value = policy.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        ):
+            line = policy.line(key) if hasattr(policy, "line") else None
+            raise SourceError(path, line, f"disclosure.{key}: a list of codes ([] for none)")
+    return policy  # with its lines: the catalogue checks the codes against its own
 
 
 def parse_deployment(spec, path: Path, name: str) -> Deployment:
