@@ -549,3 +549,48 @@ def test_a_deployment_chooses_its_headlines_and_what_it_publishes_by_month(
     assert row(warehouse, "SDG_16_1_1", "PA", "2025")["conf_status"] == "F"
     found = withstands(warehouse, Path(__file__).parents[1] / "indicators" / "catalogue.yaml")
     assert (found["pinned"], found["narrow"], found["published"]) == ([], [], [])
+
+
+def test_a_file_of_provinces_loads_at_province_level_in_panama(tmp_path, monkeypatch, engine):
+    """Issue 21's case: a national count by province names (Panamá, Colón, Bocas del Toro and
+    Los Santos are districts' names too) read with ``level: province`` counts for the provinces
+    and the country, and for no district."""
+    profile = own_deployment(tmp_path, monkeypatch, "").parent / "profiles" / "pa_imelcf"
+    (profile / "provincias.yaml").write_text(
+        "dataset: incidents\n"
+        'files: ["homicidios_provincia*"]\n'
+        "level: provincia\n"
+        "columns: {Víctimas: victim_count}\n"
+        "derive:\n"
+        "  incident_id: {join: [Año, Mes, Provincia]}\n"
+        "  occurred_on: {year: Año, month: Mes, day: 1}\n"
+        '  crime_code: {value: "0101"}\n'
+        "  district_code: {place: Provincia}\n",
+        encoding="utf-8",
+    )
+    counts = {"Panamá": 22, "Colón": 9, "Bocas del Toro": 3, "Los Santos": 1, "Chiriquí": 6}
+    warehouse = load_reference(engine)
+    zone = Dropzone(tmp_path / "data", observatories())
+    zone.ensure_folders()
+    path = zone.inbox("pa_imelcf") / "homicidios_provincia_2025_12.csv"
+    path.write_text(
+        "Provincia,Año,Mes,Víctimas\n"
+        + "".join(f"{name},2025,12,{n}\n" for name, n in counts.items()),
+        encoding="utf-8",
+    )
+    key = partition_key("pa_imelcf", file_sha256(path))
+    outcome = process_submission(key, zone, warehouse, observatories(), TODAY)
+    assert (outcome.status, outcome.counts["rows_inserted"]) == ("accepted", 5)
+    compute_indicators(warehouse, NOW)
+    v = indicator_value.c
+    with warehouse.connect() as conn:
+        found = dict(
+            conn.execute(
+                sa.select(v.geo_code, v.numerator).where(
+                    v.indicator_code == "HOMICIDE_COUNT",
+                    v.period == "2025-12",
+                    v.disaggregation == "",
+                )
+            ).all()
+        )
+    assert found == {"PA": 41, "08": 22, "03": 9, "01": 3, "07": 1, "04": 6}
