@@ -256,6 +256,42 @@ def test_a_retry_after_a_crash_past_the_merge_is_no_duplicate_and_leaves_no_part
     assert not [p for p in feedback.iterdir() if p.name.endswith(".part")]
 
 
+def test_a_feedback_written_after_a_crash_past_the_merge_says_the_merges_warnings(
+    tmp_path, loaded_engine, monkeypatch
+):
+    """Killed after the merge committed and before the feedback was written, the next run writes
+    the feedback from the file read again: with the warnings the merge said (seen once, in
+    tests/test_faults.py, as a missing 'unit-without-population' after a SIGKILL)."""
+    import obsx.intake.feedback
+
+    zone = Dropzone(tmp_path, observatories())
+    zone.ensure_folders()
+    path = zone.inbox("pa_panama") / "agregado.csv"
+    path.write_text(
+        "incident_id,occurred_on,district_code,crime_code,victim_count\n"
+        "AG1,2025-01-15,0804,0101,90000\n",  # more than 1% of San Miguelito in a month
+        encoding="utf-8",
+    )
+    key = partition_key("pa_panama", zone.sha256(path, path.stat()))
+
+    def crash(path, text):
+        raise OSError(28, "No space left on device")
+
+    real_write = obsx.intake.feedback._write_atomically
+    monkeypatch.setattr(obsx.intake.feedback, "_write_atomically", crash)
+    with pytest.raises(OSError):
+        process_submission(key, zone, loaded_engine, observatories(), TODAY)
+    monkeypatch.setattr(obsx.intake.feedback, "_write_atomically", real_write)
+    monkeypatch.setattr("obsx.intake.dropzone._pid_alive", lambda pid: False)
+    zone.ensure_folders()  # the next run
+
+    outcome = process_submission(key, zone, loaded_engine, observatories(), TODAY)
+
+    assert outcome.already_merged
+    report = json.loads(outcome.feedback[0].read_text())
+    assert report["problem_counts"] == {"implausible-count": 1}, report["problems"]
+
+
 ROW = st.tuples(
     st.integers(0, 30),  # id
     st.dates(dt.date(2024, 1, 1), dt.date(2025, 12, 31)),

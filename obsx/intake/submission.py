@@ -379,7 +379,7 @@ def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows, level=No
 
 def unit_totals(conn, units: list[str]) -> pd.DataFrame:
     """Each unit's total population by year (geo_code, year, population): the total given, else
-    the sum of its parts (by sex, else by age group). An area above the units (records placed at
+    the sum of its parts (by sex, else by age group, else by both: the demo's Panamá). An area above the units (records placed at
     its level) has the sum of its units' (those it holds now), as its rates do."""
     found = _own_totals(conn, units)
     areas = sorted(set(units) - set(found["geo_code"]))
@@ -416,8 +416,9 @@ def _own_totals(conn, units: list[str]) -> pd.DataFrame:
     total = known[known["sex"].eq("T") & known["age_group"].eq("T")]
     by_sex = known[known["sex"].ne("T") & known["age_group"].eq("T")]
     by_age = known[known["sex"].eq("T") & known["age_group"].ne("T")]
+    by_both = known[known["sex"].ne("T") & known["age_group"].ne("T")]  # sex and age only
     found = [total[[*keys, "population"]]]
-    for parts in (by_sex, by_age):
+    for parts in (by_sex, by_age, by_both):
         found.append(parts.groupby(keys, as_index=False)["population"].sum())
     every = pd.concat(found, ignore_index=True)
     return every.drop_duplicates(subset=keys, keep="first")  # the total first, then by sex
@@ -612,10 +613,6 @@ def _superseded(conn: sa.Connection, dataset: str, sha: str) -> bool:
     return bool(conn.execute(sa.select(closed.exists())).scalar())
 
 
-def _drop(rows: pd.DataFrame) -> None:
-    """Accepted rows nobody needs (a file merged before, read again for its feedback)."""
-
-
 def _rejected(p) -> ValidationResult:
     return ValidationResult(accepted=pd.DataFrame(), rows_read=0, problems=[p])
 
@@ -762,11 +759,15 @@ def _process(
             received_at = now
         elif already_merged:
             if chosen is not None:  # read again for the feedback; nothing is staged
+                seen = AcceptedRows(dataset, chosen[0])  # what the merge's warnings read
                 deadline.resume()
                 with bounded(limits, deadline):
                     result, info = check_file(
-                        data, file_name, observatory, dataset, today, chosen, _drop, clock
+                        data, file_name, observatory, dataset, today, chosen, seen.add, clock
                     )
+                # the warnings the merge said (a unit without population…): a feedback written
+                # after a crash past the merge says them too
+                result.problems += _reference_warnings(conn, seen)
             counts, status = {c: row[c] for c in COUNT_COLUMNS}, row["status"]
         else:
             stage = accepted = None
