@@ -5,7 +5,7 @@ Rates use, as denominator, the population of the units that reported in the peri
 unit that sent nothing is "not reported" (no value), never "zero crimes"; a unit that reported
 without events — or that a file declared covered — counts zero. Every level rolls up on the
 hierarchy valid in the period. Survey shares carry their design-based precision; counts of
-persons carry their disclosure status (see ``obsx.disclosure``).
+persons carry their disclosure status (see ``obsx.indicators.suppression``).
 
 Recomputing is by period: a submission recomputes the months its records touch, their quarters
 and their years (at every level), redoes the disclosure status and changes of those years, and
@@ -32,7 +32,14 @@ from obsx.indicators.catalogue import (
     load_catalogue,
     side_where,
 )
-from obsx.indicators.sources import coverage_sql, population_sql, records_sql
+from obsx.indicators.sources import (
+    coverage_sql,
+    lowest_units,
+    population_sql,
+    records_sql,
+    shadow_sql,
+    valid_in,
+)
 from obsx.intake.contract import load_contract
 from obsx.warehouse.deployment import current_deployment
 from obsx.warehouse.tables import (
@@ -76,30 +83,12 @@ JOIN geography_rollup g ON g.unit_code = {alias}.unit_code AND g.geo_level IN (_
 
 
 def _build_shadows(conn: sa.Connection, dataset: str) -> bool:
-    """``shadow_<dataset>``: where a source reported for an area above the units as a whole (its
-    records placed at the area's level), the units and smaller areas inside it that other
-    sources reported that month, with the levels (the area's and those above) at which they are
-    not counted again: there the area's own source is the figure. Below it, each counts as
-    usual. Returns whether any is shadowed."""
-    units = current_deployment().units_level.code
-    valid = (
-        " AND ({g}.from_month IS NULL OR {g}.from_month <= a.period_month)"
-        " AND ({g}.to_month IS NULL OR {g}.to_month > a.period_month)"
-    )
+    """``shadow_<dataset>``: the unit-months not counted again at some levels, where a source
+    reported for an area holding them as a whole (``sources.shadow_sql``). Returns whether any
+    is."""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS shadow_{dataset}")
     conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE shadow_{dataset} AS"
-        " SELECT DISTINCT r.unit_code, r.period_month, up.geo_level"
-        f" FROM reporting_{dataset} a"
-        " JOIN geography_rollup own ON own.unit_code = a.unit_code"
-        f" AND own.geo_code = a.unit_code AND own.geo_level <> '{units}'"
-        f" JOIN reporting_{dataset} r ON r.period_month = a.period_month"
-        " AND r.unit_code <> a.unit_code"
-        " JOIN geography_rollup inside ON inside.unit_code = r.unit_code"
-        " AND inside.geo_level = own.geo_level AND inside.geo_code = a.unit_code"
-        + valid.format(g="inside")
-        + " JOIN geography_rollup up ON up.unit_code = a.unit_code"
-        + valid.format(g="up")
+        f"CREATE TEMPORARY TABLE shadow_{dataset} AS {shadow_sql(f'reporting_{dataset}')}"
     )
     found = conn.exec_driver_sql(f"SELECT count(*) FROM shadow_{dataset}").scalar()
     if found:
@@ -307,13 +296,7 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
         " age_group VARCHAR(16), pop FLOAT, src_year INTEGER, is_unit INTEGER)"
     )
     units = current_deployment().units_level.code
-    lowest = set(
-        conn.scalars(
-            sa.select(geography_rollup.c.unit_code)
-            .where(geography_rollup.c.geo_level == units)
-            .distinct()
-        )
-    )
+    lowest = set(conn.scalars(lowest_units().distinct()))
     known = known[known["geo_code"].isin(lowest)]  # an area's own figure: see below
     if known.empty:
         return
@@ -350,8 +333,7 @@ def _build_population(conn: sa.Connection, fixed: dict) -> None:
     conn.exec_driver_sql(
         "INSERT INTO pop_cube SELECT g.geo_code, p.year, p.sex, p.age_group, sum(p.pop),"
         " max(p.src_year), 0 FROM pop_cube p JOIN geography_rollup g ON g.unit_code = p.geo_code"
-        f" AND g.geo_level <> '{units}' AND (g.from_month IS NULL OR g.from_month <= {december})"
-        f" AND (g.to_month IS NULL OR g.to_month > {december})"
+        f" AND g.geo_level <> '{units}'{valid_in('g', december)}"
         " GROUP BY g.geo_code, p.year, p.sex, p.age_group"
     )
     _analyze(conn, "pop_cube")

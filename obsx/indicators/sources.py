@@ -1,10 +1,15 @@
 """What indicators read of the warehouse: each dataset's records (current, or as they were at
-a past moment), the population figures, and the units files declared covered. Shared by the
-engine (obsx/indicators/engine.py), reconciliation and the origin of a figure, so that none of
-them imports another for it."""
+a past moment), the population figures, the units files declared covered, and what records
+placed above the units change in the roll-up. Shared by the engine (obsx/indicators/engine.py),
+reconciliation, the origin of a figure and intake's population checks, so that none of them
+imports another for it."""
+
+import pandas as pd
+import sqlalchemy as sa
 
 from obsx.intake.contract import ACTION_FIELD, DELETE, load_contract
 from obsx.warehouse.deployment import current_deployment
+from obsx.warehouse.tables import geography_rollup
 
 
 # What indicators read of each dataset: the current records, or the versions valid at a past
@@ -77,4 +82,59 @@ def coverage_sql(as_of: bool, with_observatory: bool = False) -> str:
         f" UNION ALL SELECT x.area_code AS unit_code, {columns} FROM declared_coverage c{merged}"
         f" JOIN ({areas}) x ON x.observatory_code = c.observatory_code"
         " AND x.geo_level = c.geo_level WHERE c.dataset = :dataset"
+    )
+
+
+def valid_in(alias: str, month: str) -> str:
+    """A roll-up row ``alias`` holds in ``month`` (an SQL expression: YYYY-MM)."""
+    return (
+        f" AND ({alias}.from_month IS NULL OR {alias}.from_month <= {month})"
+        f" AND ({alias}.to_month IS NULL OR {alias}.to_month > {month})"
+    )
+
+
+def shadow_sql(reports: str) -> str:
+    """Where a source reported for an area above the units as a whole (its records placed at
+    the area's level), the units and smaller areas inside it that other sources reported that
+    month, with each level (the area's and those above) at which they are not counted again:
+    there the area's own source is the figure; below it, each counts as usual. ``reports``: a
+    relation of (unit_code, period_month), every record or declared coverage of one dataset.
+    Rows: unit_code, period_month, geo_level."""
+    units = current_deployment().units_level.code
+    return (
+        "SELECT DISTINCT r.unit_code, r.period_month, up.geo_level"
+        f" FROM {reports} a"
+        " JOIN geography_rollup own ON own.unit_code = a.unit_code"
+        f" AND own.geo_code = a.unit_code AND own.geo_level <> '{units}'"
+        f" JOIN {reports} r ON r.period_month = a.period_month AND r.unit_code <> a.unit_code"
+        " JOIN geography_rollup inside ON inside.unit_code = r.unit_code"
+        " AND inside.geo_level = own.geo_level AND inside.geo_code = a.unit_code"
+        + valid_in("inside", "a.period_month")
+        + " JOIN geography_rollup up ON up.unit_code = a.unit_code"
+        + valid_in("up", "a.period_month")
+    )
+
+
+def lowest_units() -> sa.Select:
+    """The roll-up's units of the lowest level (its other rows are areas above them, rolled up
+    from their own level for records a source placed there)."""
+    r = geography_rollup.c
+    return sa.select(r.unit_code).where(r.geo_level == current_deployment().units_level.code)
+
+
+def units_within(conn: sa.Connection, codes) -> pd.DataFrame:
+    """(area_code, unit_code): the units of the lowest level each of ``codes`` holds as the
+    geography stands now (a unit: itself, even one since abolished)."""
+    r = geography_rollup.c
+    return pd.DataFrame(
+        conn.execute(
+            sa.select(r.geo_code, r.unit_code)
+            .where(
+                r.geo_code.in_(sorted(codes)),
+                r.unit_code.in_(lowest_units()),
+                sa.or_(r.to_month.is_(None), r.unit_code == r.geo_code),
+            )
+            .distinct()
+        ).all(),
+        columns=["area_code", "unit_code"],
     )

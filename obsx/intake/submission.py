@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from obsx.indicators.catalogue import load_catalogue
+from obsx.indicators.sources import units_within
 from obsx.intake.contract import band_bounds, load_contract
 from obsx.intake.dropzone import Dropzone, Upload, parse_partition_key, safe_stem
 from obsx.intake.feedback import Report, write_feedback
@@ -379,27 +380,22 @@ def _declare_coverage(conn, dataset, code, sha, accepted: AcceptedRows, level=No
 
 def unit_totals(conn, units: list[str]) -> pd.DataFrame:
     """Each unit's total population by year (geo_code, year, population): the total given, else
-    the sum of its parts (by sex, else by age group, else by both: the demo's Panamá). An area above the units (records placed at
-    its level) has the sum of its units' (those it holds now), as its rates do."""
+    the sum of its parts (by sex, else by age group, else by both: the demo's Panamá). An area
+    above the units (records placed at its level) has the sum of its units' (those it holds
+    now), as its rates do."""
     found = _own_totals(conn, units)
-    areas = sorted(set(units) - set(found["geo_code"]))
-    if not areas:
-        return found
-    r = geography_rollup.c
-    lowest = sa.select(r.unit_code).where(r.geo_level == current_deployment().units_level.code)
-    inside = pd.DataFrame(
-        conn.execute(
-            sa.select(r.geo_code, r.unit_code)
-            .where(r.geo_code.in_(areas), r.to_month.is_(None), r.unit_code.in_(lowest))
-            .distinct()
-        ).all(),
-        columns=["area", "geo_code"],
-    )
+    areas = set(units) - set(found["geo_code"])
+    inside = units_within(conn, areas) if areas else pd.DataFrame()
     if inside.empty:
         return found
-    parts = inside.merge(_own_totals(conn, sorted(set(inside["geo_code"]))), on="geo_code")
-    summed = parts.groupby(["area", "year"], as_index=False)["population"].sum()
-    return pd.concat([found, summed.rename(columns={"area": "geo_code"})], ignore_index=True)
+    parts = inside.merge(
+        _own_totals(conn, sorted(set(inside["unit_code"]))).rename(
+            columns={"geo_code": "unit_code"}
+        ),
+        on="unit_code",
+    )
+    summed = parts.groupby(["area_code", "year"], as_index=False)["population"].sum()
+    return pd.concat([found, summed.rename(columns={"area_code": "geo_code"})], ignore_index=True)
 
 
 def _own_totals(conn, units: list[str]) -> pd.DataFrame:

@@ -14,10 +14,15 @@ import sqlalchemy as sa
 from obsx.indicators.catalogue import condition_sql, fact_column, load_catalogue, side_where
 from obsx.indicators.engine import PERIOD_COLUMNS, QUARTER_SQL
 from obsx.indicators.reconcile import build_exclusions, exclusion_sql
-from obsx.indicators.sources import coverage_sql, records_sql
+from obsx.indicators.sources import (
+    coverage_sql,
+    records_sql,
+    shadow_sql,
+    units_within,
+    valid_in,
+)
 from obsx.intake.contract import load_contract
-from obsx.warehouse.deployment import current_deployment
-from obsx.warehouse.tables import geography_rollup, indicator_value
+from obsx.warehouse.tables import indicator_value
 
 
 @dataclass
@@ -64,56 +69,26 @@ def _lineage_sql(dataset: str, period_type: str, condition: str) -> str:
 
 
 def _shadowed(conn, dataset: str, found: pd.DataFrame, geo_level: str) -> pd.Series:
-    """Which of ``found`` (unit_code, period_month) a value at ``geo_level`` does not count:
-    those inside an area that another source reported for as a whole that month, at that area's
-    level and above, where the area's own source is the figure (obsx/indicators/engine.py,
-    ``_build_shadows``)."""
-    none = pd.Series(False, index=found.index)
-    if found.empty:
-        return none
-    deployment = current_deployment()
-    sql = (
-        "SELECT DISTINCT r.unit_code AS area, r.period_month, own.geo_level AS area_level FROM"
-        f" (SELECT unit_code, period_month FROM ({records_sql(dataset, False)}) x UNION"
-        f" SELECT unit_code, period_month FROM ({coverage_sql(False)}) y) r"
-        " JOIN geography_rollup own ON own.unit_code = r.unit_code"
-        f" AND own.geo_code = r.unit_code AND own.geo_level <> '{deployment.units_level.code}'"
+    """Which of ``found`` (unit_code, period_month) a value at ``geo_level`` does not count,
+    as the engine decides it (``sources.shadow_sql``): inside an area that another source
+    reported for as a whole that month, at that area's level and above."""
+    reports = (
+        f"(SELECT unit_code, period_month FROM ({records_sql(dataset, False)}) x"
+        f" UNION SELECT unit_code, period_month FROM ({coverage_sql(False)}) y)"
     )
-    areas = pd.read_sql(sa.text(sql), conn, params={"dataset": dataset})
-    order = deployment.level_codes
-    areas = areas[[order.index(a) >= order.index(geo_level) for a in areas["area_level"]]]
-    if areas.empty:
-        return none
-    r = geography_rollup.c
-    chains = pd.read_sql(
-        sa.select(r.unit_code, r.geo_level, r.geo_code, r.from_month, r.to_month).where(
-            r.unit_code.in_(sorted(set(found["unit_code"])))
+    shadowed = pd.read_sql(
+        sa.text(
+            f"SELECT unit_code, period_month FROM ({shadow_sql(reports)}) s"
+            " WHERE geo_level = :geo_level"
         ),
         conn,
+        params={"dataset": dataset, "geo_level": geo_level},
     )
-    inside = found[["unit_code", "period_month"]].reset_index().merge(chains, on="unit_code")
-    inside = inside[
-        (inside["from_month"].isna() | (inside["from_month"] <= inside["period_month"]))
-        & (inside["to_month"].isna() | (inside["to_month"] > inside["period_month"]))
-    ].merge(
-        areas,
-        left_on=["geo_code", "geo_level", "period_month"],
-        right_on=["area", "area_level", "period_month"],
+    key = ["unit_code", "period_month"]
+    return pd.Series(
+        pd.MultiIndex.from_frame(found[key]).isin(pd.MultiIndex.from_frame(shadowed[key])),
+        index=found.index,
     )
-    inside = inside[inside["unit_code"] != inside["area"]]
-    return none | found.index.isin(inside["index"])
-
-
-def _lowest(conn, codes: set[str]) -> list[str]:
-    """The units of the lowest level among ``codes``, an area above them by its units."""
-    r = geography_rollup.c
-    lowest = sa.select(r.unit_code).where(r.geo_level == current_deployment().units_level.code)
-    found = conn.scalars(
-        sa.select(r.unit_code)
-        .where(r.geo_code.in_(sorted(codes)), r.unit_code.in_(lowest))
-        .distinct()
-    )
-    return sorted(set(found))
 
 
 def _covered_sql(period_type: str) -> str:
@@ -124,8 +99,7 @@ def _covered_sql(period_type: str) -> str:
         FROM (SELECT c0.*, {QUARTER_SQL.format(a="c0.")} AS period_quarter
               FROM ({coverage_sql(False)}) c0) c
         JOIN geography_rollup g ON g.unit_code = c.unit_code AND g.geo_level = :geo_level
-         AND (g.from_month IS NULL OR g.from_month <= c.period_month)
-         AND (g.to_month IS NULL OR g.to_month > c.period_month)
+         {valid_in("g", "c.period_month")}
         WHERE g.geo_code = :geo_code AND c.{PERIOD_COLUMNS[period_type]} = :period"""
 
 
@@ -186,7 +160,8 @@ def explain(
                 params=params | {"dataset": ind.dataset},
             )
             reporting = reporting[~_shadowed(conn, ind.dataset, reporting, row["geo_level"])]
-            units = _lowest(conn, set(reporting["unit_code"]) | set(covered["unit_code"]))
+            reported = set(reporting["unit_code"]) | set(covered["unit_code"])
+            units = sorted(set(units_within(conn, reported)["unit_code"]))
             year = int(period[:4])
             population = pd.read_sql(
                 sa.text(
