@@ -89,7 +89,7 @@ def test_a_decision_needs_a_reason_and_the_bulletin_built_from_the_desk_shows_it
     assert "Decidido" not in refused.text
 
     done = decide(client, REASON)
-    assert "Decisión registrada" in done.text
+    assert "Decisión registrada: 0804 2025-02 sigue a Medicina Legal (IMELCF)." in done.text
     row = re.search(r"<tr><td>0804</td><td>2025-02</td>.*?</tr>", done.text, re.S).group(0)
     assert "Decidido" in row and REASON in row and "Medicina Legal (IMELCF)<br>" in row
 

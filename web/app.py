@@ -862,7 +862,8 @@ async def decide(request: Request):
         detail=f"decision {decision}: follows {source}; {reason[:500]}",
         address=_address(request),
     )
-    _flash(request, t["decision_recorded"].format(geo=geo, period=period, source=source))
+    said = concept.source(source).said(_lang(request))
+    _flash(request, t["decision_recorded"].format(geo=geo, period=period, source=said))
     return RedirectResponse("/desk/reconciliation", status_code=303)
 
 
